@@ -1,0 +1,52 @@
+# homevision: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA := ../shared/data/home-listings-example.csv
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install data run validate train predict test lint format benchmark sample-data clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install homevision with its dev tools
+
+data: ## Link the real sample from ../shared/data into data/raw when it is there
+	@mkdir -p data/raw data/interim data/processed
+	@if [ -f $(SHARED_DATA) ] && [ ! -e data/raw/home-listings-example.csv ]; then \
+		ln -s "$$(cd $$(dirname $(SHARED_DATA)) && pwd)/home-listings-example.csv" data/raw/home-listings-example.csv; \
+		echo "linked $(SHARED_DATA) into data/raw/"; fi
+
+run: install data ## Run the main job on the default data (validate and report)
+	$(BIN)/homevision validate
+
+validate: install data ## Validate the default data and print the data report
+	$(BIN)/homevision validate
+
+sample-data: install ## Write the synthetic sample to data/raw/synthetic-listings.csv
+	$(BIN)/homevision sample-data --rows 2000 --seed 0
+
+test: install data ## Run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: install ## Ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+benchmark: install data ## Print the benchmark figures (benchmarks/)
+	$(BIN)/python benchmarks/synthetic_speed.py
+
+clean: ## Remove caches and generated artifacts (keeps .venv and data/raw)
+	rm -rf .pytest_cache .ruff_cache mlruns mlflow.db reports data/interim/*.csv data/processed/*.csv

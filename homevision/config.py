@@ -1,0 +1,80 @@
+"""Paths and settings. Nothing here touches the disk at import time.
+
+Every path is derived from the project root, which is `HOMEVISION_HOME` when set, else the current
+working directory: commands run from a checkout find data/, params.yaml and reports/ beside them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REAL_SAMPLE_NAME = "home-listings-example.csv"
+SYNTHETIC_SAMPLE_NAME = "synthetic-listings.csv"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """Return the directory that holds data/, params.yaml and reports/ for this run."""
+    return Path(os.environ.get("HOMEVISION_HOME", Path.cwd())).resolve()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The project's folders, following the cookiecutter-data-science layout."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def interim(self) -> Path:
+        return self.root / "data" / "interim"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def rejected(self) -> Path:
+        return self.interim / "rejected.csv"
+
+
+def paths() -> Paths:
+    """Return the Paths of the current project root."""
+    return Paths(project_root())
+
+
+def params_file() -> Path:
+    """Return the params.yaml in force: HOMEVISION_PARAMS, ./params.yaml, else the checkout's."""
+    if env := os.environ.get("HOMEVISION_PARAMS"):
+        return Path(env)
+    local = project_root() / "params.yaml"
+    if local.exists():
+        return local
+    return PACKAGE_DIR.parent / "params.yaml"
+
+
+@cache
+def _load_params(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def load_params() -> dict[str, Any]:
+    """Return the parsed params.yaml (cached per file; callers must not mutate it)."""
+    path = params_file()
+    if not path.exists():
+        raise FileNotFoundError(f"params.yaml not found at {path}; set HOMEVISION_PARAMS")
+    return _load_params(path)

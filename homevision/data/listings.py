@@ -1,0 +1,291 @@
+"""Read an MLS export, validate it against the data contract, and split it for modelling.
+
+Nothing is lost: `validate_listings` returns accepted + rejected rows that always add up to the
+input, every violation with its MLSNumber, row, column, value and rule, and the per-rule count of
+repairable quirks that the feature pipeline fixes later.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+
+from homevision.data.schema import (
+    BOOLEAN_COLUMNS,
+    MLS_ID,
+    NUMERIC_COLUMNS,
+    REPAIRABLE_RULES,
+    REQUIRED_COLUMNS,
+    RULES,
+    SOLD,
+    STATUS,
+    TARGET,
+    build_schema,
+    to_number,
+)
+
+REASON_COLUMN = "rejection_reason"
+VIOLATION_COLUMNS = ["MLSNumber", "row", "column", "value", "rule", "fatal"]
+# pandera's built-in check names, mapped to this project's rule ids.
+_PANDERA_RULES = {"not_nullable": "missing_value"}
+_FRAME_CHECK_COLUMNS = {"sold_price_invalid": TARGET}
+
+
+class NotAnExportError(ValueError):
+    """The file is not a listings export at all (empty, binary, wrong columns, undecodable)."""
+
+
+@dataclass
+class ValidationResult:
+    """The outcome of validating one export: rows kept, rows set aside, and why."""
+
+    accepted: pd.DataFrame
+    rejected: pd.DataFrame
+    violations: pd.DataFrame
+    rows: int
+    repaired: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every row was accepted or repaired, 1 when some were rejected."""
+        return 1 if len(self.rejected) else 0
+
+
+def read_export(path: str | Path) -> pd.DataFrame:
+    """Return the export as a frame of strings (missing cells NaN), row order kept.
+
+    Raises NotAnExportError with one sentence when the file cannot be a listings export.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NotAnExportError(f"{path}: no such file.")
+    if path.is_dir():
+        raise NotAnExportError(f"{path}: is a directory, not a listings export file.")
+    head = path.open("rb").read(8192)
+    if not head.strip():
+        raise NotAnExportError(f"{path}: the file is empty.")
+    if head.startswith(b"PAR1") or path.suffix.lower() == ".parquet":
+        frame = _read_parquet(path)
+    else:
+        if b"\x00" in head:
+            raise NotAnExportError(f"{path}: looks like a binary file, not a CSV export.")
+        frame = _read_csv(path)
+    if frame.empty:
+        raise NotAnExportError(f"{path}: has a header but no listing rows.")
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise NotAnExportError(
+            f"{path}: not a listings export, required column(s) missing: {', '.join(missing)}."
+        )
+    return frame.reset_index(drop=True)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise NotAnExportError(
+            f"{path}: cannot be decoded as UTF-8 text (byte {err.start}); "
+            "re-export it as a UTF-8 CSV."
+        ) from None
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable CSV"
+        raise NotAnExportError(f"{path}: not a readable CSV export ({reason}).") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises many types for a damaged file
+        reason = type(err).__name__
+        raise NotAnExportError(f"{path}: not a readable Parquet file ({reason}).") from None
+    # Same contract as CSV: strings in, so the validator sees what the file holds.
+    return frame.apply(lambda col: col.astype(object).where(col.isna(), col.astype(str)))
+
+
+def validate_listings(raw: pd.DataFrame) -> ValidationResult:
+    """Validate every row and return accepted/rejected rows, violations and repair counts."""
+    schema = build_schema(list(raw.columns))
+    checked = raw[[c for c in schema.columns if c in raw.columns] + _frame_check_inputs(raw)]
+    try:
+        schema.validate(checked, lazy=True)
+        failures = pd.DataFrame(columns=["column", "check", "failure_case", "index"])
+    except pa.errors.SchemaErrors as err:
+        failures = err.failure_cases
+    violations = _violations(raw, failures)
+    fatal_rows = violations.loc[violations["fatal"], "row"].unique() - 1
+    reasons = _reasons(violations[violations["fatal"]])
+    is_fatal = raw.index.isin(fatal_rows)
+    rejected = raw[is_fatal].copy()
+    rejected[REASON_COLUMN] = reasons.reindex(rejected.index + 1).to_numpy()
+    repaired = violations.loc[~violations["fatal"], "rule"].value_counts().sort_index().to_dict()
+    return ValidationResult(
+        accepted=raw[~is_fatal].copy(),
+        rejected=rejected,
+        violations=violations,
+        rows=len(raw),
+        repaired={k: int(v) for k, v in repaired.items()},
+    )
+
+
+def _reasons(fatal: pd.DataFrame) -> pd.Series:
+    """Return one readable sentence per rejected row number, listing all its fatal violations."""
+    text = (
+        fatal["column"]
+        + ": "
+        + fatal["rule"].map(lambda r: RULES.get(r, r))
+        + " (got "
+        + fatal["value"].replace("", "nothing")
+        + ")"
+    )
+    return text.groupby(fatal["row"]).agg("; ".join)
+
+
+def _frame_check_inputs(raw: pd.DataFrame) -> list[str]:
+    return [STATUS] if STATUS in raw.columns and TARGET in raw.columns else []
+
+
+def _violations(raw: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    if failures.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in VIOLATION_COLUMNS}).astype(
+            {"row": "int64", "fatal": bool}
+        )
+    f = failures.dropna(subset=["index"]).copy()
+    f["rule"] = f["check"].astype(str).map(lambda c: _PANDERA_RULES.get(c, c))
+    frame_level = f["rule"].isin(_FRAME_CHECK_COLUMNS)
+    f.loc[frame_level, "column"] = f.loc[frame_level, "rule"].map(_FRAME_CHECK_COLUMNS)
+    f = f.drop_duplicates(subset=["index", "column", "rule"])
+    idx = f["index"].astype("int64").to_numpy()
+    values = [raw.at[i, c] for i, c in zip(idx, f["column"], strict=True)]
+    out = pd.DataFrame(
+        {
+            "MLSNumber": raw[MLS_ID].to_numpy()[idx],
+            "row": idx + 1,
+            "column": f["column"].astype(str).to_numpy(),
+            "value": ["" if pd.isna(v) else str(v) for v in values],
+            "rule": f["rule"].to_numpy(),
+            "fatal": ~f["rule"].isin(REPAIRABLE_RULES).to_numpy(),
+        }
+    )
+    out["MLSNumber"] = out["MLSNumber"].astype(object).where(out["MLSNumber"].notna(), "")
+    return out.sort_values(["row", "column", "rule"], kind="stable").reset_index(drop=True)
+
+
+def coerce_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy with numeric and boolean columns typed; other columns stay strings.
+
+    This is the frame every model sees: the raw export columns with their natural types.
+    """
+    out = frame.copy()
+    for col in NUMERIC_COLUMNS:
+        if col in out.columns:
+            out[col] = to_number(out[col])
+    for col in BOOLEAN_COLUMNS:
+        if col in out.columns:
+            text = out[col].astype("string").str.strip().str.lower()
+            out[col] = text.map(
+                {
+                    "true": 1.0,
+                    "yes": 1.0,
+                    "1": 1.0,
+                    "y": 1.0,
+                    "false": 0.0,
+                    "no": 0.0,
+                    "0": 0.0,
+                    "n": 0.0,
+                }
+            ).astype("float64")
+    if MLS_ID in out.columns:
+        out[MLS_ID] = to_number(out[MLS_ID]).astype("Int64")
+    return out
+
+
+def is_labelled(frame: pd.DataFrame) -> pd.Series:
+    """True for rows that are learning examples: Status Sold with a positive ClosePrice."""
+    if STATUS not in frame.columns or TARGET not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    sold = frame[STATUS].astype("string").str.strip().eq(SOLD).fillna(False)
+    return sold & (to_number(frame[TARGET]) > 0)
+
+
+@dataclass
+class Listings:
+    """A validated export: the raw frame, its validation result, and the typed accepted rows."""
+
+    source: Path
+    raw: pd.DataFrame
+    validation: ValidationResult
+    typed: pd.DataFrame
+
+    @property
+    def labelled(self) -> pd.DataFrame:
+        """Accepted rows with a sale price: what models learn from."""
+        return self.typed[is_labelled(self.typed)]
+
+    @property
+    def to_value(self) -> pd.DataFrame:
+        """Accepted rows without a sale price: the homes to value."""
+        return self.typed[~is_labelled(self.typed)]
+
+
+def load_listings(path: str | Path) -> Listings:
+    """Read, validate and type an export in one step."""
+    raw = read_export(path)
+    result = validate_listings(raw)
+    return Listings(Path(path), raw, result, coerce_types(result.accepted))
+
+
+def write_rejected(result: ValidationResult, path: Path) -> Path:
+    """Write the rejected rows (all original columns plus the reason) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.rejected.to_csv(path, index=False)
+    return path
+
+
+def data_report(listings: Listings, used_columns: list[str]) -> dict[str, Any]:
+    """Return the data report: counts, violations, and missingness/range of the used columns."""
+    res = listings.validation
+    raw = listings.raw
+    by_status = (
+        raw[STATUS].fillna("(missing)").value_counts().to_dict() if STATUS in raw.columns else {}
+    )
+    columns: dict[str, Any] = {}
+    for col in used_columns:
+        if col not in raw.columns:
+            columns[col] = {"present": False}
+            continue
+        values = raw[col]
+        entry: dict[str, Any] = {"present": True, "missing": int(values.isna().sum())}
+        if col in NUMERIC_COLUMNS:
+            num = to_number(values)
+            entry |= {"min": _num(num.min()), "median": _num(num.median()), "max": _num(num.max())}
+        else:
+            entry |= {"distinct": int(values.nunique())}
+        columns[col] = entry
+    return {
+        "source": str(listings.source),
+        "rows": res.rows,
+        "accepted": len(res.accepted),
+        "rejected": len(res.rejected),
+        "labelled": len(listings.labelled),
+        "to_value": len(listings.to_value),
+        "repaired": res.repaired,
+        "violations": [
+            {**row, "row": int(row["row"]), "fatal": bool(row["fatal"])}
+            for row in res.violations.to_dict(orient="records")
+        ],
+        "by_status": {str(k): int(v) for k, v in by_status.items()},
+        "columns": columns,
+    }
+
+
+def _num(value: float) -> float | None:
+    return None if pd.isna(value) else float(value)

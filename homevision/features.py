@@ -1,0 +1,346 @@
+"""Feature pipeline: scikit-learn transformers from raw export columns to model inputs.
+
+`build_preprocessor(feature_set, family)` returns ONE Pipeline holding every fitted step, so a
+model that starts with it needs nothing else at prediction time (no separately saved scalers or
+encoders). Every step is fitted on the rows it is fitted on and nothing else: inside
+cross-validation that means training folds only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    StandardScaler,
+    TargetEncoder,
+)
+from sklearn.utils.validation import check_is_fitted
+
+from homevision.config import load_params
+from homevision.data.schema import MIN_LIST_PRICE
+
+Family = Literal["linear", "tree"]
+UNKNOWN = "Unknown"
+# Derived columns and whether a linear model should see them on a log scale.
+DERIVED_NUMERIC = [
+    "baths_full",
+    "baths_half",
+    "lot_is_zero",
+    "sqft_per_bed",
+    "baths_per_bed",
+    "lot_to_living",
+]
+LOG_SCALE = {"SqFtTotal", "LotSizeAreaSQFT", "CDOM", "ListPrice", "sqft_per_bed", "lot_to_living"}
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Which raw export columns a model uses, by role (from params.yaml)."""
+
+    name: str
+    numeric: tuple[str, ...]
+    baths: str
+    school: str
+    categorical: tuple[str, ...] = ()
+    high_cardinality: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def raw_columns(self) -> list[str]:
+        """The export columns a model built on this feature set reads."""
+        return [*self.numeric, self.baths, self.school, *self.categorical, *self.high_cardinality]
+
+
+def feature_set_names() -> list[str]:
+    """Return the feature set names defined in params.yaml."""
+    return list(load_params()["feature_sets"])
+
+
+def get_feature_set(name: str) -> FeatureSet:
+    """Return the named feature set from params.yaml, or raise KeyError naming the choices."""
+    sets = load_params()["feature_sets"]
+    if name not in sets:
+        raise KeyError(f"unknown feature set {name!r}; choose one of {', '.join(sets)}")
+    spec = sets[name]
+    return FeatureSet(
+        name=name,
+        numeric=tuple(spec["numeric"]),
+        baths=spec["baths"],
+        school=spec["school"],
+        categorical=tuple(spec.get("categorical") or ()),
+        high_cardinality=tuple(spec.get("high_cardinality") or ()),
+        description=spec.get("description", ""),
+    )
+
+
+def leakage_columns() -> list[str]:
+    """Return the leakage list: columns (or prefixes ending in '*') no feature set may use."""
+    return list(load_params()["leakage"])
+
+
+def is_leaky(column: str, leakage: list[str] | None = None) -> bool:
+    """True when `column` is on the leakage list (exact name or prefix pattern)."""
+    for pattern in leakage if leakage is not None else leakage_columns():
+        if pattern.endswith("*") and column.startswith(pattern[:-1]):
+            return True
+        if column == pattern:
+            return True
+    return False
+
+
+class _FrameTransformer(TransformerMixin, BaseEstimator):
+    """Base for stateless-shape transformers that take and return DataFrames."""
+
+    def fit(self, X: pd.DataFrame, y=None):
+        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self._fit(X)
+        return self
+
+    def _fit(self, X: pd.DataFrame) -> None:
+        """Learn what the transform needs; default: nothing."""
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_in_")
+        return np.asarray(self._out_columns(list(self.feature_names_in_)), dtype=object)
+
+    def _out_columns(self, columns: list[str]) -> list[str]:
+        return columns
+
+
+_BATHS_RE = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*$")
+
+
+def split_baths(value: object) -> tuple[float, float]:
+    """Return (full, half) from the MLS "F.H" BathsTotal: "2.1" -> (2, 1), not 2.1 baths.
+
+    Numbers are accepted too (2.1 -> (2, 1)); anything unparseable gives (nan, nan).
+    """
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return (np.nan, np.nan)
+    if isinstance(value, int | float | np.integer | np.floating):
+        text = f"{float(value):.2f}".rstrip("0").rstrip(".")
+    else:
+        text = str(value)
+    match = _BATHS_RE.match(text)
+    if not match:
+        return (np.nan, np.nan)
+    return (float(match.group(1)), float(match.group(2) or 0))
+
+
+class BathsSplitter(_FrameTransformer):
+    """Replace the "F.H" BathsTotal column by numeric `baths_full` and `baths_half`."""
+
+    def __init__(self, column: str = "BathsTotal"):
+        self.column = column
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.drop(columns=[self.column])
+        parts = [split_baths(v) for v in X[self.column].to_numpy()]
+        out["baths_full"] = [p[0] for p in parts]
+        out["baths_half"] = [p[1] for p in parts]
+        return out
+
+    def _out_columns(self, columns: list[str]) -> list[str]:
+        return [c for c in columns if c != self.column] + ["baths_full", "baths_half"]
+
+
+class CDOMRepair(_FrameTransformer):
+    """Repair days on market: negative values are sign errors (abs), missing ones get the
+    training median."""
+
+    def __init__(self, column: str = "CDOM"):
+        self.column = column
+
+    def _fit(self, X: pd.DataFrame) -> None:
+        values = pd.to_numeric(X[self.column], errors="coerce").abs()
+        self.median_ = float(values.median()) if values.notna().any() else 0.0
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.copy()
+        out[self.column] = pd.to_numeric(X[self.column], errors="coerce").abs().fillna(self.median_)
+        return out
+
+
+class LotSizeImputer(_FrameTransformer):
+    """Impute missing lot sizes as living area x the training median lot-to-living ratio, and
+    flag zero lots (townhouses, duplexes) in `lot_is_zero` instead of treating 0 as tiny."""
+
+    def __init__(self, lot: str = "LotSizeAreaSQFT", sqft: str = "SqFtTotal"):
+        self.lot = lot
+        self.sqft = sqft
+
+    def _fit(self, X: pd.DataFrame) -> None:
+        lot = pd.to_numeric(X[self.lot], errors="coerce")
+        sqft = pd.to_numeric(X[self.sqft], errors="coerce")
+        ratio = (lot / sqft)[(lot > 0) & (sqft > 0)]
+        self.ratio_ = float(ratio.median()) if len(ratio) else 2.5
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.copy()
+        lot = pd.to_numeric(X[self.lot], errors="coerce")
+        sqft = pd.to_numeric(X[self.sqft], errors="coerce")
+        out[self.lot] = lot.fillna(sqft * self.ratio_)
+        out["lot_is_zero"] = (out[self.lot] == 0).astype("float64")
+        return out
+
+    def _out_columns(self, columns: list[str]) -> list[str]:
+        return [*columns, "lot_is_zero"]
+
+
+class ImplausibleToMissing(_FrameTransformer):
+    """Treat values below `minimum` as missing (a lease price typed into ListPrice, say)."""
+
+    def __init__(self, column: str = "ListPrice", minimum: float = MIN_LIST_PRICE):
+        self.column = column
+        self.minimum = minimum
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.copy()
+        values = pd.to_numeric(X[self.column], errors="coerce")
+        out[self.column] = values.where(values >= self.minimum)
+        return out
+
+
+class RatioFeatures(_FrameTransformer):
+    """Add living area per bedroom, baths per bedroom and lot-to-living ratio (all after the
+    baths split and lot repair, so they never divide by a raw quirk)."""
+
+    def __init__(
+        self, sqft: str = "SqFtTotal", beds: str = "BedsTotal", lot: str = "LotSizeAreaSQFT"
+    ):
+        self.sqft = sqft
+        self.beds = beds
+        self.lot = lot
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.copy()
+        beds = pd.to_numeric(X[self.beds], errors="coerce").clip(lower=1)
+        sqft = pd.to_numeric(X[self.sqft], errors="coerce")
+        baths = X["baths_full"] + 0.5 * X["baths_half"]
+        out["sqft_per_bed"] = sqft / beds
+        out["baths_per_bed"] = baths / beds
+        out["lot_to_living"] = pd.to_numeric(X[self.lot], errors="coerce") / sqft
+        return out
+
+    def _out_columns(self, columns: list[str]) -> list[str]:
+        return [*columns, "sqft_per_bed", "baths_per_bed", "lot_to_living"]
+
+
+class ColumnSelector(_FrameTransformer):
+    """Keep the feature set's columns, as floats where numeric and strings elsewhere; a missing
+    column is an error naming it, not a silent NaN."""
+
+    def __init__(self, numeric: tuple[str, ...] = (), text: tuple[str, ...] = ()):
+        self.numeric = numeric
+        self.text = text
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in (*self.numeric, *self.text) if c not in X.columns]
+        if missing:
+            raise KeyError(f"input is missing column(s) the model needs: {', '.join(missing)}")
+        out = pd.DataFrame(index=X.index)
+        for col in self.numeric:
+            values = X[col]
+            if not pd.api.types.is_numeric_dtype(values) or values.dtype == bool:
+                values = _to_float(values)
+            out[col] = pd.to_numeric(values, errors="coerce").astype("float64")
+        for col in self.text:
+            out[col] = X[col].astype(object).where(X[col].notna(), None)
+        return out
+
+    def _out_columns(self, columns: list[str]) -> list[str]:
+        return [*self.numeric, *self.text]
+
+
+def _to_float(values: pd.Series) -> pd.Series:
+    mapping = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "y": 1.0, "n": 0.0}
+    text = values.astype("string").str.strip().str.lower()
+    return text.map(lambda v: mapping.get(v, v) if isinstance(v, str) else np.nan)
+
+
+def _log1p(x):
+    return np.log1p(np.clip(x, 0, None))
+
+
+def _log_scaled(columns: list[str]) -> Pipeline:
+    return make_pipeline(
+        SimpleImputer(strategy="median"),
+        FunctionTransformer(_log1p, feature_names_out="one-to-one"),
+        StandardScaler(),
+    )
+
+
+def _categories(min_count: int) -> Pipeline:
+    return make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=UNKNOWN),
+        OneHotEncoder(
+            handle_unknown="infrequent_if_exist", min_frequency=min_count, sparse_output=False
+        ),
+    )
+
+
+def _target_encoded() -> Pipeline:
+    return make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=UNKNOWN),
+        TargetEncoder(target_type="continuous", cv=KFold(5, shuffle=True, random_state=0)),
+    )
+
+
+def build_preprocessor(
+    feature_set: FeatureSet | str, family: Family = "tree", school_min_count: int | None = None
+) -> Pipeline:
+    """Return the Pipeline from raw export columns to a numeric feature frame.
+
+    `family="linear"` logs skewed sizes, scales, and one-hot encodes schools (rare and unseen
+    names share one "infrequent" column); `family="tree"` leaves numbers as they are and
+    target-encodes schools (cross-fitted by scikit-learn, so no row sees its own price).
+    """
+    fs = get_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
+    if family not in ("linear", "tree"):
+        raise ValueError(f"family must be 'linear' or 'tree', not {family!r}")
+    if school_min_count is None:
+        school_min_count = int(load_params()["features"]["school_min_count"])
+    text = (fs.baths, fs.school, *fs.categorical, *fs.high_cardinality)
+    steps: list[tuple[str, object]] = [
+        ("select", ColumnSelector(numeric=fs.numeric, text=text)),
+        ("baths", BathsSplitter(fs.baths)),
+        ("cdom", CDOMRepair("CDOM")),
+        ("lot", LotSizeImputer("LotSizeAreaSQFT", "SqFtTotal")),
+    ]
+    if "ListPrice" in fs.numeric:
+        steps.append(("list_price", ImplausibleToMissing("ListPrice", MIN_LIST_PRICE)))
+    steps.append(("ratios", RatioFeatures()))
+
+    numeric = [*fs.numeric, *DERIVED_NUMERIC]
+    if family == "linear":
+        logged = [c for c in numeric if c in LOG_SCALE]
+        plain = [c for c in numeric if c not in LOG_SCALE]
+        transformers = [
+            ("log", _log_scaled(logged), logged),
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), plain),
+            ("school", _categories(school_min_count), [fs.school]),
+        ]
+    else:
+        transformers = [
+            ("num", SimpleImputer(strategy="median"), numeric),
+            ("school", _target_encoded(), [fs.school]),
+        ]
+    if fs.categorical:
+        transformers.append(("cat", _categories(school_min_count), list(fs.categorical)))
+    if fs.high_cardinality:
+        transformers.append(("hicard", _target_encoded(), list(fs.high_cardinality)))
+    encode = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
+    steps.append(("encode", encode))
+    return Pipeline(steps).set_output(transform="pandas")

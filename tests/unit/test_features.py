@@ -1,0 +1,176 @@
+"""Each feature transformer on tiny frames, each with a negative case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from homevision.features import (
+    BathsSplitter,
+    CDOMRepair,
+    ColumnSelector,
+    ImplausibleToMissing,
+    LotSizeImputer,
+    RatioFeatures,
+    build_preprocessor,
+    split_baths,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2.1", (2, 1)),
+        ("3", (3, 0)),
+        (2.1, (2, 1)),
+        (4, (4, 0)),
+        ("5.2", (5, 2)),
+        ("10.1", (10, 1)),
+    ],
+)
+def test_split_baths_reads_full_dot_half(value, expected):
+    assert split_baths(value) == expected
+
+
+@pytest.mark.parametrize("value", ["2,5", "two", "", None, np.nan, "2.1.1"])
+def test_split_baths_rejects_garbage_as_nan(value):
+    full, half = split_baths(value)
+    assert np.isnan(full) and np.isnan(half)
+
+
+def test_baths_splitter_replaces_column_and_names_outputs():
+    frame = pd.DataFrame({"BathsTotal": ["2.1", "3", "4.2"], "x": [1, 2, 3]})
+    step = BathsSplitter().fit(frame)
+    out = step.transform(frame)
+    assert list(out.columns) == ["x", "baths_full", "baths_half"]
+    assert out["baths_full"].tolist() == [2, 3, 4]
+    assert out["baths_half"].tolist() == [1, 0, 2]
+    assert list(step.get_feature_names_out()) == list(out.columns)
+    # 2.1 baths is not 2.1 bathrooms: never summed as a decimal.
+    assert out["baths_full"].iloc[0] + out["baths_half"].iloc[0] != 2.1
+
+
+def test_cdom_repair_flips_sign_errors_and_imputes_training_median():
+    train = pd.DataFrame({"CDOM": [10.0, -30.0, 50.0, np.nan]})
+    step = CDOMRepair().fit(train)
+    assert step.median_ == 30.0  # median of |10|, |-30|, |50|
+    out = step.transform(pd.DataFrame({"CDOM": [-62.0, np.nan, 5.0]}))
+    assert out["CDOM"].tolist() == [62.0, 30.0, 5.0]
+
+
+def test_cdom_repair_median_ignores_rows_it_only_transforms():
+    step = CDOMRepair().fit(pd.DataFrame({"CDOM": [1.0, 2.0, 3.0]}))
+    step.transform(pd.DataFrame({"CDOM": [1000.0, np.nan]}))
+    assert step.median_ == 2.0
+
+
+def test_lot_imputer_uses_living_area_ratio_and_flags_zero_lots():
+    train = pd.DataFrame(
+        {"LotSizeAreaSQFT": [6000.0, 9000.0, 0.0], "SqFtTotal": [2000, 3000, 1500]}
+    )
+    step = LotSizeImputer().fit(train)
+    assert step.ratio_ == 3.0  # zero lots do not drag the ratio down
+    out = step.transform(
+        pd.DataFrame({"LotSizeAreaSQFT": [np.nan, 0.0, 5000.0], "SqFtTotal": [1000, 1200, 2500]})
+    )
+    assert out["LotSizeAreaSQFT"].tolist() == [3000.0, 0.0, 5000.0]
+    assert out["lot_is_zero"].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_implausible_list_price_becomes_missing():
+    step = ImplausibleToMissing("ListPrice", 10_000).fit(pd.DataFrame({"ListPrice": [1.0]}))
+    out = step.transform(pd.DataFrame({"ListPrice": [2500.0, 400_000.0]}))
+    assert np.isnan(out["ListPrice"].iloc[0])
+    assert out["ListPrice"].iloc[1] == 400_000.0
+
+
+def test_ratio_features_guard_zero_bedrooms():
+    frame = pd.DataFrame(
+        {
+            "SqFtTotal": [2000.0, 900.0],
+            "BedsTotal": [4.0, 0.0],
+            "LotSizeAreaSQFT": [8000.0, 0.0],
+            "baths_full": [2.0, 1.0],
+            "baths_half": [1.0, 0.0],
+        }
+    )
+    out = RatioFeatures().fit(frame).transform(frame)
+    assert out["sqft_per_bed"].tolist() == [500.0, 900.0]
+    assert out["baths_per_bed"].tolist() == [0.625, 1.0]
+    assert out["lot_to_living"].tolist() == [4.0, 0.0]
+    assert np.isfinite(out.select_dtypes("number")).all().all()
+
+
+def test_column_selector_names_a_missing_column():
+    step = ColumnSelector(numeric=("SqFtTotal",), text=("ElementarySchoolName",))
+    frame = pd.DataFrame({"SqFtTotal": [1.0]})
+    with pytest.raises(KeyError, match="ElementarySchoolName"):
+        step.fit(frame).transform(frame)
+
+
+def test_column_selector_reads_booleans_and_numeric_strings():
+    step = ColumnSelector(numeric=("PoolYN", "SqFtTotal"))
+    frame = pd.DataFrame({"PoolYN": ["True", "False"], "SqFtTotal": ["2000", "1500"]})
+    out = step.fit(frame).transform(frame)
+    assert out["PoolYN"].tolist() == [1.0, 0.0]
+    assert out["SqFtTotal"].tolist() == [2000.0, 1500.0]
+
+
+def _listings(n: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    schools = np.array(["A", "B", "C", "Rare"])
+    return pd.DataFrame(
+        {
+            "BathsTotal": rng.choice(["2", "2.1", "3.1"], n),
+            "BedsTotal": rng.integers(2, 6, n).astype(float),
+            "CDOM": rng.integers(-5, 100, n).astype(float),
+            "LotSizeAreaSQFT": rng.choice([0.0, 6000.0, 8000.0, np.nan], n),
+            "SqFtTotal": rng.integers(1000, 4000, n).astype(float),
+            "ElementarySchoolName": rng.choice(schools, n, p=[0.4, 0.3, 0.27, 0.03]),
+        }
+    )
+
+
+@pytest.mark.parametrize("family", ["linear", "tree"])
+def test_preprocessor_outputs_named_complete_numbers(family):
+    frame = _listings()
+    y = 100 * frame["SqFtTotal"]
+    pre = build_preprocessor("task6", family).fit(frame, y)
+    out = pre.transform(frame)
+    assert isinstance(out, pd.DataFrame)
+    assert not out.isna().any().any()
+    assert any("SqFtTotal" in c for c in out.columns)
+    assert any("ElementarySchoolName" in c for c in out.columns)
+
+
+@pytest.mark.parametrize("family", ["linear", "tree"])
+def test_preprocessor_copes_with_unseen_and_missing_school(family):
+    frame = _listings()
+    pre = build_preprocessor("task6", family).fit(frame, 100 * frame["SqFtTotal"])
+    new = _listings(3, seed=1)
+    new["ElementarySchoolName"] = ["Brand New School", None, "A"]
+    out = pre.transform(new)
+    assert len(out) == 3 and not out.isna().any().any()
+
+
+def test_linear_preprocessor_groups_rare_schools():
+    frame = _listings(60)
+    pre = build_preprocessor("task6", "linear", school_min_count=5).fit(frame, frame["SqFtTotal"])
+    school_cols = [c for c in pre.transform(frame).columns if c.startswith("school__")]
+    assert not any(c.endswith("_Rare") for c in school_cols)
+    assert any("infrequent" in c for c in school_cols)
+
+
+def test_preprocessor_does_not_mutate_its_input():
+    frame = _listings()
+    before = frame.copy()
+    build_preprocessor("task6", "tree").fit_transform(frame, frame["SqFtTotal"])
+    pd.testing.assert_frame_equal(frame, before)
+
+
+def test_preprocessor_rejects_unknown_family_and_feature_set():
+    with pytest.raises(ValueError, match="family"):
+        build_preprocessor("task6", "quantum")
+    with pytest.raises(KeyError, match="task6"):
+        build_preprocessor("no-such-set", "tree")

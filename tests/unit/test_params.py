@@ -1,0 +1,49 @@
+"""Feature sets are configuration; the leakage list is enforced against every one of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from homevision.features import feature_set_names, get_feature_set, is_leaky, leakage_columns
+
+
+def test_the_three_documented_feature_sets_exist():
+    assert {"task6", "offmarket", "onmarket"} <= set(feature_set_names())
+
+
+def test_task6_is_the_take_homes_six_features():
+    fs = get_feature_set("task6")
+    assert sorted(fs.raw_columns) == sorted(
+        ["BathsTotal", "BedsTotal", "CDOM", "LotSizeAreaSQFT", "SqFtTotal", "ElementarySchoolName"]
+    )
+
+
+@pytest.mark.parametrize("name", ["task6", "offmarket", "onmarket"])
+def test_no_feature_set_uses_a_leaky_column(name):
+    leaky = [c for c in get_feature_set(name).raw_columns if is_leaky(c)]
+    assert leaky == []
+
+
+def test_leakage_list_catches_known_leaks_and_prefixes():
+    for column in [
+        "ClosePrice",
+        "CurrentPrice",
+        "RATIO_ClosePrice_By_ListPrice",
+        "SellingAgentFullName",
+        "SellingOfficeName",
+        "CloseDate",
+    ]:
+        assert is_leaky(column), column
+    assert not is_leaky("ListPrice")
+    assert "CurrentPrice" in leakage_columns()
+
+
+def test_a_leaky_feature_set_would_be_caught():
+    assert is_leaky("CurrentPrice", ["CurrentPrice"])
+    assert is_leaky("RATIO_CurrentPrice_By_SQFT", ["RATIO_CurrentPrice_*"])
+
+
+def test_only_onmarket_sees_the_asking_price():
+    assert "ListPrice" in get_feature_set("onmarket").raw_columns
+    assert "ListPrice" not in get_feature_set("offmarket").raw_columns
+    assert "ListPrice" not in get_feature_set("task6").raw_columns

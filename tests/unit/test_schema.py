@@ -1,0 +1,198 @@
+"""The data contract: every kind of bad input, every violation reported, no row lost."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from homevision.data.listings import (
+    REASON_COLUMN,
+    NotAnExportError,
+    coerce_types,
+    is_labelled,
+    read_export,
+    validate_listings,
+)
+
+
+def _export(**overrides) -> pd.DataFrame:
+    base = {
+        "MLSNumber": ["1", "2", "3", "4"],
+        "Status": ["Sold", "Active", "Sold", "Pending"],
+        "BathsTotal": ["2.1", "3", "2", "4.2"],
+        "BedsTotal": ["3", "4", "2", "5"],
+        "CDOM": ["10", "20", "30", "40"],
+        "LotSizeAreaSQFT": ["6000", "7000.5", "0", "9000"],
+        "SqFtTotal": ["2000", "2500", "1200", "4000"],
+        "ElementarySchoolName": ["A", "B", "A", "C"],
+        "ClosePrice": ["300000", None, "250000", None],
+        "ListPrice": ["310000", "400000", "255000", "600000"],
+    }
+    frame = pd.DataFrame(base)
+    for key, (row, value) in overrides.items():
+        frame.loc[row, key] = value
+    return frame
+
+
+def _violation(result, row: int, column: str) -> dict:
+    hits = result.violations[
+        (result.violations["row"] == row) & (result.violations["column"] == column)
+    ]
+    assert len(hits) == 1, result.violations
+    return hits.iloc[0].to_dict()
+
+
+def test_clean_export_is_all_accepted():
+    result = validate_listings(_export())
+    assert len(result.accepted) == 4 and result.rejected.empty
+    assert result.exit_code == 0
+    assert result.repaired == {"lot_size_zero": 1}
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("SqFtTotal", "abc", "not_a_number"),
+        ("SqFtTotal", "0", "not_positive"),
+        ("SqFtTotal", "-10", "not_positive"),
+        ("SqFtTotal", "1000000", "implausible"),
+        ("SqFtTotal", None, "missing_value"),
+        ("BedsTotal", "-1", "negative"),
+        ("BedsTotal", "2.5", "not_an_integer"),
+        ("BedsTotal", None, "missing_value"),
+        ("BathsTotal", "2,5", "baths_format"),
+        ("BathsTotal", "two", "baths_format"),
+        ("BathsTotal", None, "missing_value"),
+        ("LotSizeAreaSQFT", "-5", "negative"),
+        ("LotSizeAreaSQFT", "big", "not_a_number"),
+        ("CDOM", "soon", "not_a_number"),
+        ("MLSNumber", None, "missing_value"),
+        ("MLSNumber", "12a", "not_a_number"),
+        ("ClosePrice", "0", "sold_price_invalid"),
+        ("ClosePrice", "n/a", "not_a_number"),
+    ],
+)
+def test_fatal_violation_names_row_column_value_and_rule(column, value, rule):
+    result = validate_listings(_export(**{column: (2, value)}))
+    found = _violation(result, row=3, column=column)
+    assert found["rule"] == rule
+    assert found["fatal"]
+    assert found["value"] == ("" if value is None else value)
+    assert len(result.accepted) + len(result.rejected) == 4
+    assert result.rejected.index.tolist() == [2]
+    assert column in result.rejected[REASON_COLUMN].iloc[0]
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("CDOM", "-62", "cdom_negative"),
+        ("CDOM", None, "cdom_missing"),
+        ("LotSizeAreaSQFT", None, "lot_size_missing"),
+        ("ElementarySchoolName", None, "school_missing"),
+        ("ListPrice", "2500", "list_price_implausible"),
+    ],
+)
+def test_repairable_quirks_are_counted_not_rejected(column, value, rule):
+    result = validate_listings(_export(**{column: (1, value)}))
+    assert result.rejected.empty
+    assert result.repaired[rule] == 1
+    assert not _violation(result, row=2, column=column)["fatal"]
+
+
+def test_every_violation_is_reported_not_just_the_first():
+    frame = _export(SqFtTotal=(0, "abc"), BedsTotal=(1, "-2"), BathsTotal=(3, "x"))
+    frame.loc[2, "MLSNumber"] = "1"
+    result = validate_listings(frame)
+    fatal = result.violations[result.violations["fatal"]]
+    assert sorted(fatal["row"]) == [1, 2, 3, 4]
+    assert len(result.rejected) == 4 and result.accepted.empty
+
+
+def test_duplicate_mlsnumber_keeps_the_first_row():
+    frame = _export()
+    frame.loc[3, "MLSNumber"] = "2"
+    result = validate_listings(frame)
+    assert result.rejected.index.tolist() == [3]
+    assert _violation(result, row=4, column="MLSNumber")["rule"] == "duplicate"
+
+
+def test_a_row_with_several_problems_lists_them_all_in_its_reason():
+    result = validate_listings(_export(SqFtTotal=(0, "abc"), BedsTotal=(0, "-1")))
+    reason = result.rejected[REASON_COLUMN].iloc[0]
+    assert "SqFtTotal" in reason and "BedsTotal" in reason
+
+
+def test_sold_without_any_price_is_kept_and_valued_not_learned_from():
+    result = validate_listings(_export(ClosePrice=(0, None)))
+    assert result.rejected.empty
+    typed = coerce_types(result.accepted)
+    assert is_labelled(typed).tolist() == [False, False, True, False]
+
+
+def test_coerce_types_gives_numbers_and_keeps_baths_text():
+    typed = coerce_types(_export())
+    assert typed["SqFtTotal"].dtype == "float64"
+    assert typed["BathsTotal"].tolist()[0] == "2.1"
+    assert typed["MLSNumber"].tolist() == [1, 2, 3, 4]
+
+
+# ---- files that are not listings exports: one sentence, never a traceback ----
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(NotAnExportError, match="empty"):
+        read_export(path)
+
+
+def test_header_only(tmp_path):
+    path = tmp_path / "header.csv"
+    _export().iloc[:0].to_csv(path, index=False)
+    with pytest.raises(NotAnExportError, match="no listing rows"):
+        read_export(path)
+
+
+def test_binary_file(tmp_path):
+    path = tmp_path / "photo.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(NotAnExportError, match="binary"):
+        read_export(path)
+
+
+def test_missing_required_column_is_named(tmp_path):
+    path = tmp_path / "partial.csv"
+    _export().drop(columns=["SqFtTotal", "ElementarySchoolName"]).to_csv(path, index=False)
+    with pytest.raises(NotAnExportError, match="SqFtTotal, ElementarySchoolName"):
+        read_export(path)
+
+
+def test_undecodable_text(tmp_path):
+    path = tmp_path / "latin1.csv"
+    _export().assign(ElementarySchoolName="Éc").to_csv(path, index=False, encoding="latin-1")
+    with pytest.raises(NotAnExportError, match="UTF-8"):
+        read_export(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(NotAnExportError, match="no such file"):
+        read_export(tmp_path / "nope.csv")
+    with pytest.raises(NotAnExportError, match="directory"):
+        read_export(tmp_path)
+
+
+def test_parquet_reads_like_csv(tmp_path):
+    path = tmp_path / "listings.parquet"
+    typed = coerce_types(_export())
+    typed.to_parquet(path)
+    result = validate_listings(read_export(path))
+    assert len(result.accepted) == 4 and result.rejected.empty
+
+
+def test_damaged_parquet(tmp_path):
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(b"PAR1" + b"garbage" * 10)
+    with pytest.raises(NotAnExportError, match="Parquet"):
+        read_export(path)
