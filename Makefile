@@ -6,7 +6,7 @@ SHARED_DATA := ../shared/data/home-listings-example.csv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run validate train predict test lint format benchmark sample-data clean
+.PHONY: help install data run validate train predict mlflow-ui test lint format benchmark sample-data clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -25,8 +25,18 @@ data: ## Link the real sample from ../shared/data into data/raw when it is there
 		ln -s "$$(cd $$(dirname $(SHARED_DATA)) && pwd)/home-listings-example.csv" data/raw/home-listings-example.csv; \
 		echo "linked $(SHARED_DATA) into data/raw/"; fi
 
-run: install data ## Run the main job on the default data (validate and report)
-	$(BIN)/homevision validate
+run: install data ## Run the main job on the default data: train (select, tune, register), then value
+	$(BIN)/homevision train
+	$(BIN)/homevision predict
+
+train: install data ## Select, tune, evaluate and register a model on the default data
+	$(BIN)/homevision train
+
+predict: install data ## Value the unsold listings of the default data with the champion
+	$(BIN)/homevision predict
+
+mlflow-ui: install ## Browse runs, models and artifacts (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
 
 validate: install data ## Validate the default data and print the data report
 	$(BIN)/homevision validate
@@ -47,6 +57,7 @@ format: install ## Apply ruff fixes and formatting
 
 benchmark: install data ## Print the benchmark figures (benchmarks/)
 	$(BIN)/python benchmarks/synthetic_speed.py
+	$(BIN)/python benchmarks/accuracy.py
 
 clean: ## Remove caches and generated artifacts (keeps .venv and data/raw)
-	rm -rf .pytest_cache .ruff_cache mlruns mlflow.db reports data/interim/*.csv data/processed/*.csv
+	rm -rf .pytest_cache .ruff_cache mlruns mlflow.db optuna.db reports data/interim/*.csv data/processed/*.csv

@@ -171,5 +171,142 @@ def sample_data(
     console.print(f"Wrote {rows:,} listings to {target} in {time.perf_counter() - start:.1f} s")
 
 
+FeaturesOption = Annotated[
+    str,
+    typer.Option("--features", help="Feature set from params.yaml: task6, offmarket, onmarket."),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a "
+        "run id. Default: models:/homevision-price@champion.",
+    ),
+]
+
+
+@app.command()
+def train(
+    data: DataOption = None,
+    features: FeaturesOption = "task6",
+    budget: Annotated[
+        float | None, typer.Option(help="Seconds for the whole job (default from params.yaml).")
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option(help="Make the new model champion even if it is not better.")
+    ] = False,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default sqlite:///optuna.db).")
+    ] = None,
+) -> None:
+    """Select, tune, honestly evaluate, refit, log and register a model."""
+    from homevision.modeling.card import fmt_metric
+    from homevision.modeling.train import train as run_training
+
+    source = resolve_data_path(data)
+    _load(source)  # fail early, with one sentence, on a file that is not an export
+    try:
+        outcome = run_training(source, features, budget=budget, promote=promote, storage=storage)
+    except (KeyError, ValueError) as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table(title=f"Leaderboard ({outcome.selection.plan.describe()})")
+    for head in ("candidate", "RMSE", "± std", "MAE", "R2", "MAPE", "MdAPE", "within 10%"):
+        table.add_column(head, justify="left" if head == "candidate" else "right")
+    for name, row in outcome.selection.table.iterrows():
+        table.add_row(
+            str(name),
+            fmt_metric("rmse", row["rmse"]),
+            fmt_metric("rmse", row["rmse_std"]),
+            fmt_metric("mae", row["mae"]),
+            fmt_metric("r2", row["r2"]),
+            fmt_metric("mape", row["mape"]),
+            fmt_metric("mdape", row["mdape"]),
+            fmt_metric("within_10", row["within_10"]),
+        )
+    console.print(table)
+    honest = outcome.honest
+    console.print(
+        f"Honest estimate ({honest['method']}):\n  RMSE {fmt_metric('rmse', honest['rmse'])}, "
+        f"MAE {fmt_metric('mae', honest['mae'])}, MAPE {fmt_metric('mape', honest['mape'])}, "
+        f"MdAPE {fmt_metric('mdape', honest['mdape'])}, "
+        f"within 10% {fmt_metric('within_10', honest['within_10'])}",
+        highlight=False,
+    )
+    console.print(
+        f"Model {outcome.selection.winner}: homevision-price v{outcome.version} "
+        f"(run {outcome.run_id}); {outcome.champion_note}.\n"
+        f"Model card: {outcome.card_path}  ({outcome.seconds:.0f} s)",
+        highlight=False,
+    )
+
+
+@app.command()
+def predict(
+    model: ModelOption = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Export to value (every row). Default: the unsold "
+            "listings of the configured data.",
+        ),
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
+) -> None:
+    """Value every row of an export: MLSNumber, predicted_close_price, error."""
+    from homevision.data.listings import read_export
+    from homevision.modeling.predict import unsold_rows, value_listings
+    from homevision.tracking import ModelNotFoundError, load_model
+
+    source = resolve_data_path(data)
+    try:
+        raw = read_export(source)
+        fitted = load_model(model)
+    except (NotAnExportError, ModelNotFoundError) as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    rows = raw if data is not None else unsold_rows(raw)
+    with console.status(f"Valuing {len(rows):,} listings..."):
+        valued = value_listings(fitted, rows)
+    target = output or paths().processed / "valuations.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    valued.to_csv(target, index=False)
+    failed = int((valued["error"] != "").sum())
+    console.print(
+        f"Valued {len(valued) - failed:,} of {len(valued):,} listings "
+        f"({failed:,} with an error) -> {target}",
+        highlight=False,
+    )
+
+
+@app.command()
+def tune(
+    candidate: Annotated[str, typer.Option(help="Candidate to tune, e.g. xgboost.")] = "xgboost",
+    data: DataOption = None,
+    features: FeaturesOption = "task6",
+    trials: Annotated[int | None, typer.Option(help="Trials for this process.")] = 20,
+    timeout: Annotated[float | None, typer.Option(help="Seconds for this process.")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL shared by processes.")
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (shared by processes).")] = None,
+) -> None:
+    """Tune one candidate with Optuna on the labelled rows; studies can be shared."""
+    from homevision.modeling.tuning_job import run_tuning
+
+    listings = _load(data)
+    try:
+        result = run_tuning(listings, candidate, features, trials, timeout, storage, study)
+    except (KeyError, ValueError) as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"Study {result.study_name}: {result.trials} completed trial(s); best CV RMSE "
+        f"${result.rmse:,.0f} with {result.params}",
+        highlight=False,
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -112,7 +112,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def validate_listings(raw: pd.DataFrame) -> ValidationResult:
-    """Validate every row and return accepted/rejected rows, violations and repair counts."""
+    """Validate every row and return accepted/rejected rows, violations and repair counts.
+
+    Rows are identified by position: the result's frames are indexed 0..n-1 like `row - 1`.
+    """
+    raw = raw.reset_index(drop=True)
     schema = build_schema(list(raw.columns))
     checked = raw[[c for c in schema.columns if c in raw.columns] + _frame_check_inputs(raw)]
     try:

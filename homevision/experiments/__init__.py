@@ -1,0 +1,1 @@
+"""The take-home's experiment entry points, kept as thin wrappers over homevision.modeling."""

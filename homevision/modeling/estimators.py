@@ -1,0 +1,91 @@
+"""Meta-estimators that make flexible models behave like valuation models: a living-area trend
+they cannot forget, and monotonic constraints for trees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+
+class SqftElasticityTarget(RegressorMixin, BaseEstimator):
+    """Fit `estimator` on the log price left over after a log-log living-area trend, and add
+    the trend back: price = exp(a + b * log(SqFtTotal) + f(x)).
+
+    The elasticity b is the least-squares slope of log price on log living area in the training
+    rows (clipped to [0.2, 1.5]); `elasticity` fixes it instead (1.0: model log $/sqft). Flexible
+    models (trees, kernels, networks) revert to their mean far from the data, so without the
+    trend they would value a bigger home than any they saw like an average one; with it, more
+    living area keeps meaning more dollars.
+    """
+
+    def __init__(self, estimator=None, sqft: str = "SqFtTotal", elasticity: float | None = None):
+        self.estimator = estimator
+        self.sqft = sqft
+        self.elasticity = elasticity
+
+    def _log_sqft(self, X: pd.DataFrame) -> np.ndarray:
+        return np.log(pd.to_numeric(X[self.sqft], errors="coerce").to_numpy(float))
+
+    def fit(self, X: pd.DataFrame, y):
+        log_y, log_s = np.log(np.asarray(y, dtype=float)), self._log_sqft(X)
+        if self.elasticity is None:
+            slope = np.polyfit(log_s, log_y, 1)[0] if np.ptp(log_s) > 0 else 1.0
+            self.elasticity_ = float(np.clip(slope, 0.2, 1.5))
+        else:
+            self.elasticity_ = float(self.elasticity)
+        self.estimator_ = clone(self.estimator).fit(X, log_y - self.elasticity_ * log_s)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.exp(self.estimator_.predict(X) + self.elasticity_ * self._log_sqft(X))
+
+
+# Third-party boosters name the parameter differently from scikit-learn's trees.
+_BOOSTERS = frozenset({"XGBRegressor", "LGBMRegressor", "CatBoostRegressor"})
+
+
+class MonotoneInSqft(RegressorMixin, BaseEstimator):
+    """Fit a tree model under monotonic constraints so that more living area never lowers its
+    output: non-decreasing in features named after living area, non-increasing in the
+    lot-to-living ratio (which falls as living area grows). The constraint vector is built from
+    the feature names the model receives, so it follows whatever the preprocessor produced."""
+
+    def __init__(
+        self,
+        regressor=None,
+        increasing=("SqFtTotal", "sqft_per_bed"),
+        decreasing=("lot_to_living",),
+    ):
+        self.regressor = regressor
+        self.increasing = increasing
+        self.decreasing = decreasing
+
+    def constraints(self, columns) -> list[int]:
+        """Return +1 / -1 / 0 per feature name."""
+        return [
+            1
+            if any(k in c for k in self.increasing)
+            else -1
+            if any(k in c for k in self.decreasing)
+            else 0
+            for c in columns
+        ]
+
+    def fit(self, X: pd.DataFrame, y):
+        regressor = clone(self.regressor)
+        kind = type(regressor).__name__
+        name = "monotone_constraints" if kind in _BOOSTERS else "monotonic_cst"
+        cst = self.constraints(list(X.columns))
+        regressor.set_params(
+            **{name: tuple(cst) if type(regressor).__name__ == "XGBRegressor" else cst}
+        )
+        self.regressor_ = regressor.fit(X, y)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "regressor_")
+        return self.regressor_.predict(X)

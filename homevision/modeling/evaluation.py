@@ -1,0 +1,117 @@
+"""Cross-validation: repeated K-fold stratified on price bins, metrics in dollars, leaderboards.
+
+Every fitted step is refitted inside each training fold (the whole Pipeline is cloned per fold),
+so no validation row ever influences the model that scores it.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import RepeatedStratifiedKFold
+
+from homevision.modeling.metrics import GREATER_IS_BETTER, valuation_metrics
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class CVPlan:
+    """Which folds: K folds x R repeats, stratified on price-quantile bins, fixed seed."""
+
+    folds: int = 5
+    repeats: int = 5
+    seed: int = 0
+    bins: int = 5
+
+    def splits(self, y: pd.Series | np.ndarray) -> list[list[Split]]:
+        """Return the splits grouped by repeat: splits[r] is the K folds of repeat r."""
+        y = np.asarray(y, dtype=float)
+        bins = min(self.bins, max(2, len(y) // (2 * self.folds)))
+        strata = pd.qcut(y, q=bins, labels=False, duplicates="drop")
+        cv = RepeatedStratifiedKFold(
+            n_splits=self.folds, n_repeats=self.repeats, random_state=self.seed
+        )
+        flat = list(cv.split(np.zeros(len(y)), strata))
+        return [flat[r * self.folds : (r + 1) * self.folds] for r in range(self.repeats)]
+
+    def describe(self) -> str:
+        return f"{self.repeats}x{self.folds}-fold CV stratified on price bins (seed {self.seed})"
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold predictions per repeat and the metrics computed from them."""
+
+    per_repeat: pd.DataFrame  # one row per repeat, one column per metric
+    oof: np.ndarray  # shape (repeats, n): each repeat predicts every row exactly once
+    fit_seconds: float
+
+    def summary(self) -> dict[str, float]:
+        """Return mean and std across repeats of every metric: {"rmse": m, "rmse_std": s, ...}."""
+        out: dict[str, float] = {}
+        for metric in self.per_repeat.columns:
+            out[metric] = float(self.per_repeat[metric].mean())
+            out[f"{metric}_std"] = float(self.per_repeat[metric].std(ddof=0))
+        out["fit_seconds"] = self.fit_seconds
+        return out
+
+    @property
+    def oof_mean(self) -> np.ndarray:
+        """Each row's out-of-fold prediction averaged over repeats (for plots)."""
+        return self.oof.mean(axis=0)
+
+
+def _fit_predict(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, split: Split):
+    train, test = split
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # A model that did not converge is judged by its CV score, not by a console warning.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = clone(model).fit(X.iloc[train], y.iloc[train])
+    return test, fitted.predict(X.iloc[test]), time.perf_counter() - start
+
+
+def cross_validate_model(
+    model: BaseEstimator,
+    X: pd.DataFrame,
+    y: pd.Series,
+    splits: list[list[Split]],
+    n_jobs: int = 2,
+    on_repeat: Callable[[int, float], None] | None = None,
+) -> CVResult:
+    """Cross-validate `model` on the given splits and return its out-of-fold results.
+
+    `on_repeat(r, running_rmse)` is called after each repeat (Optuna pruning hooks in here and
+    may raise to stop early).
+    """
+    y = pd.Series(np.asarray(y, dtype=float), index=X.index)
+    oof = np.full((len(splits), len(X)), np.nan)
+    rows, seconds = [], 0.0
+    with Parallel(n_jobs=n_jobs) as parallel:
+        for r, folds in enumerate(splits):
+            results = parallel(delayed(_fit_predict)(model, X, y, s) for s in folds)
+            for test, pred, took in results:
+                oof[r, test] = pred
+                seconds += took
+            rows.append(valuation_metrics(y.to_numpy(), oof[r]))
+            if on_repeat is not None:
+                on_repeat(r, float(np.mean([row["rmse"] for row in rows])))
+    done = len(rows)
+    return CVResult(pd.DataFrame(rows), oof[:done], seconds / max(1, done))
+
+
+def leaderboard(results: dict[str, CVResult], primary: str = "rmse") -> pd.DataFrame:
+    """Return one row per candidate (mean and std of every metric), best first by `primary`."""
+    table = pd.DataFrame({name: r.summary() for name, r in results.items()}).T
+    table.index.name = "candidate"
+    ascending = not GREATER_IS_BETTER[primary]
+    return table.sort_values(primary, ascending=ascending)

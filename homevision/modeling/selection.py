@@ -1,0 +1,218 @@
+"""Model selection as one procedure: CV every candidate, tune the best, try a blend, pick a winner.
+
+Because the whole procedure is a function of the rows it is given, its honest error is measured
+by running it again inside an outer CV loop (`nested_estimate`): the outer test folds never
+influence which model is chosen or how it is tuned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from homevision.features import FeatureSet
+from homevision.modeling.candidates import BASELINES, BLEND, CANDIDATES, build_from_spec
+from homevision.modeling.checks import sqft_monotonicity_violations
+from homevision.modeling.evaluation import CVPlan, CVResult, cross_validate_model, leaderboard
+from homevision.modeling.metrics import valuation_metrics
+from homevision.modeling.tuning import TrialCallback, TuningResult, tune
+
+log = logging.getLogger(__name__)
+Spec = dict[str, Any]
+ResultCallback = Callable[[str, Spec, CVResult], None]
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """How hard the procedure works: CV plan, candidates, tuning and blending budget."""
+
+    plan: CVPlan = field(default_factory=CVPlan)
+    candidates: tuple[str, ...] = tuple(CANDIDATES)
+    tune_top: int = 2
+    tuning_trials: int | None = 30
+    tuning_timeout: float | None = 60.0
+    blend_top: int = 3
+    storage: str | None = None
+    study_prefix: str = "homevision"
+    n_jobs: int = 2
+    show_progress: bool = False
+
+
+@dataclass
+class SelectionResult:
+    """The leaderboard, each entry's CV result and spec, the tuning runs and the winner."""
+
+    results: dict[str, CVResult]
+    specs: dict[str, Spec]
+    tuned: dict[str, TuningResult]
+    winner: str
+    plan: CVPlan
+    gate: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return leaderboard(self.results)
+
+    @property
+    def spec(self) -> Spec:
+        return self.specs[self.winner]
+
+
+def single_spec(name: str, params: dict[str, Any] | None = None) -> Spec:
+    return {"kind": "single", "name": name, "params": dict(params or {})}
+
+
+def select_and_tune(
+    X: pd.DataFrame,
+    y: pd.Series,
+    feature_set: FeatureSet,
+    settings: SelectionSettings,
+    on_result: ResultCallback | None = None,
+    on_trial: Callable[[str], TrialCallback] | None = None,
+) -> SelectionResult:
+    """Run the selection procedure on (X, y) and return its leaderboard and winner."""
+    splits = settings.plan.splits(y)
+    results: dict[str, CVResult] = {}
+    specs: dict[str, Spec] = {}
+
+    def evaluate(name: str, spec: Spec) -> None:
+        start = time.perf_counter()
+        result = cross_validate_model(
+            build_from_spec(spec, feature_set), X, y, splits, n_jobs=settings.n_jobs
+        )
+        results[name], specs[name] = result, spec
+        log.debug(
+            "%-22s RMSE %10.0f  (%.1f s)",
+            name,
+            result.summary()["rmse"],
+            time.perf_counter() - start,
+        )
+        if on_result is not None:
+            on_result(name, spec, result)
+
+    for name in settings.candidates:
+        evaluate(name, single_spec(name))
+
+    tuned: dict[str, TuningResult] = {}
+    ranked = [n for n in leaderboard(results).index if n not in BASELINES]
+    to_tune = [n for n in ranked if CANDIDATES[n].tunable][: settings.tune_top]
+    for name in to_tune:
+        timeout = settings.tuning_timeout / len(to_tune) if settings.tuning_timeout else None
+        result = tune(
+            name,
+            feature_set,
+            X,
+            y,
+            splits,
+            n_trials=settings.tuning_trials,
+            timeout=timeout,
+            storage=settings.storage,
+            study_name=f"{settings.study_prefix}-{feature_set.name}-{name}",
+            seed=settings.plan.seed,
+            n_jobs=settings.n_jobs,
+            show_progress=settings.show_progress,
+            on_trial=on_trial(name) if on_trial else None,
+        )
+        tuned[name] = result
+        if result.rmse < results[name].summary()["rmse"]:
+            evaluate(f"{name}_tuned", single_spec(name, result.params))
+
+    # Blend the best distinct models (tuned versions where tuning helped).
+    best_of: dict[str, str] = {}
+    for entry in leaderboard(results).index:
+        base = specs[entry].get("name")
+        if base in BASELINES or base is None or base in best_of:
+            continue
+        best_of[base] = entry
+    members = list(best_of.values())[: settings.blend_top]
+    if len(members) >= 2:
+        evaluate(
+            BLEND,
+            {"kind": "blend", "members": [[specs[m]["name"], specs[m]["params"]] for m in members]},
+        )
+
+    winner, gate = _first_monotone(X, y, feature_set, specs, leaderboard(results).index)
+    return SelectionResult(results, specs, tuned, winner, settings.plan, gate)
+
+
+def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, dict[str, float]]:
+    """Return the best-ranked entry whose model, fitted on all rows, never values a home lower
+    for more living area; and the violation share of every entry checked on the way."""
+    gate: dict[str, float] = {}
+    for name in ranked:
+        model = build_from_spec(specs[name], feature_set).fit(X, y)
+        gate[name] = sqft_monotonicity_violations(model, X)
+        if gate[name] == 0.0:
+            return str(name), gate
+        log.info(
+            "  %s values some homes lower for more living area (%.0f%% of homes tried): "
+            "not eligible",
+            name,
+            100 * gate[name],
+        )
+    raise RuntimeError("no candidate passed the living-area monotonicity check")
+
+
+def inner_settings(settings: SelectionSettings, trials: int, folds: int = 5) -> SelectionSettings:
+    """Return the cheaper settings the nested loop re-runs the procedure with."""
+    inner_plan = CVPlan(
+        folds=folds, repeats=1, seed=settings.plan.seed + 1, bins=settings.plan.bins
+    )
+    return replace(
+        settings,
+        plan=inner_plan,
+        tune_top=1,
+        tuning_trials=trials,
+        tuning_timeout=None,
+        storage=None,
+        show_progress=False,
+    )
+
+
+@dataclass
+class NestedEstimate:
+    """Honest error of the whole procedure: metrics on outer folds it never saw."""
+
+    metrics: dict[str, float]
+    per_fold: pd.DataFrame
+    winners: list[str]
+    oof: np.ndarray
+    method: str
+
+
+def nested_estimate(
+    X: pd.DataFrame,
+    y: pd.Series,
+    feature_set: FeatureSet,
+    settings: SelectionSettings,
+    outer: CVPlan,
+    on_fold: Callable[[int, int], None] | None = None,
+) -> NestedEstimate:
+    """Re-run `select_and_tune` with `settings` inside each outer training fold and score its
+    winner on the outer test fold. Returns pooled out-of-fold metrics and per-fold ones."""
+    y = pd.Series(np.asarray(y, dtype=float), index=X.index)
+    oof = np.full(len(X), np.nan)
+    rows, winners = [], []
+    folds = outer.splits(y)[0]
+    for i, (train, test) in enumerate(folds):
+        sel = select_and_tune(X.iloc[train], y.iloc[train], feature_set, settings)
+        model = build_from_spec(sel.spec, feature_set).fit(X.iloc[train], y.iloc[train])
+        oof[test] = model.predict(X.iloc[test])
+        rows.append(valuation_metrics(y.iloc[test].to_numpy(), oof[test]))
+        winners.append(sel.winner)
+        if on_fold is not None:
+            on_fold(i + 1, len(folds))
+    method = (
+        f"nested CV: {outer.folds} outer folds (seed {outer.seed}); inside each, the selection "
+        f"procedure re-run with {settings.plan.describe()}, tuning {settings.tuning_trials} "
+        "trials of the inner winner"
+    )
+    return NestedEstimate(
+        valuation_metrics(y.to_numpy(), oof), pd.DataFrame(rows), winners, oof, method
+    )

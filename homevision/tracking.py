@@ -1,0 +1,157 @@
+"""MLflow conventions: where runs go, how models are named, registered and loaded by reference.
+
+Tracking URI: `MLFLOW_TRACKING_URI` if set, else a SQLite store `mlflow.db` in the project root
+(artifacts under mlruns/). Model references accepted everywhere:
+`models:/homevision-price@champion` (default), `models:/NAME/VERSION`, `runs:/RUN_ID/model`,
+or a bare run id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from homevision.config import PACKAGE_DIR, project_root
+
+log = logging.getLogger(__name__)
+MODEL_NAME = "homevision-price"
+CHAMPION = "champion"
+EXPERIMENT = "homevision"
+DEFAULT_REF = f"models:/{MODEL_NAME}@{CHAMPION}"
+SPEC_TAG = "homevision.spec"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ModelNotFoundError(LookupError):
+    """A model reference that does not resolve to a logged model."""
+
+
+def tracking_uri() -> str:
+    """Return the tracking URI in force (env, else the project's SQLite store)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def configure(experiment: str = EXPERIMENT) -> str:
+    """Point MLflow at the tracking store and experiment; return the experiment id."""
+    mlflow.set_tracking_uri(tracking_uri())
+    existing = mlflow.get_experiment_by_name(experiment)
+    if existing is not None:
+        mlflow.set_experiment(experiment)
+        return existing.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        location = (project_root() / "mlruns").as_uri()
+    exp_id = mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
+    return exp_id
+
+
+def resolve_model_uri(ref: str | None) -> str:
+    """Return the MLflow URI for a model reference (see module docstring for the forms)."""
+    if not ref:
+        return DEFAULT_REF
+    if ref.startswith(("models:/", "runs:/")):
+        return ref
+    if _RUN_ID.match(ref):
+        return f"runs:/{ref}/model"
+    raise ModelNotFoundError(
+        f"{ref!r} is not a model reference: use models:/NAME@ALIAS, models:/NAME/VERSION, "
+        "runs:/RUN_ID/model or a run id"
+    )
+
+
+def load_model(ref: str | None = None):
+    """Return the fitted estimator (raw listing columns -> dollars) behind a model reference."""
+    uri = resolve_model_uri(ref)
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        return mlflow.sklearn.load_model(uri)
+    except Exception as err:  # MLflow raises several types for a reference that does not exist
+        hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""
+        raise ModelNotFoundError(f"no model at {uri}{hint}: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def file_hash(path: Path) -> str:
+    """Return the SHA-256 of a file: the dataset identity logged with every run."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """Return the checkout's commit (with '-dirty' when modified), or 'unknown'."""
+    try:
+        cwd = PACKAGE_DIR.parent
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def champion(client: MlflowClient | None = None):
+    """Return the ModelVersion holding the champion alias, or None."""
+    client = client or MlflowClient(tracking_uri())
+    try:
+        return client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    except Exception:  # no registered model or no alias yet
+        return None
+
+
+def champion_spec(client: MlflowClient | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """Return (champion version, its model spec and feature set from the run's tags)."""
+    client = client or MlflowClient(tracking_uri())
+    version = champion(client)
+    if version is None or not version.run_id:
+        return version, None
+    tags = client.get_run(version.run_id).data.tags
+    if SPEC_TAG not in tags:
+        return version, None
+    return version, json.loads(tags[SPEC_TAG])
+
+
+def register(model_uri: str, run_id: str, tags: dict[str, str]) -> str:
+    """Register a logged model as a new version of homevision-price; return the version."""
+    client = MlflowClient(tracking_uri())
+    try:
+        client.get_registered_model(MODEL_NAME)
+    except Exception:
+        client.create_registered_model(
+            MODEL_NAME, description="Sale price of a home from its MLS listing, in dollars."
+        )
+    version = client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags)
+    return str(version.version)
+
+
+def set_champion(version: str) -> None:
+    """Move the champion alias to `version`."""
+    MlflowClient(tracking_uri()).set_registered_model_alias(MODEL_NAME, CHAMPION, version)

@@ -1,0 +1,196 @@
+"""`homevision train` then `homevision predict`, end to end through the CLI, on synthetic data
+with a tiny budget (a small params file keeps it to seconds)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import mlflow
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from homevision.cli import app
+from homevision.data.synthetic import generate_listings, write_listings
+from homevision.modeling.checks import sqft_monotonicity_violations
+from homevision.tracking import CHAMPION, MODEL_NAME, load_model, tracking_uri
+
+from ..conftest import ROOT
+
+runner = CliRunner()
+
+
+def _params(tmp_path, candidates: list[str]) -> str:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(
+        candidates=candidates,
+        folds=3,
+        repeats=1,
+        tune_top=1,
+        tuning_trials=2,
+        blend_top=2,
+        nested_outer_folds=3,
+        nested_inner_folds=3,
+        nested_inner_trials=1,
+    )
+    path = tmp_path / f"params-{'-'.join(candidates)}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return str(path)
+
+
+@pytest.fixture
+def export(tmp_path):
+    return write_listings(generate_listings(500, seed=3), tmp_path / "listings.csv")
+
+
+def _train(monkeypatch, tmp_path, export, candidates, *extra):
+    monkeypatch.setenv("HOMEVISION_PARAMS", _params(tmp_path, candidates))
+    result = runner.invoke(app, ["train", "--data", str(export), "--budget", "5", *extra])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _champion_version() -> str:
+    return str(
+        MlflowClient(tracking_uri()).get_model_version_by_alias(MODEL_NAME, CHAMPION).version
+    )
+
+
+def test_train_registers_a_champion_that_predict_uses(monkeypatch, tmp_path, export):
+    result = _train(monkeypatch, tmp_path, export, ["median_ppsf", "ridge", "extra_trees"])
+    assert "Honest estimate (nested CV" in result.stdout
+    assert "promoted to champion" in result.stdout
+    assert (tmp_path / "reports" / "model_card.md").exists()
+    assert (tmp_path / "reports" / "leaderboard.png").exists()
+    card = (tmp_path / "reports" / "model_card.md").read_text()
+    assert "honest (nested)" in card and "## Leaderboard" in card
+
+    # The champion is ONE model from raw export columns to dollars, and it is monotone.
+    model = load_model()
+    frame = pd.read_csv(export, dtype=str)
+    from homevision.data.listings import coerce_types
+
+    sold = coerce_types(frame[frame["Status"] == "Sold"])
+    assert sqft_monotonicity_violations(model, sold) == 0.0
+
+    # Predict: damaged rows get their reason, the others are still valued; rows in = rows out.
+    frame.loc[3, "SqFtTotal"] = "abc"
+    frame.loc[8, "BathsTotal"] = "lots"
+    damaged = tmp_path / "damaged.csv"
+    frame.to_csv(damaged, index=False)
+    out = tmp_path / "valuations.csv"
+    result = runner.invoke(app, ["predict", "--data", str(damaged), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    valued = pd.read_csv(out, keep_default_na=False)
+    assert list(valued.columns) == ["MLSNumber", "predicted_close_price", "error"]
+    assert len(valued) == len(frame)
+    assert valued["MLSNumber"].astype(str).tolist() == frame["MLSNumber"].tolist()
+    assert "SqFtTotal" in valued.loc[3, "error"] and "BathsTotal" in valued.loc[8, "error"]
+    assert valued.loc[3, "predicted_close_price"] == ""
+    good = valued.drop(index=[3, 8])
+    assert (good["error"] == "").all()
+    assert (good["predicted_close_price"].astype(float) > 10_000).all()
+
+
+def test_predict_defaults_to_the_unsold_listings(monkeypatch, tmp_path, export):
+    _train(monkeypatch, tmp_path, export, ["median_ppsf", "ridge"])
+    monkeypatch.setenv("HOMEVISION_DATA", str(export))
+    result = runner.invoke(app, ["predict"])
+    assert result.exit_code == 0, result.output
+    valued = pd.read_csv(tmp_path / "data" / "processed" / "valuations.csv")
+    frame = pd.read_csv(export)
+    assert len(valued) == int((frame["Status"] != "Sold").sum())
+
+
+def test_alias_moves_only_on_improvement(monkeypatch, tmp_path, export):
+    _train(monkeypatch, tmp_path, export, ["median_ppsf"])
+    assert _champion_version() == "1"
+    better = _train(monkeypatch, tmp_path, export, ["median_ppsf", "ridge"])
+    assert "promoted: CV RMSE" in better.stdout
+    assert _champion_version() == "2"
+    worse = _train(monkeypatch, tmp_path, export, ["median_ppsf"])
+    assert "kept champion v2" in worse.stdout
+    assert _champion_version() == "2"
+    _train(monkeypatch, tmp_path, export, ["median_ppsf"], "--promote")
+    assert _champion_version() == "4"
+
+
+def test_model_references_resolve_and_a_missing_one_is_a_clear_error(monkeypatch, tmp_path, export):
+    _train(monkeypatch, tmp_path, export, ["median_ppsf"])
+    run_id = MlflowClient(tracking_uri()).get_model_version(MODEL_NAME, "1").run_id
+    for ref in (f"models:/{MODEL_NAME}/1", f"runs:/{run_id}/model", run_id):
+        out = tmp_path / "v.csv"
+        result = runner.invoke(
+            app, ["predict", "--model", ref, "--data", str(export), "--output", str(out)]
+        )
+        assert result.exit_code == 0, (ref, result.output)
+    result = runner.invoke(
+        app, ["predict", "--model", "models:/nope@champion", "--data", str(export)]
+    )
+    assert result.exit_code == 2
+    assert "no model at models:/nope@champion" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_predict_without_any_trained_model_says_so(tmp_path, export):
+    result = runner.invoke(app, ["predict", "--data", str(export)])
+    assert result.exit_code == 2
+    assert "homevision train" in result.output
+
+
+def test_tune_processes_share_one_study(monkeypatch, tmp_path, export):
+    monkeypatch.setenv("HOMEVISION_PARAMS", _params(tmp_path, ["ridge"]))
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    for _ in range(2):
+        result = runner.invoke(
+            app,
+            [
+                "tune",
+                "--candidate",
+                "ridge",
+                "--data",
+                str(export),
+                "--trials",
+                "2",
+                "--storage",
+                storage,
+                "--study",
+                "s",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 4
+    mlflow.set_tracking_uri(tracking_uri())
+    runs = mlflow.search_runs(experiment_names=["homevision"])
+    assert (runs["tags.homevision.stage"] == "tune").sum() == 2
+
+
+def test_take_home_entry_points_still_work(monkeypatch, tmp_path, export):
+    env = {
+        **os.environ,
+        "HOMEVISION_HOME": str(tmp_path),
+        "HOMEVISION_DATA": str(export),
+        "HOMEVISION_PARAMS": _params(tmp_path, ["median_ppsf", "ridge", "xgboost"]),
+    }
+    for module, extra in (
+        ("homevision.experiments.model_v1", []),
+        ("homevision.experiments.model_v1_tune_xgb", ["--trials", "2"]),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, *extra],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["homevision"])
+    assert {"selection", "tune"} <= set(runs["tags.homevision.stage"].dropna())
