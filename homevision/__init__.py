@@ -1,0 +1,31 @@
+"""homevision: value homes from an MLS listings export.
+
+The Python API: `homevision.value(listings, model=REF)` returns a Valuations object (a frame with
+price and range per listing, plus per-row explanations when `explain=True`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from homevision.modeling.predict import Valuations
+
+__all__ = ["value"]
+
+
+def value(
+    listings: pd.DataFrame,
+    model: str | None = None,
+    confidence: float | None = None,
+    explain: bool = False,
+) -> Valuations:
+    """Value listings (a frame in export columns) with the referenced model (default: the
+    champion) and return Valuations: one row per input, ranges, and explanations on request."""
+    from homevision.modeling.predict import value_listings
+    from homevision.tracking import load_model
+
+    frame = listings.astype(object).where(listings.notna(), None)
+    return value_listings(load_model(model), frame, confidence=confidence, explain=explain)

@@ -248,15 +248,21 @@ def predict(
         Path | None,
         typer.Option(
             "--data",
-            help="Export to value (every row). Default: the unsold "
-            "listings of the configured data.",
+            help="Export to value (every row). Default: the configured data's unsold listings.",
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
+    confidence: Annotated[
+        float | None, typer.Option(help="Range confidence, one the model carries (default 0.9).")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Add top SHAP contributions ($) and comparables.")
+    ] = False,
 ) -> None:
-    """Value every row of an export: MLSNumber, predicted_close_price, error."""
+    """Value every row of an export: MLSNumber, price, range, error (and reasons)."""
+    from homevision.config import load_params
     from homevision.data.listings import read_export
-    from homevision.modeling.predict import unsold_rows, value_listings
+    from homevision.modeling.predict import explanation_columns, unsold_rows, value_listings
     from homevision.tracking import ModelNotFoundError, load_model
 
     source = resolve_data_path(data)
@@ -266,16 +272,23 @@ def predict(
     except (NotAnExportError, ModelNotFoundError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
+    if confidence is not None and confidence not in fitted.levels:
+        levels = ", ".join(str(v) for v in fitted.levels)
+        console.print(f"[bold red]error:[/] this model carries ranges at {levels} only")
+        raise typer.Exit(2)
     rows = raw if data is not None else unsold_rows(raw)
     with console.status(f"Valuing {len(rows):,} listings..."):
-        valued = value_listings(fitted, rows)
+        valued = value_listings(fitted, rows, confidence=confidence, explain=explain)
+    frame = valued.frame
+    if explain:
+        frame = explanation_columns(valued, int(load_params()["explain"]["top"]))
     target = output or paths().processed / "valuations.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    valued.to_csv(target, index=False)
-    failed = int((valued["error"] != "").sum())
+    frame.to_csv(target, index=False)
+    failed = int((frame["error"] != "").sum())
     console.print(
-        f"Valued {len(valued) - failed:,} of {len(valued):,} listings "
-        f"({failed:,} with an error) -> {target}",
+        f"Valued {len(frame) - failed:,} of {len(frame):,} listings "
+        f"({failed:,} with an error), {100 * valued.confidence:.0f}% ranges -> {target}",
         highlight=False,
     )
 

@@ -70,11 +70,12 @@ def resolve_model_uri(ref: str | None) -> str:
 
 
 def load_model(ref: str | None = None):
-    """Return the fitted estimator (raw listing columns -> dollars) behind a model reference."""
+    """Return the fitted ValuationModel (raw listing columns -> dollars, ranges, reasons)
+    behind a model reference."""
     uri = resolve_model_uri(ref)
     mlflow.set_tracking_uri(tracking_uri())
     try:
-        return mlflow.sklearn.load_model(uri)
+        return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
     except Exception as err:  # MLflow raises several types for a reference that does not exist
         hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""
         raise ModelNotFoundError(f"no model at {uri}{hint}: {_first_line(err)}") from None

@@ -82,19 +82,24 @@ YEAR_BUILT = {
 }
 
 
-def generate_listings(rows: int, seed: int = 0) -> pd.DataFrame:
-    """Return `rows` synthetic listings (strings and nullable ints, export column names)."""
+def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) -> pd.DataFrame:
+    """Return `rows` synthetic listings (strings and nullable ints, export column names).
+
+    `market_seed` fixes the market (school and subdivision price effects; default: `seed`), so
+    fresh homes from the same market can be drawn with another `seed`.
+    """
     if rows < 1:
         raise ValueError("rows must be at least 1")
     rng = np.random.default_rng(seed)
+    market = np.random.default_rng(seed if market_seed is None else market_seed)
     n = rows
 
     names = np.array([s[0] for s in SCHOOLS])
     weights = np.array([s[1] for s in SCHOOLS], dtype=float)
     school_idx = rng.choice(len(SCHOOLS), size=n, p=weights / weights.sum())
-    school_effect = rng.normal(0, SCHOOL_SD, size=len(SCHOOLS))
+    school_effect = market.normal(0, SCHOOL_SD, size=len(SCHOOLS))
     sub_idx = rng.integers(0, SUBDIVISIONS, size=n)
-    sub_effect = rng.normal(0, SUBDIVISION_SD, size=SUBDIVISIONS)
+    sub_effect = market.normal(0, SUBDIVISION_SD, size=SUBDIVISIONS)
 
     subtype_draw = rng.random(n)
     townhouse = subtype_draw < 0.09

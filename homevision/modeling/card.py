@@ -31,8 +31,38 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def intervals_markdown(intervals: dict[str, Any]) -> str:
+    """Return the interval section: chosen MAPIE variant and every variant's measured figures."""
+    lines = [
+        f"Conformal ranges (MAPIE `{intervals['variant']}`, multiplicative gamma score) at "
+        f"{100 * intervals['level']:.0f}% confidence; levels carried: "
+        + ", ".join(f"{100 * v:.0f}%" for v in intervals["levels"])
+        + ".",
+        f"Measured by {intervals['folds']}-fold outer CV (calibrated on training folds only):",
+        "",
+        "| variant | coverage | median width (% of valuation) |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {s.variant} | {100 * s.coverage:.1f}% | {100 * s.median_relative_width:.1f}% |"
+        for s in intervals["scores"]
+    ]
+    return "\n".join(lines)
+
+
+def importance_markdown(importance: pd.Series) -> str:
+    """Return mean |SHAP| per raw feature as a Markdown table."""
+    rows = [f"| {name} | ${value:,.0f} |" for name, value in importance.items()]
+    return "\n".join(["| feature | mean abs contribution |", "|---|---|", *rows])
+
+
 def render_model_card(ctx: dict[str, Any]) -> str:
     """Return the model card text from the training context (all figures computed upstream)."""
+    ctx = {
+        **ctx,
+        "intervals_md": intervals_markdown(ctx["intervals"]),
+        "importance_md": importance_markdown(ctx["importance"]),
+    }
     honest = ctx["honest"]
     cv = ctx["cv"]
     rows = [
@@ -63,6 +93,14 @@ that chose it: optimistic by construction, shown for comparison only.
 {chr(10).join(rows)}
 
 Inner winners across outer folds: {", ".join(honest["winners"])}.
+
+## Price range
+{ctx["intervals_md"]}
+
+## What drives the valuations (mean |SHAP|, USD, {len(ctx["contributions"].values)} homes)
+{ctx["importance_md"]}
+
+![SHAP summary](shap_summary.png)
 
 ## Leaderboard ({ctx["plan"]})
 {ctx["leaderboard_md"]}

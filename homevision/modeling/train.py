@@ -13,16 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.models import infer_signature
 
 from homevision import tracking
-from homevision.config import load_params, paths
+from homevision.config import PACKAGE_DIR, load_params, paths
 from homevision.data.listings import Listings, load_listings, write_rejected
 from homevision.features import FeatureSet, get_feature_set
 from homevision.modeling import plots
 from homevision.modeling.candidates import build_from_spec
 from homevision.modeling.card import leaderboard_markdown, render_model_card
 from homevision.modeling.evaluation import CVPlan, cross_validate_model
+from homevision.modeling.explain import global_importance, summary_plot
+from homevision.modeling.intervals import choose_variant, compare_variants
 from homevision.modeling.selection import (
     SelectionResult,
     SelectionSettings,
@@ -30,6 +33,7 @@ from homevision.modeling.selection import (
     nested_estimate,
     select_and_tune,
 )
+from homevision.modeling.valuation import ValuationModel, ValuationPyfunc
 
 log = logging.getLogger(__name__)
 TARGET = "ClosePrice"
@@ -152,29 +156,95 @@ def train(
         winner_cv = table.loc[selection.winner]
         mlflow.log_metrics({f"cv_{k}": float(winner_cv[k]) for k in table.columns})
 
-        model = build_from_spec(selection.spec, fs).fit(X, y)
+        intervals = _measure_intervals(build_from_spec(selection.spec, fs), X, y, settings)
+        explain_cfg = load_params()["explain"]
+        model = ValuationModel(
+            build_from_spec(selection.spec, fs),
+            feature_set=fs.name,
+            interval_variant=intervals["variant"],
+            levels=tuple(intervals["levels"]),
+            confidence=intervals["level"],
+            background_rows=int(explain_cfg["background_rows"]),
+            comparables=int(explain_cfg["comparables"]),
+            seed=settings.plan.seed,
+        ).fit(X, y)
+        importance, contributions = _importance(model, X)
         version, promoted, note = _log_and_register(
             model, X, y, fs, selection, settings, data_hash, promote, parent.info.run_id
         )
-        card_path = _write_artifacts(
-            locals_for_card(
-                listings,
-                fs,
-                selection,
-                honest,
-                data_path,
-                data_hash,
-                version,
-                note,
-                parent.info.run_id,
-                y,
-            )
+        ctx = locals_for_card(
+            listings,
+            fs,
+            selection,
+            honest,
+            data_path,
+            data_hash,
+            version,
+            note,
+            parent.info.run_id,
+            y,
         )
+        ctx |= {
+            "intervals": intervals,
+            "importance": importance,
+            "contributions": contributions,
+            "codec": model.explainer().codec,
+        }
+        card_path = _write_artifacts(ctx)
     seconds = time.perf_counter() - start
     log.info("Training finished in %.0f s", seconds)
     return TrainOutcome(
         parent.info.run_id, version, promoted, note, selection, honest, card_path, seconds
     )
+
+
+def _measure_intervals(estimator, X, y, settings) -> dict[str, Any]:
+    """Compare the configured MAPIE variants by outer CV; return the chosen one and all scores."""
+    cfg = load_params()["intervals"]
+    level = float(cfg["confidence"])
+    scores = compare_variants(
+        estimator, X, y, list(cfg["variants"]), level, int(cfg["outer_folds"]), settings.plan.seed
+    )
+    chosen = choose_variant(scores, float(cfg["coverage_tolerance"]))
+    for s in scores:
+        mlflow.log_metrics(
+            {
+                f"interval_{s.variant}_coverage": s.coverage,
+                f"interval_{s.variant}_median_rel_width": s.median_relative_width,
+            }
+        )
+    mlflow.log_metrics(
+        {
+            "interval_coverage": chosen.coverage,
+            "interval_median_rel_width": chosen.median_relative_width,
+        }
+    )
+    mlflow.log_params({"interval_variant": chosen.variant, "interval_confidence": level})
+    log.info(
+        "Price range: %s, %.0f%% confidence: outer-CV coverage %.1f%%, median width %.1f%%",
+        chosen.variant,
+        100 * level,
+        100 * chosen.coverage,
+        100 * chosen.median_relative_width,
+    )
+    return {
+        "variant": chosen.variant,
+        "level": level,
+        "levels": [float(v) for v in cfg["levels"]],
+        "coverage": chosen.coverage,
+        "width": chosen.median_relative_width,
+        "scores": scores,
+        "folds": int(cfg["outer_folds"]),
+    }
+
+
+def _importance(model: ValuationModel, X: pd.DataFrame):
+    """Explain a fixed sample of training rows; return mean |SHAP| per raw feature and them."""
+    sample = X.sample(min(100, len(X)), random_state=0)
+    contributions = model.explain(sample)
+    importance = global_importance(contributions)
+    mlflow.log_metrics({f"importance_{k}": float(v) for k, v in importance.items()})
+    return importance, contributions
 
 
 def _check_columns(listings: Listings, fs: FeatureSet) -> None:
@@ -219,14 +289,18 @@ def trial_logger(candidate: str):
 
 def _log_and_register(model, X, y, fs, selection, settings, data_hash, promote, run_id):
     example = X[fs.raw_columns].head(5)
-    signature = infer_signature(example, model.predict(example))
-    # cloudpickle: the pipeline holds this package's own transformers, which skops would refuse.
-    info = mlflow.sklearn.log_model(
-        model,
+    pyfunc = ValuationPyfunc(model)
+    signature = infer_signature(
+        example, pyfunc.predict(None, example), params={"confidence": model.confidence}
+    )
+    # The package travels with the model (code_paths): `mlflow models serve` needs no install.
+    info = mlflow.pyfunc.log_model(
         name="model",
+        python_model=pyfunc,
         signature=signature,
         input_example=example,
-        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        code_paths=[str(PACKAGE_DIR)],
+        pip_requirements=_requirements(),
     )
     mlflow.set_tag(tracking.SPEC_TAG, json.dumps({"spec": selection.spec, "feature_set": fs.name}))
     new_rmse = float(selection.table.loc[selection.winner, "rmse"])
@@ -241,6 +315,34 @@ def _log_and_register(model, X, y, fs, selection, settings, data_hash, promote, 
     mlflow.set_tag("champion_decision", note)
     log.info("Registered %s version %s: %s", tracking.MODEL_NAME, version, note)
     return version, promoted, note
+
+
+def _requirements() -> list[str]:
+    """Return pinned requirements of the logged model (what is installed here)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = [
+        "mlflow",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "mapie",
+        "shap",
+        "xgboost",
+        "lightgbm",
+        "catboost",
+        "pyyaml",
+        "pandera",
+        "optuna",
+        "cloudpickle",
+    ]
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return pins
 
 
 def _decide_champion(X, y, selection, settings, new_rmse, promote) -> tuple[bool, str]:
@@ -309,6 +411,7 @@ def _write_artifacts(ctx: dict[str, Any]) -> Path:
     out = paths().reports
     out.mkdir(parents=True, exist_ok=True)
     figures = {
+        "shap_summary.png": summary_plot(ctx["contributions"], ctx["codec"]),
         "leaderboard.png": plots.leaderboard_chart(ctx["table"]),
         "predicted_vs_actual.png": plots.predicted_vs_actual(
             ctx["y"], ctx["oof"], f"{ctx['winner']}: out-of-fold valuations"

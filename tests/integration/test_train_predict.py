@@ -38,6 +38,8 @@ def _params(tmp_path, candidates: list[str]) -> str:
         nested_inner_folds=3,
         nested_inner_trials=1,
     )
+    params["intervals"].update(variants=["cv_plus"], outer_folds=3)
+    params["explain"].update(background_rows=20)
     path = tmp_path / f"params-{'-'.join(candidates)}.yaml"
     path.write_text(yaml.safe_dump(params))
     return str(path)
@@ -87,7 +89,13 @@ def test_train_registers_a_champion_that_predict_uses(monkeypatch, tmp_path, exp
     result = runner.invoke(app, ["predict", "--data", str(damaged), "--output", str(out)])
     assert result.exit_code == 0, result.output
     valued = pd.read_csv(out, keep_default_na=False)
-    assert list(valued.columns) == ["MLSNumber", "predicted_close_price", "error"]
+    assert list(valued.columns) == [
+        "MLSNumber",
+        "predicted_close_price",
+        "close_price_low",
+        "close_price_high",
+        "error",
+    ]
     assert len(valued) == len(frame)
     assert valued["MLSNumber"].astype(str).tolist() == frame["MLSNumber"].tolist()
     assert "SqFtTotal" in valued.loc[3, "error"] and "BathsTotal" in valued.loc[8, "error"]
@@ -95,6 +103,68 @@ def test_train_registers_a_champion_that_predict_uses(monkeypatch, tmp_path, exp
     good = valued.drop(index=[3, 8])
     assert (good["error"] == "").all()
     assert (good["predicted_close_price"].astype(float) > 10_000).all()
+    low, point, high = (
+        good[c].astype(float)
+        for c in ("close_price_low", "predicted_close_price", "close_price_high")
+    )
+    assert ((low <= point) & (point <= high)).all()
+
+    # --explain adds the reasons and the comps; a lower confidence gives a narrower range.
+    few = tmp_path / "few.csv"
+    frame.drop(index=[3, 8]).head(4).to_csv(few, index=False)
+    explained = tmp_path / "explained.csv"
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--data",
+            str(few),
+            "--output",
+            str(explained),
+            "--explain",
+            "--confidence",
+            "0.8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rich = pd.read_csv(explained)
+    assert {"base_value", "top_contributions", "comparables"} <= set(rich.columns)
+    assert rich["top_contributions"].str.contains("SqFtTotal").all()
+    narrow = (rich["close_price_high"] - rich["close_price_low"]).to_numpy()
+    wide = good["close_price_high"].astype(float) - good["close_price_low"].astype(float)
+    assert (narrow < wide.head(4).to_numpy()).all()
+    result = runner.invoke(app, ["predict", "--data", str(few), "--confidence", "0.99"])
+    assert result.exit_code == 2 and "carries ranges at" in result.output
+
+
+def test_python_api_and_pyfunc_give_ranges_and_reasons(monkeypatch, tmp_path, export):
+    import homevision
+
+    _train(monkeypatch, tmp_path, export, ["median_ppsf", "ridge"])
+    listings = pd.read_csv(export, dtype=str).head(5)
+    valuations = homevision.value(listings, explain=True)
+    assert list(valuations.frame.columns) == [
+        "MLSNumber",
+        "predicted_close_price",
+        "close_price_low",
+        "close_price_high",
+        "error",
+    ]
+    for i, explanation in enumerate(valuations.explanations):
+        total = explanation.base_value + sum(explanation.contributions.values())
+        assert abs(total - valuations.frame.loc[i, "predicted_close_price"]) <= 1.0
+        comps = explanation.comparables
+        assert len(comps) == 5
+        assert str(listings.loc[i, "MLSNumber"]) not in set(comps["MLSNumber"].astype(str))
+
+    mlflow.set_tracking_uri(tracking_uri())
+    served = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    from homevision.data.listings import coerce_types
+
+    typed = coerce_types(listings)
+    out = served.predict(typed[load_model().raw_columns_])
+    assert list(out.columns) == ["predicted_close_price", "close_price_low", "close_price_high"]
+    assert (out["close_price_low"] <= out["close_price_high"]).all()
 
 
 def test_predict_defaults_to_the_unsold_listings(monkeypatch, tmp_path, export):

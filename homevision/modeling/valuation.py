@@ -1,0 +1,103 @@
+"""The registered model: point valuation, conformal price range, SHAP reasons and comparable
+sales, all in one fitted object that reads raw listing columns."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from homevision.features import get_feature_set
+from homevision.modeling.comps import ComparablesIndex
+from homevision.modeling.explain import Contributions, DollarExplainer
+from homevision.modeling.intervals import interval_bounds, make_conformal
+
+
+class ValuationModel(RegressorMixin, BaseEstimator):
+    """Wraps a price estimator with MAPIE ranges at `levels`, a SHAP explainer and comps."""
+
+    def __init__(
+        self,
+        estimator=None,
+        feature_set: str = "task6",
+        interval_variant: str = "cv_plus",
+        levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95),
+        confidence: float = 0.9,
+        background_rows: int = 100,
+        comparables: int = 5,
+        seed: int = 0,
+    ):
+        self.estimator = estimator
+        self.feature_set = feature_set
+        self.interval_variant = interval_variant
+        self.levels = levels
+        self.confidence = confidence
+        self.background_rows = background_rows
+        self.comparables = comparables
+        self.seed = seed
+
+    def fit(self, X: pd.DataFrame, y) -> ValuationModel:
+        """Fit the point model on all rows, calibrate the ranges, index the sales."""
+        if self.confidence not in self.levels:
+            raise ValueError(f"confidence {self.confidence} must be one of levels {self.levels}")
+        fs = get_feature_set(self.feature_set)
+        self.raw_columns_ = fs.raw_columns
+        y = np.asarray(y, dtype=float)
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.conformal_ = make_conformal(
+            self.interval_variant, self.estimator, list(self.levels), self.seed
+        ).fit_conformalize(X, y)
+        self.comps_ = ComparablesIndex(fs, self.comparables).fit(X, y)
+        background = X.sample(min(self.background_rows, len(X)), random_state=self.seed)
+        self.background_ = background[self.raw_columns_].reset_index(drop=True)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Return the point valuation in dollars."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(X)
+
+    def predict_interval(
+        self, X: pd.DataFrame, confidence: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (point, low, high) in dollars at `confidence` (one of `levels`).
+
+        The range is widened, if needed, to contain the point valuation.
+        """
+        level = self.confidence if confidence is None else confidence
+        if level not in self.levels:
+            raise ValueError(
+                f"confidence {level} not carried by this model; use one of "
+                f"{', '.join(str(v) for v in self.levels)}"
+            )
+        point = self.predict(X)
+        bounds = interval_bounds(self.conformal_, X, list(self.levels))[level]
+        return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
+
+    def explainer(self) -> DollarExplainer:
+        """Return a SHAP explainer of this model over its raw columns."""
+        return DollarExplainer(self.predict, self.background_, self.raw_columns_)
+
+    def explain(self, X: pd.DataFrame) -> Contributions:
+        """Return per-row SHAP contributions in dollars (base + sum = valuation)."""
+        return self.explainer().explain(X)
+
+    def comparable_sales(self, X: pd.DataFrame, k: int | None = None) -> list[pd.DataFrame]:
+        """Return, per row, the k most similar sold listings (never the listing itself)."""
+        return self.comps_.query(X.reset_index(drop=True), k)
+
+
+class ValuationPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc face of a ValuationModel: `mlflow models serve` returns point and range."""
+
+    def __init__(self, model: ValuationModel):
+        self.model = model
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        confidence = (params or {}).get("confidence", self.model.confidence)
+        point, low, high = self.model.predict_interval(model_input, float(confidence))
+        return pd.DataFrame(
+            {"predicted_close_price": point, "close_price_low": low, "close_price_high": high}
+        )

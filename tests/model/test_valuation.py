@@ -1,0 +1,157 @@
+"""Price ranges, SHAP reasons in dollars and comparable sales of the ValuationModel."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from homevision.data.listings import coerce_types
+from homevision.data.synthetic import generate_listings
+from homevision.features import get_feature_set
+from homevision.modeling.candidates import build_model
+from homevision.modeling.explain import RawCodec, global_importance
+from homevision.modeling.intervals import IntervalScore, choose_variant, compare_variants
+from homevision.modeling.valuation import ValuationModel, ValuationPyfunc
+
+
+def _sold(rows: int, seed: int) -> pd.DataFrame:
+    """Sold homes of one synthetic market (market seed 0), drawn with `seed`."""
+    frame = coerce_types(generate_listings(rows, seed, market_seed=0).astype(object))
+    return frame[frame["Status"] == "Sold"].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[ValuationModel, pd.DataFrame]:
+    train = _sold(2000, seed=21)
+    model = ValuationModel(
+        build_model("ridge", get_feature_set("task6")), feature_set="task6", background_rows=40
+    ).fit(train, train["ClosePrice"])
+    return model, train
+
+
+def test_ninety_percent_range_covers_88_to_92_percent_of_fresh_homes(fitted):
+    model, _ = fitted
+    fresh = _sold(34_000, seed=99).head(10_000)
+    assert len(fresh) == 10_000
+    _, low, high = model.predict_interval(fresh, 0.9)
+    y = fresh["ClosePrice"].to_numpy(float)
+    coverage = ((y >= low) & (y <= high)).mean()
+    assert 0.88 <= coverage <= 0.92, coverage
+
+
+def test_low_point_high_are_ordered_and_widen_with_confidence(fitted):
+    model, train = fitted
+    rows = train.head(200)
+    widths = []
+    for level in (0.5, 0.8, 0.9, 0.95):
+        point, low, high = model.predict_interval(rows, level)
+        assert (low <= point).all() and (point <= high).all()
+        widths.append(high - low)
+    for narrower, wider in pairwise(widths):
+        assert (wider >= narrower - 1e-6).all()
+        assert wider.mean() > narrower.mean()
+
+
+def test_ranges_scale_with_price(fitted):
+    model, train = fitted
+    point, low, high = model.predict_interval(train, 0.9)
+    relative = (high - low) / point
+    assert relative.std() < 0.25 * relative.mean()  # multiplicative: width tracks price
+
+
+def test_unsupported_confidence_is_refused(fitted):
+    model, train = fitted
+    with pytest.raises(ValueError, match=r"0\.5, 0\.8, 0\.9, 0\.95"):
+        model.predict_interval(train.head(2), 0.99)
+
+
+def test_shap_contributions_add_up_to_the_valuation(fitted):
+    model, train = fitted
+    rows = train.sample(12, random_state=3)
+    contributions = model.explain(rows)
+    total = contributions.base_values + contributions.values.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total, model.predict(rows), atol=1.0)  # to the dollar
+    assert list(contributions.values.columns) == get_feature_set("task6").raw_columns
+
+
+def test_shap_additivity_with_many_features_and_unseen_school():
+    train = _sold(1200, seed=5)
+    model = ValuationModel(
+        build_model("ridge", get_feature_set("offmarket")),
+        feature_set="offmarket",
+        background_rows=25,
+    ).fit(train, train["ClosePrice"])
+    rows = train.head(4).copy()
+    rows["ElementarySchoolName"] = ["Brand New", None, "Aspen", "Birch"]
+    contributions = model.explain(rows)
+    total = contributions.base_values + contributions.values.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total, model.predict(rows), atol=1.0)
+    assert len(contributions.values.columns) == len(get_feature_set("offmarket").raw_columns)
+
+
+def test_global_importance_ranks_living_area_first(fitted):
+    model, train = fitted
+    importance = global_importance(model.explain(train.head(30)))
+    assert importance.index[0] == "SqFtTotal"
+    assert importance.is_monotonic_decreasing
+
+
+def test_codec_round_trips_text_and_numbers():
+    frame = pd.DataFrame({"BathsTotal": ["2.1", "3", None], "SqFtTotal": [1.0, 2.5, 3.0]})
+    codec = RawCodec.fit(frame, ["BathsTotal", "SqFtTotal"])
+    back = codec.decode(codec.encode(frame))
+    assert back["BathsTotal"].tolist()[:2] == ["2.1", "3"]
+    assert pd.isna(back["BathsTotal"].iloc[2])
+    assert back["SqFtTotal"].tolist() == [1.0, 2.5, 3.0]
+
+
+def test_comparables_are_other_sold_homes_same_school_first(fitted):
+    model, train = fitted
+    rows = train.head(6)
+    sold_ids = set(train["MLSNumber"].astype(str))
+    for i, comps in enumerate(model.comparable_sales(rows)):
+        assert len(comps) == 5
+        ids = comps["MLSNumber"].astype(str)
+        assert set(ids) <= sold_ids  # sold listings only
+        assert str(rows["MLSNumber"].iloc[i]) not in set(ids)  # never the listing itself
+        assert comps["same_school"].iloc[0]
+        assert comps["same_school"].is_monotonic_decreasing  # same school before others
+        same = comps[comps["same_school"]]
+        assert same["distance"].is_monotonic_increasing
+        match = train[train["MLSNumber"].astype(str) == ids.iloc[0]].iloc[0]
+        assert comps["sqft_diff"].iloc[0] == match["SqFtTotal"] - rows["SqFtTotal"].iloc[i]
+
+
+def test_pyfunc_returns_point_and_range(fitted):
+    model, train = fitted
+    out = ValuationPyfunc(model).predict(None, train.head(3), params={"confidence": 0.8})
+    assert list(out.columns) == ["predicted_close_price", "close_price_low", "close_price_high"]
+    assert (out["close_price_low"] <= out["close_price_high"]).all()
+
+
+def test_choose_variant_prefers_narrowest_that_keeps_coverage():
+    scores = [
+        IntervalScore("a", 0.9, 0.91, 0.40),
+        IntervalScore("b", 0.9, 0.89, 0.30),
+        IntervalScore("c", 0.9, 0.80, 0.10),
+    ]
+    assert choose_variant(scores, tolerance=0.02).variant == "b"
+    assert choose_variant(scores, tolerance=0.0).variant == "a"
+    assert choose_variant(scores[2:], tolerance=0.0).variant == "c"  # none qualifies
+
+
+def test_compare_variants_measures_coverage_out_of_fold():
+    train = _sold(800, seed=8)
+    scores = compare_variants(
+        build_model("ridge", get_feature_set("task6")),
+        train,
+        train["ClosePrice"],
+        ["cv_plus"],
+        0.9,
+        outer_folds=3,
+    )
+    assert 0.8 < scores[0].coverage <= 1.0
+    assert 0.1 < scores[0].median_relative_width < 0.8
