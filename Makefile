@@ -58,6 +58,7 @@ format: install ## Apply ruff fixes and formatting
 benchmark: install data ## Print the benchmark figures (benchmarks/)
 	$(BIN)/python benchmarks/synthetic_speed.py
 	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/intervals.py
 
 clean: ## Remove caches and generated artifacts (keeps .venv and data/raw)
 	rm -rf .pytest_cache .ruff_cache mlruns mlflow.db optuna.db reports data/interim/*.csv data/processed/*.csv
