@@ -321,5 +321,50 @@ def tune(
     )
 
 
+@app.command()
+def serve(
+    model: ModelOption = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve valuations over HTTP (FastAPI; OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from homevision.serving.api import create_app
+
+    uvicorn.run(create_app(model), host=host, port=port, log_level="info")
+
+
+@app.command()
+def ui(
+    model: ModelOption = None,
+    port: Annotated[int, typer.Option(help="Port.")] = 8501,
+) -> None:
+    """Open the Streamlit app: listings, a valuation form with reasons, the model's figures."""
+    import subprocess
+    import sys
+
+    from homevision.config import PACKAGE_DIR
+
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(PACKAGE_DIR / "ui" / "predictor.py"),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    if model:
+        command += ["--", model]
+    raise typer.Exit(subprocess.call(command))
+
+
 if __name__ == "__main__":
     app()

@@ -41,6 +41,7 @@ DERIVED_NUMERIC = [
     "baths_per_bed",
     "lot_to_living",
 ]
+RATIO_CAP = 1e6
 LOG_SCALE = {"SqFtTotal", "LotSizeAreaSQFT", "CDOM", "ListPrice", "sqft_per_bed", "lot_to_living"}
 
 
@@ -232,6 +233,9 @@ class RatioFeatures(_FrameTransformer):
         out["sqft_per_bed"] = sqft / beds
         out["baths_per_bed"] = baths / beds
         out["lot_to_living"] = pd.to_numeric(X[self.lot], errors="coerce") / sqft
+        ratios = ["sqft_per_bed", "baths_per_bed", "lot_to_living"]
+        # An absurd input (a lot a million times the house) must not become an infinite feature.
+        out[ratios] = out[ratios].replace([np.inf, -np.inf], np.nan).clip(upper=RATIO_CAP)
         return out
 
     def _out_columns(self, columns: list[str]) -> list[str]:

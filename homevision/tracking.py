@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,37 @@ def register(model_uri: str, run_id: str, tags: dict[str, str]) -> str:
 def set_champion(version: str) -> None:
     """Move the champion alias to `version`."""
     MlflowClient(tracking_uri()).set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+
+
+def describe_model(ref: str | None = None) -> dict[str, Any]:
+    """Return what a model reference points at: name, version, alias, run id, feature set,
+    CV and honest metrics, trained-at and data hash (for /model and the app's Model page)."""
+    uri = resolve_model_uri(ref)
+    client = MlflowClient(tracking_uri())
+    info: dict[str, Any] = {"uri": uri, "name": None, "version": None, "alias": None}
+    run_id = None
+    if uri.startswith("models:/"):
+        name, _, rest = uri.removeprefix("models:/").partition("@")
+        if rest:
+            version = client.get_model_version_by_alias(name, rest)
+            info["alias"] = rest
+        else:
+            name, _, number = uri.removeprefix("models:/").partition("/")
+            version = client.get_model_version(name, number)
+        info |= {"name": name, "version": str(version.version)}
+        run_id = version.run_id
+    else:
+        run_id = uri.removeprefix("runs:/").split("/")[0]
+    info["run_id"] = run_id
+    if run_id:
+        run = client.get_run(run_id)
+        metrics = run.data.metrics
+        info |= {
+            "feature_set": run.data.tags.get("feature_set"),
+            "data_hash": run.data.tags.get("data_hash"),
+            "trained_at": datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(),
+            "cv_metrics": {k[3:]: v for k, v in metrics.items() if k.startswith("cv_")},
+            "honest_metrics": {k[7:]: v for k, v in metrics.items() if k.startswith("honest_")},
+            "interval_coverage": metrics.get("interval_coverage"),
+        }
+    return info

@@ -40,8 +40,12 @@ class SqftElasticityTarget(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        return np.exp(self.estimator_.predict(X) + self.elasticity_ * self._log_sqft(X))
+        log_price = self.estimator_.predict(X) + self.elasticity_ * self._log_sqft(X)
+        # Keep prices positive and finite even for absurd inputs (conformal scores need > 0).
+        return np.exp(np.clip(log_price, LOG_PRICE_MIN, LOG_PRICE_MAX))
 
+
+LOG_PRICE_MIN, LOG_PRICE_MAX = np.log(1.0), np.log(1e10)  # $1 .. $10 billion
 
 # Third-party boosters name the parameter differently from scikit-learn's trees.
 _BOOSTERS = frozenset({"XGBRegressor", "LGBMRegressor", "CatBoostRegressor"})

@@ -1,0 +1,73 @@
+"""A model trained once per test session (tiny settings, synthetic data), for the API and app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from homevision.data.synthetic import generate_listings, write_listings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_params(folder: Path, candidates: list[str]) -> Path:
+    """Write a params.yaml that trains in seconds: few candidates, folds and trials."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(
+        candidates=candidates,
+        folds=3,
+        repeats=1,
+        tune_top=1,
+        tuning_trials=2,
+        blend_top=2,
+        nested_outer_folds=3,
+        nested_inner_folds=3,
+        nested_inner_trials=1,
+    )
+    params["intervals"].update(variants=["cv_plus"], outer_folds=3)
+    params["explain"].update(background_rows=20)
+    path = folder / f"params-{'-'.join(candidates)}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def train_in(home: Path, export: Path, candidates: list[str], *extra: str) -> None:
+    """Train through the CLI in a subprocess, in its own project folder."""
+    env = {
+        **os.environ,
+        "HOMEVISION_HOME": str(home),
+        "HOMEVISION_PARAMS": str(tiny_params(home, candidates)),
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "homevision.cli", "train", "--data", str(export), *extra],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory) -> Path:
+    """A project folder with a synthetic export and a champion model (ridge/extra trees)."""
+    home = tmp_path_factory.mktemp("served")
+    export = write_listings(generate_listings(500, seed=3), home / "data" / "raw" / "listings.csv")
+    train_in(home, export, ["median_ppsf", "ridge"])
+    return home
+
+
+@pytest.fixture
+def served_home(trained_home, monkeypatch) -> Path:
+    """Point this test's project (and default data) at the trained session folder."""
+    monkeypatch.setenv("HOMEVISION_HOME", str(trained_home))
+    monkeypatch.setenv("HOMEVISION_DATA", str(trained_home / "data" / "raw" / "listings.csv"))
+    return trained_home

@@ -1,0 +1,178 @@
+"""The REST API as clients use it: in-process (TestClient) and over HTTP against `homevision
+serve` started on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from homevision.data.synthetic import generate_listings, write_listings
+from homevision.serving.api import create_app
+from homevision.serving.schemas import MAX_BATCH
+
+from .conftest import train_in
+
+HOME = {
+    "MLSNumber": 1,
+    "SqFtTotal": 2400,
+    "BedsTotal": 4,
+    "BathsTotal": "2.1",
+    "CDOM": 30,
+    "LotSizeAreaSQFT": 7000,
+    "ElementarySchoolName": "Aspen",
+}
+
+
+@pytest.fixture
+def client(served_home):
+    with TestClient(create_app()) as c:
+        yield c
+
+
+def test_health_model_and_docs(client):
+    assert client.get("/health").json() == {"status": "ok", "model_loaded": True}
+    info = client.get("/model").json()
+    assert info["name"] == "homevision-price" and info["alias"] == "champion"
+    assert info["version"] == "1" and info["feature_set"] == "task6"
+    assert info["cv_metrics"]["rmse"] > 0 and info["honest_metrics"]["mape"] > 0
+    assert info["data_hash"] and info["trained_at"]
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/valuations" in spec["paths"]
+
+
+def test_one_listing_gets_price_range_and_model(client):
+    body = client.post("/valuations", json=HOME).json()
+    (valuation,) = body["valuations"]
+    assert valuation["MLSNumber"] == 1
+    assert valuation["close_price_low"] <= valuation["predicted_close_price"]
+    assert valuation["predicted_close_price"] <= valuation["close_price_high"]
+    assert valuation["confidence"] == 0.9 and valuation["explanation"] is None
+    assert body["model"]["version"] == "1" and body["model"]["run_id"]
+
+
+def test_batch_explain_adds_up_and_lists_comps(client):
+    batch = [
+        HOME,
+        {
+            **HOME,
+            "MLSNumber": 2,
+            "ElementarySchoolName": "A brand-new school",
+            "BathsTotal": 3.1,
+            "LotSizeAreaSQFT": None,
+        },
+    ]
+    body = client.post("/valuations?explain=true&confidence=0.8", json=batch).json()
+    assert [v["MLSNumber"] for v in body["valuations"]] == [1, 2]
+    for v in body["valuations"]:
+        exp = v["explanation"]
+        total = exp["base_value"] + sum(c["dollars"] for c in exp["contributions"])
+        assert abs(total - v["predicted_close_price"]) < 1.0
+        assert len(exp["comparables"]) == 5 and v["confidence"] == 0.8
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "rule"),
+    [
+        ({"SqFtTotal": -5}, "SqFtTotal", "greater_than_equal"),
+        ({"SqFtTotal": "big"}, "SqFtTotal", "float_parsing"),
+        ({"BedsTotal": 2.5}, "BedsTotal", "int_from_float"),
+        ({"BathsTotal": "2,1"}, "BathsTotal", "string_pattern_mismatch"),
+        ({"LotSizeAreaSQFT": -1}, "LotSizeAreaSQFT", "greater_than_equal"),
+        ({"SqFtTotal": None}, "SqFtTotal", "float_type"),
+    ],
+)
+def test_a_bad_field_is_a_422_naming_field_and_rule(client, change, field, rule):
+    response = client.post("/valuations", json={**HOME, **change})
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == ["body", field] and detail["type"] == rule
+
+
+def test_batch_errors_name_the_index_and_missing_fields(client):
+    response = client.post("/valuations", json=[HOME, {"BedsTotal": 3, "BathsTotal": "2"}])
+    assert response.status_code == 422
+    locs = [d["loc"] for d in response.json()["detail"]]
+    assert ["body", 1, "SqFtTotal"] in locs
+
+
+def test_too_many_listings_is_a_413_with_a_message(client):
+    response = client.post("/valuations", json=[HOME] * (MAX_BATCH + 1))
+    assert response.status_code == 413
+    assert "limit is 10,000" in response.json()["detail"]
+
+
+def test_unsupported_confidence_is_a_422(client):
+    response = client.post("/valuations?confidence=0.99", json=HOME)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "confidence"]
+
+
+def test_no_model_is_a_503_not_a_crash(tmp_path):
+    with TestClient(create_app()) as c:
+        assert c.get("/health").json()["model_loaded"] is False
+        response = c.post("/valuations", json=HOME)
+        assert response.status_code == 503 and "homevision train" in response.json()["detail"]
+        assert c.post("/model/reload").status_code == 404
+
+
+def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch):
+    export = write_listings(generate_listings(400, seed=4), tmp_path / "listings.csv")
+    train_in(tmp_path, export, ["median_ppsf"])
+    monkeypatch.setenv("HOMEVISION_HOME", str(tmp_path))
+    with TestClient(create_app()) as c:
+        assert c.get("/model").json()["version"] == "1"
+        train_in(tmp_path, export, ["median_ppsf", "ridge"], "--promote")
+        assert c.get("/model").json()["version"] == "1"  # loaded once, until asked
+        assert c.post("/model/reload").json()["version"] == "2"
+        assert c.post("/valuations", json=HOME).json()["model"]["version"] == "2"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_over_http_against_homevision_serve(served_home):
+    port = _free_port()
+    env = {**os.environ, "HOMEVISION_HOME": str(served_home)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=served_home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).json()["model_loaded"]:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("server did not start: " + server.stderr.read1().decode()[-2000:])
+        ok = httpx.post(f"{base}/valuations", json=[HOME] * 3, timeout=30)
+        assert ok.status_code == 200 and len(ok.json()["valuations"]) == 3
+        bad = httpx.post(f"{base}/valuations", json={**HOME, "BedsTotal": -1}, timeout=30)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "BedsTotal"]
+        garbage = httpx.post(
+            f"{base}/valuations",
+            content=b"\x00not json",
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        assert 400 <= garbage.status_code < 500
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
