@@ -102,7 +102,8 @@ class DollarExplainer:
         masker = shap.maskers.Independent(self.background, max_samples=len(self.background))
         if len(self.columns) <= EXACT_MAX_FEATURES:
             explainer = shap.explainers.Exact(self._f, masker)
-            result = explainer(matrix, silent=True)
+            # All 2^M coalitions in one model call per home: far fewer pipeline passes.
+            result = explainer(matrix, silent=True, batch_size=2 ** len(self.columns))
         else:
             explainer = shap.explainers.Permutation(self._f, masker, seed=0)
             result = explainer(matrix, max_evals=4 * (2 * len(self.columns) + 1), silent=True)

@@ -6,13 +6,19 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pandas as pd
+from sklearn import config_context
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from homevision.features import get_feature_set
 from homevision.modeling.comps import ComparablesIndex
 from homevision.modeling.explain import Contributions, DollarExplainer
-from homevision.modeling.intervals import interval_bounds, make_conformal
+from homevision.modeling.intervals import (
+    CONSTANT_FACTOR,
+    constant_factors,
+    interval_bounds,
+    make_conformal,
+)
 
 
 class ValuationModel(RegressorMixin, BaseEstimator):
@@ -46,9 +52,17 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         self.raw_columns_ = fs.raw_columns
         y = np.asarray(y, dtype=float)
         self.estimator_ = clone(self.estimator).fit(X, y)
-        self.conformal_ = make_conformal(
+        conformal = make_conformal(
             self.interval_variant, self.estimator, list(self.levels), self.seed
         ).fit_conformalize(X, y)
+        if self.interval_variant in CONSTANT_FACTOR:
+            # Ranges are the valuation times a factor per level: keep the factors, not the
+            # fold models, so a range costs no more than the valuation itself.
+            self.factors_ = constant_factors(conformal, X.head(20), list(self.levels))
+            self.conformal_ = None
+        else:
+            self.factors_ = None
+            self.conformal_ = conformal
         self.comps_ = ComparablesIndex(fs, self.comparables).fit(X, y)
         background = X.sample(min(self.background_rows, len(X)), random_state=self.seed)
         self.background_ = background[self.raw_columns_].reset_index(drop=True)
@@ -57,7 +71,9 @@ class ValuationModel(RegressorMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Return the point valuation in dollars."""
         check_is_fitted(self, "estimator_")
-        return self.estimator_.predict(X)
+        # Inputs were validated on the way in; skip scikit-learn's per-call re-checks.
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            return self.estimator_.predict(X)
 
     def predict_interval(
         self, X: pd.DataFrame, confidence: float | None = None
@@ -73,7 +89,12 @@ class ValuationModel(RegressorMixin, BaseEstimator):
                 f"{', '.join(str(v) for v in self.levels)}"
             )
         point = self.predict(X)
-        bounds = interval_bounds(self.conformal_, X, list(self.levels))[level]
+        if self.factors_ is not None:
+            low_factor, high_factor = self.factors_[level]
+            bounds = np.column_stack([point * low_factor, point * high_factor])
+        else:
+            with config_context(assume_finite=True, skip_parameter_validation=True):
+                bounds = interval_bounds(self.conformal_, X, list(self.levels))[level]
         return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
 
     def explainer(self) -> DollarExplainer:

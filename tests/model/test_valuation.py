@@ -155,3 +155,23 @@ def test_compare_variants_measures_coverage_out_of_fold():
     )
     assert 0.8 < scores[0].coverage <= 1.0
     assert 0.1 < scores[0].median_relative_width < 0.8
+
+
+def test_constant_factor_ranges_match_mapie_exactly():
+    """cv_base ranges are served as valuation x factor; they must equal MAPIE's own bounds."""
+    from homevision.modeling.intervals import interval_bounds, make_conformal
+
+    train = _sold(900, seed=12)
+    estimator = build_model("ridge", get_feature_set("task6"))
+    model = ValuationModel(estimator, interval_variant="cv_base", background_rows=10).fit(
+        train, train["ClosePrice"]
+    )
+    assert model.conformal_ is None and set(model.factors_) == {0.5, 0.8, 0.9, 0.95}
+    conformal = make_conformal("cv_base", estimator, [0.9]).fit_conformalize(
+        train, train["ClosePrice"]
+    )
+    rows = _sold(300, seed=13)
+    expected = interval_bounds(conformal, rows, [0.9])[0.9]
+    _, low, high = model.predict_interval(rows, 0.9)
+    np.testing.assert_allclose(low, expected[:, 0], rtol=1e-9)
+    np.testing.assert_allclose(high, expected[:, 1], rtol=1e-9)
