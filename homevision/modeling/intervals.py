@@ -104,10 +104,20 @@ def compare_variants(
     return scores
 
 
-def choose_variant(scores: list[IntervalScore], tolerance: float) -> IntervalScore:
+def choose_variant(
+    scores: list[IntervalScore], tolerance: float, fast_within: float = 0.0
+) -> IntervalScore:
     """Return the narrowest variant whose coverage reaches the level (minus `tolerance`), else
-    the best-covering one."""
+    the best-covering one. A constant-factor variant (served at the cost of one prediction)
+    is preferred when its width is within `fast_within` (relative) of the narrowest."""
     qualified = [s for s in scores if s.coverage >= s.level - tolerance]
-    if qualified:
-        return min(qualified, key=lambda s: s.median_relative_width)
-    return max(scores, key=lambda s: s.coverage)
+    if not qualified:
+        return max(scores, key=lambda s: s.coverage)
+    narrowest = min(qualified, key=lambda s: s.median_relative_width)
+    fast = [
+        s
+        for s in qualified
+        if s.variant in CONSTANT_FACTOR
+        and s.median_relative_width <= narrowest.median_relative_width * (1 + fast_within)
+    ]
+    return min(fast, key=lambda s: s.median_relative_width) if fast else narrowest

@@ -205,7 +205,9 @@ def _measure_intervals(estimator, X, y, settings) -> dict[str, Any]:
     scores = compare_variants(
         estimator, X, y, list(cfg["variants"]), level, int(cfg["outer_folds"]), settings.plan.seed
     )
-    chosen = choose_variant(scores, float(cfg["coverage_tolerance"]))
+    chosen = choose_variant(
+        scores, float(cfg["coverage_tolerance"]), float(cfg.get("fast_within", 0.0))
+    )
     for s in scores:
         mlflow.log_metrics(
             {

@@ -141,6 +141,13 @@ def test_choose_variant_prefers_narrowest_that_keeps_coverage():
     assert choose_variant(scores, tolerance=0.02).variant == "b"
     assert choose_variant(scores, tolerance=0.0).variant == "a"
     assert choose_variant(scores[2:], tolerance=0.0).variant == "c"  # none qualifies
+    fast = [
+        IntervalScore("jackknife_plus_ab", 0.9, 0.92, 0.44),
+        IntervalScore("cv_base", 0.9, 0.92, 0.457),
+    ]
+    assert choose_variant(fast, 0.02).variant == "jackknife_plus_ab"
+    assert choose_variant(fast, 0.02, fast_within=0.05).variant == "cv_base"
+    assert choose_variant(fast, 0.02, fast_within=0.01).variant == "jackknife_plus_ab"
 
 
 def test_compare_variants_measures_coverage_out_of_fold():
