@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -71,3 +74,27 @@ def served_home(trained_home, monkeypatch) -> Path:
     monkeypatch.setenv("HOMEVISION_HOME", str(trained_home))
     monkeypatch.setenv("HOMEVISION_DATA", str(trained_home / "data" / "raw" / "listings.csv"))
     return trained_home
+
+
+def free_port() -> int:
+    """Return a TCP port free on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 90) -> httpx.Response:
+    """Poll `url` until it answers 200 (or fail with the server's stderr tail)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    err = proc.stderr.read().decode()[-2000:] if proc.stderr and proc.poll() is not None else ""
+    pytest.fail(f"{url} did not come up: {err}")

@@ -4,10 +4,8 @@ serve` started on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -17,7 +15,7 @@ from homevision.data.synthetic import generate_listings, write_listings
 from homevision.serving.api import create_app
 from homevision.serving.schemas import MAX_BATCH
 
-from .conftest import train_in
+from .conftest import free_port, train_in, wait_until_up
 
 HOME = {
     "MLSNumber": 1,
@@ -135,14 +133,8 @@ def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch):
         assert c.post("/valuations", json=HOME).json()["model"]["version"] == "2"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_over_http_against_homevision_serve(served_home):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HOMEVISION_HOME": str(served_home)}
     server = subprocess.Popen(
         [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port)],
@@ -153,15 +145,7 @@ def test_over_http_against_homevision_serve(served_home):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).json()["model_loaded"]:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("server did not start: " + server.stderr.read1().decode()[-2000:])
+        assert wait_until_up(f"{base}/health", server).json()["model_loaded"]
         ok = httpx.post(f"{base}/valuations", json=[HOME] * 3, timeout=30)
         assert ok.status_code == 200 and len(ok.json()["valuations"]) == 3
         bad = httpx.post(f"{base}/valuations", json={**HOME, "BedsTotal": -1}, timeout=30)

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from .conftest import free_port, wait_until_up
 
 APP = Path(__file__).resolve().parents[2] / "homevision" / "ui" / "predictor.py"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,12 +43,6 @@ def test_a_missing_model_is_a_clear_message(tmp_path, monkeypatch):
     assert "Cannot load the model" in app.error[0].value
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
     reason="Debian chromium not installed (.ci/run installs it with apt-get)",
@@ -57,7 +50,7 @@ def _free_port() -> int:
 def test_in_a_real_browser(served_home, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HOMEVISION_HOME": str(served_home)}
     server = subprocess.Popen(
         [
@@ -82,13 +75,7 @@ def test_in_a_real_browser(served_home, tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        wait_until_up(f"{url}/_stcore/health", server)
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=CHROMIUM,

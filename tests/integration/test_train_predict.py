@@ -11,7 +11,6 @@ import mlflow
 import optuna
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -20,29 +19,13 @@ from homevision.data.synthetic import generate_listings, write_listings
 from homevision.modeling.checks import sqft_monotonicity_violations
 from homevision.tracking import CHAMPION, MODEL_NAME, load_model, tracking_uri
 
-from ..conftest import ROOT
+from .conftest import tiny_params
 
 runner = CliRunner()
 
 
 def _params(tmp_path, candidates: list[str]) -> str:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update(
-        candidates=candidates,
-        folds=3,
-        repeats=1,
-        tune_top=1,
-        tuning_trials=2,
-        blend_top=2,
-        nested_outer_folds=3,
-        nested_inner_folds=3,
-        nested_inner_trials=1,
-    )
-    params["intervals"].update(variants=["cv_plus"], outer_folds=3)
-    params["explain"].update(background_rows=20)
-    path = tmp_path / f"params-{'-'.join(candidates)}.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return str(path)
+    return str(tiny_params(tmp_path, candidates))
 
 
 @pytest.fixture
