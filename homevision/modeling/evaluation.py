@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from homevision.modeling.metrics import GREATER_IS_BETTER, valuation_metrics
+from homevision.modeling.metrics import GREATER_IS_BETTER, PRIMARY, valuation_metrics
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -109,7 +109,7 @@ def cross_validate_model(
     return CVResult(pd.DataFrame(rows), oof[:done], seconds / max(1, done))
 
 
-def leaderboard(results: dict[str, CVResult], primary: str = "rmse") -> pd.DataFrame:
+def leaderboard(results: dict[str, CVResult], primary: str = PRIMARY) -> pd.DataFrame:
     """Return one row per candidate (mean and std of every metric), best first by `primary`."""
     table = pd.DataFrame({name: r.summary() for name, r in results.items()}).T
     table.index.name = "candidate"

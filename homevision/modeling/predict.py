@@ -71,6 +71,7 @@ def value_listings(
         out.loc[typed.index, PRICE_COLUMNS] = prices
         out.loc[typed.index, "error"] = errors
     out[PRICE_COLUMNS] = out[PRICE_COLUMNS].round(0)
+    out = out[OUTPUT_COLUMNS]
     explanations: list[Explanation | None] = []
     if explain:
         explanations = _explain(model, typed, out)

@@ -21,7 +21,7 @@ from homevision.config import PACKAGE_DIR, load_params, paths
 from homevision.data.listings import Listings, load_listings, write_rejected
 from homevision.features import FeatureSet, get_feature_set
 from homevision.modeling import plots
-from homevision.modeling.candidates import build_from_spec
+from homevision.modeling.candidates import CANDIDATES, build_from_spec
 from homevision.modeling.card import leaderboard_markdown, render_model_card
 from homevision.modeling.evaluation import CVPlan, cross_validate_model
 from homevision.modeling.explain import global_importance, summary_plot
@@ -70,10 +70,12 @@ def settings_from_params(budget: float | None, storage: str | None) -> Selection
 
 
 def _spec_text(spec: dict[str, Any]) -> str:
+    """Return the winner as text with every hyper-parameter (defaults included)."""
     if spec["kind"] == "blend":
         return "equal-weight blend in log space of " + ", ".join(m[0] for m in spec["members"])
+    merged = {**CANDIDATES[spec["name"]].defaults, **spec["params"]}
     params = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec["params"].items()
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in merged.items()
     )
     return f"{spec['name']}({params})"
 

@@ -33,10 +33,6 @@ class TuningResult:
     study_name: str
 
 
-def _trial_params(trial: optuna.trial.FrozenTrial | optuna.Trial, candidate: str) -> Params:
-    return CANDIDATES[candidate].space(trial)  # type: ignore[misc]
-
-
 def tune(
     candidate: str,
     feature_set: FeatureSet,
@@ -74,7 +70,7 @@ def tune(
         study.enqueue_trial(_default_trial_params(candidate), skip_if_exists=True)
 
     def objective(trial: optuna.Trial) -> float:
-        params = _trial_params(trial, candidate)
+        params = spec.space(trial)  # type: ignore[misc]
         model = build_model(candidate, feature_set, params)
 
         def report(step: int, rmse: float) -> None:
