@@ -38,7 +38,10 @@ def intervals_markdown(intervals: dict[str, Any]) -> str:
         f"{100 * intervals['level']:.0f}% confidence; levels carried: "
         + ", ".join(f"{100 * v:.0f}%" for v in intervals["levels"])
         + ".",
-        f"Measured by {intervals['folds']}-fold outer CV (calibrated on training folds only):",
+        f"Measured by {intervals['folds']}-fold outer CV: ranges calibrated on the training folds"
+        " and scored on the held-out fold. Caveat: the point model's spec was chosen on all rows,"
+        " and the variant is picked on these same figures, so they lean slightly optimistic; the"
+        " synthetic benchmark (fresh homes) is the clean check.",
         "",
         "| variant | coverage | median width (% of valuation) |",
         "|---|---|---|",
