@@ -342,27 +342,10 @@ def ui(
 ) -> None:
     """Open the Streamlit app: listings, a valuation form with reasons, the model's figures."""
     import subprocess
-    import sys
 
-    from homevision.config import PACKAGE_DIR
+    from homevision.ui import streamlit_command
 
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(PACKAGE_DIR / "ui" / "predictor.py"),
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    if model:
-        command += ["--", model]
+    command = streamlit_command(port, model)
     raise typer.Exit(subprocess.call(command))
 
 

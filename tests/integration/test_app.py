@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from homevision.ui import APP, streamlit_command
+
 from .conftest import free_port, wait_until_up
 
-APP = Path(__file__).resolve().parents[2] / "homevision" / "ui" / "predictor.py"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -53,21 +53,7 @@ def test_in_a_real_browser(served_home, tmp_path):
     port = free_port()
     env = {**os.environ, "HOMEVISION_HOME": str(served_home)}
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+        streamlit_command(port),
         env=env,
         cwd=served_home,
         stdout=subprocess.DEVNULL,
