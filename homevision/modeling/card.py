@@ -95,6 +95,8 @@ that chose it: optimistic by construction, shown for comparison only.
 |---|---|---|
 {chr(10).join(rows)}
 
+Not eligible (valued some homes lower for more living area): {ctx["excluded"]}.
+
 Inner winners across outer folds: {", ".join(honest["winners"])}.
 
 ## Price range

@@ -21,7 +21,7 @@ from homevision.modeling.candidates import BASELINES, BLEND, CANDIDATES, build_f
 from homevision.modeling.checks import sqft_monotonicity_violations
 from homevision.modeling.evaluation import CVPlan, CVResult, cross_validate_model, leaderboard
 from homevision.modeling.metrics import valuation_metrics
-from homevision.modeling.tuning import TrialCallback, TuningResult, tune
+from homevision.modeling.tuning import TrialCallback, tune
 
 log = logging.getLogger(__name__)
 Spec = dict[str, Any]
@@ -46,12 +46,13 @@ class SelectionSettings:
 
 @dataclass
 class SelectionResult:
-    """The leaderboard, each entry's CV result and spec, the tuning runs and the winner."""
+    """The leaderboard, each entry's CV result and spec, and the winner (already fitted on the
+    rows the procedure was given, as the monotonicity check needed)."""
 
     results: dict[str, CVResult]
     specs: dict[str, Spec]
-    tuned: dict[str, TuningResult]
     winner: str
+    fitted: Any
     plan: CVPlan
     gate: dict[str, float] = field(default_factory=dict)
 
@@ -99,7 +100,6 @@ def select_and_tune(
     for name in settings.candidates:
         evaluate(name, single_spec(name))
 
-    tuned: dict[str, TuningResult] = {}
     ranked = [n for n in leaderboard(results).index if n not in BASELINES]
     to_tune = [n for n in ranked if CANDIDATES[n].tunable][: settings.tune_top]
     for name in to_tune:
@@ -119,7 +119,6 @@ def select_and_tune(
             show_progress=settings.show_progress,
             on_trial=on_trial(name) if on_trial else None,
         )
-        tuned[name] = result
         if result.rmse < results[name].summary()["rmse"]:
             evaluate(f"{name}_tuned", single_spec(name, result.params))
 
@@ -137,19 +136,19 @@ def select_and_tune(
             {"kind": "blend", "members": [[specs[m]["name"], specs[m]["params"]] for m in members]},
         )
 
-    winner, gate = _first_monotone(X, y, feature_set, specs, leaderboard(results).index)
-    return SelectionResult(results, specs, tuned, winner, settings.plan, gate)
+    winner, fitted, gate = _first_monotone(X, y, feature_set, specs, leaderboard(results).index)
+    return SelectionResult(results, specs, winner, fitted, settings.plan, gate)
 
 
-def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, dict[str, float]]:
+def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, Any, dict[str, float]]:
     """Return the best-ranked entry whose model, fitted on all rows, never values a home lower
-    for more living area; and the violation share of every entry checked on the way."""
+    for more living area; that fitted model; and the violation share of every entry checked."""
     gate: dict[str, float] = {}
     for name in ranked:
         model = build_from_spec(specs[name], feature_set).fit(X, y)
         gate[name] = sqft_monotonicity_violations(model, X)
         if gate[name] == 0.0:
-            return str(name), gate
+            return str(name), model, gate
         log.info(
             "  %s values some homes lower for more living area (%.0f%% of homes tried): "
             "not eligible",
@@ -180,9 +179,7 @@ class NestedEstimate:
     """Honest error of the whole procedure: metrics on outer folds it never saw."""
 
     metrics: dict[str, float]
-    per_fold: pd.DataFrame
     winners: list[str]
-    oof: np.ndarray
     method: str
 
 
@@ -195,16 +192,14 @@ def nested_estimate(
     on_fold: Callable[[int, int], None] | None = None,
 ) -> NestedEstimate:
     """Re-run `select_and_tune` with `settings` inside each outer training fold and score its
-    winner on the outer test fold. Returns pooled out-of-fold metrics and per-fold ones."""
+    winner (fitted on that training fold) on the outer test fold; return pooled metrics."""
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
     oof = np.full(len(X), np.nan)
-    rows, winners = [], []
+    winners = []
     folds = outer.splits(y)[0]
     for i, (train, test) in enumerate(folds):
         sel = select_and_tune(X.iloc[train], y.iloc[train], feature_set, settings)
-        model = build_from_spec(sel.spec, feature_set).fit(X.iloc[train], y.iloc[train])
-        oof[test] = model.predict(X.iloc[test])
-        rows.append(valuation_metrics(y.iloc[test].to_numpy(), oof[test]))
+        oof[test] = sel.fitted.predict(X.iloc[test])
         winners.append(sel.winner)
         if on_fold is not None:
             on_fold(i + 1, len(folds))
@@ -213,6 +208,4 @@ def nested_estimate(
         f"procedure re-run with {settings.plan.describe()}, tuning {settings.tuning_trials} "
         "trials of the inner winner"
     )
-    return NestedEstimate(
-        valuation_metrics(y.to_numpy(), oof), pd.DataFrame(rows), winners, oof, method
-    )
+    return NestedEstimate(valuation_metrics(y.to_numpy(), oof), winners, method)

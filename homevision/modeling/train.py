@@ -403,6 +403,12 @@ def locals_for_card(
         "honest": honest,
         "cv": table.loc[selection.winner].to_dict(),
         "plan": selection.plan.describe(),
+        "excluded": ", ".join(
+            f"{name} ({100 * share:.0f}% of homes tried)"
+            for name, share in selection.gate.items()
+            if share > 0
+        )
+        or "none",
         "leaderboard_md": leaderboard_markdown(table),
         "table": table,
         "y": y.to_numpy(),
