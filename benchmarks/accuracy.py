@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from homevision.config import REAL_SAMPLE_NAME
-from homevision.modeling.card import fmt_metric
+from homevision.training.card import fmt_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HOMEVISION_PARAMS", str(ROOT / "params.yaml"))
-    from homevision.modeling.train import train
+    from homevision.training.train import train
 
     summary = []
     for name in args.features:

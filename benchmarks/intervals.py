@@ -34,13 +34,9 @@ def main() -> None:
     from homevision.data.listings import coerce_types, load_listings
     from homevision.data.synthetic import generate_listings
     from homevision.features import get_feature_set
-    from homevision.modeling.candidates import build_model
-    from homevision.modeling.intervals import (
-        VARIANTS,
-        compare_variants,
-        interval_bounds,
-        make_conformal,
-    )
+    from homevision.training.candidates import build_model
+    from homevision.training.interval_choice import compare_variants
+    from homevision.valuation.intervals import VARIANTS, interval_bounds, make_conformal
 
     fs = get_feature_set(args.features)
     estimator = build_model(args.candidate, fs)

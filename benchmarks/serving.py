@@ -100,8 +100,8 @@ def main() -> None:
 
     from homevision.data.listings import coerce_types, read_export
     from homevision.data.sources import resolve_data_path
-    from homevision.modeling.predict import unsold_rows
     from homevision.tracking import describe_model, load_model, resolve_model_uri, tracking_uri
+    from homevision.valuation.predict import unsold_rows
 
     model = load_model(args.model)
     info = describe_model(args.model)

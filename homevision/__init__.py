@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from homevision.modeling.predict import Valuations
+    from homevision.valuation.predict import Valuations
 
 __all__ = ["value"]
 
@@ -24,8 +24,8 @@ def value(
 ) -> Valuations:
     """Value listings (a frame in export columns) with the referenced model (default: the
     champion) and return Valuations: one row per input, ranges, and explanations on request."""
-    from homevision.modeling.predict import value_listings
     from homevision.tracking import load_model
+    from homevision.valuation.predict import value_listings
 
     frame = listings.astype(object).where(listings.notna(), None)
     return value_listings(load_model(model), frame, confidence=confidence, explain=explain)

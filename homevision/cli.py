@@ -200,8 +200,8 @@ def train(
     ] = None,
 ) -> None:
     """Select, tune, honestly evaluate, refit, log and register a model."""
-    from homevision.modeling.card import fmt_metric
-    from homevision.modeling.train import train as run_training
+    from homevision.training.card import fmt_metric
+    from homevision.training.train import train as run_training
 
     source = resolve_data_path(data)
     _load(source)  # fail early, with one sentence, on a file that is not an export
@@ -262,8 +262,8 @@ def predict(
     """Value every row of an export: MLSNumber, price, range, error (and reasons)."""
     from homevision.config import load_params
     from homevision.data.listings import read_export
-    from homevision.modeling.predict import explanation_columns, unsold_rows, value_listings
     from homevision.tracking import ModelNotFoundError, load_model
+    from homevision.valuation.predict import explanation_columns, unsold_rows, value_listings
 
     source = resolve_data_path(data)
     try:
@@ -306,7 +306,7 @@ def tune(
     study: Annotated[str | None, typer.Option(help="Study name (shared by processes).")] = None,
 ) -> None:
     """Tune one candidate with Optuna on the labelled rows; studies can be shared."""
-    from homevision.modeling.tuning_job import run_tuning
+    from homevision.training.tune_job import run_tuning
 
     listings = _load(data)
     try:

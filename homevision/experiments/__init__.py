@@ -1,1 +1,1 @@
-"""The take-home's experiment entry points, kept as thin wrappers over homevision.modeling."""
+"""The take-home's experiment entry points, kept as thin wrappers over homevision.training."""

@@ -11,7 +11,7 @@ import logging
 
 from homevision.data.sources import resolve_data_path
 from homevision.logging_setup import setup_logging
-from homevision.modeling.train import run_selection
+from homevision.training.train import run_selection
 
 log = logging.getLogger("homevision.experiments.model_v1")
 

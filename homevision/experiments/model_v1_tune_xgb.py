@@ -12,7 +12,7 @@ import logging
 from homevision.data.listings import load_listings
 from homevision.data.sources import resolve_data_path
 from homevision.logging_setup import setup_logging
-from homevision.modeling.tuning_job import run_tuning
+from homevision.training.tune_job import run_tuning
 
 log = logging.getLogger("homevision.experiments.model_v1_tune_xgb")
 

@@ -25,13 +25,13 @@ import streamlit as st
 
 from homevision.data.listings import NotAnExportError, coerce_types, read_export
 from homevision.data.sources import resolve_data_path
-from homevision.modeling.predict import unsold_rows, value_listings
 from homevision.tracking import (
     ModelNotFoundError,
     describe_model,
     load_model,
     tracking_uri,
 )
+from homevision.valuation.predict import unsold_rows, value_listings
 
 OTHER_SCHOOL = "Other (type a name)"
 TASK6 = ["SqFtTotal", "BedsTotal", "BathsTotal", "LotSizeAreaSQFT", "CDOM", "ElementarySchoolName"]

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from homevision.cli import app
 from homevision.data.synthetic import generate_listings, write_listings
-from homevision.modeling.checks import sqft_monotonicity_violations
 from homevision.tracking import CHAMPION, MODEL_NAME, load_model, tracking_uri
+from homevision.training.checks import sqft_monotonicity_violations
 
 from .conftest import tiny_params
 

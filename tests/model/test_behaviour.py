@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from homevision.features import get_feature_set
-from homevision.modeling.baselines import PricePerSqftBaseline
-from homevision.modeling.candidates import CANDIDATES, build_blend, build_model
-from homevision.modeling.checks import sqft_monotonicity_violations
-from homevision.modeling.evaluation import CVPlan, cross_validate_model
-from homevision.modeling.metrics import valuation_metrics
+from homevision.training.candidates import CANDIDATES, build_blend, build_model
+from homevision.training.checks import sqft_monotonicity_violations
+from homevision.training.evaluation import CVPlan, cross_validate_model
+from homevision.training.metrics import valuation_metrics
+from homevision.valuation.baselines import PricePerSqftBaseline
 
 
 def test_metrics_in_dollars_and_percent():

@@ -7,8 +7,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from homevision.features import get_feature_set
-from homevision.modeling.candidates import build_model
-from homevision.modeling.evaluation import CVPlan, cross_validate_model
+from homevision.training.candidates import build_model
+from homevision.training.evaluation import CVPlan, cross_validate_model
 
 FITTED_ON: list[frozenset[int]] = []
 

@@ -11,10 +11,10 @@ import pytest
 from homevision.data.listings import coerce_types
 from homevision.data.synthetic import generate_listings
 from homevision.features import get_feature_set
-from homevision.modeling.candidates import build_model
-from homevision.modeling.explain import RawCodec, global_importance
-from homevision.modeling.intervals import IntervalScore, choose_variant, compare_variants
-from homevision.modeling.valuation import ValuationModel, ValuationPyfunc
+from homevision.training.candidates import build_model
+from homevision.training.interval_choice import IntervalScore, choose_variant, compare_variants
+from homevision.valuation.explain import RawCodec, global_importance
+from homevision.valuation.model import ValuationModel, ValuationPyfunc
 
 
 def _sold(rows: int, seed: int) -> pd.DataFrame:
@@ -166,7 +166,7 @@ def test_compare_variants_measures_coverage_out_of_fold():
 
 def test_constant_factor_ranges_match_mapie_exactly():
     """cv_base ranges are served as valuation x factor; they must equal MAPIE's own bounds."""
-    from homevision.modeling.intervals import interval_bounds, make_conformal
+    from homevision.valuation.intervals import interval_bounds, make_conformal
 
     train = _sold(900, seed=12)
     estimator = build_model("ridge", get_feature_set("task6"))

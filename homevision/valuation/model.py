@@ -11,9 +11,9 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from homevision.features import get_feature_set
-from homevision.modeling.comps import ComparablesIndex
-from homevision.modeling.explain import Contributions, DollarExplainer
-from homevision.modeling.intervals import (
+from homevision.valuation.comps import ComparablesIndex
+from homevision.valuation.explain import Contributions, DollarExplainer
+from homevision.valuation.intervals import (
     CONSTANT_FACTOR,
     constant_factors,
     interval_bounds,

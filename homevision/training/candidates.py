@@ -27,8 +27,8 @@ from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
 
 from homevision.features import ColumnSelector, Family, FeatureSet, build_preprocessor
-from homevision.modeling.baselines import PricePerSqftBaseline
-from homevision.modeling.estimators import MonotoneInSqft, SqftElasticityTarget
+from homevision.valuation.baselines import PricePerSqftBaseline
+from homevision.valuation.estimators import MonotoneInSqft, SqftElasticityTarget
 
 Params = dict[str, Any]
 SEED = 0

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from homevision.modeling.metrics import GREATER_IS_BETTER, PRIMARY, valuation_metrics
+from homevision.training.metrics import GREATER_IS_BETTER, PRIMARY, valuation_metrics
 
 Split = tuple[np.ndarray, np.ndarray]
 

@@ -8,8 +8,8 @@ from homevision import tracking
 from homevision.config import load_params, paths
 from homevision.data.listings import Listings
 from homevision.features import get_feature_set
-from homevision.modeling.evaluation import CVPlan
-from homevision.modeling.tuning import TuningResult, tune
+from homevision.training.evaluation import CVPlan
+from homevision.training.tuning import TuningResult, tune
 
 
 def run_tuning(

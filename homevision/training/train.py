@@ -20,20 +20,20 @@ from homevision import tracking
 from homevision.config import PACKAGE_DIR, load_params, paths
 from homevision.data.listings import Listings, load_listings, write_rejected
 from homevision.features import FeatureSet, get_feature_set
-from homevision.modeling import plots
-from homevision.modeling.candidates import CANDIDATES, build_from_spec
-from homevision.modeling.card import leaderboard_markdown, render_model_card
-from homevision.modeling.evaluation import CVPlan, cross_validate_model
-from homevision.modeling.explain import global_importance, summary_plot
-from homevision.modeling.intervals import choose_variant, compare_variants
-from homevision.modeling.selection import (
+from homevision.training import plots
+from homevision.training.candidates import CANDIDATES, build_from_spec
+from homevision.training.card import leaderboard_markdown, render_model_card
+from homevision.training.evaluation import CVPlan, cross_validate_model
+from homevision.training.interval_choice import choose_variant, compare_variants
+from homevision.training.selection import (
     SelectionResult,
     SelectionSettings,
     inner_settings,
     nested_estimate,
     select_and_tune,
 )
-from homevision.modeling.valuation import ValuationModel, ValuationPyfunc
+from homevision.valuation.explain import global_importance, summary_plot
+from homevision.valuation.model import ValuationModel, ValuationPyfunc
 
 log = logging.getLogger(__name__)
 TARGET = "ClosePrice"

@@ -15,8 +15,8 @@ import optuna
 import pandas as pd
 
 from homevision.features import FeatureSet
-from homevision.modeling.candidates import CANDIDATES, Params, build_model
-from homevision.modeling.evaluation import CVResult, Split, cross_validate_model
+from homevision.training.candidates import CANDIDATES, Params, build_model
+from homevision.training.evaluation import CVResult, Split, cross_validate_model
 
 log = logging.getLogger(__name__)
 TrialCallback = Callable[[optuna.trial.FrozenTrial, Params, CVResult | None], None]

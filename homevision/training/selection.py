@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from homevision.features import FeatureSet
-from homevision.modeling.candidates import BASELINES, BLEND, CANDIDATES, build_from_spec
-from homevision.modeling.checks import sqft_monotonicity_violations
-from homevision.modeling.evaluation import CVPlan, CVResult, cross_validate_model, leaderboard
-from homevision.modeling.metrics import valuation_metrics
-from homevision.modeling.tuning import TrialCallback, tune
+from homevision.training.candidates import BASELINES, BLEND, CANDIDATES, build_from_spec
+from homevision.training.checks import sqft_monotonicity_violations
+from homevision.training.evaluation import CVPlan, CVResult, cross_validate_model, leaderboard
+from homevision.training.metrics import valuation_metrics
+from homevision.training.tuning import TrialCallback, tune
 
 log = logging.getLogger(__name__)
 Spec = dict[str, Any]
