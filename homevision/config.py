@@ -57,13 +57,14 @@ def paths() -> Paths:
 
 
 def params_file() -> Path:
-    """Return the params.yaml in force: HOMEVISION_PARAMS, ./params.yaml, else the checkout's."""
+    """Return the params.yaml in force: HOMEVISION_PARAMS, ./params.yaml, else the one shipped
+    inside the package (so a plain `pip install .` works from any folder)."""
     if env := os.environ.get("HOMEVISION_PARAMS"):
         return Path(env)
     local = project_root() / "params.yaml"
     if local.exists():
         return local
-    return PACKAGE_DIR.parent / "params.yaml"
+    return PACKAGE_DIR / "params.yaml"
 
 
 @cache

@@ -74,7 +74,7 @@ def get_feature_set(name: str) -> FeatureSet:
     if name not in sets:
         raise KeyError(f"unknown feature set {name!r}; choose one of {', '.join(sets)}")
     spec = sets[name]
-    return FeatureSet(
+    fs = FeatureSet(
         name=name,
         numeric=tuple(spec["numeric"]),
         baths=spec["baths"],
@@ -83,6 +83,13 @@ def get_feature_set(name: str) -> FeatureSet:
         high_cardinality=tuple(spec.get("high_cardinality") or ()),
         description=spec.get("description", ""),
     )
+    leaky = [c for c in fs.raw_columns if is_leaky(c)]
+    if leaky:
+        raise ValueError(
+            f"feature set {name!r} uses column(s) on the leakage list: {', '.join(leaky)} "
+            "(written when or after the sale closes)"
+        )
+    return fs
 
 
 def leakage_columns() -> list[str]:
@@ -320,9 +327,10 @@ def build_preprocessor(
     steps: list[tuple[str, object]] = [
         ("select", ColumnSelector(numeric=fs.numeric, text=text)),
         ("baths", BathsSplitter(fs.baths)),
-        ("cdom", CDOMRepair("CDOM")),
-        ("lot", LotSizeImputer("LotSizeAreaSQFT", "SqFtTotal")),
     ]
+    if "CDOM" in fs.numeric:
+        steps.append(("cdom", CDOMRepair("CDOM")))
+    steps.append(("lot", LotSizeImputer("LotSizeAreaSQFT", "SqFtTotal")))
     if "ListPrice" in fs.numeric:
         steps.append(("list_price", ImplausibleToMissing("ListPrice", MIN_LIST_PRICE)))
     steps.append(("ratios", RatioFeatures()))

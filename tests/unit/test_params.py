@@ -47,3 +47,33 @@ def test_only_onmarket_sees_the_asking_price():
     assert "ListPrice" in get_feature_set("onmarket").raw_columns
     assert "ListPrice" not in get_feature_set("offmarket").raw_columns
     assert "ListPrice" not in get_feature_set("task6").raw_columns
+
+
+def test_a_feature_set_with_current_price_is_refused(tmp_path, monkeypatch):
+    """Negative control: the leakage guard catches a set that sneaks in CurrentPrice."""
+    import yaml
+
+    from homevision.config import params_file
+
+    params = yaml.safe_load(params_file().read_text())
+    params["feature_sets"]["sneaky"] = {
+        **params["feature_sets"]["task6"],
+        "numeric": [*params["feature_sets"]["task6"]["numeric"], "CurrentPrice"],
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("HOMEVISION_PARAMS", str(path))
+    with pytest.raises(ValueError, match="CurrentPrice"):
+        get_feature_set("sneaky")
+    assert [c for c in get_feature_set("task6").raw_columns if is_leaky(c)] == []
+
+
+def test_offmarket_does_not_use_days_on_market_but_onmarket_does():
+    assert "CDOM" not in get_feature_set("offmarket").raw_columns
+    assert "CDOM" in get_feature_set("onmarket").raw_columns
+
+
+def test_params_ship_inside_the_package():
+    from homevision.config import PACKAGE_DIR
+
+    assert (PACKAGE_DIR / "params.yaml").is_file()
