@@ -10,7 +10,8 @@ from sklearn import config_context
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from homevision.features import get_feature_set
+from homevision.data.schema import BATHS, MIN_LIST_PRICE
+from homevision.features import FeatureSet, get_feature_set, split_baths
 from homevision.valuation.comps import ComparablesIndex
 from homevision.valuation.explain import Contributions, DollarExplainer
 from homevision.valuation.intervals import (
@@ -66,6 +67,10 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         self.comps_ = ComparablesIndex(fs, self.comparables).fit(X, y)
         background = X.sample(min(self.background_rows, len(X)), random_state=self.seed)
         self.background_ = background[self.raw_columns_].reset_index(drop=True)
+        # What the model has seen: prediction flags listings outside these ranges (a warning)
+        # and refuses valuations far outside the training prices (see valuation.predict).
+        self.training_ranges_ = training_ranges(X, fs)
+        self.price_range_ = (float(np.min(y)), float(np.max(y)))
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -108,6 +113,34 @@ class ValuationModel(RegressorMixin, BaseEstimator):
     def comparable_sales(self, X: pd.DataFrame, k: int | None = None) -> list[pd.DataFrame]:
         """Return, per row, the k most similar sold listings (never the listing itself)."""
         return self.comps_.query(X.reset_index(drop=True), k)
+
+
+def support_values(X: pd.DataFrame, column: str) -> np.ndarray:
+    """Return the values of `column` as the model understands them, for range checks: baths as
+    the number of bathrooms (full + half), days on market without sign errors, asking prices
+    below MIN_LIST_PRICE as missing (the pipeline repairs these the same way); NaN = missing."""
+    if column not in X:
+        return np.full(len(X), np.nan)
+    if column == BATHS:
+        return np.array([sum(split_baths(v)) for v in X[column].to_numpy()], dtype=float)
+    values = pd.to_numeric(X[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    if column == "CDOM":
+        return np.abs(values)
+    if column == "ListPrice":
+        return np.where(values >= MIN_LIST_PRICE, values, np.nan)
+    return values
+
+
+def training_ranges(X: pd.DataFrame, fs: FeatureSet) -> dict[str, tuple[float, float]]:
+    """Return {column: (min, max)} over the training rows for every numeric raw column the
+    feature set reads (and the bathroom count); columns with no value are left out."""
+    ranges = {}
+    for column in [*fs.numeric, fs.baths]:
+        values = support_values(X, column)
+        values = values[np.isfinite(values)]
+        if values.size:
+            ranges[column] = (float(values.min()), float(values.max()))
+    return ranges
 
 
 class ValuationPyfunc(mlflow.pyfunc.PythonModel):

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from homevision.config import load_params
 from homevision.data.listings import REASON_COLUMN, coerce_types, is_labelled, validate_listings
 from homevision.data.schema import MLS_ID
+from homevision.valuation.model import support_values
 
 log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = [
@@ -23,7 +25,9 @@ OUTPUT_COLUMNS = [
     "close_price_low",
     "close_price_high",
     "error",
+    "warning",
 ]
+DEFAULT_SUPPORT_FACTOR = 3.0
 PRICE_COLUMNS = ["predicted_close_price", "close_price_low", "close_price_high"]
 
 
@@ -53,37 +57,150 @@ class Valuations:
 def value_listings(
     model, raw: pd.DataFrame, confidence: float | None = None, explain: bool = False
 ) -> Valuations:
-    """Return valuations (OUTPUT_COLUMNS) for every row of `raw`, in its order."""
+    """Return valuations (OUTPUT_COLUMNS) for every row of `raw`, in its order: rows that fail
+    the data contract get its reasons in `error`, the others go through `value_frame`."""
     raw = raw.reset_index(drop=True)
-    level = model.confidence if confidence is None else confidence
+    level = _level(model, confidence)
     result = validate_listings(raw)
     out = pd.DataFrame(
         {
             "MLSNumber": raw[MLS_ID].to_numpy(),
             **{c: np.full(len(raw), np.nan) for c in PRICE_COLUMNS},
             "error": np.array([""] * len(raw), dtype=object),
+            "warning": np.array([""] * len(raw), dtype=object),
         }
     )
     out.loc[result.rejected.index, "error"] = result.rejected[REASON_COLUMN].to_numpy()
     typed = coerce_types(result.accepted)
+    explanations: list[Explanation | None] = [None] * len(raw) if explain else []
     if len(typed):
-        prices, errors = _predict(model, typed, level)
-        out.loc[typed.index, PRICE_COLUMNS] = prices
-        out.loc[typed.index, "error"] = errors
-    out[PRICE_COLUMNS] = out[PRICE_COLUMNS].round(0)
-    out = out[OUTPUT_COLUMNS]
+        valued = value_frame(model, typed, level, explain)
+        for column in OUTPUT_COLUMNS[1:]:
+            out.loc[typed.index, column] = valued.frame[column].to_numpy()
+        for position, row in enumerate(typed.index):
+            if explain:
+                explanations[row] = valued.explanations[position]
+    return Valuations(out[OUTPUT_COLUMNS], level, explanations)
+
+
+def value_frame(
+    model, typed: pd.DataFrame, confidence: float | None = None, explain: bool = False
+) -> Valuations:
+    """Value rows already typed and checked (the CLI's validated export, the API's parsed
+    listings): point and range, refusal of what the model cannot support, extrapolation
+    warnings, and on request the explanations. Output rows = input rows, in order (the frame
+    keeps `typed`'s index). Every face goes through here."""
+    level = _level(model, confidence)
+    out = pd.DataFrame(
+        {
+            "MLSNumber": typed[MLS_ID].to_numpy() if MLS_ID in typed else np.nan,
+            **{c: np.full(len(typed), np.nan) for c in PRICE_COLUMNS},
+            "error": np.array([""] * len(typed), dtype=object),
+            "warning": np.array([""] * len(typed), dtype=object),
+        },
+        index=typed.index,
+    )
+    if len(typed) == 0:
+        return Valuations(out[OUTPUT_COLUMNS], level, [])
+    prices, failures = _predict(model, typed, level)
+    refusals, warnings = support_flags(model, typed, prices[:, 0], prices)
+    errors = [f or r for f, r in zip(failures, refusals, strict=True)]
+    prices[[bool(e) for e in errors]] = np.nan
+    out[PRICE_COLUMNS] = prices.round(0)
+    out["error"] = errors
+    out["warning"] = warnings
     explanations: list[Explanation | None] = []
     if explain:
         explanations = _explain(model, typed, out)
-    return Valuations(out, level, explanations)
+    return Valuations(out[OUTPUT_COLUMNS], level, explanations)
+
+
+def _level(model, confidence: float | None) -> float:
+    """The range level to report: `confidence` if the model carries it (else ValueError)."""
+    level = model.confidence if confidence is None else confidence
+    if level not in model.levels:
+        raise ValueError(
+            f"confidence {level} not carried by this model; use one of "
+            f"{', '.join(str(v) for v in model.levels)}"
+        )
+    return level
+
+
+def support_factor() -> float:
+    """How far past the training prices a valuation may fall and still be reported
+    (params.yaml valuation.support_factor; 3 when not set)."""
+    try:
+        section = load_params().get("valuation") or {}
+    except FileNotFoundError:
+        section = {}
+    return float(section.get("support_factor", DEFAULT_SUPPORT_FACTOR))
+
+
+def support_flags(
+    model,
+    typed: pd.DataFrame,
+    point: np.ndarray,
+    prices: np.ndarray | None = None,
+    factor: float | None = None,
+) -> tuple[list[str], list[str]]:
+    """Return (errors, warnings), one string per row ("" when none), for valuations `point` of
+    the rows of `typed`.
+
+    error: the valuation (or its range, `prices` as [point, low, high] columns) is not finite,
+    or falls outside the prices the model supports: the training prices divided / multiplied
+    by `factor` (params.yaml valuation.support_factor). Such a row is refused, not reported.
+    warning: a numeric column the model reads lies outside what it saw in training (min..max);
+    the row is still valued, but it is an extrapolation.
+
+    Models logged before the ranges were recorded have no `training_ranges_`/`price_range_`:
+    they get only the non-finite check.
+    """
+    factor = support_factor() if factor is None else float(factor)
+    point = np.asarray(point, dtype=float)
+    values = point[:, None] if prices is None else np.asarray(prices, dtype=float)
+    finite = np.isfinite(values).all(axis=1)
+    errors = [
+        "" if ok else "the model returned no finite valuation for these values" for ok in finite
+    ]
+    price_range = getattr(model, "price_range_", None)
+    if price_range is not None:
+        low, high = price_range[0] / factor, price_range[1] * factor
+        for i in np.flatnonzero(finite & ((point < low) | (point > high))):
+            errors[i] = (
+                f"valuation ${point[i]:,.0f} is outside what this model supports "
+                f"(${low:,.0f} to ${high:,.0f}: its training prices ${price_range[0]:,.0f} to "
+                f"${price_range[1]:,.0f}, divided or multiplied by {factor:g}); not reported"
+            )
+    notes: list[list[str]] = [[] for _ in range(len(point))]
+    for column, (lo, hi) in (getattr(model, "training_ranges_", None) or {}).items():
+        seen = support_values(typed, column)
+        for i in np.flatnonzero(seen > hi):
+            notes[i].append(
+                f"{column} {_num(seen[i])} above the largest seen in training ({_num(hi)})"
+            )
+        for i in np.flatnonzero(seen < lo):
+            notes[i].append(
+                f"{column} {_num(seen[i])} below the smallest seen in training ({_num(lo)})"
+            )
+    warnings = [
+        "; ".join(n) + ": an extrapolation, treat the valuation with care" if n else ""
+        for n in notes
+    ]
+    return errors, warnings
+
+
+def _num(value: float) -> str:
+    """12000.0 -> "12,000"; 2.5 -> "2.5"."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0")
 
 
 def _predict(model, typed: pd.DataFrame, level: float) -> tuple[np.ndarray, list[str]]:
-    """Predict the whole batch; if that fails, row by row so one bad row costs only itself."""
+    """Predict the whole batch as (n, 3) [point, low, high]; if that fails, row by row so one bad
+    row costs only itself (its error is a fixed sentence; the exception goes to the log)."""
     try:
-        prices = np.column_stack(model.predict_interval(typed, level))
-        finite = np.isfinite(prices).all(axis=1)
-        return prices, ["" if ok else "model returned no finite value" for ok in finite]
+        return np.column_stack(model.predict_interval(typed, level)).astype(float), [""] * len(
+            typed
+        )
     except Exception as err:  # a model failure on one row must not lose the others
         log.warning("Batch valuation failed (%s); valuing row by row", err)
     prices, errors = np.full((len(typed), 3), np.nan), []
@@ -91,20 +208,22 @@ def _predict(model, typed: pd.DataFrame, level: float) -> tuple[np.ndarray, list
         try:
             prices[i] = np.column_stack(model.predict_interval(typed.iloc[[i]], level))[0]
             errors.append("")
-        except Exception as err:
-            errors.append(f"could not be valued: {str(err).splitlines()[0][:200]}")
+        except Exception:
+            log.exception("Row %d could not be valued", i)
+            errors.append("could not be valued: the model cannot use these values")
     return prices, errors
 
 
 def _explain(model, typed: pd.DataFrame, out: pd.DataFrame) -> list[Explanation | None]:
-    """Return an Explanation per output row (None for rows that could not be valued)."""
+    """Return an Explanation per row of `out` (aligned with `typed`; None for refused rows)."""
     explanations: list[Explanation | None] = [None] * len(out)
-    valued = typed[out.loc[typed.index, "error"].eq("").to_numpy()]
-    if valued.empty:
+    rows = np.flatnonzero(out["error"].eq("").to_numpy())
+    if rows.size == 0:
         return explanations
+    valued = typed.iloc[rows]
     contributions = model.explain(valued)
     comps = model.comparable_sales(valued)
-    for j, row in enumerate(valued.index):
+    for j, row in enumerate(rows):
         explanations[row] = Explanation(
             base_value=float(contributions.base_values[j]),
             contributions={k: float(v) for k, v in contributions.values.iloc[j].items()},
