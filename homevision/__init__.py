@@ -1,7 +1,9 @@
 """homevision: value homes from an MLS listings export.
 
 The Python API: `homevision.value(listings, model=REF)` returns a Valuations object (a frame with
-price and range per listing, plus per-row explanations when `explain=True`).
+price and range per listing, plus per-row explanations when `explain=True`). A row the model
+cannot value has no prices and says why in `error`; a row outside the training data is valued
+and says so in `warning`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ def value(
     explain: bool = False,
 ) -> Valuations:
     """Value listings (a frame in export columns) with the referenced model (default: the
-    champion) and return Valuations: one row per input, ranges, and explanations on request."""
+    champion) and return Valuations: one row per input with price, range, `error` (refused or
+    invalid rows, prices NaN) and `warning` (extrapolations), and explanations on request.
+
+    Raises ValueError for a `confidence` the model does not carry."""
     from homevision.tracking import load_model
     from homevision.valuation.predict import value_listings
 
