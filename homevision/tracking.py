@@ -161,7 +161,10 @@ def set_champion(version: str) -> None:
 
 def describe_model(ref: str | None = None) -> dict[str, Any]:
     """Return what a model reference points at: name, version, alias, run id, feature set,
-    CV and honest metrics, trained-at and data hash (for /model and the app's Model page)."""
+    CV and honest metrics, trained-at, data hash, and the range figures per carried level
+    (`ranges`: level, coverage, median_width, time_ordered_coverage, from the run's
+    range_{pct}_coverage / _width / _coverage_time metrics; for /model and the app's Model
+    page)."""
     uri = resolve_model_uri(ref)
     client = MlflowClient(tracking_uri())
     info: dict[str, Any] = {"uri": uri, "name": None, "version": None, "alias": None}
@@ -179,6 +182,7 @@ def describe_model(ref: str | None = None) -> dict[str, Any]:
     else:
         run_id = uri.removeprefix("runs:/").split("/")[0]
     info["run_id"] = run_id
+    info["ranges"] = []
     if run_id:
         run = client.get_run(run_id)
         metrics = run.data.metrics
@@ -190,4 +194,18 @@ def describe_model(ref: str | None = None) -> dict[str, Any]:
             "honest_metrics": {k[7:]: v for k, v in metrics.items() if k.startswith("honest_")},
             "interval_coverage": metrics.get("interval_coverage"),
         }
+        figures: dict[int, dict[str, float]] = {}
+        for key, value in metrics.items():
+            match = re.fullmatch(r"range_(\d+)_(coverage|width|coverage_time)", key)
+            if match:
+                figures.setdefault(int(match[1]), {})[match[2]] = float(value)
+        info["ranges"] = [
+            {
+                "level": pct / 100,
+                "coverage": figures[pct].get("coverage"),
+                "median_width": figures[pct].get("width"),
+                "time_ordered_coverage": figures[pct].get("coverage_time"),
+            }
+            for pct in sorted(figures)
+        ]
     return info
