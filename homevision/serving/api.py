@@ -1,5 +1,12 @@
-"""The REST API: `create_app(model_ref)` returns a FastAPI app that loads the model once at
-start-up and values one listing or a batch per request."""
+"""The REST API: `create_app(model_ref)` returns a FastAPI app that loads the model at start-up
+(and on POST /model/reload) and values one listing or a batch per request.
+
+Operable: request bodies are capped before they are parsed (BodySizeLimit), explanations per
+request are capped, a model that cannot be loaded is a 503 with one sentence while the server
+stays up, and no answer carries internal exception text (it goes to the log). Valuing goes
+through valuation.predict.value_frame, as in the CLI and the Python API, so a valuation the
+model cannot support is refused (error, null prices) and an extrapolation warned, per listing.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +23,10 @@ import pandas as pd
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from homevision.config import load_params
 from homevision.serving.schemas import (
     MAX_BATCH,
     Comparable,
@@ -25,10 +35,12 @@ from homevision.serving.schemas import (
     Health,
     Listing,
     ModelInfo,
+    Problem,
     Valuation,
     ValuationResponse,
 )
-from homevision.tracking import ModelNotFoundError, describe_model, load_model
+from homevision.tracking import DEFAULT_REF, describe_model, load_model
+from homevision.valuation import predict
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +89,118 @@ def _missing_required(listings: list[Listing], required: list[str]) -> list[dict
     return errors
 
 
+DEFAULT_MAX_BODY_BYTES = 8_000_000  # a 10,000-listing batch with every field fits
+DEFAULT_MAX_EXPLAIN_BATCH = 100
+INTERNAL_ERROR = "internal error: the request could not be completed (the cause has been logged)"
+
+
+def serving_settings() -> dict[str, int]:
+    """Return params.yaml's serving limits (defaults where the file or key is absent)."""
+    try:
+        section = load_params().get("serving") or {}
+    except FileNotFoundError:
+        section = {}
+    return {
+        "max_body_bytes": int(section.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
+        "max_explain_batch": int(section.get("max_explain_batch", DEFAULT_MAX_EXPLAIN_BATCH)),
+    }
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: answer 413 to a request body over `max_bytes` before anything
+    parses it. A declared Content-Length over the cap is refused without reading a byte; a
+    body without one (chunked) is counted as it streams and refused the moment it passes the
+    cap. A body within the cap is handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nobody to answer
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: wait for a disconnect, as usual
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            status_code=413,
+            content={
+                "detail": f"request body too large: the limit is {self.max_bytes} bytes "
+                f"({self.max_bytes:,}); send fewer listings per request"
+            },
+            headers={"connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # malformed: the streamed bytes are counted instead
+    return None
+
+
 def create_app(
-    model_ref: str | None = None, loader: Callable[[str | None], Served] = load_served
+    model_ref: str | None = None,
+    loader: Callable[[str | None], Served] = load_served,
+    max_body_bytes: int | None = None,
+    max_explain_batch: int | None = None,
 ) -> FastAPI:
-    """Return the API; the model is loaded at start-up and on POST /model/reload."""
+    """Return the API; the model is loaded at start-up and on POST /model/reload. Limits
+    default to params.yaml's `serving` section."""
+    settings = serving_settings()
+    body_cap = settings["max_body_bytes"] if max_body_bytes is None else max_body_bytes
+    explain_cap = settings["max_explain_batch"] if max_explain_batch is None else max_explain_batch
+    target = model_ref or DEFAULT_REF
     state: dict[str, Served | None] = {"served": None}
     lock = threading.Lock()
 
+    def load() -> Served | None:
+        """Load the model, or log why not and return None (never raises)."""
+        try:
+            return loader(model_ref)
+        except Exception:  # MLflow, a corrupt artifact, unpickling: all mean "no model"
+            log.exception("Could not load the model %s", target)
+            return None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        try:
-            state["served"] = loader(model_ref)
-            log.info("Serving %s", state["served"].info.uri)
-        except ModelNotFoundError as err:
-            log.error("%s", err)
+        served_now = await run_in_threadpool(load)
+        state["served"] = served_now
+        if served_now is not None:
+            log.info("Serving %s", served_now.info.uri)
         yield
 
     app = FastAPI(
@@ -99,42 +209,67 @@ def create_app(
         summary="Home valuations from MLS listing fields, with a price range and reasons.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=body_cap)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         return JSONResponse(status_code=422, content={"detail": _clean_errors(exc)})
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(status_code=500, content={"detail": INTERNAL_ERROR})
+
     def served() -> Served:
         current = state["served"]
         if current is None:
             raise HTTPException(
-                503, "no model loaded: train one (homevision train) and POST /model/reload"
+                503,
+                f"no model is loaded from {target}: train one (homevision train) or fix the "
+                "reference, then POST /model/reload",
             )
         return current
+
+    unavailable = {503: {"model": Problem, "description": "No model is loaded"}}
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
         return Health(status="ok", model_loaded=state["served"] is not None)
 
-    @app.get("/model", response_model=ModelInfo)
+    @app.get("/model", response_model=ModelInfo, responses=unavailable)
     def model_info() -> ModelInfo:
         return served().info
 
-    @app.post("/model/reload", response_model=ModelInfo)
+    @app.post(
+        "/model/reload",
+        response_model=ModelInfo,
+        responses={503: {"model": Problem, "description": "The model could not be loaded"}},
+    )
     def reload() -> ModelInfo:
         with lock:
-            try:
-                state["served"] = loader(model_ref)
-            except ModelNotFoundError as err:
-                raise HTTPException(404, str(err)) from None
-        return state["served"].info
+            fresh = load()
+            if fresh is None:
+                current = state["served"]
+                still = (
+                    f"still serving version {current.info.version or current.info.uri}"
+                    if current is not None
+                    else "no model is being served"
+                )
+                raise HTTPException(503, f"the model at {target} could not be loaded; {still}")
+            state["served"] = fresh
+        return fresh.info
 
     @app.post(
         "/valuations",
         response_model=ValuationResponse,
         responses={
-            413: {"description": f"More than {MAX_BATCH:,} listings in one request"},
+            413: {
+                "model": Problem,
+                "description": f"Body over the byte limit, more than {MAX_BATCH:,} listings, or "
+                f"more than {explain_cap:,} with explain=true",
+            },
             422: {"description": "A field is missing or breaks its rule"},
+            **unavailable,
         },
     )
     def valuations(
@@ -142,7 +277,13 @@ def create_app(
             Listing | list[Listing],
             Body(description=f"One listing, or a list of at most {MAX_BATCH:,}."),
         ],
-        explain: Annotated[bool, Query(description="Add SHAP reasons and comparables.")] = False,
+        explain: Annotated[
+            bool,
+            Query(
+                description="Add SHAP reasons and comparables (a smaller batch: "
+                "params.yaml serving.max_explain_batch listings per request)."
+            ),
+        ] = False,
         confidence: Annotated[
             float | None,
             Query(description="Range confidence; one the model carries (default 0.9)."),
@@ -155,6 +296,12 @@ def create_app(
                 413,
                 f"{len(batch):,} listings in one request; the limit is "
                 f"{MAX_BATCH:,}: split the batch",
+            )
+        if explain and len(batch) > explain_cap:
+            raise HTTPException(
+                413,
+                f"{len(batch):,} listings with explain=true; the limit is {explain_cap:,} "
+                "per request: split the batch or leave explain off",
             )
         if not batch:
             return ValuationResponse(model=current.info, valuations=[])
@@ -174,50 +321,31 @@ def create_app(
         if errors := _missing_required(batch, model.raw_columns_):
             raise HTTPException(422, errors)
         frame = listings_frame(batch, model.raw_columns_)
-        try:
-            point, low, high = model.predict_interval(frame, level)
-        except ValueError as err:  # a value the model cannot use: the client's 422, logged
-            log.warning("valuation refused: %s", err)
-            raise HTTPException(
-                422,
-                [
-                    {
-                        "loc": ["body"],
-                        "type": "value_error",
-                        "msg": f"these values cannot be valued: {err}",
-                    }
-                ],
-            ) from None
-        if not (np.isfinite(point).all() and np.isfinite(low).all() and np.isfinite(high).all()):
-            bad = [i for i in range(len(batch)) if not math.isfinite(float(high[i]))]
-            raise HTTPException(
-                422,
-                [
-                    {
-                        "loc": ["body", i],
-                        "type": "value_error",
-                        "msg": "these values are outside what the model can value",
-                    }
-                    for i in bad or [0]
-                ],
-            )
-        explanations = _explanations(model, frame) if explain else [None] * len(batch)
+        valued = predict.value_frame(model, frame, level, explain)
+        rows = valued.frame.to_dict(orient="records")
+        explanations = valued.explanations or [None] * len(batch)
         return ValuationResponse(
             model=current.info,
             valuations=[
                 Valuation(
                     MLSNumber=item.MLSNumber,
-                    predicted_close_price=round(float(point[i]), 2),
-                    close_price_low=round(float(low[i]), 2),
-                    close_price_high=round(float(high[i]), 2),
+                    predicted_close_price=_money(row["predicted_close_price"]),
+                    close_price_low=_money(row["close_price_low"]),
+                    close_price_high=_money(row["close_price_high"]),
                     confidence=level,
-                    explanation=explanations[i],
+                    error=row["error"] or None,
+                    warning=row["warning"] or None,
+                    explanation=_explanation(explanations[i]),
                 )
-                for i, item in enumerate(batch)
+                for i, (item, row) in enumerate(zip(batch, rows, strict=True))
             ],
         )
 
     return app
+
+
+def _money(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 _UNION_TAGS = {"Listing", "list[Listing]"}
@@ -239,23 +367,16 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
-def _explanations(model, frame: pd.DataFrame) -> list[Explanation]:
-    contributions = model.explain(frame)
-    comps = model.comparable_sales(frame)
-    out = []
-    for i in range(len(frame)):
-        row = contributions.values.iloc[i]
-        ranked = row.reindex(row.abs().sort_values(ascending=False).index)
-        out.append(
-            Explanation(
-                base_value=float(contributions.base_values[i]),
-                contributions=[
-                    Contribution(feature=str(k), dollars=float(v)) for k, v in ranked.items()
-                ],
-                comparables=[Comparable(**_comp(r)) for r in comps[i].to_dict(orient="records")],
-            )
-        )
-    return out
+def _explanation(exp: predict.Explanation | None) -> Explanation | None:
+    """The API's Explanation of one valued row: contributions largest first, comparables."""
+    if exp is None:
+        return None
+    ranked = sorted(exp.contributions.items(), key=lambda kv: -abs(kv[1]))
+    return Explanation(
+        base_value=exp.base_value,
+        contributions=[Contribution(feature=str(k), dollars=float(v)) for k, v in ranked],
+        comparables=[Comparable(**_comp(r)) for r in exp.comparables.to_dict(orient="records")],
+    )
 
 
 def _comp(record: dict[str, Any]) -> dict[str, Any]:

@@ -111,11 +111,39 @@ class Explanation(BaseModel):
 
 class Valuation(BaseModel):
     MLSNumber: int | None
-    predicted_close_price: float = Field(description="Valuation, USD.")
-    close_price_low: float = Field(description="Low end of the range, USD.")
-    close_price_high: float = Field(description="High end of the range, USD.")
+    predicted_close_price: float | None = Field(
+        description="Valuation, USD (null when refused: see error)."
+    )
+    close_price_low: float | None = Field(description="Low end of the range, USD.")
+    close_price_high: float | None = Field(description="High end of the range, USD.")
     confidence: float = Field(description="Probability the sale price falls in the range.")
+    error: str | None = Field(
+        None,
+        description="Why this listing was not valued (its valuation falls outside what the model "
+        "supports); the prices are then null. Other listings of the batch are still valued.",
+    )
+    warning: str | None = Field(
+        None,
+        description="Valued, but outside the training data (which column, how far): an "
+        "extrapolation to treat with care.",
+    )
     explanation: Explanation | None = None
+
+
+class RangeFigure(BaseModel):
+    """How the price range at one carried level held up when the model was trained."""
+
+    level: float = Field(description="Nominal confidence of the range, e.g. 0.9.")
+    coverage: float | None = Field(
+        None, description="Share of sale prices inside the range (random outer folds)."
+    )
+    median_width: float | None = Field(
+        None, description="Median width of the range relative to the valuation."
+    )
+    time_ordered_coverage: float | None = Field(
+        None,
+        description="Coverage when calibrated on earlier sales and measured on later ones.",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -131,6 +159,9 @@ class ModelInfo(BaseModel):
     honest_metrics: dict[str, float] = Field(default_factory=dict)
     interval_coverage: float | None = None
     confidence_levels: list[float] = Field(default_factory=list)
+    ranges: list[RangeFigure] = Field(
+        default_factory=list, description="Range coverage and width at every carried level."
+    )
 
 
 class ValuationResponse(BaseModel):
@@ -141,3 +172,9 @@ class ValuationResponse(BaseModel):
 class Health(BaseModel):
     status: str
     model_loaded: bool
+
+
+class Problem(BaseModel):
+    """An error answer: one sentence."""
+
+    detail: str

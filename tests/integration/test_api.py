@@ -41,6 +41,9 @@ def test_health_model_and_docs(client):
     assert info["version"] == "1" and info["feature_set"] == "task6"
     assert info["cv_metrics"]["rmse"] > 0 and info["honest_metrics"]["mape"] > 0
     assert info["data_hash"] and info["trained_at"]
+    assert isinstance(info["ranges"], list)
+    for figure in info["ranges"]:
+        assert set(figure) == {"level", "coverage", "median_width", "time_ordered_coverage"}
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "/valuations" in spec["paths"]
@@ -53,7 +56,17 @@ def test_one_listing_gets_price_range_and_model(client):
     assert valuation["close_price_low"] <= valuation["predicted_close_price"]
     assert valuation["predicted_close_price"] <= valuation["close_price_high"]
     assert valuation["confidence"] == 0.9 and valuation["explanation"] is None
+    assert valuation["error"] is None and valuation["warning"] is None
     assert body["model"]["version"] == "1" and body["model"]["run_id"]
+
+
+def test_a_home_far_outside_training_is_flagged(client):
+    body = client.post("/valuations", json=[HOME, {**HOME, "SqFtTotal": 60_000}]).json()
+    typical, huge = body["valuations"]
+    assert typical["warning"] is None
+    assert "SqFtTotal 60,000 above the largest seen in training" in huge["warning"]
+    # Valued with the warning, or refused with its reason: never a silent number.
+    assert (huge["predicted_close_price"] is None) == (huge["error"] is not None)
 
 
 def test_batch_explain_adds_up_and_lists_comps(client):
@@ -118,7 +131,9 @@ def test_no_model_is_a_503_not_a_crash(tmp_path):
         assert c.get("/health").json()["model_loaded"] is False
         response = c.post("/valuations", json=HOME)
         assert response.status_code == 503 and "homevision train" in response.json()["detail"]
-        assert c.post("/model/reload").status_code == 404
+        reload = c.post("/model/reload")
+        assert reload.status_code == 503
+        assert reload.json()["detail"].endswith("could not be loaded; no model is being served")
 
 
 def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch):

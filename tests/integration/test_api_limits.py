@@ -1,0 +1,315 @@
+"""The API stays up and says one sentence under abuse: bodies capped before parsing, explain
+batches capped, any model-loading failure a 503 (the server up, the old model kept), no internal
+exception text in any answer, valuations off the event loop; and every face (CLI, Python API,
+API) flags a listing outside the training data and refuses a valuation the model cannot
+support."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from homevision.cli import app as cli
+from homevision.serving.api import BodySizeLimit, create_app, load_served, serving_settings
+from homevision.serving.schemas import MAX_BATCH
+from homevision.tracking import configure, describe_model
+
+from .test_api import HOME
+
+SECRET = "s3cret-internal-detail"
+LEAKS = ("Traceback", "RuntimeError", "OSError", "ImportError", "RestException", SECRET)
+
+
+def _clean(response) -> None:
+    """One JSON sentence, no exception text."""
+    for leak in LEAKS:
+        assert leak not in response.text, response.text
+
+
+def _failing(error: Exception):
+    def loader(ref):
+        raise error
+
+    return loader
+
+
+# -- body size, before parsing ---------------------------------------------------------------
+
+
+def test_a_body_over_the_cap_is_a_413_before_parsing():
+    with TestClient(create_app(loader=_failing(RuntimeError(SECRET)), max_body_bytes=1000)) as c:
+        # Not JSON at all: had it been parsed, this would be a 422.
+        big = c.post(
+            "/valuations", content=b"x" * 5000, headers={"content-type": "application/json"}
+        )
+        assert big.status_code == 413
+        assert "the limit is 1000 bytes" in big.json()["detail"]
+
+        def chunks():
+            for _ in range(50):
+                yield b"y" * 100
+
+        streamed = c.post(
+            "/valuations", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.request.headers.get("content-length") is None
+        assert streamed.request.headers["transfer-encoding"] == "chunked"
+        assert streamed.status_code == 413 and "1000 bytes" in streamed.json()["detail"]
+        small = c.post("/valuations", json=HOME)  # within the cap: on to the app (no model)
+        assert small.status_code == 503
+        _clean(small)
+
+
+def _call(middleware, headers, messages) -> tuple[list[dict], int]:
+    """Drive the ASGI middleware by hand; return what it sent and how many body messages it
+    read."""
+    sent, read = [], 0
+    queue = list(messages)
+
+    async def receive():
+        nonlocal read
+        read += 1
+        return queue.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/valuations", "headers": headers}
+    asyncio.run(middleware(scope, receive, send))
+    return sent, read
+
+
+def test_the_middleware_reads_no_byte_of_a_declared_oversize_body_and_stops_a_stream():
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(await receive())
+
+    limit = BodySizeLimit(inner, max_bytes=1000)
+    sent, read = _call(limit, [(b"content-length", b"5000")], [])
+    assert read == 0 and not reached and sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["detail"].startswith("request body too large")
+
+    stream = [{"type": "http.request", "body": b"z" * 300, "more_body": True}] * 20
+    sent, read = _call(limit, [], stream)
+    assert sent[0]["status"] == 413 and read == 4 and not reached  # stopped at the 4th chunk
+
+    fits = [
+        {"type": "http.request", "body": b"a" * 400, "more_body": True},
+        {"type": "http.request", "body": b"b" * 400, "more_body": False},
+    ]
+    _call(limit, [], fits)
+    assert reached == [
+        {"type": "http.request", "body": b"a" * 400 + b"b" * 400, "more_body": False}
+    ]
+
+
+def test_the_default_cap_takes_a_full_batch_of_listings():
+    every_field = {
+        **HOME,
+        "MLSNumber": 123456789012,
+        "ListPrice": 1234567.89,
+        "NumberOfStories": 2,
+        "ParkingSpacesGarage": 3,
+        "NumberOfLivingAreas": 2,
+        "FireplacesTotal": 1,
+        "PoolYN": True,
+        "PropertySubType": "Single Family Residence",
+        "City": "Frisco",
+        "YearBuiltDetails": "Preowned/Previously Owned",
+        "HighSchoolName": "Frisco Centennial High School",
+        "SubdivisionName": "Starwood Phase Twelve Estates",
+        "ElementarySchoolName": "Christie Elementary School",
+    }
+    size = len(json.dumps([every_field] * MAX_BATCH).encode())
+    assert size < serving_settings()["max_body_bytes"] <= 16_000_000
+
+
+# -- model loading -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(SECRET),
+        OSError(SECRET),
+        ImportError(SECRET),
+        mlflow.exceptions.RestException({"error_code": "INTERNAL_ERROR", "message": SECRET}),
+    ],
+)
+def test_any_loading_failure_at_start_up_leaves_the_server_up_answering_503(error):
+    with TestClient(create_app(loader=_failing(error))) as c:
+        assert c.get("/health").json() == {"status": "ok", "model_loaded": False}
+        for response in (
+            c.post("/valuations", json=HOME),
+            c.get("/model"),
+            c.post("/model/reload"),
+        ):
+            assert response.status_code == 503
+            detail = response.json()["detail"]
+            assert isinstance(detail, str) and detail.count(". ") == 0 and "\n" not in detail
+            _clean(response)
+
+
+def test_a_failed_reload_is_a_503_and_the_old_model_is_still_served(served_home):
+    calls = []
+
+    def flaky(ref):
+        calls.append(ref)
+        if len(calls) > 1:
+            raise OSError(SECRET)
+        return load_served(ref)
+
+    with TestClient(create_app(loader=flaky)) as c:
+        before = c.post("/valuations", json=HOME).json()["valuations"][0]
+        reload = c.post("/model/reload")
+        assert reload.status_code == 503
+        assert reload.json()["detail"].endswith("could not be loaded; still serving version 1")
+        _clean(reload)
+        assert c.get("/health").json()["model_loaded"] is True
+        after = c.post("/valuations", json=HOME).json()["valuations"][0]
+        assert after == before
+
+
+def test_an_unexpected_failure_is_a_500_with_a_fixed_sentence(served_home, monkeypatch):
+    from homevision.valuation import predict
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(SECRET)
+
+    monkeypatch.setattr(predict, "value_frame", boom)
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        response = c.post("/valuations", json=HOME)
+        assert response.status_code == 500
+        assert response.json() == {
+            "detail": "internal error: the request could not be completed (the cause has "
+            "been logged)"
+        }
+        _clean(response)
+
+
+# -- explain cap, refusals, the event loop ---------------------------------------------------
+
+
+def test_explain_batch_over_the_cap_is_a_413_naming_it(served_home):
+    with TestClient(create_app()) as c:
+        response = c.post("/valuations?explain=true", json=[HOME] * 101)
+        assert response.status_code == 413
+        assert "the limit is 100 per request" in response.json()["detail"]
+        assert c.post("/valuations", json=[HOME] * 101).status_code == 200
+
+
+MARK = 2345.5  # the living area of the listing whose valuation goes wild
+
+
+def _wild(served):
+    """Make the served model value the marked listing at a trillion dollars."""
+    original = served.model.predict
+
+    def predict(X):
+        out = np.array(original(X), dtype=float)
+        out[pd.to_numeric(X["SqFtTotal"]).to_numpy(float) == MARK] = 1e12
+        return out
+
+    served.model.predict = predict
+    return served
+
+
+def test_a_refused_listing_does_not_fail_its_batch(served_home):
+    with TestClient(create_app(loader=lambda ref: _wild(load_served(ref)))) as c:
+        batch = [HOME, {**HOME, "MLSNumber": 2, "SqFtTotal": MARK}, {**HOME, "MLSNumber": 3}]
+        response = c.post("/valuations?explain=true", json=batch)
+        assert response.status_code == 200
+        first, refused, third = response.json()["valuations"]
+        assert "outside what this model supports" in refused["error"]
+        assert refused["predicted_close_price"] is None and refused["close_price_low"] is None
+        assert refused["close_price_high"] is None and refused["explanation"] is None
+        for valued in (first, third):
+            assert valued["error"] is None and valued["predicted_close_price"] > 10_000
+            assert valued["explanation"] is not None
+
+
+def test_valuations_run_off_the_event_loop(served_home):
+    def slow(served):
+        original = served.model.predict
+
+        def predict(X):
+            if (pd.to_numeric(X["SqFtTotal"]).to_numpy(float) == MARK).any():
+                time.sleep(3)
+            return original(X)
+
+        served.model.predict = predict
+        return served
+
+    with TestClient(create_app(loader=lambda ref: slow(load_served(ref)))) as c:
+        worker = threading.Thread(
+            target=c.post, args=("/valuations",), kwargs={"json": {**HOME, "SqFtTotal": MARK}}
+        )
+        worker.start()
+        time.sleep(0.5)
+        start = time.perf_counter()
+        assert c.get("/health").status_code == 200
+        assert time.perf_counter() - start < 1.5  # not stuck behind the 3 s valuation
+        worker.join()
+
+
+# -- every face flags the same listing ---------------------------------------------------------
+
+
+def test_every_face_warns_about_a_home_far_outside_training(served_home, tmp_path):
+    import homevision
+
+    export = pd.read_csv(served_home / "data" / "raw" / "listings.csv", dtype=str).head(3)
+    export.loc[1, "SqFtTotal"] = "60000"
+    export_path = tmp_path / "far.csv"
+    export.to_csv(export_path, index=False)
+    phrase = "SqFtTotal 60,000 above the largest seen in training"
+
+    out = tmp_path / "valued.csv"
+    result = CliRunner().invoke(cli, ["predict", "--data", str(export_path), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    csv = pd.read_csv(out, keep_default_na=False)
+    assert list(csv.columns)[-2:] == ["error", "warning"]
+    assert phrase in csv.loc[1, "warning"] and csv.loc[0, "warning"] == ""
+
+    frame = homevision.value(export).frame
+    assert phrase in frame.loc[1, "warning"] and frame.loc[0, "warning"] == ""
+
+    with TestClient(create_app()) as c:
+        body = c.post("/valuations", json={**HOME, "SqFtTotal": 60_000}).json()
+        assert phrase in body["valuations"][0]["warning"]
+
+
+# -- GET /model shows the range figures ------------------------------------------------------
+
+
+def test_describe_model_reads_range_figures_at_every_level(tmp_path):
+    configure()
+    with mlflow.start_run() as run:
+        mlflow.log_metrics(
+            {
+                "range_90_coverage": 0.91,
+                "range_90_width": 0.31,
+                "range_90_coverage_time": 0.87,
+                "range_50_coverage": 0.52,
+                "range_50_width": 0.12,
+                "cv_rmse": 1.0,
+            }
+        )
+    info = describe_model(run.info.run_id)
+    assert info["ranges"] == [
+        {"level": 0.5, "coverage": 0.52, "median_width": 0.12, "time_ordered_coverage": None},
+        {"level": 0.9, "coverage": 0.91, "median_width": 0.31, "time_ordered_coverage": 0.87},
+    ]
+    with mlflow.start_run() as bare:
+        mlflow.log_metric("cv_rmse", 1.0)
+    assert describe_model(bare.info.run_id)["ranges"] == []
