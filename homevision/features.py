@@ -8,7 +8,6 @@ cross-validation that means training folds only.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +27,7 @@ from sklearn.preprocessing import (
 from sklearn.utils.validation import check_is_fitted
 
 from homevision.config import load_params
+from homevision.data.fields import parse_baths
 from homevision.data.schema import MIN_LIST_PRICE
 
 Family = Literal["linear", "tree"]
@@ -127,24 +127,21 @@ class _FrameTransformer(TransformerMixin, BaseEstimator):
         return columns
 
 
-_BATHS_RE = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*$")
-
-
 def split_baths(value: object) -> tuple[float, float]:
     """Return (full, half) from the MLS "F.H" BathsTotal: "2.1" -> (2, 1), not 2.1 baths.
 
-    Numbers are accepted too (2.1 -> (2, 1)); anything unparseable gives (nan, nan).
+    Parsed by the data contract's own rule (`homevision.data.fields.parse_baths`): text "F" or
+    "F.H" with one half digit 0-4; an integer (or a whole float) is full baths only. A
+    fractional float (2.5, 2.1) is a decimal, not "F.H" text, so it is never read as full.half;
+    it and anything else the contract rejects give (nan, nan).
     """
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    try:
+        parts = parse_baths(value)
+    except ValueError:
         return (np.nan, np.nan)
-    if isinstance(value, int | float | np.integer | np.floating):
-        text = f"{float(value):.2f}".rstrip("0").rstrip(".")
-    else:
-        text = str(value)
-    match = _BATHS_RE.match(text)
-    if not match:
+    if parts is None:
         return (np.nan, np.nan)
-    return (float(match.group(1)), float(match.group(2) or 0))
+    return (float(parts[0]), float(parts[1]))
 
 
 class BathsSplitter(_FrameTransformer):

@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from homevision.data.fields import FALSE_TOKENS, TRUE_TOKENS, describe, normalise_id
 from homevision.data.schema import (
     BOOLEAN_COLUMNS,
     MLS_ID,
     NUMERIC_COLUMNS,
     REPAIRABLE_RULES,
     REQUIRED_COLUMNS,
-    RULES,
     SOLD,
     STATUS,
     TARGET,
@@ -31,6 +32,7 @@ from homevision.data.schema import (
 )
 
 REASON_COLUMN = "rejection_reason"
+BOOLEAN_TOKENS = TRUE_TOKENS | FALSE_TOKENS
 VIOLATION_COLUMNS = ["MLSNumber", "row", "column", "value", "rule", "fatal"]
 # pandera's built-in check names, mapped to this project's rule ids.
 _PANDERA_RULES = {"not_nullable": "missing_value"}
@@ -142,10 +144,11 @@ def validate_listings(raw: pd.DataFrame) -> ValidationResult:
 
 def _reasons(fatal: pd.DataFrame) -> pd.Series:
     """Return one readable sentence per rejected row number, listing all its fatal violations."""
+    meanings = [describe(c, r) for c, r in zip(fatal["column"], fatal["rule"], strict=True)]
     text = (
         fatal["column"]
         + ": "
-        + fatal["rule"].map(lambda r: RULES.get(r, r))
+        + pd.Series(meanings, index=fatal.index, dtype=object)
         + " (got "
         + fatal["value"].replace("", "nothing")
         + ")"
@@ -187,6 +190,9 @@ def coerce_types(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a copy with numeric and boolean columns typed; other columns stay strings.
 
     This is the frame every model sees: the raw export columns with their natural types.
+    MLSNumber is normalised as the duplicate check reads it ("1.0" and " 1" are 1). Never
+    raises, whatever the text: a value that is not what its column holds becomes missing (rows
+    that passed `validate_listings` have none).
     """
     out = frame.copy()
     for col in NUMERIC_COLUMNS:
@@ -195,20 +201,12 @@ def coerce_types(frame: pd.DataFrame) -> pd.DataFrame:
     for col in BOOLEAN_COLUMNS:
         if col in out.columns:
             text = out[col].astype("string").str.strip().str.lower()
-            out[col] = text.map(
-                {
-                    "true": 1.0,
-                    "yes": 1.0,
-                    "1": 1.0,
-                    "y": 1.0,
-                    "false": 0.0,
-                    "no": 0.0,
-                    "0": 0.0,
-                    "n": 0.0,
-                }
-            ).astype("float64")
+            known = text.isin(BOOLEAN_TOKENS).fillna(False).astype(bool)
+            flags = text.isin(TRUE_TOKENS).fillna(False).astype("float64")
+            out[col] = flags.where(known, np.nan)
     if MLS_ID in out.columns:
-        out[MLS_ID] = to_number(out[MLS_ID]).astype("Int64")
+        ids = [normalise_id(v) for v in out[MLS_ID].to_numpy()]
+        out[MLS_ID] = pd.array(ids, dtype="Int64")
     return out
 
 

@@ -1,16 +1,52 @@
 """The MLS export data contract, as a pandera schema over the raw (string) columns.
 
 The schema is applied to the columns exactly as read from the file, so every reported failure
-carries the value the user will find in their export. Each check is named by a rule id; rules in
-`REPAIRABLE_RULES` describe quirks the feature pipeline repairs (the row is kept and counted),
-every other rule is fatal (the row cannot be valued and is set aside with the reason).
+carries the value the user will find in their export. Every column check is built from the
+field's `FieldRule` in `homevision.data.fields.FIELDS` (the single source of the rules, shared
+with the REST API), and named by a rule id; rules in `REPAIRABLE_RULES` describe quirks the
+feature pipeline repairs (the row is kept and counted), every other rule is fatal (the row cannot
+be valued and is set aside with the reason). Optional columns are checked when the export has
+them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera import Check
+
+from homevision.data.fields import (
+    BATHS_PATTERN,
+    FALSE_TOKENS,
+    FIELDS,
+    REPAIRABLE_RULES,
+    RULES,
+    TRUE_TOKENS,
+    FieldRule,
+    baths_problem,
+    check_id,
+)
+
+__all__ = [
+    "BATHS",
+    "BATHS_PATTERN",
+    "BOOLEAN_COLUMNS",
+    "MIN_LIST_PRICE",
+    "MLS_ID",
+    "NUMERIC_COLUMNS",
+    "REPAIRABLE_RULES",
+    "REQUIRED_COLUMNS",
+    "RULES",
+    "SCHOOL",
+    "SOLD",
+    "STATUS",
+    "TARGET",
+    "build_schema",
+    "to_number",
+]
 
 MLS_ID = "MLSNumber"
 STATUS = "Status"
@@ -19,69 +55,16 @@ SOLD = "Sold"
 BATHS = "BathsTotal"
 SCHOOL = "ElementarySchoolName"
 
-# The header must hold these for a file to count as a listings export.
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    MLS_ID,
-    BATHS,
-    "BedsTotal",
-    "CDOM",
-    "LotSizeAreaSQFT",
-    "SqFtTotal",
-    SCHOOL,
-)
+# The header must hold these for a file to count as a listings export: the fields whose value is
+# required, and those whose absence is a repairable quirk.
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.in_every_export)
+# Columns read as numbers / booleans wherever a feature set or the label uses them.
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.is_numeric)
+BOOLEAN_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.kind == "boolean")
+# An asking price below this is a lease price or a typo: treated as missing (repaired).
+MIN_LIST_PRICE: float = float(FIELDS["ListPrice"].repair_below or 0)
 
-# Columns read as numbers wherever a feature set or the label uses them.
-NUMERIC_COLUMNS: tuple[str, ...] = (
-    "BedsTotal",
-    "CDOM",
-    "LotSizeAreaSQFT",
-    "SqFtTotal",
-    "ListPrice",
-    "OriginalListPrice",
-    TARGET,
-    "NumberOfStories",
-    "ParkingSpacesGarage",
-    "NumberOfLivingAreas",
-    "FireplacesTotal",
-)
-BOOLEAN_COLUMNS: tuple[str, ...] = ("PoolYN",)
-
-# Rule id -> what it means, shown in reports.
-RULES: dict[str, str] = {
-    "missing_value": "a value is required",
-    "not_a_number": "must be a number",
-    "not_an_integer": "must be a whole number",
-    "not_positive": "must be greater than 0",
-    "negative": "must not be negative",
-    "implausible": "outside the plausible range",
-    "baths_format": 'must be "F.H": full baths, a dot, half baths (e.g. 2.1)',
-    "duplicate": "MLSNumber already used by an earlier row",
-    "sold_price_invalid": "a Sold listing needs a ClosePrice greater than 0",
-    "cdom_negative": "negative days on market: sign repaired",
-    "cdom_missing": "days on market missing: imputed",
-    "lot_size_missing": "lot size missing: imputed",
-    "lot_size_zero": "lot size 0 (townhouse/duplex): flagged, kept",
-    "school_missing": "school missing: treated as an unknown school",
-    "list_price_implausible": "asking price below 10,000 (a lease price?): treated as missing",
-}
-REPAIRABLE_RULES: frozenset[str] = frozenset(
-    {
-        "cdom_negative",
-        "cdom_missing",
-        "lot_size_missing",
-        "lot_size_zero",
-        "school_missing",
-        "list_price_implausible",
-    }
-)
-
-# Plausibility bounds: a value outside them is a data-entry error, not a home.
-MAX_SQFT = 100_000
-MAX_BEDS = 50
-MAX_LOT_SQFT = 1e9
-MAX_ABS_CDOM = 20_000
-MIN_LIST_PRICE = 10_000
-BATHS_PATTERN = r"^\s*\d{1,2}(\.\d{1,2})?\s*$"
+CheckFn = Callable[[pd.Series], pd.Series]
 
 
 def to_number(values: pd.Series) -> pd.Series:
@@ -89,42 +72,115 @@ def to_number(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").astype("float64")
 
 
-def _is_number(s: pd.Series) -> pd.Series:
-    return s.isna() | to_number(s).notna()
-
-
-def _ge(bound: float, strict: bool = False):
-    def check(s: pd.Series) -> pd.Series:
-        num = to_number(s)
-        ok = num > bound if strict else num >= bound
-        return num.isna() | ok
-
-    return check
-
-
-def _le_abs(bound: float):
-    def check(s: pd.Series) -> pd.Series:
-        num = to_number(s)
-        return num.isna() | (num.abs() <= bound)
-
-    return check
-
-
-def _is_integer(s: pd.Series) -> pd.Series:
-    num = to_number(s)
-    return num.isna() | (num == num.round())
-
-
-def _baths_format_ok(s: pd.Series) -> pd.Series:
-    return s.isna() | s.astype("string").str.match(BATHS_PATTERN).fillna(False).astype(bool)
-
-
 def _present(s: pd.Series) -> pd.Series:
-    return s.notna() & (s.astype("string").str.strip() != "")
+    return s.notna() & (s.astype("string").str.strip() != "").fillna(False).astype(bool)
 
 
-def _numeric_checks(fatal_range: list[Check]) -> list[Check]:
-    return [Check(_is_number, name="not_a_number", ignore_na=False), *fatal_range]
+def _number_problems(rule: FieldRule, s: pd.Series) -> pd.Series:
+    """Return, per value, the one rule id it breaks among not_a_number, the range rules and
+    not_an_integer (None where fine or missing). "inf" or "nan" text is not a number; a number
+    too large for a float ("1e999") is out of range."""
+    num = to_number(s)
+    infinite = pd.Series(np.isinf(num.to_numpy()), index=s.index)
+    has_digit = s.astype("string").str.contains("[0-9]", regex=True).fillna(False).astype(bool)
+    not_number = s.notna() & (num.isna() | (infinite & ~has_digit))
+    valid = s.notna() & ~not_number
+    out = pd.Series(None, index=s.index, dtype=object)
+    out[not_number] = "not_a_number"
+    for rid, (bound, at_bound_breaks) in rule.below_rules().items():
+        below = (num <= bound) if at_bound_breaks else (num < bound)
+        out[valid & below & out.isna()] = rid
+    if rule.maximum is not None:
+        out[valid & (num > rule.maximum) & out.isna()] = "implausible"
+    if rule.kind == "integer":
+        out[valid & (num != np.floor(num)) & out.isna()] = "not_an_integer"
+    return out
+
+
+def _is_not(problems: Callable[[pd.Series], pd.Series], rid: str) -> CheckFn:
+    def check(s: pd.Series) -> pd.Series:
+        return problems(s).ne(rid).fillna(True).astype(bool)
+
+    return check
+
+
+def _elementwise(fn: Callable[[object], str | None]) -> Callable[[pd.Series], pd.Series]:
+    def problems(s: pd.Series) -> pd.Series:
+        return pd.Series([fn(v) for v in s.to_numpy()], index=s.index, dtype=object)
+
+    return problems
+
+
+def _ids_unique(s: pd.Series) -> pd.Series:
+    """False on a row whose MLSNumber, once normalised ("1.0" and " 1" are 1), an earlier row
+    already used."""
+    ids = pd.Series([check_id(v)[0] for v in s.to_numpy()], index=s.index, dtype=object)
+    return ~(ids.notna() & ids.duplicated(keep="first"))
+
+
+def _boolean_ok(s: pd.Series) -> pd.Series:
+    tokens = s.astype("string").str.strip().str.lower()
+    return (s.isna() | tokens.isin(TRUE_TOKENS | FALSE_TOKENS).fillna(False)).astype(bool)
+
+
+def _length_ok(limit: int) -> CheckFn:
+    def check(s: pd.Series) -> pd.Series:
+        return (s.isna() | (s.astype("string").str.len() <= limit).fillna(True)).astype(bool)
+
+    return check
+
+
+def _quirk_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
+    checks: list[tuple[str, CheckFn]] = []
+    if rule.missing_quirk:
+        present = _present if rule.kind == "text" else (lambda s: s.notna())
+        checks.append((rule.missing_quirk, present))
+    if rule.repair_rule and rule.repair_below is not None:
+        floor = rule.repair_below
+
+        def above_floor(s: pd.Series) -> pd.Series:
+            num = to_number(s)
+            in_range = _number_problems(rule, s).isna()
+            return ~(in_range & (num < floor))
+
+        checks.append((rule.repair_rule, above_floor))
+    if rule.zero_quirk:
+        checks.append((rule.zero_quirk, lambda s: ~(to_number(s) == 0)))
+    return checks
+
+
+def column_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
+    """Return (rule id, check) pairs for one field: each check maps the column to True where
+    the value keeps the rule (a missing value keeps every rule but `missing_value`, which
+    pandera's nullable=False reports)."""
+    checks: list[tuple[str, CheckFn]] = []
+    if rule.kind in ("integer", "number"):
+
+        def problems(s: pd.Series) -> pd.Series:
+            return _number_problems(rule, s)
+
+        ids = ["not_a_number", *rule.below_rules(), "implausible"]
+        ids += ["not_an_integer"] if rule.kind == "integer" else []
+        checks += [(rid, _is_not(problems, rid)) for rid in dict.fromkeys(ids)]
+    elif rule.kind == "id":
+        id_problems = _elementwise(lambda v: check_id(v)[1])
+        for rid in ("not_a_number", "not_positive", "not_an_integer", "implausible"):
+            checks.append((rid, _is_not(id_problems, rid)))
+        checks.append(("duplicate", _ids_unique))
+    elif rule.kind == "baths":
+        baths = _elementwise(baths_problem)
+        for rid in ("baths_format", "baths_ambiguous", "baths_half_implausible", "implausible"):
+            checks.append((rid, _is_not(baths, rid)))
+    elif rule.kind == "boolean":
+        checks.append(("not_a_boolean", _boolean_ok))
+    elif rule.kind == "text" and rule.max_length is not None:
+        checks.append(("too_long", _length_ok(rule.max_length)))
+    return checks + _quirk_checks(rule)
+
+
+def _column(rule: FieldRule) -> pa.Column:
+    checks = [Check(fn, name=rid, ignore_na=False) for rid, fn in column_checks(rule)]
+    return pa.Column(nullable=not rule.required, checks=checks)
 
 
 def _sold_price_ok(frame: pd.DataFrame) -> pd.Series:
@@ -137,82 +193,16 @@ def _sold_price_ok(frame: pd.DataFrame) -> pd.Series:
 
 
 def build_schema(columns: list[str]) -> pa.DataFrameSchema:
-    """Return the schema for an export whose header is `columns` (optional columns checked when
-    present). Every check is element-wise in effect, so failures point at rows."""
-    cols: dict[str, pa.Column] = {
-        MLS_ID: pa.Column(
-            nullable=False,
-            checks=[
-                *_numeric_checks([Check(_is_integer, name="not_an_integer", ignore_na=False)]),
-                Check(lambda s: s.isna() | ~s.duplicated(keep="first"), name="duplicate"),
-            ],
-        ),
-        "SqFtTotal": pa.Column(
-            nullable=False,
-            checks=_numeric_checks(
-                [
-                    Check(_ge(0, strict=True), name="not_positive", ignore_na=False),
-                    Check(_le_abs(MAX_SQFT), name="implausible", ignore_na=False),
-                ]
-            ),
-        ),
-        "BedsTotal": pa.Column(
-            nullable=False,
-            checks=_numeric_checks(
-                [
-                    Check(_ge(0), name="negative", ignore_na=False),
-                    Check(_is_integer, name="not_an_integer", ignore_na=False),
-                    Check(_le_abs(MAX_BEDS), name="implausible", ignore_na=False),
-                ]
-            ),
-        ),
-        BATHS: pa.Column(
-            nullable=False,
-            checks=[Check(_baths_format_ok, name="baths_format", ignore_na=False)],
-        ),
-        "CDOM": pa.Column(
-            nullable=True,
-            checks=_numeric_checks(
-                [
-                    Check(_le_abs(MAX_ABS_CDOM), name="implausible", ignore_na=False),
-                    Check(_ge(0), name="cdom_negative", ignore_na=False),
-                    Check(lambda s: s.notna(), name="cdom_missing", ignore_na=False),
-                ]
-            ),
-        ),
-        "LotSizeAreaSQFT": pa.Column(
-            nullable=True,
-            checks=_numeric_checks(
-                [
-                    Check(_ge(0), name="negative", ignore_na=False),
-                    Check(_le_abs(MAX_LOT_SQFT), name="implausible", ignore_na=False),
-                    Check(lambda s: s.notna(), name="lot_size_missing", ignore_na=False),
-                    Check(
-                        lambda s: s.isna() | (to_number(s) != 0),
-                        name="lot_size_zero",
-                        ignore_na=False,
-                    ),
-                ]
-            ),
-        ),
-        SCHOOL: pa.Column(
-            nullable=True,
-            checks=[Check(_present, name="school_missing", ignore_na=False)],
-        ),
+    """Return the schema for an export whose header is `columns`: every field of FIELDS that
+    every export has, plus the optional ones present. Every check is element-wise in effect, so
+    failures point at rows."""
+    present = set(columns)
+    cols = {
+        name: _column(rule)
+        for name, rule in FIELDS.items()
+        if rule.in_every_export or name in present
     }
-    if "ListPrice" in columns:
-        cols["ListPrice"] = pa.Column(
-            nullable=True,
-            checks=_numeric_checks(
-                [
-                    Check(_ge(0, strict=True), name="not_positive", ignore_na=False),
-                    Check(_ge(MIN_LIST_PRICE), name="list_price_implausible", ignore_na=False),
-                ]
-            ),
-        )
     checks = []
-    if TARGET in columns:
-        cols[TARGET] = pa.Column(nullable=True, checks=_numeric_checks([]))
-        if STATUS in columns:
-            checks.append(Check(_sold_price_ok, name="sold_price_invalid"))
+    if TARGET in present and STATUS in present:
+        checks.append(Check(_sold_price_ok, name="sold_price_invalid"))
     return pa.DataFrameSchema(cols, checks=checks, strict=False, coerce=False)

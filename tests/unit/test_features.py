@@ -23,7 +23,7 @@ from homevision.features import (
     [
         ("2.1", (2, 1)),
         ("3", (3, 0)),
-        (2.1, (2, 1)),
+        (2.0, (2, 0)),  # a whole float is full baths; a fractional one is not "F.H"
         (4, (4, 0)),
         ("5.2", (5, 2)),
         ("10.1", (10, 1)),
