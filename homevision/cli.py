@@ -196,10 +196,14 @@ def train(
         bool, typer.Option(help="Make the new model champion even if it is not better.")
     ] = False,
     storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL (default sqlite:///optuna.db).")
+        str | None,
+        typer.Option(
+            help="Optuna storage URL to keep the studies in (default: in memory). Studies are "
+            "named by data, folds and search space, so no run reuses another's trials."
+        ),
     ] = None,
 ) -> None:
-    """Select, tune, honestly evaluate, refit, log and register a model."""
+    """Select, tune, honestly evaluate, refit, log and register a model, within --budget."""
     from homevision.training.card import fmt_metric
     from homevision.training.train import train as run_training
 
@@ -233,8 +237,10 @@ def train(
         f"within 10% {fmt_metric('within_10', honest['within_10'])}",
         highlight=False,
     )
+    if outcome.budget_notes:
+        console.print("Trimmed to the budget: " + "; ".join(outcome.budget_notes), highlight=False)
     console.print(
-        f"Model {outcome.selection.winner}: homevision-price v{outcome.version} "
+        f"Model {outcome.selection.winner}: {outcome.model_name} v{outcome.version} "
         f"(run {outcome.run_id}); {outcome.champion_note}.\n"
         f"Model card: {outcome.card_path}  ({outcome.seconds:.0f} s)",
         highlight=False,
@@ -303,7 +309,13 @@ def tune(
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL shared by processes.")
     ] = None,
-    study: Annotated[str | None, typer.Option(help="Study name (shared by processes).")] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            help="Continue this study (shared by processes). Default: a study named by the "
+            "data, folds and search space; one made for other data or another space is refused."
+        ),
+    ] = None,
 ) -> None:
     """Tune one candidate with Optuna on the labelled rows; studies can be shared."""
     from homevision.training.tune_job import run_tuning

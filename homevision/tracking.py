@@ -3,7 +3,9 @@
 Tracking URI: `MLFLOW_TRACKING_URI` if set, else a SQLite store `mlflow.db` in the project root
 (artifacts under mlruns/). Model references accepted everywhere:
 `models:/homevision-price@champion` (default), `models:/NAME/VERSION`, `runs:/RUN_ID/model`,
-or a bare run id.
+or a bare run id. Each feature set has its own registered model and champion:
+`homevision-price` is the task6 model, `homevision-price-offmarket` and
+`homevision-price-onmarket` the others, so a model of one set never displaces another's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from homevision.config import PACKAGE_DIR, project_root
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "homevision-price"
+DEFAULT_FEATURE_SET = "task6"
 CHAMPION = "champion"
 EXPERIMENT = "homevision"
 DEFAULT_REF = f"models:/{MODEL_NAME}@{CHAMPION}"
@@ -120,19 +123,26 @@ def git_commit() -> str:
         return "unknown"
 
 
-def champion(client: MlflowClient | None = None):
-    """Return the ModelVersion holding the champion alias, or None."""
+def model_name(feature_set: str = DEFAULT_FEATURE_SET) -> str:
+    """Return the registered model name of a feature set (task6 keeps the plain name)."""
+    return MODEL_NAME if feature_set == DEFAULT_FEATURE_SET else f"{MODEL_NAME}-{feature_set}"
+
+
+def champion(name: str = MODEL_NAME, client: MlflowClient | None = None):
+    """Return the ModelVersion holding the champion alias of `name`, or None."""
     client = client or MlflowClient(tracking_uri())
     try:
-        return client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+        return client.get_model_version_by_alias(name, CHAMPION)
     except Exception:  # no registered model or no alias yet
         return None
 
 
-def champion_spec(client: MlflowClient | None = None) -> tuple[Any, dict[str, Any] | None]:
-    """Return (champion version, its model spec and feature set from the run's tags)."""
+def champion_spec(
+    name: str = MODEL_NAME, client: MlflowClient | None = None
+) -> tuple[Any, dict[str, Any] | None]:
+    """Return (champion version of `name`, its model spec and feature set from the run's tags)."""
     client = client or MlflowClient(tracking_uri())
-    version = champion(client)
+    version = champion(name, client)
     if version is None or not version.run_id:
         return version, None
     tags = client.get_run(version.run_id).data.tags
@@ -141,22 +151,36 @@ def champion_spec(client: MlflowClient | None = None) -> tuple[Any, dict[str, An
     return version, json.loads(tags[SPEC_TAG])
 
 
-def register(model_uri: str, run_id: str, tags: dict[str, str]) -> str:
-    """Register a logged model as a new version of homevision-price; return the version."""
+def register(model_uri: str, run_id: str, tags: dict[str, str], name: str = MODEL_NAME) -> str:
+    """Register a logged model as a new version of `name`; return the version."""
     client = MlflowClient(tracking_uri())
     try:
-        client.get_registered_model(MODEL_NAME)
+        client.get_registered_model(name)
     except Exception:
         client.create_registered_model(
-            MODEL_NAME, description="Sale price of a home from its MLS listing, in dollars."
+            name, description="Sale price of a home from its MLS listing, in dollars."
         )
-    version = client.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags)
+    version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
     return str(version.version)
 
 
-def set_champion(version: str) -> None:
-    """Move the champion alias to `version`."""
-    MlflowClient(tracking_uri()).set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+def set_champion(version: str, name: str = MODEL_NAME, expected: str | None = None) -> bool:
+    """Move the champion alias of `name` to `version`, unless it moved since the caller looked
+    (it then held `expected`, None meaning no champion): a guard against two trains deciding
+    on the same champion and the last one winning whatever its score. Return whether it moved.
+    """
+    current = champion(name)
+    now = None if current is None else str(current.version)
+    if now != expected:
+        log.warning(
+            "Champion of %s moved from v%s to v%s during this run: alias left as it is",
+            name,
+            expected,
+            now,
+        )
+        return False
+    MlflowClient(tracking_uri()).set_registered_model_alias(name, CHAMPION, version)
+    return True
 
 
 def describe_model(ref: str | None = None) -> dict[str, Any]:

@@ -23,7 +23,8 @@ Marginals are close to the real Frisco sample (living area ~2,700 sqft median, 1
 sale ~$370k, ~30% Sold). Quirks of the real export are reproduced: about 0.5% negative CDOM (sign
 errors), 0.3% missing lot sizes, zero lots on most townhouses, rare school names, and one school
 that appears only among unsold rows. The file format matches the real export: every value quoted,
-CRLF line ends, BathsTotal as "F.H". Output is deterministic per seed.
+CRLF line ends, BathsTotal as "F.H", a CloseDate (2019-07-01 .. 2020-06-30) on sold rows. Output
+is deterministic per seed.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) 
         townhouse, "RES-Townhouse", np.where(duplex, "RES-Half Duplex", "RES-Single Family")
     )
     close = pd.Series(price, dtype="Int64").where(sold)
+    # Drawn last so every column above stays as it was for a given seed.
+    close_day = pd.Timestamp("2019-07-01") + pd.to_timedelta(rng.integers(0, 366, n), unit="D")
+    close_date = pd.Series(close_day.strftime("%Y-%m-%d"), dtype=object).where(sold)
     high = np.array([s[2] for s in SCHOOLS])[school_idx]
     city = np.array([s[3] for s in SCHOOLS])[school_idx]
     return pd.DataFrame(
@@ -178,6 +182,7 @@ def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) 
             "CDOM": cdom_out,
             "City": city,
             "ClosePrice": close,
+            "CloseDate": close_date,
             "YearBuiltDetails": year_built,
             "ElementarySchoolName": school_out,
             "FireplacesTotal": fireplaces,

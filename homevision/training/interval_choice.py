@@ -4,6 +4,7 @@ narrowest one that keeps the promised coverage picked."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,33 +24,84 @@ class IntervalScore:
     median_relative_width: float
 
 
+def _levels(level: float | Sequence[float]) -> list[float]:
+    return [float(level)] if isinstance(level, int | float) else [float(v) for v in level]
+
+
+def _score(variant, level, truth, bounds, point) -> IntervalScore:
+    covered = (truth >= bounds[:, 0]) & (truth <= bounds[:, 1])
+    width = (bounds[:, 1] - bounds[:, 0]) / point
+    return IntervalScore(variant, level, float(covered.mean()), float(np.median(width)))
+
+
 def compare_variants(
     estimator,
     X: pd.DataFrame,
     y: pd.Series,
     variants: list[str],
-    level: float,
+    level: float | Sequence[float],
     outer_folds: int = 5,
     seed: int = 0,
 ) -> list[IntervalScore]:
-    """Measure each variant by outer CV: calibrate on the training folds, score the test fold."""
+    """Measure each variant at each level by outer CV: calibrate on the training folds, score
+    the held-out fold; one IntervalScore per (variant, level), pooled over folds."""
+    levels = _levels(level)
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
     folds = CVPlan(folds=outer_folds, repeats=1, seed=seed + 11).splits(y)[0]
+    truth = y.to_numpy()
     scores = []
     for variant in variants:
-        covered, widths = np.zeros(len(X), bool), np.zeros(len(X))
+        bounds = {lv: np.zeros((len(X), 2)) for lv in levels}
+        point = np.zeros(len(X))
         for train, test in folds:
-            conformal = make_conformal(variant, estimator, [level], seed)
+            conformal = make_conformal(variant, estimator, levels, seed)
             conformal.fit_conformalize(X.iloc[train], y.iloc[train])
-            point = conformal.predict(X.iloc[test])
-            bounds = interval_bounds(conformal, X.iloc[test], [level])[level]
-            truth = y.iloc[test].to_numpy()
-            covered[test] = (truth >= bounds[:, 0]) & (truth <= bounds[:, 1])
-            widths[test] = (bounds[:, 1] - bounds[:, 0]) / point
-        scores.append(
-            IntervalScore(variant, level, float(covered.mean()), float(np.median(widths)))
-        )
+            point[test] = conformal.predict(X.iloc[test])
+            for lv, b in interval_bounds(conformal, X.iloc[test], levels).items():
+                bounds[lv][test] = b
+        scores += [_score(variant, lv, truth, bounds[lv], point) for lv in levels]
     return scores
+
+
+def time_ordered_scores(
+    estimator,
+    X: pd.DataFrame,
+    y: pd.Series,
+    dates: pd.Series,
+    variant: str,
+    level: float | Sequence[float],
+    later_share: float = 0.3,
+    seed: int = 0,
+) -> list[IntervalScore]:
+    """Calibrate on the earlier sales (by `dates`) and score the later `later_share` of them:
+    how well the ranges hold for next month's sales rather than for a random fold. Returns []
+    when there are no usable dates or too few rows on either side."""
+    levels = _levels(level)
+    when = pd.to_datetime(dates, errors="coerce")
+    known = when.notna().to_numpy()
+    if known.sum() < 40:
+        return []
+    order = np.argsort(when[known].to_numpy(), kind="stable")
+    rows = np.flatnonzero(known)[order]
+    cut = round(len(rows) * (1 - later_share))
+    earlier, later = rows[:cut], rows[cut:]
+    if len(earlier) < 30 or len(later) < 10:
+        return []
+    y = pd.Series(np.asarray(y, dtype=float), index=X.index)
+    conformal = make_conformal(variant, estimator, levels, seed)
+    conformal.fit_conformalize(X.iloc[earlier], y.iloc[earlier])
+    point = conformal.predict(X.iloc[later])
+    truth = y.iloc[later].to_numpy()
+    return [
+        _score(variant, lv, truth, b, point)
+        for lv, b in interval_bounds(conformal, X.iloc[later], levels).items()
+    ]
+
+
+def carried_levels(scores: list[IntervalScore], tolerance: float) -> list[float]:
+    """Return the levels whose measured coverage reaches the level (minus `tolerance`): a level
+    that falls short is not carried, so no range is served at a probability never met."""
+    return sorted(s.level for s in scores if s.coverage >= s.level - tolerance)
 
 
 def choose_variant(

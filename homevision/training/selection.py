@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from homevision.features import FeatureSet
+from homevision.training.budget import plan_trials, sweep_seconds
 from homevision.training.candidates import BASELINES, BLEND, CANDIDATES, build_from_spec
 from homevision.training.checks import sqft_monotonicity_violations
 from homevision.training.evaluation import CVPlan, CVResult, cross_validate_model, leaderboard
 from homevision.training.metrics import valuation_metrics
-from homevision.training.tuning import TrialCallback, tune
+from homevision.training.tuning import TrialCallback, rows_key, study_name, tune
 
 log = logging.getLogger(__name__)
 Spec = dict[str, Any]
@@ -38,10 +39,13 @@ class SelectionSettings:
     tuning_trials: int | None = 30
     tuning_timeout: float | None = 60.0
     blend_top: int = 3
-    storage: str | None = None
+    storage: str | None = None  # Optuna storage; None keeps every study in memory
     study_prefix: str = "homevision"
     n_jobs: int = 2
     show_progress: bool = False
+    # With both set, the trials are planned after the sweep to fit tuning_seconds (budget.py).
+    tuning_seconds: float | None = None
+    costs: dict[str, float] | None = None
 
 
 @dataclass
@@ -55,6 +59,9 @@ class SelectionResult:
     fitted: Any
     plan: CVPlan
     gate: dict[str, float] = field(default_factory=dict)
+    tuned: dict[str, int] = field(default_factory=dict)  # candidate -> trials completed
+    studies: dict[str, str] = field(default_factory=dict)  # candidate -> Optuna study name
+    slowdown: float = 1.0  # how much slower the sweep ran than its costs predicted
 
     @property
     def table(self) -> pd.DataFrame:
@@ -97,28 +104,54 @@ def select_and_tune(
         if on_result is not None:
             on_result(name, spec, result)
 
+    sweep_start = time.perf_counter()
     for name in settings.candidates:
         evaluate(name, single_spec(name))
+    slowdown = 1.0
+    if settings.costs is not None:
+        # Calibrate the price list on what the sweep really took (a busy machine, logging,
+        # overheads): later plans use costs x slowdown.
+        predicted = sweep_seconds(
+            settings.costs, list(settings.candidates), settings.plan.folds, settings.plan.repeats
+        )
+        taken = time.perf_counter() - sweep_start
+        slowdown = float(np.clip(taken / predicted, 1.0, 10.0)) if predicted > 0 else 1.0
 
     ranked = [n for n in leaderboard(results).index if n not in BASELINES]
     to_tune = [n for n in ranked if CANDIDATES[n].tunable][: settings.tune_top]
+    trials = settings.tuning_trials
+    if settings.tuning_seconds is not None and settings.costs is not None and to_tune:
+        to_tune, trials = plan_trials(
+            {k: v * slowdown for k, v in settings.costs.items()},
+            to_tune,
+            settings.plan.folds,
+            settings.plan.repeats,
+            int(settings.tuning_trials or 0),
+            settings.tuning_seconds,
+        )
+    tuned: dict[str, int] = {}
+    studies: dict[str, str] = {}
+    data_key = rows_key(X, y, splits)
     for name in to_tune:
         timeout = settings.tuning_timeout / len(to_tune) if settings.tuning_timeout else None
+        study = study_name(settings.study_prefix, feature_set.name, name, data_key)
         result = tune(
             name,
             feature_set,
             X,
             y,
             splits,
-            n_trials=settings.tuning_trials,
+            n_trials=trials,
             timeout=timeout,
             storage=settings.storage,
-            study_name=f"{settings.study_prefix}-{feature_set.name}-{name}",
+            study_name=study,
             seed=settings.plan.seed,
             n_jobs=settings.n_jobs,
             show_progress=settings.show_progress,
             on_trial=on_trial(name) if on_trial else None,
+            data_key=data_key,
         )
+        tuned[name], studies[name] = result.trials, result.study_name
         if result.rmse < results[name].summary()["rmse"]:
             evaluate(f"{name}_tuned", single_spec(name, result.params))
 
@@ -137,7 +170,9 @@ def select_and_tune(
         )
 
     winner, fitted, gate = _first_monotone(X, y, feature_set, specs, leaderboard(results).index)
-    return SelectionResult(results, specs, winner, fitted, settings.plan, gate)
+    return SelectionResult(
+        results, specs, winner, fitted, settings.plan, gate, tuned, studies, slowdown
+    )
 
 
 def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, Any, dict[str, float]]:
@@ -158,17 +193,18 @@ def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, Any, dict[st
     raise RuntimeError("no candidate passed the living-area monotonicity check")
 
 
-def inner_settings(settings: SelectionSettings, trials: int, folds: int = 5) -> SelectionSettings:
-    """Return the cheaper settings the nested loop re-runs the procedure with."""
-    inner_plan = CVPlan(
-        folds=folds, repeats=1, seed=settings.plan.seed + 1, bins=settings.plan.bins
-    )
+def replay_settings(settings: SelectionSettings, done: SelectionResult) -> SelectionSettings:
+    """Return the settings that re-run exactly what `done` did: same CV plan and candidates,
+    as many candidates tuned with as many trials (in memory, no clock), same blend size.
+    The nested estimate runs the procedure with these in every outer fold."""
+    trials = min(done.tuned.values()) if done.tuned else 0
     return replace(
         settings,
-        plan=inner_plan,
-        tune_top=1,
-        tuning_trials=trials,
+        tune_top=len(done.tuned) if trials else 0,
+        tuning_trials=trials or None,
         tuning_timeout=None,
+        tuning_seconds=None,
+        costs=None,
         storage=None,
         show_progress=False,
     )
@@ -181,6 +217,23 @@ class NestedEstimate:
     metrics: dict[str, float]
     winners: list[str]
     method: str
+    folds_done: int = 0
+    folds_planned: int = 0
+    rows_scored: int = 0
+
+
+def describe_procedure(settings: SelectionSettings) -> str:
+    """Return the procedure in words (what the nested loop re-runs), for the card."""
+    tuning = (
+        f"the best {settings.tune_top} tuned with {settings.tuning_trials} Optuna trials each"
+        if settings.tune_top and settings.tuning_trials
+        else "no tuning"
+    )
+    return (
+        f"{len(settings.candidates)} candidates ({', '.join(settings.candidates)}) on "
+        f"{settings.plan.describe()}, {tuning}, a blend of the best {settings.blend_top}, "
+        "then the living-area monotonicity gate"
+    )
 
 
 def nested_estimate(
@@ -190,22 +243,42 @@ def nested_estimate(
     settings: SelectionSettings,
     outer: CVPlan,
     on_fold: Callable[[int, int], None] | None = None,
+    seconds: float | None = None,
 ) -> NestedEstimate:
     """Re-run `select_and_tune` with `settings` inside each outer training fold and score its
-    winner (fitted on that training fold) on the outer test fold; return pooled metrics."""
+    winner (fitted on that training fold) on the outer test fold; return pooled metrics.
+
+    With `seconds`, outer folds stop once the next one is not expected to finish in time (at
+    least one always runs); the metrics then cover the rows of the folds done, and say so.
+    """
+    start = time.perf_counter()
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
     oof = np.full(len(X), np.nan)
     winners = []
     folds = outer.splits(y)[0]
+    done = 0
     for i, (train, test) in enumerate(folds):
+        spent = time.perf_counter() - start
+        if seconds is not None and done and spent + spent / done > seconds:
+            log.warning(
+                "Honest estimate: budget reached after %d of %d outer folds", done, len(folds)
+            )
+            break
         sel = select_and_tune(X.iloc[train], y.iloc[train], feature_set, settings)
         oof[test] = sel.fitted.predict(X.iloc[test])
         winners.append(sel.winner)
+        done += 1
         if on_fold is not None:
             on_fold(i + 1, len(folds))
-    method = (
-        f"nested CV: {outer.folds} outer folds (seed {outer.seed}); inside each, the selection "
-        f"procedure re-run with {settings.plan.describe()}, tuning {settings.tuning_trials} "
-        "trials of the inner winner"
+    scored = ~np.isnan(oof)
+    coverage = (
+        ""
+        if done == len(folds)
+        else f"; the budget allowed {done} of them ({int(scored.sum())} of {len(X)} rows scored)"
     )
-    return NestedEstimate(valuation_metrics(y.to_numpy(), oof), winners, method)
+    method = (
+        f"nested CV: {outer.folds} outer folds (seed {outer.seed}){coverage}; inside each, the "
+        f"same procedure as the deployed model: {describe_procedure(settings)}"
+    )
+    metrics = valuation_metrics(y.to_numpy()[scored], oof[scored])
+    return NestedEstimate(metrics, winners, method, done, len(folds), int(scored.sum()))

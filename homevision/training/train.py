@@ -1,10 +1,13 @@
-"""`homevision train`, orchestration only: validate -> select -> tune -> honest estimate ->
-refit -> log ONE MLflow model -> register -> move the champion alias only on improvement."""
+"""`homevision train`, orchestration only: validate -> price the candidates -> plan to the budget
+-> select and tune -> honest estimate (the same procedure, nested) -> ranges -> champion decision
+-> refit -> log ONE MLflow model -> register -> move the alias only under the promotion rule."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
@@ -20,16 +24,30 @@ from homevision import tracking
 from homevision.config import PACKAGE_DIR, load_params, paths
 from homevision.data.listings import Listings, load_listings, write_rejected
 from homevision.features import FeatureSet, get_feature_set
-from homevision.training import plots
-from homevision.training.candidates import CANDIDATES, build_from_spec
+from homevision.training import plots, promotion
+from homevision.training.budget import (
+    NESTED_ROW_FACTOR,
+    TUNING_COST_FACTOR,
+    Clock,
+    plan_sweep,
+    plan_variants,
+    probe_costs,
+    sweep_seconds,
+)
+from homevision.training.candidates import BASELINES, CANDIDATES, build_from_spec
 from homevision.training.card import leaderboard_markdown, render_model_card
-from homevision.training.evaluation import CVPlan, cross_validate_model
-from homevision.training.interval_choice import choose_variant, compare_variants
+from homevision.training.evaluation import CVPlan
+from homevision.training.interval_choice import (
+    carried_levels,
+    choose_variant,
+    compare_variants,
+    time_ordered_scores,
+)
 from homevision.training.selection import (
     SelectionResult,
     SelectionSettings,
-    inner_settings,
     nested_estimate,
+    replay_settings,
     select_and_tune,
 )
 from homevision.valuation.explain import global_importance, summary_plot
@@ -51,21 +69,205 @@ class TrainOutcome:
     honest: dict[str, Any]
     card_path: Path
     seconds: float
+    budget_notes: list[str]
+    model_name: str
 
 
-def settings_from_params(budget: float | None, storage: str | None) -> SelectionSettings:
-    """Return selection settings from params.yaml, with the tuning time scaled to the budget."""
+def base_settings(storage: str | None) -> SelectionSettings:
+    """Return the selection settings of params.yaml before the budget trims them."""
     cfg = load_params()["train"]
-    budget = float(budget if budget is not None else cfg["budget_seconds"])
     return SelectionSettings(
         plan=CVPlan(folds=int(cfg["folds"]), repeats=int(cfg["repeats"]), seed=int(cfg["seed"])),
         candidates=tuple(cfg["candidates"]),
         tune_top=int(cfg["tune_top"]),
         tuning_trials=int(cfg["tuning_trials"]),
-        tuning_timeout=max(1.0, budget * float(cfg["tuning_share"])),
+        tuning_timeout=None,
         blend_top=int(cfg["blend_top"]),
-        storage=storage or f"sqlite:///{paths().root / 'optuna.db'}",
+        storage=storage,  # None: studies in memory, never shared with another run
         show_progress=True,
+    )
+
+
+def plan_procedure(
+    costs: dict[str, float], settings: SelectionSettings, seconds: float, outer_folds: int
+) -> tuple[SelectionSettings, list[str]]:
+    """Return the selection settings that fit `seconds` together with their replay in every
+    outer fold of the nested estimate, and the degradations made to fit."""
+    shares = load_params()["train"]["budget_shares"]
+    own = seconds / (1 + NESTED_ROW_FACTOR * outer_folds)
+    sweep = plan_sweep(
+        costs,
+        list(settings.candidates),
+        settings.plan.folds,
+        settings.plan.repeats,
+        own * float(shares["sweep"]),
+    )
+    learned = sorted(costs[n] for n in sweep.candidates if n not in BASELINES)
+    blend = sweep_seconds(
+        {"top": sum(learned[-settings.blend_top :])}, ["top"], settings.plan.folds, sweep.repeats
+    )
+    tuning = max(0.0, own - sweep.predicted_seconds - blend)
+    planned = replace(
+        settings,
+        plan=replace(settings.plan, repeats=sweep.repeats),
+        candidates=tuple(sweep.candidates),
+        tuning_seconds=tuning,
+        tuning_timeout=1.5 * tuning + 1.0,  # safety net; the planned trial count rules
+        costs=costs,
+    )
+    return planned, sweep.degraded
+
+
+def train(
+    data_path: Path,
+    feature_set_name: str = "task6",
+    budget: float | None = None,
+    promote: bool = False,
+    storage: str | None = None,
+) -> TrainOutcome:
+    """Run the whole training job within `budget` seconds and return its outcome."""
+    cfg = load_params()["train"]
+    budget = float(budget if budget is not None else cfg["budget_seconds"])
+    clock = Clock(budget)
+    shares = cfg["budget_shares"]
+    listings = load_listings(data_path)
+    fs = get_feature_set(feature_set_name)
+    _check_columns(listings, fs)
+    X = listings.labelled.reset_index(drop=True)
+    y = X[TARGET].astype(float)
+    if len(X) < 30:
+        raise ValueError(f"only {len(X)} labelled rows (Sold with ClosePrice): need at least 30")
+    data_hash = tracking.file_hash(data_path)
+    name = tracking.model_name(fs.name)
+    log.info("Training on %d labelled rows of %s, feature set %s", len(X), data_path, fs.name)
+
+    tracking.configure()
+    with mlflow.start_run(run_name=f"train-{fs.name}") as parent:
+        run_id = parent.info.run_id
+        workdir = paths().reports / "runs" / run_id  # this run's files: no other run writes here
+        workdir.mkdir(parents=True, exist_ok=True)
+        mlflow.log_artifact(str(write_rejected(listings.validation, workdir / "rejected.csv")))
+        mlflow.set_tags(
+            {
+                "homevision.stage": "train",
+                "data_hash": data_hash,
+                "git_commit": tracking.git_commit(),
+                "feature_set": fs.name,
+            }
+        )
+        settings = base_settings(storage)
+        costs = probe_costs(X, y, fs, list(settings.candidates), settings.plan.seed)
+        outer_folds = int(cfg["nested_outer_folds"])
+        procedure_seconds = clock.remaining * float(shares["procedure"])
+        procedure_end = clock.elapsed + procedure_seconds
+        settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds)
+        mlflow.log_params(
+            {
+                "feature_set": fs.name,
+                "data_path": str(data_path),
+                "data_hash": data_hash[:16],
+                "rows": listings.validation.rows,
+                "labelled": len(X),
+                "rejected": len(listings.validation.rejected),
+                "cv": settings.plan.describe(),
+                "budget_seconds": budget,
+                "candidates": ",".join(settings.candidates)[:500],
+            }
+        )
+        log.info("Budget %.0f s: %s", budget, "; ".join(notes) or "the full procedure fits")
+
+        selection = select_and_tune(
+            X, y, fs, settings, on_result=log_candidate, on_trial=trial_logger
+        )
+        table = selection.table
+        planned_trials = settings.tuning_trials
+        if selection.tuned and min(selection.tuned.values()) < (planned_trials or 0):
+            notes.append(f"Optuna trials {planned_trials} -> {min(selection.tuned.values())}")
+        elif not selection.tuned and settings.tune_top:
+            notes.append("no tuning (not even 4 trials fit the budget)")
+        log.info(
+            "Winner: %s (CV RMSE %s)",
+            selection.winner,
+            f"{table.loc[selection.winner, 'rmse']:,.0f}",
+        )
+
+        log.info("Honest estimate: the same procedure re-run inside %d outer folds...", outer_folds)
+        replay = replay_settings(settings, selection)
+        outer = CVPlan(folds=outer_folds, repeats=1, seed=settings.plan.seed + 7)
+        nested = nested_estimate(
+            X,
+            y,
+            fs,
+            replay,
+            outer,
+            on_fold=lambda i, n: log.info("  outer fold %d/%d done", i, n),
+            seconds=max(1.0, procedure_end - clock.elapsed),
+        )
+        if nested.folds_done < nested.folds_planned:
+            notes.append(
+                f"honest estimate on {nested.folds_done} of {nested.folds_planned} outer folds"
+            )
+        honest = {**nested.metrics, "method": nested.method, "winners": nested.winners}
+        mlflow.log_metrics({f"honest_{k}": v for k, v in nested.metrics.items()})
+        winner_cv = table.loc[selection.winner]
+        mlflow.log_metrics({f"cv_{k}": float(winner_cv[k]) for k in table.columns})
+
+        winner_cost = _spec_cost(selection.spec, costs) * selection.slowdown
+        intervals = _measure_intervals(
+            build_from_spec(selection.spec, fs),
+            X,
+            y,
+            settings.plan.seed,
+            winner_cost,
+            clock.remaining * float(shares["intervals"]) / (1 - float(shares["procedure"])),
+            notes,
+        )
+        decision = _decide(selection, fs, X, y, promote, winner_cost, clock, shares, notes)
+
+        explain_cfg = load_params()["explain"]
+        model = ValuationModel(
+            build_from_spec(selection.spec, fs),
+            feature_set=fs.name,
+            interval_variant=intervals["variant"],
+            levels=tuple(intervals["carried"]),
+            confidence=intervals["default"],
+            background_rows=int(explain_cfg["background_rows"]),
+            comparables=int(explain_cfg["comparables"]),
+            seed=settings.plan.seed,
+        ).fit(X, y)
+        importance, contributions = _importance(model, X, clock.remaining * 0.4, notes)
+        version, promoted, note = _log_and_register(
+            model, X, fs, selection, data_hash, decision, name, run_id
+        )
+        ctx = locals_for_card(
+            listings, fs, selection, honest, data_path, data_hash, version, note, run_id, y
+        )
+        ctx |= {
+            "model_name": name,
+            "intervals": intervals,
+            "importance": importance,
+            "contributions": contributions,
+            "codec": model.explainer().codec,
+            "budget": budget,
+            "budget_notes": notes,
+            "decision": decision,
+            "rule": promotion.RULE.format(alpha=float(load_params()["promotion"]["alpha"])),
+        }
+        mlflow.set_tag("budget_notes", "; ".join(notes)[:5000] or "none")
+        card_path = _write_artifacts(ctx, workdir)
+    seconds = clock.elapsed
+    log.info("Training finished in %.0f s (budget %.0f s)", seconds, budget)
+    return TrainOutcome(
+        run_id,
+        version,
+        promoted,
+        note,
+        selection,
+        honest,
+        card_path,
+        seconds,
+        notes,
+        name,
     )
 
 
@@ -86,144 +288,105 @@ def _flat_params(spec: dict[str, Any]) -> dict[str, Any]:
     return {"candidate": spec["name"], **{k: str(v)[:250] for k, v in spec["params"].items()}}
 
 
-def train(
-    data_path: Path,
-    feature_set_name: str = "task6",
-    budget: float | None = None,
-    promote: bool = False,
-    storage: str | None = None,
-) -> TrainOutcome:
-    """Run the whole training job and return its outcome (see module docstring)."""
-    start = time.perf_counter()
-    listings = load_listings(data_path)
-    write_rejected(listings.validation, paths().rejected)
-    fs = get_feature_set(feature_set_name)
-    _check_columns(listings, fs)
-    X = listings.labelled.reset_index(drop=True)
-    y = X[TARGET].astype(float)
-    if len(X) < 30:
-        raise ValueError(f"only {len(X)} labelled rows (Sold with ClosePrice): need at least 30")
-    settings = settings_from_params(budget, storage)
-    cfg = load_params()["train"]
-    data_hash = tracking.file_hash(data_path)
-    log.info("Training on %d labelled rows of %s, feature set %s", len(X), data_path, fs.name)
+def _spec_cost(spec: dict[str, Any], costs: dict[str, float]) -> float:
+    """Seconds one fit of a spec is expected to take (tuned members cost a little more)."""
+    if spec["kind"] == "blend":
+        return sum(
+            costs.get(m[0], 1.0) * (TUNING_COST_FACTOR if m[1] else 1) for m in spec["members"]
+        )
+    return costs.get(spec["name"], 1.0) * (TUNING_COST_FACTOR if spec.get("params") else 1)
 
-    tracking.configure()
-    with mlflow.start_run(run_name=f"train-{fs.name}") as parent:
-        mlflow.set_tags(
-            {
-                "homevision.stage": "train",
-                "data_hash": data_hash,
-                "git_commit": tracking.git_commit(),
-                "feature_set": fs.name,
-            }
-        )
-        mlflow.log_params(
-            {
-                "feature_set": fs.name,
-                "data_path": str(data_path),
-                "data_hash": data_hash[:16],
-                "rows": listings.validation.rows,
-                "labelled": len(X),
-                "rejected": len(listings.validation.rejected),
-                "cv": settings.plan.describe(),
-                "budget_seconds": budget if budget is not None else cfg["budget_seconds"],
-            }
-        )
 
-        selection = select_and_tune(
-            X, y, fs, settings, on_result=log_candidate, on_trial=trial_logger
-        )
-        table = selection.table
-        log.info(
-            "Winner: %s (CV RMSE %s)",
-            selection.winner,
-            f"{table.loc[selection.winner, 'rmse']:,.0f}",
-        )
-
-        log.info("Honest estimate: nested CV over the whole selection procedure...")
-        outer = CVPlan(folds=int(cfg["nested_outer_folds"]), repeats=1, seed=settings.plan.seed + 7)
-        nested = nested_estimate(
-            X,
-            y,
-            fs,
-            inner_settings(
-                settings, int(cfg["nested_inner_trials"]), int(cfg["nested_inner_folds"])
-            ),
-            outer,
-            on_fold=lambda i, n: log.info("  outer fold %d/%d done", i, n),
-        )
-        honest = {**nested.metrics, "method": nested.method, "winners": nested.winners}
-        mlflow.log_metrics({f"honest_{k}": v for k, v in nested.metrics.items()})
-        winner_cv = table.loc[selection.winner]
-        mlflow.log_metrics({f"cv_{k}": float(winner_cv[k]) for k in table.columns})
-
-        intervals = _measure_intervals(build_from_spec(selection.spec, fs), X, y, settings)
-        explain_cfg = load_params()["explain"]
-        model = ValuationModel(
-            build_from_spec(selection.spec, fs),
-            feature_set=fs.name,
-            interval_variant=intervals["variant"],
-            levels=tuple(intervals["levels"]),
-            confidence=intervals["level"],
-            background_rows=int(explain_cfg["background_rows"]),
-            comparables=int(explain_cfg["comparables"]),
-            seed=settings.plan.seed,
-        ).fit(X, y)
-        importance, contributions = _importance(model, X)
-        version, promoted, note = _log_and_register(
-            model, X, y, fs, selection, settings, data_hash, promote, parent.info.run_id
-        )
-        ctx = locals_for_card(
-            listings,
-            fs,
-            selection,
-            honest,
-            data_path,
-            data_hash,
-            version,
-            note,
-            parent.info.run_id,
-            y,
-        )
-        ctx |= {
-            "intervals": intervals,
-            "importance": importance,
-            "contributions": contributions,
-            "codec": model.explainer().codec,
-        }
-        card_path = _write_artifacts(ctx)
-    seconds = time.perf_counter() - start
-    log.info("Training finished in %.0f s", seconds)
-    return TrainOutcome(
-        parent.info.run_id, version, promoted, note, selection, honest, card_path, seconds
+def _decide(selection, fs, X, y, promote, winner_cost, clock, shares, notes) -> promotion.Decision:
+    """Decide the champion BEFORE anything is registered, on fresh folds sized to the budget."""
+    pcfg = load_params()["promotion"]
+    name = tracking.model_name(fs.name)
+    current, logged = tracking.champion_spec(name)
+    repeats = int(pcfg["repeats"])
+    seconds = clock.remaining * float(shares["promotion"]) / (1 - float(shares["procedure"]))
+    if current is not None and not promote:
+        per_repeat = sweep_seconds({"pair": 2 * winner_cost}, ["pair"], int(pcfg["folds"]), 1)
+        fit = max(1, min(repeats, int(seconds // max(per_repeat, 1e-9))))
+        if fit < repeats:
+            notes.append(f"promotion check on {fit} of {repeats} fresh CV repeats")
+        repeats = fit
+    plan = CVPlan(folds=int(pcfg["folds"]), repeats=repeats, seed=int(pcfg["seed"]))
+    decision = promotion.decide(
+        selection.spec, fs.name, X, y, current, logged, plan, float(pcfg["alpha"]), promote
     )
+    if decision.comparison is not None:
+        c = decision.comparison
+        mlflow.log_metrics(
+            {
+                "promotion_mean_gain": c.mean_gain,
+                "promotion_std_error": c.std_error,
+                "promotion_p_value": c.p_value,
+            }
+        )
+        mlflow.log_dict(c.as_dict(), "promotion_comparison.json")
+    log.info("Champion decision: %s", decision.note)
+    return decision
 
 
-def _measure_intervals(estimator, X, y, settings) -> dict[str, Any]:
-    """Compare the configured MAPIE variants by outer CV; return the chosen one and all scores."""
+def _measure_intervals(
+    estimator, X, y, seed: int, winner_cost: float, seconds: float, notes: list[str]
+) -> dict[str, Any]:
+    """Compare the MAPIE variants that fit the budget by outer CV at every level; keep the
+    levels whose coverage holds; check the chosen variant on later sales (time-ordered)."""
     cfg = load_params()["intervals"]
     level = float(cfg["confidence"])
-    scores = compare_variants(
-        estimator, X, y, list(cfg["variants"]), level, int(cfg["outer_folds"]), settings.plan.seed
+    levels = [float(v) for v in cfg["levels"]]
+    tolerance = float(cfg["coverage_tolerance"])
+    planned = plan_variants(winner_cost, list(cfg["variants"]), int(cfg["outer_folds"]), seconds)
+    # The time-ordered check below costs about one variant's worth; keep room for it.
+    clock = Clock(seconds * len(planned) / (len(planned) + 1))
+    scores, variants = [], []
+    for variant in planned:
+        if variants and clock.elapsed * (len(variants) + 1) / len(variants) > clock.seconds:
+            break  # the next variant would overrun: the first one is always measured
+        scores += compare_variants(
+            estimator, X, y, [variant], levels, int(cfg["outer_folds"]), seed
+        )
+        variants.append(variant)
+    if len(variants) < len(cfg["variants"]):
+        skipped = [v for v in cfg["variants"] if v not in variants]
+        notes.append(f"interval variants skipped: {', '.join(skipped)}")
+    at_default = [s for s in scores if s.level == level]
+    chosen = choose_variant(at_default, tolerance, float(cfg.get("fast_within", 0.0)))
+    mine = [s for s in scores if s.variant == chosen.variant]
+    carried = carried_levels(mine, tolerance) or [max(mine, key=lambda s: s.coverage).level]
+    default = level if level in carried else max(carried)
+    dates = X["CloseDate"] if "CloseDate" in X.columns else pd.Series(np.nan, index=X.index)
+    later = time_ordered_scores(
+        estimator, X, y, dates, chosen.variant, levels, float(cfg["later_share"]), seed
     )
-    chosen = choose_variant(
-        scores, float(cfg["coverage_tolerance"]), float(cfg.get("fast_within", 0.0))
-    )
+    timed = {s.level: s for s in later}
     for s in scores:
         mlflow.log_metrics(
             {
-                f"interval_{s.variant}_coverage": s.coverage,
-                f"interval_{s.variant}_median_rel_width": s.median_relative_width,
+                f"interval_{s.variant}_{round(100 * s.level)}_coverage": s.coverage,
+                f"interval_{s.variant}_{round(100 * s.level)}_width": s.median_relative_width,
             }
         )
+    for s in mine:
+        pct = round(100 * s.level)
+        mlflow.log_metrics(
+            {f"range_{pct}_coverage": s.coverage, f"range_{pct}_width": s.median_relative_width}
+        )
+        if s.level in timed:
+            mlflow.log_metric(f"range_{pct}_coverage_time", timed[s.level].coverage)
     mlflow.log_metrics(
         {
             "interval_coverage": chosen.coverage,
             "interval_median_rel_width": chosen.median_relative_width,
         }
     )
-    mlflow.log_params({"interval_variant": chosen.variant, "interval_confidence": level})
+    mlflow.log_params({"interval_variant": chosen.variant, "interval_confidence": default})
+    dropped = [lv for lv in levels if lv not in carried]
+    if dropped:
+        notes.append(
+            "levels not carried (coverage short): " + ", ".join(f"{100 * v:.0f}%" for v in dropped)
+        )
     log.info(
         "Price range: %s, %.0f%% confidence: outer-CV coverage %.1f%%, median width %.1f%%",
         chosen.variant,
@@ -234,18 +397,30 @@ def _measure_intervals(estimator, X, y, settings) -> dict[str, Any]:
     return {
         "variant": chosen.variant,
         "level": level,
-        "levels": [float(v) for v in cfg["levels"]],
+        "default": default,
+        "levels": levels,
+        "carried": carried,
         "coverage": chosen.coverage,
         "width": chosen.median_relative_width,
         "scores": scores,
+        "chosen_scores": mine,
+        "time_ordered": later,
+        "later_share": float(cfg["later_share"]),
         "folds": int(cfg["outer_folds"]),
     }
 
 
-def _importance(model: ValuationModel, X: pd.DataFrame):
-    """Explain a fixed sample of training rows; return mean |SHAP| per raw feature and them."""
-    sample = X.sample(min(100, len(X)), random_state=0)
-    contributions = model.explain(sample)
+def _importance(model: ValuationModel, X: pd.DataFrame, seconds: float, notes: list[str]):
+    """Explain a fixed sample of training rows, as many as fit `seconds` (5 to 100); return
+    mean |SHAP| per raw feature and the contributions."""
+    model.explain(X.head(1))  # the first call pays SHAP's one-off set-up: not a per-home cost
+    start = time.perf_counter()
+    model.explain(X.head(1))
+    one = max(time.perf_counter() - start, 1e-3)
+    rows = int(np.clip(seconds / one, 5, 100))
+    if rows < min(100, len(X)):
+        notes.append(f"SHAP importance on {rows} homes (not 100)")
+    contributions = model.explain(X.sample(min(rows, len(X)), random_state=0))
     importance = global_importance(contributions)
     mlflow.log_metrics({f"importance_{k}": float(v) for k, v in importance.items()})
     return importance, contributions
@@ -291,7 +466,10 @@ def trial_logger(candidate: str):
     return log_trial
 
 
-def _log_and_register(model, X, y, fs, selection, settings, data_hash, promote, run_id):
+def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id):
+    """Log the model, register it as a new version of `name`, and move the champion alias when
+    the decision (taken before) says so and nobody moved it meanwhile. Never fails after the
+    version is registered because of the champion."""
     example = X[fs.raw_columns].head(5)
     pyfunc = ValuationPyfunc(model)
     signature = infer_signature(
@@ -312,12 +490,22 @@ def _log_and_register(model, X, y, fs, selection, settings, data_hash, promote, 
         info.model_uri,
         run_id,
         {"cv_rmse": f"{new_rmse:.2f}", "feature_set": fs.name, "data_hash": data_hash},
+        name,
     )
-    promoted, note = _decide_champion(X, y, selection, settings, new_rmse, promote)
+    promoted, note = decision.promote, decision.note
     if promoted:
-        tracking.set_champion(version)
-    mlflow.set_tag("champion_decision", note)
-    log.info("Registered %s version %s: %s", tracking.MODEL_NAME, version, note)
+        try:
+            moved = tracking.set_champion(version, name, expected=decision.champion_version)
+        except Exception as err:  # a registry hiccup must not lose the registered version
+            log.warning("Could not move the champion alias: %s", err)
+            moved = False
+        if not moved:
+            promoted = False
+            note = (
+                f"not promoted: the champion changed or could not be set during this run ({note})"
+            )
+    mlflow.set_tag("champion_decision", note[:5000])
+    log.info("Registered %s version %s: %s", name, version, note)
     return version, promoted, note
 
 
@@ -347,31 +535,6 @@ def _requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return pins
-
-
-def _decide_champion(X, y, selection, settings, new_rmse, promote) -> tuple[bool, str]:
-    """Move the alias when forced, when there is no champion, or when the new model's CV RMSE
-    beats the champion's re-evaluated on the same rows and the same folds."""
-    if promote:
-        return True, "promoted to champion (--promote)"
-    current, logged = tracking.champion_spec()
-    if current is None:
-        return True, "promoted to champion (there was none)"
-    if logged is None:
-        return False, f"kept champion v{current.version}: its spec is unknown, use --promote"
-    old_model = build_from_spec(logged["spec"], get_feature_set(logged["feature_set"]))
-    old_rmse = cross_validate_model(
-        old_model, X, y, selection.plan.splits(y), n_jobs=settings.n_jobs
-    ).summary()["rmse"]
-    if new_rmse < old_rmse:
-        return True, (
-            f"promoted: CV RMSE {new_rmse:,.0f} beats champion "
-            f"v{current.version}'s {old_rmse:,.0f} on the same data"
-        )
-    return False, (
-        f"kept champion v{current.version}: its CV RMSE {old_rmse:,.0f} is not worse "
-        f"than {new_rmse:,.0f} on the same data"
-    )
 
 
 def locals_for_card(
@@ -416,10 +579,10 @@ def locals_for_card(
     }
 
 
-def _write_artifacts(ctx: dict[str, Any]) -> Path:
-    """Write the card, leaderboard and plots under reports/ and log them to the active run."""
-    out = paths().reports
-    out.mkdir(parents=True, exist_ok=True)
+def _write_artifacts(ctx: dict[str, Any], workdir: Path) -> Path:
+    """Write the card, leaderboard, metrics and plots into this run's own folder, log them to
+    the active run, then publish them to reports/ file by file with atomic replaces (two
+    trains at once never leave a half-written card). Return the published card's path."""
     figures = {
         "shap_summary.png": summary_plot(ctx["contributions"], ctx["codec"]),
         "leaderboard.png": plots.leaderboard_chart(ctx["table"]),
@@ -429,19 +592,26 @@ def _write_artifacts(ctx: dict[str, Any]) -> Path:
         "residuals.png": plots.residual_plot(ctx["y"], ctx["oof"], f"{ctx['winner']}: errors"),
     }
     for name, fig in figures.items():
-        fig.savefig(out / name, dpi=110)
-        mlflow.log_figure(fig, name)
+        fig.savefig(workdir / name, dpi=110)
         plots.close(fig)
-    ctx["table"].to_csv(out / "leaderboard.csv")
-    mlflow.log_artifact(str(out / "leaderboard.csv"))
-    card = out / "model_card.md"
-    card.write_text(render_model_card(ctx), encoding="utf-8")
-    mlflow.log_artifact(str(card))
-    with tempfile.TemporaryDirectory() as tmp:
-        honest = Path(tmp) / "honest_estimate.json"
-        honest.write_text(json.dumps(ctx["honest"], indent=2, default=str))
-        mlflow.log_artifact(str(honest))
-    return card
+    ctx["table"].to_csv(workdir / "leaderboard.csv")
+    (workdir / "model_card.md").write_text(render_model_card(ctx), encoding="utf-8")
+    metrics = {
+        "cv": {k: float(v) for k, v in ctx["cv"].items()},
+        "honest": {k: v for k, v in ctx["honest"].items() if isinstance(v, float)},
+        "honest_method": ctx["honest"]["method"],
+    }
+    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (workdir / "honest_estimate.json").write_text(json.dumps(ctx["honest"], indent=2, default=str))
+    published = paths().reports
+    for path in sorted(workdir.iterdir()):
+        if path.name == "rejected.csv":
+            continue  # logged at the start of the run
+        mlflow.log_artifact(str(path))
+        tmp = published / f".{path.name}.{ctx['run_id']}"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, published / path.name)
+    return published / "model_card.md"
 
 
 def run_selection(data_path: Path, feature_set_name: str = "task6") -> SelectionResult:
@@ -452,7 +622,7 @@ def run_selection(data_path: Path, feature_set_name: str = "task6") -> Selection
     _check_columns(listings, fs)
     X = listings.labelled.reset_index(drop=True)
     y = X[TARGET].astype(float)
-    settings = replace(settings_from_params(None, None), tune_top=0, show_progress=False)
+    settings = replace(base_settings(None), tune_top=0, show_progress=False)
     tracking.configure()
     with mlflow.start_run(run_name=f"model_v1-{fs.name}"):
         mlflow.set_tags(

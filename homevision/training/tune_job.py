@@ -9,7 +9,8 @@ from homevision.config import load_params, paths
 from homevision.data.listings import Listings
 from homevision.features import get_feature_set
 from homevision.training.evaluation import CVPlan
-from homevision.training.tuning import TuningResult, tune
+from homevision.training.train import trial_logger
+from homevision.training.tuning import TuningResult, rows_key, study_name, tune
 
 
 def run_tuning(
@@ -37,25 +38,23 @@ def run_tuning(
             }
         )
 
-        def log_trial(trial, params, result) -> None:
-            with mlflow.start_run(run_name=f"{candidate}-trial-{trial.number}", nested=True):
-                mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
-                if result is not None and len(result.per_repeat):
-                    mlflow.log_metrics(result.summary())
-
+        splits = plan.splits(y)
         result = tune(
             candidate,
             fs,
             X,
             y,
-            plan.splits(y),
+            splits,
             n_trials=trials,
             timeout=timeout,
             storage=storage or f"sqlite:///{paths().root / 'optuna.db'}",
-            study_name=study,
+            # Default: a study of its own for these rows, folds and search space; --study NAME
+            # continues a named one (refused when it was made for other data or another space).
+            study_name=study
+            or study_name("homevision", fs.name, candidate, rows_key(X, y, splits)),
             seed=plan.seed,
             show_progress=True,
-            on_trial=log_trial,
+            on_trial=trial_logger(candidate),
         )
         mlflow.log_metric("best_rmse", result.rmse)
         mlflow.log_params({f"best_{k}": str(v)[:250] for k, v in result.params.items()})

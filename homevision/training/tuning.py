@@ -1,11 +1,15 @@
 """Optuna tuning of one candidate: objective = repeated-CV RMSE on the rows it is given.
 
-The study lives in any SQLAlchemy storage (SQLite by default), so several processes can share it;
-trials are pruned on per-repeat results; each trial can be reported (e.g. as an MLflow run).
+Studies live in memory unless a storage URL is given (then any SQLAlchemy storage, shared by
+processes). A study records the search space and the data it was scored on; continuing a study
+with another space or other data is refused with one sentence instead of mixing their trials.
+Trials are pruned on per-repeat results; each trial can be reported (e.g. as an MLflow run).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +52,7 @@ def tune(
     show_progress: bool = False,
     on_trial: TrialCallback | None = None,
     enqueue_defaults: bool = True,
+    data_key: str | None = None,
 ) -> TuningResult:
     """Tune `candidate` with TPE and median pruning; return the best params found.
 
@@ -57,6 +62,7 @@ def tune(
     spec = CANDIDATES[candidate]
     if not spec.tunable:
         raise ValueError(f"{candidate} has no search space")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name or f"homevision-{feature_set.name}-{candidate}"
     study = optuna.create_study(
         storage=storage,
@@ -66,6 +72,7 @@ def tune(
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
     )
+    _claim(study, space_fingerprint(candidate), data_key or rows_key(X, y, splits))
     if enqueue_defaults and not study.trials:
         study.enqueue_trial(_default_trial_params(candidate), skip_if_exists=True)
 
@@ -86,7 +93,6 @@ def tune(
                 on_trial(trial, params, result)
         return float(result.summary()["rmse"])
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=show_progress)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
@@ -107,3 +113,51 @@ def _default_trial_params(candidate: str) -> dict[str, Any]:
     if candidate == "mlp" and "hidden_layer_sizes" in defaults:
         defaults["width"] = defaults.pop("hidden_layer_sizes")[0]
     return defaults
+
+
+def space_fingerprint(candidate: str) -> str:
+    """Return a short hash of a candidate's search space (names, kinds and ranges)."""
+    space = CANDIDATES[candidate].space
+    if space is None:
+        return "none"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study().ask()
+    space(trial)
+    text = json.dumps({k: repr(v) for k, v in sorted(trial.distributions.items())})
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def rows_key(X: pd.DataFrame, y: pd.Series, splits: list[list[Split]]) -> str:
+    """Return a short hash of the rows, prices and folds a study scores trials on."""
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(X.astype(str), index=False).to_numpy().tobytes())
+    digest.update(pd.Series(y, dtype=float).to_numpy().tobytes())
+    for repeat in splits:
+        for _, test in repeat:
+            digest.update(test.tobytes())
+    return digest.hexdigest()[:12]
+
+
+def study_name(prefix: str, feature_set: str, candidate: str, data_key: str) -> str:
+    """Return the study name for a candidate on these rows and folds (`rows_key`) and its
+    current search space: other data or a changed space gets a new study, never an old one."""
+    return f"{prefix}-{feature_set}-{candidate}-data{data_key}-space{space_fingerprint(candidate)}"
+
+
+def _claim(study: optuna.Study, space: str, data: str) -> None:
+    """Mark a new study with its space and data; refuse to continue one made for others."""
+    attrs = study.user_attrs
+    if "search_space" not in attrs:
+        study.set_user_attr("search_space", space)
+        study.set_user_attr("data", data)
+        return
+    if attrs["search_space"] != space:
+        raise ValueError(
+            f"study {study.study_name!r} was made for another search space of this candidate; "
+            "start a new study (another --study name) to tune the current one"
+        )
+    if attrs.get("data") != data:
+        raise ValueError(
+            f"study {study.study_name!r} holds trials scored on other data or folds; "
+            "start a new study (another --study name) for this data"
+        )

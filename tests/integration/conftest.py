@@ -29,8 +29,6 @@ def tiny_params(folder: Path, candidates: list[str]) -> Path:
         tuning_trials=2,
         blend_top=2,
         nested_outer_folds=3,
-        nested_inner_folds=3,
-        nested_inner_trials=1,
     )
     params["intervals"].update(variants=["cv_plus"], outer_folds=3)
     params["explain"].update(background_rows=20)

@@ -35,7 +35,7 @@ def export(tmp_path):
 
 def _train(monkeypatch, tmp_path, export, candidates, *extra):
     monkeypatch.setenv("HOMEVISION_PARAMS", _params(tmp_path, candidates))
-    result = runner.invoke(app, ["train", "--data", str(export), "--budget", "5", *extra])
+    result = runner.invoke(app, ["train", "--data", str(export), "--budget", "60", *extra])
     assert result.exit_code == 0, result.output
     return result
 
@@ -78,6 +78,7 @@ def test_train_registers_a_champion_that_predict_uses(monkeypatch, tmp_path, exp
         "close_price_low",
         "close_price_high",
         "error",
+        "warning",
     ]
     assert len(valued) == len(frame)
     assert valued["MLSNumber"].astype(str).tolist() == frame["MLSNumber"].tolist()
@@ -132,6 +133,7 @@ def test_python_api_and_pyfunc_give_ranges_and_reasons(monkeypatch, tmp_path, ex
         "close_price_low",
         "close_price_high",
         "error",
+        "warning",
     ]
     for i, explanation in enumerate(valuations.explanations):
         total = explanation.base_value + sum(explanation.contributions.values())
@@ -164,7 +166,7 @@ def test_alias_moves_only_on_improvement(monkeypatch, tmp_path, export):
     _train(monkeypatch, tmp_path, export, ["median_ppsf"])
     assert _champion_version() == "1"
     better = _train(monkeypatch, tmp_path, export, ["median_ppsf", "ridge"])
-    assert "promoted: CV RMSE" in better.stdout
+    assert "promoted over v1" in better.stdout
     assert _champion_version() == "2"
     worse = _train(monkeypatch, tmp_path, export, ["median_ppsf"])
     assert "kept champion v2" in worse.stdout

@@ -1,0 +1,147 @@
+"""The champion rule: a challenger replaces the champion only when it wins on fresh folds by
+more than the fold-to-fold noise.
+
+Both models are rebuilt from their specs and cross-validated on the same new folds (a seed that
+neither selection nor tuning used), so neither is scored on the splits it was chosen or tuned
+on. Per fold, the RMSE difference (champion - challenger) is paired; the challenger wins when
+the corrected resampled t-test of Nadeau & Bengio (2003), which widens the variance of the mean
+difference by the overlap of CV training sets, says the gain is above zero at level `alpha`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from homevision.features import get_feature_set
+from homevision.training.candidates import build_from_spec
+from homevision.training.evaluation import CVPlan, Split, cross_validate_model
+
+log = logging.getLogger(__name__)
+RULE = (
+    "promote only when the challenger's RMSE, paired per fold with the champion's on fresh "
+    "folds neither was selected or tuned on, is lower by more than the fold-to-fold noise "
+    "(one-sided corrected resampled t-test, Nadeau & Bengio 2003, level {alpha})"
+)
+
+
+@dataclass
+class Comparison:
+    """Champion and challenger RMSE on each fresh fold, and the test's figures."""
+
+    champion_rmse: list[float]
+    challenger_rmse: list[float]
+    mean_gain: float  # champion - challenger, dollars (positive: challenger better)
+    std_error: float  # corrected standard error of the mean gain
+    t: float
+    p_value: float
+    folds: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Decision:
+    """Whether the alias moves, why in one sentence, and the figures behind it."""
+
+    promote: bool
+    note: str
+    champion_version: str | None  # the version compared against (guards the alias move)
+    comparison: Comparison | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def per_fold_rmse(oof: np.ndarray, y: np.ndarray, splits: list[list[Split]]) -> list[float]:
+    """Return the RMSE of each fold's out-of-fold predictions, repeat by repeat."""
+    out = []
+    for r, repeat in enumerate(splits):
+        for _, test in repeat:
+            out.append(float(np.sqrt(np.mean((oof[r, test] - y[test]) ** 2))))
+    return out
+
+
+def compare(
+    challenger, champion, X: pd.DataFrame, y: pd.Series, plan: CVPlan, n_jobs: int = 2
+) -> Comparison:
+    """Cross-validate both unfitted models on the same folds of `plan`; return the paired test."""
+    splits = plan.splits(y)
+    truth = np.asarray(y, dtype=float)
+    new = per_fold_rmse(cross_validate_model(challenger, X, y, splits, n_jobs).oof, truth, splits)
+    old = per_fold_rmse(cross_validate_model(champion, X, y, splits, n_jobs).oof, truth, splits)
+    gains = np.asarray(old) - np.asarray(new)
+    k = len(gains)
+    test_share = 1.0 / plan.folds
+    corrected = (1.0 / k + test_share / (1.0 - test_share)) * gains.var(ddof=1) if k > 1 else 0.0
+    se = float(np.sqrt(corrected))
+    mean = float(gains.mean())
+    if se > 0:
+        t = mean / se
+        p = float(stats.t.sf(t, df=k - 1))
+    else:  # identical folds scores: no evidence either way unless the gain is exact
+        t = float("inf") if mean > 0 else 0.0
+        p = 0.0 if mean > 0 else 1.0
+    return Comparison(old, new, mean, se, float(t), p, plan.describe())
+
+
+def decide(
+    spec: dict[str, Any],
+    feature_set: str,
+    X: pd.DataFrame,
+    y: pd.Series,
+    current,
+    logged: dict[str, Any] | None,
+    plan: CVPlan,
+    alpha: float,
+    force: bool = False,
+    n_jobs: int = 2,
+) -> Decision:
+    """Return the champion decision for the challenger `spec` against `current` (a registry
+    ModelVersion or None) whose logged spec is `logged`. Never raises: a champion that cannot
+    be re-scored is reported and kept (unless `force`)."""
+    version = None if current is None else str(current.version)
+    if force:
+        return Decision(True, "promoted to champion (--promote)", version)
+    if current is None:
+        return Decision(True, "promoted to champion (there was none)", None)
+    if logged is None:
+        return Decision(
+            False, f"kept champion v{version}: its spec is unknown; use --promote", version
+        )
+    try:
+        fs = get_feature_set(feature_set)
+        champion_fs = get_feature_set(logged["feature_set"])
+        missing = [c for c in champion_fs.raw_columns if c not in X.columns]
+        if missing:
+            raise ValueError(f"columns missing from this export: {', '.join(missing)}")
+        result = compare(
+            build_from_spec(spec, fs),
+            build_from_spec(logged["spec"], champion_fs),
+            X,
+            y,
+            plan,
+            n_jobs,
+        )
+    except Exception as err:  # a renamed candidate, a missing column, a failing fit...
+        log.warning("Champion v%s cannot be re-scored: %s", version, err)
+        reason = str(err).splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        return Decision(
+            False,
+            f"kept champion v{version}: it cannot be re-scored on this data ({reason}); "
+            "use --promote to replace it",
+            version,
+        )
+    figures = (
+        f"RMSE gain ${result.mean_gain:,.0f} ± ${result.std_error:,.0f} per fold "
+        f"(p = {result.p_value:.3f}) on {result.folds}"
+    )
+    if result.p_value < alpha and result.mean_gain > 0:
+        return Decision(True, f"promoted over v{version}: {figures}", version, result)
+    return Decision(
+        False, f"kept champion v{version}: not better beyond noise, {figures}", version, result
+    )

@@ -1,0 +1,91 @@
+"""The champion rule: promoted only when better beyond the fold-to-fold noise, on fresh folds."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from homevision.training.evaluation import CVPlan
+from homevision.training.promotion import decide
+from homevision.training.selection import single_spec
+
+PLAN = CVPlan(folds=5, repeats=2, seed=1009)
+
+
+def _current(version: str = "3"):
+    return SimpleNamespace(version=version)
+
+
+def _logged(spec):
+    return {"spec": spec, "feature_set": "task6"}
+
+
+def test_a_tuned_challenger_no_better_than_noise_is_not_promoted(labelled):
+    X, y = labelled
+    champion = single_spec("ridge", {"alpha": 3.0})
+    challenger = single_spec("ridge", {"alpha": 2.9})  # "tuned": a hair different
+    decision = decide(challenger, "task6", X, y, _current(), _logged(champion), PLAN, 0.05)
+    assert not decision.promote
+    assert decision.note.startswith("kept champion v3: not better beyond noise")
+    assert decision.comparison is not None and len(decision.comparison.champion_rmse) == 10
+    assert decision.champion_version == "3"
+
+
+def test_a_clearly_better_challenger_is_promoted(labelled):
+    X, y = labelled
+    decision = decide(
+        single_spec("ridge"),
+        "task6",
+        X,
+        y,
+        _current(),
+        _logged(single_spec("median_ppsf")),
+        PLAN,
+        0.05,
+    )
+    assert decision.promote, decision.note
+    assert decision.comparison.mean_gain > 0 and decision.comparison.p_value < 0.05
+    assert decision.note.startswith("promoted over v3")
+
+
+def test_the_comparison_uses_fresh_folds_not_the_selection_ones(labelled):
+    _X, y = labelled
+    selection_folds = CVPlan(folds=5, repeats=2, seed=0).splits(y)
+    fresh = PLAN.splits(y)
+    assert any(
+        a[1].tolist() != b[1].tolist()
+        for ra, rb in zip(selection_folds, fresh, strict=True)
+        for a, b in zip(ra, rb, strict=True)
+    )
+
+
+def test_a_champion_that_cannot_be_rescored_is_kept_and_reported(labelled):
+    X, y = labelled
+    renamed = {"kind": "single", "name": "a_candidate_renamed_since", "params": {}}
+    decision = decide(
+        single_spec("ridge"), "task6", X, y, _current("7"), _logged(renamed), PLAN, 0.05
+    )
+    assert not decision.promote
+    assert "cannot be re-scored" in decision.note and "--promote" in decision.note
+    missing = X.drop(columns=["CDOM"])
+    decision = decide(
+        single_spec("ridge"),
+        "task6",
+        missing,
+        y,
+        _current("7"),
+        _logged(single_spec("ridge")),
+        PLAN,
+        0.05,
+    )
+    assert not decision.promote and "CDOM" in decision.note
+
+
+def test_promote_forces_and_no_champion_promotes(labelled):
+    X, y = labelled
+    assert decide(
+        single_spec("ridge"), "task6", X, y, _current(), None, PLAN, 0.05, force=True
+    ).promote
+    first = decide(single_spec("ridge"), "task6", X, y, None, None, PLAN, 0.05)
+    assert first.promote and first.champion_version is None
+    unknown = decide(single_spec("ridge"), "task6", X, y, _current(), None, PLAN, 0.05)
+    assert not unknown.promote and "spec is unknown" in unknown.note

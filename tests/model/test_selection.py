@@ -1,0 +1,170 @@
+"""The selection procedure: its nested replay never sees outer test rows, its studies never mix
+data or search spaces, and the budget trims it instead of overrunning."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import optuna
+import pytest
+
+from homevision.features import get_feature_set
+from homevision.training import selection as sel
+from homevision.training import tuning
+from homevision.training.budget import plan_sweep, plan_trials, plan_variants
+from homevision.training.candidates import CANDIDATES
+from homevision.training.evaluation import CVPlan
+
+FS = get_feature_set("task6")
+SMALL = sel.SelectionSettings(
+    plan=CVPlan(folds=3, repeats=1, seed=0),
+    candidates=("median_ppsf", "ridge"),
+    tune_top=1,
+    tuning_trials=2,
+    tuning_timeout=None,
+    blend_top=2,
+)
+
+
+@pytest.fixture(scope="module")
+def small(labelled):
+    X, y = labelled
+    return X.head(240).reset_index(drop=True), y.head(240).reset_index(drop=True)
+
+
+def test_outer_test_rows_never_reach_selection_or_tuning(small, monkeypatch):
+    X, y = small
+    seen_select, seen_tune = [], []
+    real_select, real_tune = sel.select_and_tune, sel.tune
+
+    def spy_select(Xs, ys, *args, **kwargs):
+        seen_select.append(set(Xs.index))
+        return real_select(Xs, ys, *args, **kwargs)
+
+    def spy_tune(candidate, fs, Xt, *args, **kwargs):
+        seen_tune.append(set(Xt.index))
+        return real_tune(candidate, fs, Xt, *args, **kwargs)
+
+    monkeypatch.setattr(sel, "select_and_tune", spy_select)
+    monkeypatch.setattr(sel, "tune", spy_tune)
+    outer = CVPlan(folds=3, repeats=1, seed=7)
+    estimate = sel.nested_estimate(X, y, FS, SMALL, outer)
+    folds = outer.splits(y)[0]
+    assert len(seen_select) == 3 and len(seen_tune) == 3
+    for (train, test), rows, tuned in zip(folds, seen_select, seen_tune, strict=True):
+        assert rows == set(train) and not rows & set(test)
+        assert tuned <= set(train) and not tuned & set(test)
+    assert estimate.folds_done == 3 and estimate.rows_scored == len(X)
+
+
+def test_the_honest_estimate_replays_what_the_deployed_run_did(small):
+    X, y = small
+    done = sel.select_and_tune(X, y, FS, SMALL)
+    replay = sel.replay_settings(SMALL, done)
+    assert replay.candidates == SMALL.candidates and replay.plan == SMALL.plan
+    assert replay.tune_top == len(done.tuned) == 1
+    assert replay.tuning_trials == done.tuned["ridge"] == 2
+    assert replay.tuning_timeout is None and replay.storage is None
+    assert "2 Optuna trials" in sel.describe_procedure(replay)
+
+
+def test_nested_estimate_stops_on_its_clock_and_says_so(small):
+    X, y = small
+    estimate = sel.nested_estimate(X, y, FS, SMALL, CVPlan(folds=4, repeats=1), seconds=0.01)
+    assert estimate.folds_done == 1 and estimate.folds_planned == 4
+    assert estimate.rows_scored == len(X) // 4
+    assert "allowed 1 of them" in estimate.method
+
+
+def test_two_trains_on_different_data_sharing_one_storage_never_mix_trials(small, tmp_path):
+    X, y = small
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    settings = dataclasses.replace(SMALL, storage=storage)
+    first = sel.select_and_tune(X, y, FS, settings)
+    other_X = X.iloc[::-1].head(200).reset_index(drop=True)
+    other_y = y.iloc[::-1].head(200).reset_index(drop=True)
+    second = sel.select_and_tune(other_X, other_y, FS, settings)
+    again = sel.select_and_tune(X, y, FS, settings)  # same data: same study, continued
+    assert first.studies["ridge"] != second.studies["ridge"]
+    assert again.studies["ridge"] == first.studies["ridge"]
+    names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert names[second.studies["ridge"]] == 2
+    assert names[first.studies["ridge"]] == 4
+
+
+def test_a_changed_search_space_gets_a_new_study_and_an_explicit_one_is_refused(
+    small, tmp_path, monkeypatch
+):
+    X, y = small
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    splits = CVPlan(folds=3, repeats=1).splits(y)
+    tuning.tune("ridge", FS, X, y, splits, n_trials=2, storage=storage, study_name="mine")
+    before = tuning.study_name("homevision", "task6", "ridge", "k")
+    changed = dataclasses.replace(
+        CANDIDATES["ridge"], space=lambda t: {"alpha": t.suggest_int("alpha", 1, 50)}
+    )
+    monkeypatch.setitem(CANDIDATES, "ridge", changed)
+    assert tuning.study_name("homevision", "task6", "ridge", "k") != before
+    with pytest.raises(ValueError, match="another search space"):
+        tuning.tune("ridge", FS, X, y, splits, n_trials=1, storage=storage, study_name="mine")
+    settings = dataclasses.replace(SMALL, storage=storage)
+    assert sel.select_and_tune(X, y, FS, settings).tuned == {"ridge": 2}
+
+
+def test_an_explicit_study_made_on_other_data_is_refused(small, tmp_path):
+    X, y = small
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    splits = CVPlan(folds=3, repeats=1).splits(y)
+    tuning.tune("ridge", FS, X, y, splits, n_trials=1, storage=storage, study_name="s")
+    half = X.head(120)
+    with pytest.raises(ValueError, match="other data"):
+        tuning.tune(
+            "ridge", FS, half, y.head(120), CVPlan(3, 1).splits(y.head(120)), 1, None, storage, "s"
+        )
+
+
+COSTS = {
+    "median_ppsf": 0.01,
+    "ridge": 0.1,
+    "svr": 0.1,
+    "knn": 0.1,
+    "xgboost": 0.5,
+    "random_forest": 1.0,
+    "catboost": 2.0,
+}
+
+
+def test_the_sweep_plan_trims_repeats_then_the_costliest_candidates():
+    names = list(COSTS)
+    full = plan_sweep(COSTS, names, 5, 5, 1e6)
+    assert full.repeats == 5 and full.candidates == names and not full.degraded
+    tight = plan_sweep(COSTS, names, 5, 5, 10.0)
+    assert tight.repeats == 2 and "catboost" not in tight.candidates
+    assert tight.predicted_seconds <= 10.0
+    assert tight.degraded[0] == "CV repeats 5 -> 2"
+    assert any(d.startswith("catboost skipped") for d in tight.degraded)
+    floor = plan_sweep(COSTS, names, 5, 5, 0.0)
+    assert floor.repeats == 1 and "median_ppsf" in floor.candidates
+    assert len([n for n in floor.candidates if n != "median_ppsf"]) == 2
+
+
+def test_trials_are_planned_to_the_time_left():
+    assert plan_trials(COSTS, ["ridge", "svr"], 5, 2, 40, 1e6) == (["ridge", "svr"], 40)
+    names, trials = plan_trials(COSTS, ["ridge", "catboost"], 5, 2, 40, 30.0)
+    assert names == ["ridge"] and 4 <= trials < 40
+    assert plan_trials(COSTS, ["catboost"], 5, 2, 40, 1.0) == ([], 0)
+    assert plan_trials(COSTS, ["ridge"], 5, 1, 2, 1e6) == (["ridge"], 2)
+
+
+def test_interval_variants_are_planned_to_the_time_left():
+    variants = ["cv_base", "cv_plus", "jackknife_plus_ab"]
+    assert plan_variants(0.1, variants, 5, 1e6) == variants
+    assert plan_variants(1.0, variants, 5, 40.0) == ["cv_base", "cv_plus"]
+    assert plan_variants(100.0, variants, 5, 0.0) == ["cv_base"]
+
+
+def test_budget_helpers_are_deterministic():
+    a = plan_sweep(COSTS, list(COSTS), 5, 5, 12.0)
+    b = plan_sweep(COSTS, list(COSTS), 5, 5, 12.0)
+    assert a == b and np.isfinite(a.predicted_seconds)
