@@ -1,87 +1,178 @@
 """Typed request and response bodies of the REST API: fields named as in the MLS export, with
-units and ranges, so a bad field is a 422 that names the field and the rule."""
+units and ranges, so a bad field is a 422 that names the field and the rule.
+
+`Listing`'s constraints are built from `homevision.data.fields.FIELDS`, the rules the export's
+data contract (pandera) checks too: a value one face accepts, the other accepts."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from homevision.data.schema import (
+from homevision.data.fields import (
+    BATHS_FULL,
+    BATHS_HALF,
     BATHS_PATTERN,
-    MAX_ABS_CDOM,
-    MAX_BEDS,
-    MAX_LOT_SQFT,
-    MAX_SQFT,
-    MIN_LIST_PRICE,
+    FIELDS,
+    MAX_FULL_BATHS,
+    RULES,
+    BathsError,
+    FieldRule,
+    check_id,
+    describe,
+    format_baths,
+    parse_baths,
+    parse_boolean,
 )
 
 MAX_BATCH = 10_000
-MIN_API_SQFT = 100  # no home has less living area; smaller values are typos
+# No home has less living area; smaller values are typos (the contract's floor, both faces).
+MIN_API_SQFT = FIELDS["SqFtTotal"].minimum
 
 
-def _baths_text(value: object) -> object:
-    """Accept 2.1 as well as "2.1" for the "F.H" baths field."""
+def _bound(rule: FieldRule, value: float) -> float | int:
+    """A bound as the field's type: whole numbers as int (exact for the 2**63 - 1 id cap)."""
+    return int(value) if rule.kind in ("id", "integer") or float(value).is_integer() else value
+
+
+def api_field(rule: FieldRule, required: bool | None = None, **extra: Any) -> Any:
+    """Return the pydantic Field of an export column from its FieldRule: bounds (ge/gt/le),
+    label (title), description with the allowed range, unit, step and an example. `required`
+    defaults to the rule's own, except the id, which a client may leave out."""
+    if required is None:
+        required = rule.required and rule.kind != "id"
+    kw: dict[str, Any] = {"title": rule.label, "description": rule.description}
+    if rule.bounds_text and rule.kind != "baths":
+        kw["description"] += f" Allowed: {rule.bounds_text}."
+    if rule.kind in ("id", "integer", "number"):
+        if rule.minimum is not None:
+            kw["gt" if rule.exclusive_minimum else "ge"] = _bound(rule, rule.minimum)
+        if rule.maximum is not None:
+            kw["le"] = _bound(rule, rule.maximum)
+    if rule.kind == "number":
+        kw["allow_inf_nan"] = False
+    if rule.kind == "text":
+        kw |= {"min_length": 1, "max_length": rule.max_length}
+    if rule.example is not None:
+        kw["examples"] = [rule.example]
+    schema_extra = {"unit": rule.unit} if rule.unit else {}
+    if rule.step is not None:
+        schema_extra["step"] = rule.step
+    if schema_extra:
+        kw["json_schema_extra"] = schema_extra
+    return Field(... if required else None, **kw, **extra)
+
+
+def _rule_error(column: str, rule_id: str) -> PydanticCustomError:
+    return PydanticCustomError(rule_id, describe(column, rule_id))
+
+
+def _id_value(value: object) -> object:
+    """Read an MLSNumber sent as text or a decimal number as the contract does (" 1", "1.0"
+    -> 1; "inf", 1e20, 1.5 refused with its rule); integers go on to the int type's bounds."""
     if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return f"{value:.2f}".rstrip("0").rstrip(".")
+        raise _rule_error("MLSNumber", "not_a_number")
+    if isinstance(value, str | float):
+        number, problem = check_id(value)
+        if problem:
+            raise _rule_error("MLSNumber", problem)
+        return number
     return value
 
 
+def _boolean_value(value: object) -> object:
+    try:
+        return parse_boolean(value)
+    except ValueError:
+        raise _rule_error("PoolYN", "not_a_boolean") from None
+
+
+def _baths_value(value: object) -> str | None:
+    """Return BathsTotal as the canonical "F.H" text ("2.1", "3"). A JSON integer is full
+    baths; a JSON decimal (2.5) is refused: it is not "F.H" text."""
+    try:
+        parts = parse_baths(value)
+    except BathsError as err:
+        raise _rule_error("BathsTotal", err.rule) from None
+    return None if parts is None else format_baths(*parts)
+
+
+_BATHS_HOW = (
+    'send BathsTotal as "F.H" text ("2.1" = 2 full + 1 half; an integer = full baths only) '
+    "or BathsFull and BathsHalf"
+)
+BathsText = Annotated[str, Field(pattern=BATHS_PATTERN)]
+FullBaths = Annotated[int, Field(ge=0, le=MAX_FULL_BATHS)]
 Money = Annotated[float, Field(allow_inf_nan=False)]
-Text = Annotated[str, Field(min_length=1, max_length=120)]
 
 
 class Listing(BaseModel):
-    """One home, in the export's column names. Other export columns are accepted and ignored."""
+    """One home, in the export's column names. Other export columns are accepted and ignored.
+
+    Baths: `BathsTotal` as "F.H" text (or an integer: full baths only), or `BathsFull` and
+    `BathsHalf`. After validation `BathsTotal` always holds the canonical "F.H" text (the model
+    reads it); `BathsFull`/`BathsHalf` are left out of `model_dump()`."""
 
     model_config = ConfigDict(extra="ignore")
 
-    MLSNumber: int | None = Field(None, ge=0, le=10**12, description="Listing id (optional).")
-    SqFtTotal: float = Field(
-        ...,
-        ge=MIN_API_SQFT,
-        le=MAX_SQFT,
-        allow_inf_nan=False,
-        description="Living area, square feet.",
-    )
-    BedsTotal: int = Field(..., ge=0, le=MAX_BEDS, description="Bedrooms.")
-    BathsTotal: Annotated[str, BeforeValidator(_baths_text)] = Field(
-        ...,
-        pattern=BATHS_PATTERN,
-        description='Baths as "F.H": full baths, a dot, half baths ("2.1" = 2 full + 1 half).',
-    )
-    CDOM: float | None = Field(
+    MLSNumber: Annotated[int | None, BeforeValidator(_id_value)] = api_field(FIELDS["MLSNumber"])
+    SqFtTotal: float = api_field(FIELDS["SqFtTotal"])
+    BedsTotal: int = api_field(FIELDS["BedsTotal"])
+    BathsFull: int | None = api_field(BATHS_FULL, exclude=True)
+    BathsHalf: int | None = api_field(BATHS_HALF, exclude=True)
+    BathsTotal: Annotated[BathsText | FullBaths | None, BeforeValidator(_baths_value)] = Field(
         None,
-        ge=-MAX_ABS_CDOM,
-        le=MAX_ABS_CDOM,
-        allow_inf_nan=False,
-        description="Cumulative days on market (negative values are repaired as sign errors).",
+        validate_default=True,
+        title=FIELDS["BathsTotal"].label,
+        description=f"{FIELDS['BathsTotal'].description} Required unless BathsFull is given. "
+        f"It {RULES['baths_format']}.",
+        examples=[FIELDS["BathsTotal"].example],
     )
-    LotSizeAreaSQFT: float | None = Field(
-        None,
-        ge=0,
-        le=MAX_LOT_SQFT,
-        allow_inf_nan=False,
-        description="Lot size, square feet (0 for townhouses; missing is imputed).",
-    )
-    ElementarySchoolName: Text | None = Field(
-        None, description="Elementary school attendance zone; new names are accepted."
-    )
-    ListPrice: float | None = Field(
-        None, ge=MIN_LIST_PRICE, le=1e9, allow_inf_nan=False, description="Asking price, USD."
-    )
-    NumberOfStories: int | None = Field(None, ge=0, le=10)
-    ParkingSpacesGarage: int | None = Field(None, ge=0, le=50)
-    NumberOfLivingAreas: int | None = Field(None, ge=0, le=50)
-    FireplacesTotal: int | None = Field(None, ge=0, le=50)
-    PoolYN: bool | None = Field(None, description="Has a pool.")
-    PropertySubType: Text | None = None
-    City: Text | None = None
-    YearBuiltDetails: Text | None = None
-    HighSchoolName: Text | None = None
-    SubdivisionName: Text | None = None
+    CDOM: float | None = api_field(FIELDS["CDOM"])
+    LotSizeAreaSQFT: float | None = api_field(FIELDS["LotSizeAreaSQFT"])
+    ElementarySchoolName: str | None = api_field(FIELDS["ElementarySchoolName"])
+    ListPrice: float | None = api_field(FIELDS["ListPrice"])
+    NumberOfStories: int | None = api_field(FIELDS["NumberOfStories"])
+    ParkingSpacesGarage: int | None = api_field(FIELDS["ParkingSpacesGarage"])
+    NumberOfLivingAreas: int | None = api_field(FIELDS["NumberOfLivingAreas"])
+    FireplacesTotal: int | None = api_field(FIELDS["FireplacesTotal"])
+    PoolYN: Annotated[bool | None, BeforeValidator(_boolean_value)] = api_field(FIELDS["PoolYN"])
+    PropertySubType: str | None = api_field(FIELDS["PropertySubType"])
+    City: str | None = api_field(FIELDS["City"])
+    YearBuiltDetails: str | None = api_field(FIELDS["YearBuiltDetails"])
+    HighSchoolName: str | None = api_field(FIELDS["HighSchoolName"])
+    SubdivisionName: str | None = api_field(FIELDS["SubdivisionName"])
+
+    @field_validator("BathsTotal", mode="after")
+    @classmethod
+    def _one_baths_form(cls, value: str | int | None, info: ValidationInfo) -> str | None:
+        """Fill BathsTotal from BathsFull/BathsHalf, or check they agree with it."""
+        if "BathsFull" not in info.data or "BathsHalf" not in info.data:
+            return None if value is None else str(value)  # a part failed: reported already
+        full, half = info.data["BathsFull"], info.data["BathsHalf"]
+        if full is None and half is not None:
+            raise PydanticCustomError("missing", f"BathsHalf needs BathsFull: {_BATHS_HOW}")
+        parts = None if full is None else format_baths(full, half or 0)
+        if value is None:
+            if parts is None:
+                raise PydanticCustomError("missing", f"Baths required: {_BATHS_HOW}")
+            return parts
+        if parts is not None and parts != value:
+            raise PydanticCustomError(
+                "baths_conflict",
+                f"BathsTotal {value!r} disagrees with BathsFull={full}, BathsHalf={half or 0}: "
+                "send one form only",
+            )
+        return str(value)
 
 
 class Contribution(BaseModel):
