@@ -62,6 +62,20 @@ def test_clean_export_is_all_accepted():
         ("BedsTotal", None, "missing_value"),
         ("BathsTotal", "2,5", "baths_format"),
         ("BathsTotal", "two", "baths_format"),
+        ("BathsTotal", "2.10", "baths_ambiguous"),
+        ("BathsTotal", "2.5", "baths_half_implausible"),
+        ("BathsTotal", "60", "implausible"),
+        ("SqFtTotal", "50", "implausible"),
+        ("SqFtTotal", "inf", "not_a_number"),
+        ("BedsTotal", "51", "implausible"),
+        ("MLSNumber", "inf", "not_a_number"),
+        ("MLSNumber", "1e20", "implausible"),
+        ("MLSNumber", "0", "not_positive"),
+        ("MLSNumber", "1.5", "not_an_integer"),
+        ("ListPrice", "0", "not_positive"),
+        ("ListPrice", "1e300", "implausible"),
+        ("CDOM", "-20001", "implausible"),
+        ("ClosePrice", "2e9", "implausible"),
         ("BathsTotal", None, "missing_value"),
         ("LotSizeAreaSQFT", "-5", "negative"),
         ("LotSizeAreaSQFT", "big", "not_a_number"),
@@ -116,6 +130,45 @@ def test_duplicate_mlsnumber_keeps_the_first_row():
     result = validate_listings(frame)
     assert result.rejected.index.tolist() == [3]
     assert _violation(result, row=4, column="MLSNumber")["rule"] == "duplicate"
+
+
+def test_duplicate_is_found_after_normalising_the_id():
+    frame = _export()
+    frame.loc[3, "MLSNumber"] = " 2.0"
+    result = validate_listings(frame)
+    assert result.rejected.index.tolist() == [3]
+    assert _violation(result, row=4, column="MLSNumber")["rule"] == "duplicate"
+
+
+@pytest.mark.parametrize(
+    ("column", "good", "bad", "rule"),
+    [
+        ("NumberOfStories", "2", "1e12", "implausible"),
+        ("ParkingSpacesGarage", "2", "-1", "negative"),
+        ("NumberOfLivingAreas", "2", "1.5", "not_an_integer"),
+        ("FireplacesTotal", "1", "-40", "negative"),
+        ("PoolYN", "True", "maybe", "not_a_boolean"),
+        ("OriginalListPrice", "300000", "-5", "not_positive"),
+        ("SubdivisionName", "Oak Hill", "x" * 121, "too_long"),
+    ],
+)
+def test_optional_columns_are_checked_when_present(column, good, bad, rule):
+    assert validate_listings(_export()).rejected.empty  # absent: nothing to check
+    frame = _export().assign(**{column: good})
+    assert validate_listings(frame).rejected.empty
+    frame.loc[1, column] = bad
+    result = validate_listings(frame)
+    assert result.rejected.index.tolist() == [1]
+    assert _violation(result, row=2, column=column)["rule"] == rule
+
+
+def test_typed_frames_are_checked_like_text():
+    typed = coerce_types(_export()).assign(PoolYN=[1.0, 0.0, 1.0, 0.0])
+    assert validate_listings(typed).rejected.empty
+    decimal_baths = typed.assign(BathsTotal=[2.1, 3.0, 2.0, 4.0])  # 2.1 is not "F.H" text
+    result = validate_listings(decimal_baths)
+    assert result.rejected.index.tolist() == [0]
+    assert _violation(result, row=1, column="BathsTotal")["rule"] == "baths_ambiguous"
 
 
 def test_a_row_with_several_problems_lists_them_all_in_its_reason():
