@@ -9,8 +9,10 @@ APP = Path(__file__).resolve().parent / "predictor.py"
 
 
 def streamlit_command(port: int, model: str | None = None) -> list[str]:
-    """Return the command that serves the app headless on 127.0.0.1:`port` (model: a reference
-    passed through to the app, default the champion)."""
+    """Return the command that serves the app headless on 127.0.0.1:`port`, without usage
+    statistics or the developer toolbar (model: a reference passed through to the app, default
+    the champion). `streamlit run homevision/ui/predictor.py` from the repository root gets
+    the same settings from .streamlit/config.toml."""
     command = [
         sys.executable,
         "-m",
@@ -25,5 +27,7 @@ def streamlit_command(port: int, model: str | None = None) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
     ]
     return [*command, "--", model] if model else command
