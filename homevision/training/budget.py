@@ -47,13 +47,22 @@ class Clock:
 
 
 def probe_costs(
-    X: pd.DataFrame, y: pd.Series, feature_set: FeatureSet, names: list[str], seed: int = 0
+    X: pd.DataFrame,
+    y: pd.Series,
+    feature_set: FeatureSet,
+    names: list[str],
+    seed: int = 0,
+    seconds: float | None = None,
 ) -> dict[str, float]:
     """Return seconds for one fit + predict of each candidate (defaults) on one training fold:
-    the unit every later plan is priced in."""
+    the unit every later plan is priced in. With `seconds`, pricing stops once that is spent
+    (the candidates not priced are not run: the caller says so)."""
     train, test = next(KFold(5, shuffle=True, random_state=seed).split(X))
     costs: dict[str, float] = {}
+    start = time.perf_counter()
     for name in names:
+        if seconds is not None and costs and time.perf_counter() - start > seconds:
+            break
         model = build_model(name, feature_set)
         start = time.perf_counter()
         with warnings.catch_warnings():

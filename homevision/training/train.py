@@ -27,6 +27,7 @@ from homevision.features import FeatureSet, get_feature_set
 from homevision.training import plots, promotion
 from homevision.training.budget import (
     NESTED_ROW_FACTOR,
+    PARALLEL_SPEEDUP,
     TUNING_COST_FACTOR,
     Clock,
     plan_sweep,
@@ -36,7 +37,7 @@ from homevision.training.budget import (
 )
 from homevision.training.candidates import BASELINES, CANDIDATES, build_from_spec
 from homevision.training.card import leaderboard_markdown, render_model_card
-from homevision.training.evaluation import CVPlan
+from homevision.training.evaluation import CVPlan, warm_workers
 from homevision.training.interval_choice import (
     carried_levels,
     choose_variant,
@@ -128,7 +129,12 @@ def train(
     """Run the whole training job within `budget` seconds and return its outcome."""
     cfg = load_params()["train"]
     budget = float(budget if budget is not None else cfg["budget_seconds"])
-    clock = Clock(budget)
+    # Fixed overhead, not budget: a new store's schema set-up (~10 s once) and the CV workers'
+    # start-up (~5 s once per process).
+    tracking.configure()
+    warm_workers()
+    # The fixed reserve pays for logging the model and writing the card; the rest is planned.
+    clock = Clock(max(1.0, budget - float(cfg["reserve_seconds"])))
     shares = cfg["budget_shares"]
     listings = load_listings(data_path)
     fs = get_feature_set(feature_set_name)
@@ -141,7 +147,6 @@ def train(
     name = tracking.model_name(fs.name)
     log.info("Training on %d labelled rows of %s, feature set %s", len(X), data_path, fs.name)
 
-    tracking.configure()
     with mlflow.start_run(run_name=f"train-{fs.name}") as parent:
         run_id = parent.info.run_id
         workdir = paths().reports / "runs" / run_id  # this run's files: no other run writes here
@@ -156,11 +161,22 @@ def train(
             }
         )
         settings = base_settings(storage)
-        costs = probe_costs(X, y, fs, list(settings.candidates), settings.plan.seed)
+        costs = probe_costs(
+            X,
+            y,
+            fs,
+            list(settings.candidates),
+            settings.plan.seed,
+            clock.remaining * float(shares["pricing"]),
+        )
+        unpriced = [n for n in settings.candidates if n not in costs]
+        settings = replace(settings, candidates=tuple(n for n in settings.candidates if n in costs))
         outer_folds = int(cfg["nested_outer_folds"])
         procedure_seconds = clock.remaining * float(shares["procedure"])
         procedure_end = clock.elapsed + procedure_seconds
         settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds)
+        if unpriced:
+            notes.insert(0, f"not priced in time, skipped: {', '.join(unpriced)}")
         mlflow.log_params(
             {
                 "feature_set": fs.name,
@@ -337,16 +353,21 @@ def _measure_intervals(
     level = float(cfg["confidence"])
     levels = [float(v) for v in cfg["levels"]]
     tolerance = float(cfg["coverage_tolerance"])
-    planned = plan_variants(winner_cost, list(cfg["variants"]), int(cfg["outer_folds"]), seconds)
+    outer_folds = int(cfg["outer_folds"])
+    planned = plan_variants(winner_cost, list(cfg["variants"]), outer_folds, seconds)
+    if len(planned) == 1 and outer_folds > 3:
+        # Not even one variant fits at full size: measure it on 3 outer folds.
+        cost = winner_cost * outer_folds * 6 / PARALLEL_SPEEDUP
+        if cost > seconds:
+            notes.append(f"interval outer folds {outer_folds} -> 3")
+            outer_folds = 3
     # The time-ordered check below costs about one variant's worth; keep room for it.
     clock = Clock(seconds * len(planned) / (len(planned) + 1))
     scores, variants = [], []
     for variant in planned:
         if variants and clock.elapsed * (len(variants) + 1) / len(variants) > clock.seconds:
             break  # the next variant would overrun: the first one is always measured
-        scores += compare_variants(
-            estimator, X, y, [variant], levels, int(cfg["outer_folds"]), seed
-        )
+        scores += compare_variants(estimator, X, y, [variant], levels, outer_folds, seed)
         variants.append(variant)
     if len(variants) < len(cfg["variants"]):
         skipped = [v for v in cfg["variants"] if v not in variants]
@@ -406,7 +427,7 @@ def _measure_intervals(
         "chosen_scores": mine,
         "time_ordered": later,
         "later_share": float(cfg["later_share"]),
-        "folds": int(cfg["outer_folds"]),
+        "folds": outer_folds,
     }
 
 

@@ -4,12 +4,14 @@ The explained function is the whole valuation model, from raw listing columns to
 the contributions are already per raw feature (no encoded columns to sum back, no ratio to
 attribute) and additive in dollars: base value + contributions = the valuation, exactly. Text
 columns are given integer codes for SHAP's masker and decoded before each prediction. Up to
-`EXACT_MAX_FEATURES` features SHAP's Exact explainer enumerates every coalition; beyond that the
-Permutation explainer keeps additivity exact by construction.
+`EXACT_MAX_FEATURES` features every coalition is enumerated in numpy (exact interventional
+Shapley values, as SHAP's Exact explainer defines them, without its per-process JIT compile);
+beyond that SHAP's Permutation explainer keeps additivity exact by construction.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +54,9 @@ class RawCodec:
         data = {}
         for j, col in enumerate(self.columns):
             if col in self.categories:
-                known = self.categories[col]
-                data[col] = pd.Series([known[int(c)] for c in matrix[:, j]], dtype=object)
+                known = np.empty(len(self.categories[col]), dtype=object)
+                known[:] = self.categories[col]
+                data[col] = pd.Series(known[matrix[:, j].astype(int)], dtype=object)
             else:
                 data[col] = matrix[:, j]
         return pd.DataFrame(data)
@@ -99,16 +102,53 @@ class DollarExplainer:
         """Return the dollar contributions of each raw column to each row's valuation."""
         rows = X[self.columns].reset_index(drop=True)
         matrix = self.codec.encode(rows)
-        masker = shap.maskers.Independent(self.background, max_samples=len(self.background))
         if len(self.columns) <= EXACT_MAX_FEATURES:
-            explainer = shap.explainers.Exact(self._f, masker)
-            # All 2^M coalitions in one model call per home: far fewer pipeline passes.
-            result = explainer(matrix, silent=True, batch_size=2 ** len(self.columns))
+            values, base = exact_shapley(self._f, matrix, self.background)
         else:
+            masker = shap.maskers.Independent(self.background, max_samples=len(self.background))
             explainer = shap.explainers.Permutation(self._f, masker, seed=0)
             result = explainer(matrix, max_evals=4 * (2 * len(self.columns) + 1), silent=True)
-        values = pd.DataFrame(result.values, columns=self.columns)
-        return Contributions(values, np.asarray(result.base_values, dtype=float).reshape(-1), rows)
+            values, base = result.values, np.asarray(result.base_values, dtype=float).reshape(-1)
+        return Contributions(pd.DataFrame(values, columns=self.columns), base, rows)
+
+
+def coalition_weights(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (masks, weights): every coalition of d features as a boolean row, and the matrix
+    W such that Shapley values = v @ W for coalition values v (one column per feature)."""
+    masks = ((np.arange(2**d)[:, None] >> np.arange(d)) & 1).astype(bool)
+    size = masks.sum(axis=1)
+    fact = np.array([math.factorial(k) for k in range(d + 1)], dtype=float)
+
+    def weight(s: np.ndarray) -> np.ndarray:  # |S|! (d - |S| - 1)! / d!
+        return fact[s] * fact[d - s - 1] / fact[d]
+
+    with_i = weight(np.clip(size - 1, 0, d - 1))[:, None]
+    without_i = weight(np.clip(size, 0, d - 1))[:, None]
+    return masks, np.where(masks, with_i, -without_i)
+
+
+def exact_shapley(
+    f, matrix: np.ndarray, background: np.ndarray, max_rows: int = 200_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (values, base) of exact interventional Shapley values of `f` for each row of
+    `matrix` against `background` (the same definition as SHAP's Exact explainer with an
+    Independent masker): every coalition of every row, all background rows, evaluated in as
+    few calls of `f` as `max_rows` allows. base + values.sum(1) = f(row), exactly."""
+    n, d = matrix.shape
+    masks, weights = coalition_weights(d)
+    per_row = len(masks) * len(background)
+    chunk = max(1, max_rows // per_row)
+    values, base = np.empty((n, d)), np.empty(n)
+    for start in range(0, n, chunk):
+        rows = matrix[start : start + chunk]
+        # (rows, coalitions, background, features): the row's value where the coalition has
+        # the feature, the background's elsewhere.
+        grid = np.where(masks[None, :, None, :], rows[:, None, None, :], background[None, None])
+        out = f(grid.reshape(-1, d)).reshape(len(rows), len(masks), len(background))
+        v = out.mean(axis=2)
+        values[start : start + len(rows)] = v @ weights
+        base[start : start + len(rows)] = v[:, 0]
+    return values, base
 
 
 def global_importance(contributions: Contributions) -> pd.Series:

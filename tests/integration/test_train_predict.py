@@ -174,6 +174,32 @@ def test_alias_moves_only_on_improvement(monkeypatch, tmp_path, export):
     _train(monkeypatch, tmp_path, export, ["median_ppsf"], "--promote")
     assert _champion_version() == "4"
 
+    # Two trains at once: the alias moves only if it still holds what the decision compared
+    # against, so the second of two racing runs cannot overwrite the first's promotion.
+    from homevision.tracking import register, set_champion
+
+    client = MlflowClient(tracking_uri())
+    v4 = client.get_model_version(MODEL_NAME, "4")
+    extra = register(v4.source, v4.run_id, {}, MODEL_NAME)
+    assert not set_champion(extra, MODEL_NAME, expected="2")  # it moved to 4 meanwhile
+    assert _champion_version() == "4"
+    assert set_champion(extra, MODEL_NAME, expected="4")
+    assert _champion_version() == extra
+
+
+def test_each_feature_set_has_its_own_champion(monkeypatch, tmp_path, export):
+    _train(monkeypatch, tmp_path, export, ["median_ppsf", "ridge"])
+    assert _champion_version() == "1"
+    onmarket = _train(
+        monkeypatch, tmp_path, export, ["median_ppsf", "ridge"], "--features", "onmarket"
+    )
+    assert "homevision-price-onmarket v1" in onmarket.stdout
+    assert _champion_version() == "1"  # the task6 champion is untouched
+    client = MlflowClient(tracking_uri())
+    assert client.get_model_version_by_alias(f"{MODEL_NAME}-onmarket", CHAMPION).version == "1"
+    assert "ListPrice" in load_model(f"models:/{MODEL_NAME}-onmarket@{CHAMPION}").raw_columns_
+    assert "ListPrice" not in load_model().raw_columns_
+
 
 def test_model_references_resolve_and_a_missing_one_is_a_clear_error(monkeypatch, tmp_path, export):
     _train(monkeypatch, tmp_path, export, ["median_ppsf"])
