@@ -191,7 +191,7 @@ def support_flags(
 
 def _num(value: float) -> str:
     """12000.0 -> "12,000"; 2.5 -> "2.5"."""
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0")
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 def _predict(model, typed: pd.DataFrame, level: float) -> tuple[np.ndarray, list[str]]:
