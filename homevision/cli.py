@@ -292,9 +292,11 @@ def predict(
     target.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(target, index=False)
     failed = int((frame["error"] != "").sum())
+    warned = int((frame["warning"] != "").sum())
     console.print(
         f"Valued {len(frame) - failed:,} of {len(frame):,} listings "
-        f"({failed:,} with an error), {100 * valued.confidence:.0f}% ranges -> {target}",
+        f"({failed:,} with an error, {warned:,} with a warning: outside the training data), "
+        f"{100 * valued.confidence:.0f}% ranges -> {target}",
         highlight=False,
     )
 
