@@ -173,7 +173,6 @@ def train(
         settings = replace(settings, candidates=tuple(n for n in settings.candidates if n in costs))
         outer_folds = int(cfg["nested_outer_folds"])
         procedure_seconds = clock.remaining * float(shares["procedure"])
-        procedure_end = clock.elapsed + procedure_seconds
         settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds)
         if unpriced:
             notes.insert(0, f"not priced in time, skipped: {', '.join(unpriced)}")
@@ -217,7 +216,8 @@ def train(
             replay,
             outer,
             on_fold=lambda i, n: log.info("  outer fold %d/%d done", i, n),
-            seconds=max(1.0, procedure_end - clock.elapsed),
+            # Whatever the rest of the run will not need goes to the honest estimate.
+            seconds=max(1.0, clock.remaining - _after_procedure_seconds(selection, costs)),
         )
         if nested.folds_done < nested.folds_planned:
             notes.append(
@@ -302,6 +302,16 @@ def _flat_params(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["kind"] == "blend":
         return {"members": ",".join(m[0] for m in spec["members"])}
     return {"candidate": spec["name"], **{k: str(v)[:250] for k, v in spec["params"].items()}}
+
+
+def _after_procedure_seconds(selection: SelectionResult, costs: dict[str, float]) -> float:
+    """Seconds the run needs after the honest estimate, at the least: one interval variant on
+    the outer folds plus the time-ordered check, a promotion check of one repeat, the final
+    fit with its calibration, and SHAP importance on a few homes."""
+    fit = _spec_cost(selection.spec, costs) * selection.slowdown
+    interval_cfg, promotion_cfg = load_params()["intervals"], load_params()["promotion"]
+    fits = 6 * int(interval_cfg["outer_folds"]) + 6 + 2 * int(promotion_cfg["folds"]) + 6
+    return fits * fit / PARALLEL_SPEEDUP + 10.0
 
 
 def _spec_cost(spec: dict[str, Any], costs: dict[str, float]) -> float:
