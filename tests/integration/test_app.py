@@ -220,7 +220,7 @@ def test_in_a_real_browser(served_home, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.goto(url, timeout=120_000)
             page.get_by_role("tab", name="Value a home").click(timeout=120_000)
-            area = page.get_by_label("Living area (sqft)")
+            area = page.get_by_role("spinbutton", name="Living area (sqft)")
             area.fill("3100")
             area.press("Enter")
             page.get_by_role("button", name="Value this home").click()
