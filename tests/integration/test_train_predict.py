@@ -196,7 +196,7 @@ def test_each_feature_set_has_its_own_champion(monkeypatch, tmp_path, export):
     assert "homevision-price-onmarket v1" in onmarket.stdout
     assert _champion_version() == "1"  # the task6 champion is untouched
     client = MlflowClient(tracking_uri())
-    assert client.get_model_version_by_alias(f"{MODEL_NAME}-onmarket", CHAMPION).version == "1"
+    assert str(client.get_model_version_by_alias(f"{MODEL_NAME}-onmarket", CHAMPION).version) == "1"
     assert "ListPrice" in load_model(f"models:/{MODEL_NAME}-onmarket@{CHAMPION}").raw_columns_
     assert "ListPrice" not in load_model().raw_columns_
 
