@@ -82,9 +82,14 @@ class SweepPlan:
     degraded: list[str] = field(default_factory=list)
 
 
+def cv_seconds(fit_seconds: float, folds: int, repeats: int) -> float:
+    """Predicted wall seconds of cross-validating a model whose fit costs `fit_seconds`."""
+    return fit_seconds * folds * repeats / PARALLEL_SPEEDUP
+
+
 def sweep_seconds(costs: dict[str, float], names: list[str], folds: int, repeats: int) -> float:
     """Predicted wall seconds of cross-validating `names` with folds x repeats."""
-    return sum(costs[n] for n in names) * folds * repeats / PARALLEL_SPEEDUP
+    return cv_seconds(sum(costs[n] for n in names), folds, repeats)
 
 
 def plan_sweep(
