@@ -1,10 +1,21 @@
 """Comparable sales: the sold listings nearest to a home in a scaled feature space, same
-elementary school first, never the listing itself."""
+elementary school first, never the listing itself.
+
+The sold homes are indexed once at fit time: one scikit-learn `NearestNeighbors` (k-d tree) over
+all of them and one per elementary school. A query asks each school's index for the nearest homes
+of that school and, only where a school has too few, the global index for the rest. Candidates
+are re-ranked by the exact distance the brute-force lookup used (ties by sold row), and a search
+widens until no home outside its candidates could rank among the chosen ones, so the result is
+the brute-force one: same school first by distance, then other schools by distance.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from sklearn.neighbors import NearestNeighbors
 
 from homevision.features import FeatureSet, build_preprocessor, split_baths
 
@@ -20,6 +31,25 @@ COMP_COLUMNS = [
     "lot_diff",
 ]
 
+# How far (relative) the index's own distances may be from the exact ones before a search widens.
+_TOLERANCE = 1e-9
+_NO_SCHOOL = -1  # code of a missing school, which equals no school (not even a missing one)
+
+
+@dataclass
+class _SchoolIndex:
+    """One school's sold homes: their rows in `sold_` (ascending) and an index over their points."""
+
+    code: int
+    rows: np.ndarray
+    neighbours: NearestNeighbors
+
+
+def _index(points: np.ndarray) -> NearestNeighbors:
+    """Return a k-d tree over `points`: exact search with the plain Euclidean arithmetic (no dot
+    product shortcut), so its distances differ from the exact ones by rounding only."""
+    return NearestNeighbors(algorithm="kd_tree").fit(points)
+
 
 class ComparablesIndex:
     """Index of sold listings; `query` returns the k most similar to each home asked about."""
@@ -29,19 +59,22 @@ class ComparablesIndex:
         self.k = k
 
     def fit(self, X: pd.DataFrame, y: pd.Series) -> ComparablesIndex:
-        """Learn the scaled space (log sizes, standardised) on the sold rows and store them."""
+        """Learn the scaled space (log sizes, standardised) on the sold rows; store, index them."""
         self.space_ = build_preprocessor(self.feature_set, "linear").fit(X, y)
         self.columns_ = [
             c for c in self.space_.get_feature_names_out() if c.startswith(("log__", "num__"))
         ]
         self.points_ = self._embed(X)
         self.sold_ = self._attributes(X).assign(ClosePrice=np.asarray(y, dtype=float))
+        self._build_index()
         return self
 
     def _embed(self, X: pd.DataFrame) -> np.ndarray:
+        """Return the rows of X as points of the scaled space (the one map from rows to points)."""
         return self.space_.transform(X)[self.columns_].to_numpy(float)
 
     def _attributes(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Return what a comp shows of each row: id, school, sqft, beds, baths, lot."""
         baths = [split_baths(v) for v in X[self.feature_set.baths].to_numpy()]
         return pd.DataFrame(
             {
@@ -54,32 +87,146 @@ class ComparablesIndex:
             }
         )
 
+    def _build_index(self) -> None:
+        """Index `points_`: globally and per school, with each sold home's id (as text, how a
+        listing is recognised among them) and school code (-1: missing, matching no home)."""
+        self.ids_ = self.sold_["MLSNumber"].astype(str).to_numpy(object)
+        codes, schools = pd.factorize(self.sold_["school"].to_numpy(object))
+        self.school_codes_ = codes
+        self.index_ = _index(self.points_)
+        by_school = pd.Series(np.arange(len(codes))).groupby(codes).indices  # ascending rows
+        self.schools_ = {}
+        for code, school in enumerate(schools):
+            rows = by_school[code]
+            self.schools_[school] = _SchoolIndex(code, rows, _index(self.points_[rows]))
+
     def query(self, X: pd.DataFrame, k: int | None = None) -> list[pd.DataFrame]:
-        """Return, per row of X, a frame of its k comparable sales (COMP_COLUMNS), best first."""
+        """Return, per row of X, a frame of its k comparable sales (COMP_COLUMNS), best first:
+        homes of its school by distance, then other homes by distance, never the listing itself
+        (same MLSNumber as text); fewer only when fewer sold homes remain."""
         k = k or self.k
+        if not hasattr(self, "index_"):  # fitted before comps were indexed
+            self._build_index()
         points, attrs = self._embed(X), self._attributes(X)
-        sold = self.sold_
-        out = []
-        for i in range(len(X)):
-            distance = np.sqrt(((self.points_ - points[i]) ** 2).sum(axis=1))
-            same = (sold["school"] == attrs.at[i, "school"]).to_numpy()
-            itself = (sold["MLSNumber"].astype(str) == str(attrs.at[i, "MLSNumber"])).to_numpy()
-            order = np.lexsort((distance, ~same))  # same school first, then nearest
-            order = order[~itself[order]][:k]
-            comps = sold.iloc[order]
-            out.append(
-                pd.DataFrame(
-                    {
-                        "MLSNumber": comps["MLSNumber"].to_numpy(),
-                        "ClosePrice": comps["ClosePrice"].to_numpy(),
-                        "distance": distance[order].round(3),
-                        "same_school": same[order],
-                        "ElementarySchoolName": comps["school"].to_numpy(),
-                        "sqft_diff": comps["sqft"].to_numpy() - attrs.at[i, "sqft"],
-                        "beds_diff": comps["beds"].to_numpy() - attrs.at[i, "beds"],
-                        "baths_diff": comps["baths"].to_numpy() - attrs.at[i, "baths"],
-                        "lot_diff": comps["lot"].to_numpy() - attrs.at[i, "lot"],
-                    }
+        ids = np.array([str(v) for v in attrs["MLSNumber"].to_numpy()], dtype=object)
+        none = (np.empty(0, dtype=np.intp), np.empty(0))
+        chosen: list[tuple[np.ndarray, np.ndarray, int]] = [(*none, 0)] * len(X)
+        codes, schools = pd.factorize(attrs["school"].to_numpy(object))
+        groups = [(np.flatnonzero(codes == c), self.schools_.get(s)) for c, s in enumerate(schools)]
+        groups.append((np.flatnonzero(codes < 0), None))
+        for rows, school in groups:
+            if len(rows) == 0:
+                continue
+            want = np.full(len(rows), k)
+            same = [none] * len(rows)
+            if school is not None:
+                same = self._search(school.neighbours, school.rows, points[rows], ids[rows], want)
+            need = want - np.array([len(found) for found, _ in same])
+            short = np.flatnonzero(need > 0)
+            others = [none] * len(rows)
+            if len(short):
+                # Only homes of schools with too few sold homes get here, so skipping their
+                # school's homes among the global neighbours costs few extra ones.
+                found = self._search(
+                    self.index_,
+                    None,
+                    points[rows[short]],
+                    ids[rows[short]],
+                    need[short],
+                    skip=_NO_SCHOOL if school is None else school.code,
+                    extra=0 if school is None else len(school.rows),
                 )
-            )
-        return out
+                for j, pair in zip(short, found, strict=True):
+                    others[j] = pair
+            for j, row in enumerate(rows):
+                chosen[row] = (
+                    np.concatenate([same[j][0], others[j][0]]),
+                    np.concatenate([same[j][1], others[j][1]]),
+                    len(same[j][0]),
+                )
+        return _frames(self.sold_, attrs, chosen)
+
+    def _search(
+        self,
+        neighbours: NearestNeighbors,
+        rows: np.ndarray | None,
+        points: np.ndarray,
+        ids: np.ndarray,
+        want: np.ndarray,
+        skip: int = _NO_SCHOOL,
+        extra: int = 0,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Return, per point, (sold rows, exact distances) of its `want` nearest sold homes in
+        `neighbours` (over `points_[rows]`; all of them when rows is None), leaving out the
+        listing itself (`ids`) and homes of school code `skip`: ordered by exact distance, ties
+        by sold row, as the brute-force sort did; fewer only when the index has no more.
+
+        The first search asks for `want` + `extra` + 1 neighbours (`extra`: how many homes of
+        `skip` the index holds). A point whose last chosen home is not strictly nearer than the
+        farthest neighbour returned (less a rounding tolerance) is searched again with twice as
+        many, since an unreturned home might tie with or beat it."""
+        size = neighbours.n_samples_fit_
+        found: list[tuple[np.ndarray, np.ndarray]] = [None] * len(points)  # type: ignore[list-item]
+        todo = np.arange(len(points))
+        asked = min(size, int(want.max(initial=0)) + extra + 1)
+        while len(todo):
+            index_dist, local = neighbours.kneighbors(points[todo], n_neighbors=asked)
+            candidates = local if rows is None else rows[local]
+            again = []
+            for j, q in enumerate(todo):
+                cand = candidates[j]
+                keep = self.ids_[cand] != ids[q]
+                if skip != _NO_SCHOOL:
+                    keep &= self.school_codes_[cand] != skip
+                cand = cand[keep]
+                dist = np.sqrt(((self.points_[cand] - points[q]) ** 2).sum(axis=1))
+                order = np.lexsort((cand, dist))[: want[q]]
+                cand, dist = cand[order], dist[order]
+                bound = index_dist[j, -1] * (1.0 - _TOLERANCE) - _TOLERANCE
+                if asked == size or (len(cand) == want[q] and (want[q] == 0 or dist[-1] < bound)):
+                    found[q] = (cand, dist)
+                else:
+                    again.append(q)
+            todo = np.asarray(again, dtype=int)
+            asked = min(size, 2 * asked)
+        return found
+
+
+def _frames(
+    sold: pd.DataFrame, homes: pd.DataFrame, chosen: list[tuple[np.ndarray, np.ndarray, int]]
+) -> list[pd.DataFrame]:
+    """Return each home's comps frame (COMP_COLUMNS; diffs are comp minus home) from its chosen
+    sold rows, their exact distances and how many of them (the first) share its school.
+
+    A frame per home costs about a millisecond, so the frames are cut from one frame of all the
+    comps. pandas infers a text column's dtype per frame (str when it holds text and nothing but
+    text or missing values, else object): a home whose own frame would get another dtype than
+    its cut (no text in it, or a value that is not text in the column) gets a frame of its own."""
+    sizes = np.array([len(rows) for rows, _, _ in chosen], dtype=np.intp)
+    ends = np.cumsum(sizes)
+    owner = np.repeat(np.arange(len(chosen)), sizes)
+    rows = np.concatenate([np.empty(0, np.intp), *(rows for rows, _, _ in chosen)])
+    rank = np.arange(len(rows)) - np.repeat(ends - sizes, sizes)
+    columns = {
+        "MLSNumber": sold["MLSNumber"].to_numpy()[rows],
+        "ClosePrice": sold["ClosePrice"].to_numpy()[rows],
+        "distance": np.concatenate([np.empty(0), *(dist for _, dist, _ in chosen)]).round(3),
+        "same_school": rank < np.repeat([same for _, _, same in chosen], sizes),
+        "ElementarySchoolName": sold["school"].to_numpy()[rows],
+    }
+    for name in ("sqft", "beds", "baths", "lot"):
+        columns[f"{name}_diff"] = sold[name].to_numpy()[rows] - homes[name].to_numpy()[owner]
+    alone = np.zeros(len(chosen), dtype=bool)
+    for values in columns.values():
+        if values.dtype == object:
+            text = np.array([isinstance(v, str) for v in values], dtype=bool)
+            if (~text & ~pd.isna(values)).any():
+                alone[:] = True
+            alone |= np.bincount(owner, weights=text, minlength=len(chosen)) == 0
+    whole = pd.DataFrame(columns)
+    return [
+        pd.DataFrame({c: v[end - size : end] for c, v in columns.items()})
+        if lonely
+        else whole.iloc[end - size : end].reset_index(drop=True)
+        for size, end, lonely in zip(sizes, ends, alone, strict=True)
+    ]
