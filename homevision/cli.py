@@ -335,18 +335,56 @@ def tune(
     )
 
 
+WORKER_START_SECONDS = 60  # a worker has this long to answer uvicorn's first health ping
+GRACEFUL_SHUTDOWN_SECONDS = 30  # in-flight requests get this long to finish on SIGTERM
+
+
 @app.command()
 def serve(
     model: ModelOption = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes, each loading the model once at start-up. "
+            "Default: the number of CPU cores; 1 serves from this process.",
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option("--access-log", help="Log every request (off by default: it costs time)."),
+    ] = False,
 ) -> None:
-    """Serve valuations over HTTP (FastAPI; OpenAPI docs at /docs)."""
+    """Serve valuations over HTTP (FastAPI; OpenAPI docs at /docs), one worker per core."""
+    import os
+
     import uvicorn
 
-    from homevision.serving.api import create_app
+    from homevision.config import project_root
+    from homevision.serving.app import APP_FACTORY, MODEL_REF_ENV, VERBOSE_ENV, default_workers
 
-    uvicorn.run(create_app(model), host=host, port=port, log_level="info")
+    verbose = log.isEnabledFor(logging.DEBUG)
+    # Workers are spawned processes: they learn the model, the verbosity and the project root
+    # (hence params.yaml and the tracking store; MLFLOW_TRACKING_URI passes as it is) from the
+    # environment they inherit.
+    os.environ[MODEL_REF_ENV] = model or ""
+    os.environ[VERBOSE_ENV] = "1" if verbose else ""
+    os.environ["HOMEVISION_HOME"] = str(project_root())
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or default_workers(),
+        log_level="debug" if verbose else "info",
+        access_log=access_log,
+        # Importing the package takes seconds on a busy machine: uvicorn's default 5 s would
+        # take a starting worker for a hung one and restart it, again and again.
+        timeout_worker_healthcheck=WORKER_START_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -91,6 +92,7 @@ def _missing_required(listings: list[Listing], required: list[str]) -> list[dict
 
 DEFAULT_MAX_BODY_BYTES = 8_000_000  # a 10,000-listing batch with every field fits
 DEFAULT_MAX_EXPLAIN_BATCH = 100
+WORKER_HEADER = "X-Worker-Pid"  # on /health: which worker process answered
 INTERNAL_ERROR = "internal error: the request could not be completed (the cause has been logged)"
 
 
@@ -232,8 +234,25 @@ def create_app(
 
     unavailable = {503: {"model": Problem, "description": "No model is loaded"}}
 
-    @app.get("/health", response_model=Health)
-    def health() -> Health:
+    @app.get(
+        "/health",
+        response_model=Health,
+        responses={
+            200: {
+                "headers": {
+                    WORKER_HEADER: {
+                        "description": "Process id of the server worker that answered.",
+                        "schema": {"type": "integer"},
+                    }
+                }
+            }
+        },
+    )
+    async def health(response: Response) -> Health:
+        """Whether a model is loaded; the X-Worker-Pid header names the worker that answered."""
+        # async on purpose: no blocking work here, so a probe is answered on the event loop and
+        # never waits behind valuations for a thread of the pool.
+        response.headers[WORKER_HEADER] = str(os.getpid())
         return Health(status="ok", model_loaded=state["served"] is not None)
 
     @app.get("/model", response_model=ModelInfo, responses=unavailable)

@@ -1,0 +1,54 @@
+"""The API as an application factory, so uvicorn can run it in several worker processes.
+
+`homevision serve` runs `uvicorn.run(APP_FACTORY, factory=True, workers=N)`: uvicorn spawns N
+processes and each calls `create_from_env()` once, so each loads the model once, at start-up.
+A spawned worker shares nothing with the command that started it but its environment and
+working directory, so everything the workers need travels there:
+
+- HOMEVISION_MODEL_REF: the model reference (absent or empty: the champion);
+- HOMEVISION_HOME, HOMEVISION_PARAMS, MLFLOW_TRACKING_URI: the project root, params.yaml and
+  tracking store, read by homevision.config and homevision.tracking as in every command;
+- HOMEVISION_VERBOSE=1: debug logging.
+
+The same factory serves `uvicorn --factory homevision.serving.app:create_from_env --workers N`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+APP_FACTORY = "homevision.serving.app:create_from_env"
+MODEL_REF_ENV = "HOMEVISION_MODEL_REF"
+VERBOSE_ENV = "HOMEVISION_VERBOSE"
+
+
+def default_workers() -> int:
+    """Return the number of CPU cores this process may run on (at least 1): the default worker
+    count, one model-serving process per core."""
+    process_cpu_count = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if process_cpu_count is not None:
+        cores = process_cpu_count()
+    elif hasattr(os, "sched_getaffinity"):  # Linux: honours CPU affinity (taskset, cgroups)
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count()
+    return max(1, cores or 1)
+
+
+def create_from_env() -> FastAPI:
+    """Return the API for the model named by HOMEVISION_MODEL_REF (absent: the champion).
+
+    Called once per worker process by uvicorn. A spawned worker starts with bare logging, so
+    the CLI's logging is set up here unless the process already has it (a single-process
+    server runs the factory inside the CLI)."""
+    from homevision.logging_setup import setup_logging
+    from homevision.serving.api import create_app  # imported here: the supervisor needs none
+
+    if not logging.getLogger().handlers:
+        setup_logging(verbose=os.environ.get(VERBOSE_ENV) == "1")
+    return create_app(os.environ.get(MODEL_REF_ENV) or None)
