@@ -260,16 +260,22 @@ class ColumnSelector(_FrameTransformer):
             raise KeyError(f"input is missing column(s) the model needs: {', '.join(missing)}")
         out = pd.DataFrame(index=X.index)
         for col in self.numeric:
-            values = X[col]
-            if not pd.api.types.is_numeric_dtype(values) or values.dtype == bool:
-                values = _to_float(values)
-            out[col] = pd.to_numeric(values, errors="coerce").astype("float64")
+            out[col] = as_float(X[col])
         for col in self.text:
             out[col] = X[col].astype(object).where(X[col].notna(), None)
         return out
 
     def _out_columns(self, columns: list[str]) -> list[str]:
         return [*self.numeric, *self.text]
+
+
+def as_float(values: pd.Series) -> pd.Series:
+    """Return a column as float64 the way every model reads it: numbers as they are, yes/no and
+    true/false text (and booleans) as 1/0, anything else unreadable as NaN. ColumnSelector and
+    the compiled engine's raw encoder share it, so both read a column identically."""
+    if not pd.api.types.is_numeric_dtype(values) or values.dtype == bool:
+        values = _to_float(values)
+    return pd.to_numeric(values, errors="coerce").astype("float64")
 
 
 def _to_float(values: pd.Series) -> pd.Series:

@@ -261,7 +261,7 @@ def train(
             "intervals": intervals,
             "importance": importance,
             "contributions": contributions,
-            "codec": model.explainer().codec,
+            "encoder": model.encoder_,
             "budget": budget,
             "budget_notes": notes,
             "decision": decision,
@@ -614,7 +614,7 @@ def _write_artifacts(ctx: dict[str, Any], workdir: Path) -> Path:
     the active run, then publish them to reports/ file by file with atomic replaces (two
     trains at once never leave a half-written card). Return the published card's path."""
     figures = {
-        "shap_summary.png": summary_plot(ctx["contributions"], ctx["codec"]),
+        "shap_summary.png": summary_plot(ctx["contributions"], ctx["encoder"]),
         "leaderboard.png": plots.leaderboard_chart(ctx["table"]),
         "predicted_vs_actual.png": plots.predicted_vs_actual(
             ctx["y"], ctx["oof"], f"{ctx['winner']}: out-of-fold valuations"

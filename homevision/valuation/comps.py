@@ -11,6 +11,7 @@ the brute-force one: same school first by distance, then other schools by distan
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,11 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 from homevision.features import FeatureSet, build_preprocessor, split_baths
+from homevision.valuation.engine.errors import UnsupportedError
+from homevision.valuation.engine.features import compile_features
+from homevision.valuation.engine.raw import RawEncoder
+
+log = logging.getLogger(__name__)
 
 COMP_COLUMNS = [
     "MLSNumber",
@@ -61,16 +67,27 @@ class ComparablesIndex:
     def fit(self, X: pd.DataFrame, y: pd.Series) -> ComparablesIndex:
         """Learn the scaled space (log sizes, standardised) on the sold rows; store, index them."""
         self.space_ = build_preprocessor(self.feature_set, "linear").fit(X, y)
-        self.columns_ = [
-            c for c in self.space_.get_feature_names_out() if c.startswith(("log__", "num__"))
-        ]
+        names = [str(c) for c in self.space_.get_feature_names_out()]
+        self.columns_ = [c for c in names if c.startswith(("log__", "num__"))]
+        self.compiled_ = None
+        try:  # the engine's numpy form of the same space: no pandas per query
+            encoder = RawEncoder.fit(X, self.feature_set)
+            compiled = compile_features(self.space_, encoder)
+            self.compiled_ = (compiled, [names.index(c) for c in self.columns_])
+        except UnsupportedError as err:
+            log.warning("Comparable sales use the scikit-learn space: %s", err)
         self.points_ = self._embed(X)
         self.sold_ = self._attributes(X).assign(ClosePrice=np.asarray(y, dtype=float))
         self._build_index()
         return self
 
     def _embed(self, X: pd.DataFrame) -> np.ndarray:
-        """Return the rows of X as points of the scaled space (the one map from rows to points)."""
+        """Return the rows of X as points of the scaled space (the one map from rows to points):
+        through the compiled features when the space compiled, else scikit-learn's transform."""
+        compiled = getattr(self, "compiled_", None)
+        if compiled is not None:
+            features, columns = compiled
+            return features(features.encoder.encode(X))[:, columns]
         return self.space_.transform(X)[self.columns_].to_numpy(float)
 
     def _attributes(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -2,73 +2,32 @@
 
 The explained function is the whole valuation model, from raw listing columns to dollars, so
 the contributions are already per raw feature (no encoded columns to sum back, no ratio to
-attribute) and additive in dollars: base value + contributions = the valuation, exactly. Text
-columns are given integer codes for SHAP's masker and decoded before each prediction. Up to
-`EXACT_MAX_FEATURES` features every coalition is enumerated in numpy (exact interventional
-Shapley values, as SHAP's Exact explainer defines them, without its per-process JIT compile);
-beyond that SHAP's Permutation explainer keeps additivity exact by construction.
+attribute) and additive in dollars: base value + contributions = the valuation, exactly. Rows
+are the compiled engine's raw matrix (homevision.valuation.engine.raw: text as codes, baths as
+one number), so a coalition swaps whole raw columns and all coalitions of a batch are valued in
+one vectorised engine call. Up to `EXACT_MAX_FEATURES` features every coalition is enumerated
+(exact interventional Shapley values, as SHAP's Exact explainer defines them, against a small
+weighted set of reference homes); beyond that SHAP's Permutation explainer keeps additivity
+exact by construction.
+
+TreeExplainer and LinearExplainer do not apply: the valuation is exp(trend + f(encoded
+features)) of derived columns (ratios, one-hot schools), so their values would be in log price
+over encoded columns, not dollars over the raw columns a user entered.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import shap
 
+from homevision.valuation.engine.raw import RawEncoder
+
 EXACT_MAX_FEATURES = 10
-
-
-@dataclass
-class RawCodec:
-    """Maps raw listing columns to a float matrix (text -> category code) and back."""
-
-    columns: list[str]
-    categories: dict[str, list[object]]
-
-    @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: list[str]) -> RawCodec:
-        categories = {}
-        for col in columns:
-            if not pd.api.types.is_numeric_dtype(frame[col]) or frame[col].dtype == bool:
-                categories[col] = list(pd.unique(frame[col].astype(object)))
-        return cls(list(columns), categories)
-
-    def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        out = np.empty((len(frame), len(self.columns)))
-        for j, col in enumerate(self.columns):
-            if col in self.categories:
-                known = self.categories[col]
-                for value in pd.unique(frame[col].astype(object)):
-                    if not any(_same(value, k) for k in known):
-                        known.append(value)  # new school names etc. get a new code
-                codes = {_key(v): i for i, v in enumerate(known)}
-                out[:, j] = [codes[_key(v)] for v in frame[col].astype(object)]
-            else:
-                out[:, j] = pd.to_numeric(frame[col], errors="coerce").to_numpy(float)
-        return out
-
-    def decode(self, matrix: np.ndarray) -> pd.DataFrame:
-        data = {}
-        for j, col in enumerate(self.columns):
-            if col in self.categories:
-                known = np.empty(len(self.categories[col]), dtype=object)
-                known[:] = self.categories[col]
-                data[col] = pd.Series(known[matrix[:, j].astype(int)], dtype=object)
-            else:
-                data[col] = matrix[:, j]
-        return pd.DataFrame(data)
-
-
-def _key(value: object) -> object:
-    missing = value is None or (isinstance(value, float) and np.isnan(value))
-    return "__missing__" if missing else value
-
-
-def _same(a: object, b: object) -> bool:
-    return _key(a) == _key(b)
 
 
 @dataclass
@@ -87,29 +46,71 @@ class Contributions:
 
 
 class DollarExplainer:
-    """SHAP explainer of a fitted price model over its raw input columns."""
+    """Exact Shapley values in dollars of a price function over the engine's raw matrix.
 
-    def __init__(self, predict, background: pd.DataFrame, columns: list[str]):
-        self.predict = predict
-        self.columns = list(columns)
-        self.codec = RawCodec.fit(background, self.columns)
-        self.background = self.codec.encode(background[self.columns])
+    `predict_matrix` values rows of that matrix (the compiled engine, or the scikit-learn model
+    behind a decode on fallback); `background` is a small fixed set of reference homes with
+    `weights` (k-medoids of the training homes: `summarize_background`), so the base value is
+    the weighted mean valuation of the training distribution and every call costs the same.
+    """
+
+    def __init__(
+        self,
+        predict_matrix: Callable[[np.ndarray], np.ndarray],
+        encoder: RawEncoder,
+        background: pd.DataFrame,
+        weights: np.ndarray | None = None,
+    ):
+        self.predict_matrix = predict_matrix
+        self.encoder = encoder
+        self.columns = list(encoder.columns)
+        self.background = encoder.encode(background[self.columns])
+        n = len(self.background)
+        w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+        self.weights = w / w.sum()
 
     def _f(self, matrix: np.ndarray) -> np.ndarray:
-        return np.asarray(self.predict(self.codec.decode(matrix)), dtype=float)
+        return np.asarray(self.predict_matrix(matrix), dtype=float)
 
     def explain(self, X: pd.DataFrame) -> Contributions:
         """Return the dollar contributions of each raw column to each row's valuation."""
         rows = X[self.columns].reset_index(drop=True)
-        matrix = self.codec.encode(rows)
+        matrix = self.encoder.encode(rows)
         if len(self.columns) <= EXACT_MAX_FEATURES:
-            values, base = exact_shapley(self._f, matrix, self.background)
+            values, base = exact_shapley(self._f, matrix, self.background, self.weights)
         else:
+            # Too many coalitions to enumerate: SHAP's Permutation explainer (additive by
+            # construction) against the same reference homes, unweighted.
             masker = shap.maskers.Independent(self.background, max_samples=len(self.background))
             explainer = shap.explainers.Permutation(self._f, masker, seed=0)
             result = explainer(matrix, max_evals=4 * (2 * len(self.columns) + 1), silent=True)
             values, base = result.values, np.asarray(result.base_values, dtype=float).reshape(-1)
         return Contributions(pd.DataFrame(values, columns=self.columns), base, rows)
+
+
+def summarize_background(
+    points: np.ndarray, size: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (row indices, weights): `size` reference homes standing for all `points` (the
+    training homes in a scaled feature space), by k-means, each centre replaced by the real home
+    nearest to it (a medoid, so every reference value is one a real listing has) and weighted
+    by its cluster's share of the homes. Fewer homes than `size`: all of them, equal weights."""
+    n = len(points)
+    if n <= size:
+        return np.arange(n), np.full(n, 1.0 / max(n, 1))
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=size, n_init=4, random_state=seed).fit(points)
+    medoids = np.empty(size, dtype=int)
+    for c in range(size):
+        members = np.flatnonzero(km.labels_ == c)
+        gaps = ((points[members] - km.cluster_centers_[c]) ** 2).sum(axis=1)
+        medoids[c] = members[np.argmin(gaps)]
+    counts = np.bincount(km.labels_, minlength=size).astype(float)
+    unique, first = np.unique(medoids, return_index=True)  # two centres, one nearest home
+    weights = np.array([counts[medoids == m].sum() for m in unique])
+    order = np.argsort(first)
+    return unique[order], weights[order] / weights.sum()
 
 
 def coalition_weights(d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,14 +129,20 @@ def coalition_weights(d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def exact_shapley(
-    f, matrix: np.ndarray, background: np.ndarray, max_rows: int = 200_000
+    f,
+    matrix: np.ndarray,
+    background: np.ndarray,
+    weights: np.ndarray | None = None,
+    max_rows: int = 400_000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (values, base) of exact interventional Shapley values of `f` for each row of
-    `matrix` against `background` (the same definition as SHAP's Exact explainer with an
-    Independent masker): every coalition of every row, all background rows, evaluated in as
-    few calls of `f` as `max_rows` allows. base + values.sum(1) = f(row), exactly."""
+    `matrix` against `background` rows with `weights` (uniform when None: the same definition as
+    SHAP's Exact explainer with an Independent masker): every coalition of every row, all
+    background rows, in as few calls of `f` as `max_rows` allows. base + values.sum(1) = f(row),
+    exactly."""
     n, d = matrix.shape
-    masks, weights = coalition_weights(d)
+    masks, coalition = coalition_weights(d)
+    w = np.full(len(background), 1.0 / len(background)) if weights is None else weights
     per_row = len(masks) * len(background)
     chunk = max(1, max_rows // per_row)
     values, base = np.empty((n, d)), np.empty(n)
@@ -145,8 +152,8 @@ def exact_shapley(
         # the feature, the background's elsewhere.
         grid = np.where(masks[None, :, None, :], rows[:, None, None, :], background[None, None])
         out = f(grid.reshape(-1, d)).reshape(len(rows), len(masks), len(background))
-        v = out.mean(axis=2)
-        values[start : start + len(rows)] = v @ weights
+        v = out @ w
+        values[start : start + len(rows)] = v @ coalition
         base[start : start + len(rows)] = v[:, 0]
     return values, base
 
@@ -156,14 +163,14 @@ def global_importance(contributions: Contributions) -> pd.Series:
     return contributions.values.abs().mean().sort_values(ascending=False)
 
 
-def summary_plot(contributions: Contributions, codec: RawCodec):
+def summary_plot(contributions: Contributions, encoder: RawEncoder):
     """Return a matplotlib figure: SHAP beeswarm of dollar contributions per raw feature."""
     import matplotlib.pyplot as plt
 
     explanation = shap.Explanation(
         values=contributions.values.to_numpy(),
         base_values=contributions.base_values,
-        data=codec.encode(contributions.feature_values),
+        data=encoder.encode(contributions.feature_values),
         feature_names=list(contributions.values.columns),
     )
     shap.plots.beeswarm(explanation, show=False, max_display=len(contributions.values.columns))

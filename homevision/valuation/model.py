@@ -3,6 +3,8 @@ sales, all in one fitted object that reads raw listing columns."""
 
 from __future__ import annotations
 
+import logging
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -13,7 +15,13 @@ from sklearn.utils.validation import check_is_fitted
 from homevision.data.schema import BATHS, MIN_LIST_PRICE
 from homevision.features import FeatureSet, get_feature_set, split_baths
 from homevision.valuation.comps import ComparablesIndex
-from homevision.valuation.explain import Contributions, DollarExplainer
+from homevision.valuation.engine import (
+    RawEncoder,
+    UnsupportedError,
+    compile_conformal,
+    compile_model,
+)
+from homevision.valuation.explain import Contributions, DollarExplainer, summarize_background
 from homevision.valuation.intervals import (
     CONSTANT_FACTOR,
     constant_factors,
@@ -21,9 +29,16 @@ from homevision.valuation.intervals import (
     make_conformal,
 )
 
+log = logging.getLogger(__name__)
+
 
 class ValuationModel(RegressorMixin, BaseEstimator):
-    """Wraps a price estimator with MAPIE ranges at `levels`, a SHAP explainer and comps."""
+    """Wraps a price estimator with MAPIE ranges at `levels`, a SHAP explainer and comps.
+
+    Fitting also compiles the model into the numpy engine (homevision.valuation.engine), which
+    every predict, range and explanation uses unless `engine=False` asks for the scikit-learn
+    path; a model the engine cannot compile stays on scikit-learn and `engine_note_` says why.
+    """
 
     def __init__(
         self,
@@ -32,7 +47,7 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         interval_variant: str = "cv_plus",
         levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95),
         confidence: float = 0.9,
-        background_rows: int = 100,
+        background_rows: int = 24,
         comparables: int = 5,
         seed: int = 0,
     ):
@@ -46,7 +61,7 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         self.seed = seed
 
     def fit(self, X: pd.DataFrame, y) -> ValuationModel:
-        """Fit the point model on all rows, calibrate the ranges, index the sales."""
+        """Fit the point model on all rows, calibrate the ranges, index the sales, compile."""
         if self.confidence not in self.levels:
             raise ValueError(f"confidence {self.confidence} must be one of levels {self.levels}")
         fs = get_feature_set(self.feature_set)
@@ -65,23 +80,54 @@ class ValuationModel(RegressorMixin, BaseEstimator):
             self.factors_ = None
             self.conformal_ = conformal
         self.comps_ = ComparablesIndex(fs, self.comparables).fit(X, y)
-        background = X.sample(min(self.background_rows, len(X)), random_state=self.seed)
-        self.background_ = background[self.raw_columns_].reset_index(drop=True)
+        # Reference homes for explanations: k-medoids of the training homes, weighted.
+        rows, self.background_weights_ = summarize_background(
+            self.comps_.points_, self.background_rows, self.seed
+        )
+        self.background_ = X.iloc[rows][self.raw_columns_].reset_index(drop=True)
         # What the model has seen: prediction flags listings outside these ranges (a warning)
         # and refuses valuations far outside the training prices (see valuation.predict).
         self.training_ranges_ = training_ranges(X, fs)
         self.price_range_ = (float(np.min(y)), float(np.max(y)))
+        self.encoder_ = RawEncoder.fit(X, fs)
+        self._compile(X)
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Return the point valuation in dollars."""
+    def _compile(self, X: pd.DataFrame) -> None:
+        """Compile the point model and the range's fold models; on failure keep scikit-learn
+        and record why (the engine is all or nothing, so a range never mixes the two paths)."""
+        self.engine_, self.fast_conformal_, self.engine_note_ = None, None, ""
+        try:
+            engine = compile_model(self.estimator_, self.encoder_, X)
+            fast = None
+            if self.conformal_ is not None:
+                fast = compile_conformal(self.conformal_, self.encoder_)
+        except UnsupportedError as err:
+            self.engine_note_ = f"scikit-learn path: the engine does not cover {err}"
+            log.warning("Valuation engine not used: %s", err)
+            return
+        self.engine_, self.fast_conformal_ = engine, fast
+        self.engine_note_ = f"numpy engine: {engine.description}"
+
+    @property
+    def uses_engine(self) -> bool:
+        """True when valuations go through the compiled engine."""
+        return getattr(self, "engine_", None) is not None
+
+    def predict(self, X: pd.DataFrame, engine: bool = True) -> np.ndarray:
+        """Return the point valuation in dollars (the engine's unless `engine=False`)."""
         check_is_fitted(self, "estimator_")
+        if engine and self.uses_engine:
+            return self.engine_.predict(X)
+        return self._sklearn_predict(X)
+
+    def _sklearn_predict(self, X: pd.DataFrame) -> np.ndarray:
         # Inputs were validated on the way in; skip scikit-learn's per-call re-checks.
         with config_context(assume_finite=True, skip_parameter_validation=True):
             return self.estimator_.predict(X)
 
     def predict_interval(
-        self, X: pd.DataFrame, confidence: float | None = None
+        self, X: pd.DataFrame, confidence: float | None = None, engine: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (point, low, high) in dollars at `confidence` (one of `levels`).
 
@@ -93,22 +139,37 @@ class ValuationModel(RegressorMixin, BaseEstimator):
                 f"confidence {level} not carried by this model; use one of "
                 f"{', '.join(str(v) for v in self.levels)}"
             )
-        point = self.predict(X)
+        fast = engine and self.uses_engine
+        if fast:
+            raw = self.encoder_.encode(X)
+            point = self.engine_.predict_matrix(raw)
+        else:
+            point = self._sklearn_predict(X)
         if self.factors_ is not None:
             low_factor, high_factor = self.factors_[level]
             bounds = np.column_stack([point * low_factor, point * high_factor])
         else:
+            conformal, rows = (self.fast_conformal_, raw) if fast else (self.conformal_, X)
             with config_context(assume_finite=True, skip_parameter_validation=True):
-                bounds = interval_bounds(self.conformal_, X, list(self.levels))[level]
+                bounds = interval_bounds(conformal, rows, list(self.levels))[level]
         return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
 
-    def explainer(self) -> DollarExplainer:
-        """Return a SHAP explainer of this model over its raw columns."""
-        return DollarExplainer(self.predict, self.background_, self.raw_columns_)
+    def explainer(self, engine: bool = True) -> DollarExplainer:
+        """Return the exact Shapley explainer of this model over its raw columns."""
+        encoder = self.encoder_
+        if engine and self.uses_engine:
+            predict_matrix = self.engine_.predict_matrix
+        else:
 
-    def explain(self, X: pd.DataFrame) -> Contributions:
+            def predict_matrix(raw: np.ndarray) -> np.ndarray:
+                return self._sklearn_predict(encoder.decode(raw))
+
+        weights = getattr(self, "background_weights_", None)
+        return DollarExplainer(predict_matrix, encoder, self.background_, weights)
+
+    def explain(self, X: pd.DataFrame, engine: bool = True) -> Contributions:
         """Return per-row SHAP contributions in dollars (base + sum = valuation)."""
-        return self.explainer().explain(X)
+        return self.explainer(engine).explain(X)
 
     def comparable_sales(self, X: pd.DataFrame, k: int | None = None) -> list[pd.DataFrame]:
         """Return, per row, the k most similar sold listings (never the listing itself)."""

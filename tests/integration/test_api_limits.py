@@ -213,14 +213,16 @@ MARK = 2345.5  # the living area of the listing whose valuation goes wild
 
 def _wild(served):
     """Make the served model value the marked listing at a trillion dollars."""
-    original = served.model.predict
+    original = served.model.predict_interval
 
-    def predict(X):
-        out = np.array(original(X), dtype=float)
-        out[pd.to_numeric(X["SqFtTotal"]).to_numpy(float) == MARK] = 1e12
-        return out
+    def predict_interval(X, confidence=None, engine=True):
+        out = [np.array(a, dtype=float) for a in original(X, confidence, engine)]
+        marked = pd.to_numeric(X["SqFtTotal"]).to_numpy(float) == MARK
+        for a in out:
+            a[marked] = 1e12
+        return tuple(out)
 
-    served.model.predict = predict
+    served.model.predict_interval = predict_interval
     return served
 
 
@@ -240,14 +242,14 @@ def test_a_refused_listing_does_not_fail_its_batch(served_home):
 
 def test_valuations_run_off_the_event_loop(served_home):
     def slow(served):
-        original = served.model.predict
+        original = served.model.predict_interval
 
-        def predict(X):
+        def predict_interval(X, confidence=None, engine=True):
             if (pd.to_numeric(X["SqFtTotal"]).to_numpy(float) == MARK).any():
                 time.sleep(3)
-            return original(X)
+            return original(X, confidence, engine)
 
-        served.model.predict = predict
+        served.model.predict_interval = predict_interval
         return served
 
     with TestClient(create_app(loader=lambda ref: slow(load_served(ref)))) as c:

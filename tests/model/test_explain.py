@@ -8,7 +8,13 @@ import shap
 
 from homevision.features import get_feature_set
 from homevision.training.candidates import build_model
-from homevision.valuation.explain import DollarExplainer, coalition_weights, exact_shapley
+from homevision.valuation.engine import RawEncoder
+from homevision.valuation.explain import (
+    DollarExplainer,
+    coalition_weights,
+    exact_shapley,
+    summarize_background,
+)
 
 
 def test_weights_give_shapley_values_of_a_known_game():
@@ -21,18 +27,44 @@ def test_weights_give_shapley_values_of_a_known_game():
 
 def test_exact_shapley_matches_shap_exact_and_adds_up(labelled):
     X, y = labelled
-    columns = get_feature_set("task6").raw_columns
-    model = build_model("svr", get_feature_set("task6")).fit(X, y)
-    explainer = DollarExplainer(model.predict, X.head(25), columns)
+    fs = get_feature_set("task6")
+    model = build_model("svr", fs).fit(X, y)
+    encoder = RawEncoder.fit(X, fs)
+    explainer = DollarExplainer(lambda m: model.predict(encoder.decode(m)), encoder, X.head(25))
     homes = X.iloc[100:106]
     ours = explainer.explain(homes)
-    matrix = explainer.codec.encode(homes[columns].reset_index(drop=True))
+    matrix = encoder.encode(homes[fs.raw_columns].reset_index(drop=True))
     masker = shap.maskers.Independent(explainer.background, max_samples=25)
     theirs = shap.explainers.Exact(explainer._f, masker)(matrix, silent=True)
     np.testing.assert_allclose(ours.values.to_numpy(), theirs.values, rtol=1e-6, atol=1e-3)
     np.testing.assert_allclose(ours.base_values, theirs.base_values, rtol=1e-9)
     total = ours.base_values + ours.values.sum(axis=1).to_numpy()
     np.testing.assert_allclose(total, model.predict(homes), atol=1.0)
+
+
+def test_background_weights_count_like_repeated_homes():
+    rng = np.random.default_rng(1)
+    background, rows = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
+
+    def f(m):
+        return np.exp(m[:, 0]) * m[:, 1] + m[:, 2] * m[:, 3]
+
+    weighted = exact_shapley(f, rows, background, np.array([0.5, 0.25, 0.25]))
+    repeated = exact_shapley(f, rows, background[[0, 0, 1, 2]])
+    np.testing.assert_allclose(weighted[0], repeated[0])
+    np.testing.assert_allclose(weighted[1], repeated[1])
+
+
+def test_background_summary_is_real_homes_weighted_by_cluster(labelled):
+    X, _ = labelled
+    points = X[["SqFtTotal", "BedsTotal"]].to_numpy(float)
+    rows, weights = summarize_background(points, 12, seed=0)
+    assert len(rows) == len(set(rows)) <= 12
+    assert np.isclose(weights.sum(), 1.0) and (weights > 0).all()
+    again = summarize_background(points, 12, seed=0)
+    np.testing.assert_array_equal(rows, again[0])  # fixed seed: the same reference homes
+    small_rows, small_weights = summarize_background(points[:5], 12)
+    assert list(small_rows) == [0, 1, 2, 3, 4] and np.allclose(small_weights, 0.2)
 
 
 def test_exact_shapley_is_the_same_in_one_call_or_in_chunks():

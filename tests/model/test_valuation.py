@@ -13,7 +13,7 @@ from homevision.data.synthetic import generate_listings
 from homevision.features import get_feature_set
 from homevision.training.candidates import build_model
 from homevision.training.interval_choice import IntervalScore, choose_variant, compare_variants
-from homevision.valuation.explain import RawCodec, global_importance
+from homevision.valuation.explain import global_importance
 from homevision.valuation.model import ValuationModel, ValuationPyfunc
 
 
@@ -97,15 +97,6 @@ def test_global_importance_ranks_living_area_first(fitted):
     importance = global_importance(model.explain(train.head(30)))
     assert importance.index[0] == "SqFtTotal"
     assert importance.is_monotonic_decreasing
-
-
-def test_codec_round_trips_text_and_numbers():
-    frame = pd.DataFrame({"BathsTotal": ["2.1", "3", None], "SqFtTotal": [1.0, 2.5, 3.0]})
-    codec = RawCodec.fit(frame, ["BathsTotal", "SqFtTotal"])
-    back = codec.decode(codec.encode(frame))
-    assert back["BathsTotal"].tolist()[:2] == ["2.1", "3"]
-    assert pd.isna(back["BathsTotal"].iloc[2])
-    assert back["SqFtTotal"].tolist() == [1.0, 2.5, 3.0]
 
 
 def test_comparables_are_other_sold_homes_same_school_first(fitted):

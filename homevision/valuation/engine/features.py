@@ -1,0 +1,228 @@
+"""Compile a fitted feature Pipeline (homevision.features.build_preprocessor) into numpy.
+
+Our own transformers (baths split, CDOM and lot repair, ratios) are re-stated on arrays from
+their fitted attributes; the ColumnTransformer's numeric blocks become imputation, log and
+scaling from `statistics_`, `mean_` and `scale_`; each text block becomes a lookup table with one
+row per vocabulary code, filled by the fitted encoder itself (OneHotEncoder with infrequent
+levels, TargetEncoder), so unseen and missing names are treated exactly as scikit-learn does.
+Anything else raises UnsupportedError, and the model stays on the scikit-learn path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler, TargetEncoder
+
+from homevision import features as feats
+from homevision.valuation.engine.errors import UnsupportedError
+from homevision.valuation.engine.raw import RawEncoder, split_baths_codes
+
+
+@dataclass
+class NumericBlock:
+    """Imputation, then log1p and/or standard scaling, column-wise."""
+
+    columns: list[str]
+    fill: np.ndarray
+    ops: list[tuple[str, np.ndarray | None, np.ndarray | None]] = field(default_factory=list)
+
+    def __call__(self, frame: dict[str, np.ndarray]) -> np.ndarray:
+        x = np.column_stack([frame[c] for c in self.columns])
+        x = np.where(np.isnan(x), self.fill, x)
+        for op, a, b in self.ops:
+            if op == "log1p":
+                x = np.log1p(np.clip(x, 0, None))
+            else:  # scale
+                if a is not None:
+                    x = x - a
+                if b is not None:
+                    x = x / b
+        return x
+
+
+@dataclass
+class TableBlock:
+    """Text columns looked up by code: one table (codes x outputs) per column."""
+
+    columns: list[str]
+    tables: list[np.ndarray]
+
+    def __call__(self, frame: dict[str, np.ndarray]) -> np.ndarray:
+        pairs = zip(self.columns, self.tables, strict=True)
+        parts = [table[frame[c].astype(np.intp)] for c, table in pairs]
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+
+@dataclass
+class CompiledFeatures:
+    """Raw matrix -> the model's encoded feature matrix, with the same columns as scikit-learn."""
+
+    encoder: RawEncoder
+    steps: list[tuple[str, dict]]
+    blocks: list[tuple[slice, NumericBlock | TableBlock]]
+    width: int
+    names: list[str]
+
+    def frame(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """Return the named columns after the repair and ratio steps (before encoding)."""
+        cols = {c: raw[:, j] for j, c in enumerate(self.encoder.columns)}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for kind, p in self.steps:
+                _STEPS[kind](cols, p)
+        return cols
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        cols = self.frame(raw)
+        out = np.empty((raw.shape[0], self.width))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for where, block in self.blocks:
+                out[:, where] = block(cols)
+        return out
+
+
+def _baths(cols: dict[str, np.ndarray], p: dict) -> None:
+    full, half = split_baths_codes(cols.pop(p["column"]))
+    cols["baths_full"], cols["baths_half"] = full, half
+
+
+def _cdom(cols: dict[str, np.ndarray], p: dict) -> None:
+    values = np.abs(cols[p["column"]])
+    cols[p["column"]] = np.where(np.isnan(values), p["median"], values)
+
+
+def _lot(cols: dict[str, np.ndarray], p: dict) -> None:
+    lot = cols[p["lot"]]
+    lot = np.where(np.isnan(lot), cols[p["sqft"]] * p["ratio"], lot)
+    cols[p["lot"]] = lot
+    cols["lot_is_zero"] = (lot == 0).astype(float)
+
+
+def _implausible(cols: dict[str, np.ndarray], p: dict) -> None:
+    values = cols[p["column"]]
+    cols[p["column"]] = np.where(values >= p["minimum"], values, np.nan)
+
+
+def _ratios(cols: dict[str, np.ndarray], p: dict) -> None:
+    beds = np.clip(cols[p["beds"]], 1, None)
+    sqft = cols[p["sqft"]]
+    baths = cols["baths_full"] + 0.5 * cols["baths_half"]
+    for name, value in (
+        ("sqft_per_bed", sqft / beds),
+        ("baths_per_bed", baths / beds),
+        ("lot_to_living", cols[p["lot"]] / sqft),
+    ):
+        value = np.where(np.isinf(value), np.nan, value)
+        cols[name] = np.where(value > feats.RATIO_CAP, feats.RATIO_CAP, value)  # NaN stays NaN
+
+
+_STEPS = {
+    "baths": _baths,
+    "cdom": _cdom,
+    "lot": _lot,
+    "implausible": _implausible,
+    "ratios": _ratios,
+}
+
+
+def _step(step: object, encoder: RawEncoder) -> tuple[str, dict] | None:
+    """Return (kind, parameters) of one fitted repair step; None for the column selector."""
+    if isinstance(step, feats.ColumnSelector):
+        needed = [*step.numeric, *step.text]
+        if sorted(needed) != sorted(encoder.columns):
+            raise UnsupportedError("the column selector reads other columns than the raw encoder")
+        return None
+    if isinstance(step, feats.BathsSplitter):
+        if step.column != encoder.baths:
+            raise UnsupportedError(f"baths split of {step.column!r}")
+        return "baths", {"column": step.column}
+    if isinstance(step, feats.CDOMRepair):
+        return "cdom", {"column": step.column, "median": step.median_}
+    if isinstance(step, feats.LotSizeImputer):
+        return "lot", {"lot": step.lot, "sqft": step.sqft, "ratio": step.ratio_}
+    if isinstance(step, feats.ImplausibleToMissing):
+        return "implausible", {"column": step.column, "minimum": step.minimum}
+    if isinstance(step, feats.RatioFeatures):
+        return "ratios", {"sqft": step.sqft, "beds": step.beds, "lot": step.lot}
+    raise UnsupportedError(f"feature step {type(step).__name__}")
+
+
+def _numeric_block(transformer: object, columns: list[str]) -> NumericBlock:
+    steps = transformer.steps if isinstance(transformer, Pipeline) else [("only", transformer)]
+    fill = np.full(len(columns), np.nan)
+    ops: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
+    imputed = False
+    for _, step in steps:
+        if isinstance(step, SimpleImputer) and not imputed and not ops:
+            stats = np.asarray(step.statistics_, dtype=float)
+            if np.isnan(stats).any() and not step.keep_empty_features:
+                raise UnsupportedError("an imputer that drops an all-missing column")
+            fill, imputed = stats, True
+        elif isinstance(step, FunctionTransformer) and step.func is feats._log1p:
+            ops.append(("log1p", None, None))
+        elif isinstance(step, StandardScaler):
+            mean = None if step.mean_ is None or not step.with_mean else np.asarray(step.mean_)
+            scale = None if step.scale_ is None or not step.with_std else np.asarray(step.scale_)
+            ops.append(("scale", mean, scale))
+        else:
+            raise UnsupportedError(f"numeric step {type(step).__name__}")
+    if not imputed:
+        raise UnsupportedError("a numeric block without an imputer (NaN would reach the model)")
+    return NumericBlock(list(columns), fill, ops)
+
+
+def _table_block(transformer: object, columns: list[str], encoder: RawEncoder) -> TableBlock:
+    """Run the fitted text encoder on every code's representative value, column by column."""
+    values = {c: encoder.code_values(c) for c in columns}
+    length = max(len(v) for v in values.values())
+    padded = {c: v + [v[-1]] * (length - len(v)) for c, v in values.items()}
+    frame = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in padded.items()})
+    table = np.asarray(transformer.transform(frame), dtype=float)
+    last = transformer.steps[-1][1] if isinstance(transformer, Pipeline) else transformer
+    if isinstance(last, OneHotEncoder):
+        widths = list(last._n_features_outs)
+    elif isinstance(last, TargetEncoder) and table.shape[1] == len(columns):
+        widths = [1] * len(columns)
+    elif len(columns) == 1:
+        widths = [table.shape[1]]
+    else:
+        raise UnsupportedError(f"text block ending in {type(last).__name__}")
+    if sum(widths) != table.shape[1]:
+        raise UnsupportedError("text block widths do not add up")
+    edges = np.cumsum([0, *widths])
+    tables = [
+        table[: len(values[c]), edges[i] : edges[i + 1]].copy() for i, c in enumerate(columns)
+    ]
+    return TableBlock(list(columns), tables)
+
+
+def compile_features(pipeline: object, encoder: RawEncoder) -> CompiledFeatures:
+    """Return the numpy form of a fitted build_preprocessor Pipeline (raises UnsupportedError)."""
+    if not isinstance(pipeline, Pipeline):
+        raise UnsupportedError(f"feature pipeline {type(pipeline).__name__}")
+    *repairs, (_, encode) = pipeline.steps
+    if not isinstance(encode, ColumnTransformer):
+        raise UnsupportedError("a feature pipeline that does not end in a ColumnTransformer")
+    steps = [s for _, step in repairs if (s := _step(step, encoder)) is not None]
+    blocks: list[tuple[slice, NumericBlock | TableBlock]] = []
+    for name, transformer, columns in encode.transformers_:
+        where = encode.output_indices_[name]
+        if transformer == "drop" or where.stop == where.start:
+            continue
+        if transformer == "passthrough":
+            raise UnsupportedError("a passthrough block")
+        columns = list(columns)
+        if all(c in encoder.text for c in columns):
+            block = _table_block(transformer, columns, encoder)
+        elif not any(c in encoder.text for c in columns):
+            block = _numeric_block(transformer, columns)
+        else:
+            raise UnsupportedError(f"block {name!r} mixes text and numbers")
+        blocks.append((where, block))
+    names = [str(n) for n in encode.get_feature_names_out()]
+    return CompiledFeatures(encoder, steps, blocks, len(names), names)

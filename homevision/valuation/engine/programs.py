@@ -1,0 +1,230 @@
+"""Compile fitted estimators into programs: raw matrix (or encoded features) -> numbers.
+
+Each program is a plain callable on float arrays. Linear models, the RBF SVR and the MLP are
+re-stated from their coefficients; trees are walked as flat arrays (engine.trees); kNN and the
+third-party boosters (XGBoost, LightGBM, CatBoost) run their own compiled predict on the encoded
+matrix, which is already free of pandas. The living-area trend, blends and the rule-of-thumb
+baselines wrap these. `compile_estimator` raises UnsupportedError for anything else.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn import config_context
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+    VotingRegressor,
+)
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.neural_network import MLPRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVR
+from sklearn.tree import DecisionTreeRegressor
+
+from homevision.features import ColumnSelector
+from homevision.valuation.baselines import PricePerSqftBaseline
+from homevision.valuation.engine.errors import UnsupportedError
+from homevision.valuation.engine.features import CompiledFeatures, compile_features
+from homevision.valuation.engine.raw import RawEncoder
+from homevision.valuation.engine.trees import compile_hist_gb, compile_sklearn_trees
+from homevision.valuation.estimators import (
+    LOG_PRICE_MAX,
+    LOG_PRICE_MIN,
+    MonotoneInSqft,
+    SqftElasticityTarget,
+)
+
+Program = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Linear:
+    coef: np.ndarray
+    intercept: float
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.coef + self.intercept
+
+
+@dataclass
+class RbfSVR:
+    vectors: np.ndarray
+    dual: np.ndarray
+    intercept: float
+    gamma: float
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        sq = (
+            (X * X).sum(axis=1)[:, None]
+            + (self.vectors * self.vectors).sum(axis=1)[None, :]
+            - 2.0 * X @ self.vectors.T
+        )
+        np.maximum(sq, 0.0, out=sq)
+        np.multiply(sq, -self.gamma, out=sq)
+        np.exp(sq, out=sq)
+        return sq @ self.dual + self.intercept
+
+
+_ACTIVATIONS = {
+    "relu": lambda a: np.maximum(a, 0.0),
+    "tanh": np.tanh,
+    "logistic": lambda a: 1.0 / (1.0 + np.exp(-a)),
+    "identity": lambda a: a,
+}
+
+
+@dataclass
+class Perceptron:
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: str
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        act = _ACTIVATIONS[self.activation]
+        a = X
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            a = a @ w + b
+            if i < last:
+                a = act(a)
+        return a[:, 0]
+
+
+@dataclass
+class Native:
+    """The estimator's own compiled predict on the encoded (pandas-free) matrix."""
+
+    estimator: object
+    method: str = "predict"
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings(), config_context(assume_finite=True):
+            warnings.simplefilter("ignore", UserWarning)  # fitted with feature names
+            return np.asarray(getattr(self.estimator, self.method)(X), dtype=float).ravel()
+
+
+@dataclass
+class Chain:
+    """Features then model: raw matrix -> encoded matrix -> output."""
+
+    features: CompiledFeatures
+    model: Program
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return self.model(self.features(raw))
+
+
+@dataclass
+class Mean:
+    members: list[Program]
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return np.mean(np.column_stack([m(raw) for m in self.members]), axis=1)
+
+
+@dataclass
+class Elasticity:
+    """price = exp(clip(f(x) + b log sqft)): SqftElasticityTarget."""
+
+    inner: Program
+    sqft: int
+    elasticity: float
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_price = self.inner(raw) + self.elasticity * np.log(raw[:, self.sqft])
+        return np.exp(np.clip(log_price, LOG_PRICE_MIN, LOG_PRICE_MAX))
+
+
+@dataclass
+class RateTable:
+    """Rule-of-thumb baseline: living area x $/sqft of the home's group (a code lookup)."""
+
+    sqft: int
+    group: int | None
+    rates: np.ndarray
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        if self.group is None:
+            return raw[:, self.sqft] * self.rates[0]
+        return raw[:, self.sqft] * self.rates[raw[:, self.group].astype(np.intp)]
+
+
+def _final(model: object) -> Program:
+    """Compile the estimator that reads the encoded feature matrix."""
+    if isinstance(model, MonotoneInSqft):
+        return _final(model.regressor_)
+    if isinstance(model, Ridge | ElasticNet | Lasso | LinearRegression):
+        coef = np.asarray(model.coef_, dtype=float)
+        if coef.ndim != 1:
+            raise UnsupportedError("a multi-output linear model")
+        return Linear(coef, float(np.asarray(model.intercept_).ravel()[0]))
+    if isinstance(model, SVR):
+        if model.kernel != "rbf":
+            raise UnsupportedError(f"SVR with a {model.kernel!r} kernel")
+        return RbfSVR(
+            np.asarray(model.support_vectors_, dtype=float),
+            np.asarray(model.dual_coef_, dtype=float)[0],
+            float(model.intercept_[0]),
+            float(model._gamma),
+        )
+    if isinstance(model, MLPRegressor):
+        if model.out_activation_ != "identity" or model.activation not in _ACTIVATIONS:
+            raise UnsupportedError(f"MLP activations {model.activation}/{model.out_activation_}")
+        return Perceptron(list(model.coefs_), list(model.intercepts_), model.activation)
+    if isinstance(model, DecisionTreeRegressor | RandomForestRegressor | ExtraTreesRegressor):
+        return compile_sklearn_trees(model)
+    if isinstance(model, HistGradientBoostingRegressor):
+        return compile_hist_gb(model)
+    if isinstance(model, KNeighborsRegressor):
+        return Native(model)
+    kind = type(model).__name__
+    if kind == "XGBRegressor":
+        return Native(model.get_booster(), "inplace_predict")
+    if kind == "LGBMRegressor":
+        return Native(model.booster_)
+    if kind == "CatBoostRegressor":
+        return Native(model)
+    raise UnsupportedError(f"estimator {kind}")
+
+
+def compile_estimator(estimator: object, encoder: RawEncoder) -> Program:
+    """Return the program of a fitted model that reads raw listing columns (raises
+    UnsupportedError): the same numbers as its predict, from the engine's raw matrix."""
+    if isinstance(estimator, SqftElasticityTarget):
+        return Elasticity(
+            compile_estimator(estimator.estimator_, encoder),
+            encoder.index(estimator.sqft),
+            float(estimator.elasticity_),
+        )
+    if isinstance(estimator, VotingRegressor):
+        if estimator.weights is not None:
+            raise UnsupportedError("a weighted blend")
+        return Mean([compile_estimator(m, encoder) for m in estimator.estimators_])
+    if isinstance(estimator, Pipeline):
+        (_, features), (_, model) = estimator.steps[0], estimator.steps[-1]
+        if len(estimator.steps) != 2:
+            raise UnsupportedError("a pipeline of more than features and model")
+        if isinstance(model, PricePerSqftBaseline) and isinstance(features, ColumnSelector):
+            return _rate_table(estimator, model, encoder)
+        return Chain(compile_features(features, encoder), _final(model))
+    raise UnsupportedError(f"model {type(estimator).__name__}")
+
+
+def _rate_table(pipeline: Pipeline, baseline: PricePerSqftBaseline, encoder: RawEncoder):
+    """The baseline's $/sqft per group code, read from the fitted baseline itself."""
+    sqft = encoder.index(baseline.sqft)
+    if baseline.by is None:
+        return RateTable(sqft, None, np.array([baseline.overall_]))
+    values = encoder.code_values(baseline.by)
+    frame = pd.DataFrame({baseline.by: pd.Series(values, dtype=object)})
+    rates = np.asarray(baseline.predict(frame.assign(**{baseline.sqft: 1.0})), dtype=float)
+    return RateTable(sqft, encoder.index(baseline.by), rates)

@@ -1,0 +1,169 @@
+"""The engine's input: one float matrix over a model's raw export columns.
+
+Numbers are read as every model reads them (`features.as_float`); the "F.H" BathsTotal becomes
+10 x full + half (2.1 -> 21), so one raw column stays one matrix column; text (schools, cities,
+subdivisions) becomes a code into the vocabulary seen in training, with one code for a missing
+value and one shared by every name the model never saw (all encoders treat unseen names alike).
+Shapley values are computed over this matrix, so a coalition swaps whole raw columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from homevision.features import UNKNOWN, FeatureSet, as_float, split_baths
+
+# A name no export uses: what the encoders are shown to learn how they treat unseen names.
+UNSEEN = "\x00homevision-unseen\x00"
+BATHS_BASE = 10.0  # half baths are 0..4, so 10 x full + half is lossless
+SMALL_BATCH = 64  # up to this many rows, plain Python lookups beat vectorised set-up costs
+
+
+@dataclass
+class RawEncoder:
+    """Maps a listing frame to the engine's float matrix (and back, for the fallback path)."""
+
+    columns: list[str]
+    baths: str
+    text: dict[str, list[object]]  # per text column: the known values; code i = values[i]
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, feature_set: FeatureSet) -> RawEncoder:
+        """Return the encoder of `feature_set`'s raw columns, with each text column's
+        vocabulary taken from `frame` (the training rows) plus the imputers' "Unknown"."""
+        text_columns = [
+            feature_set.school,
+            *feature_set.categorical,
+            *feature_set.high_cardinality,
+        ]
+        text = {}
+        for col in text_columns:
+            values = frame[col].dropna().astype(object) if col in frame else pd.Series([])
+            known = sorted({str(v) for v in values} | {UNKNOWN})
+            text[col] = known
+        return cls(list(feature_set.raw_columns), feature_set.baths, text)
+
+    def __post_init__(self) -> None:
+        self._index: dict[str, pd.Index] = {}
+        self._lookup: dict[str, dict[object, int]] = {}
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_index", "_lookup")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._index, self._lookup = {}, {}
+
+    def missing_code(self, column: str) -> int:
+        """Return the code of a missing value in text `column`."""
+        return len(self.text[column])
+
+    def unseen_code(self, column: str) -> int:
+        """Return the code shared by every value of `column` not seen in training."""
+        return len(self.text[column]) + 1
+
+    def code_values(self, column: str) -> list[object]:
+        """Return one representative raw value per code of text `column` (known values, None
+        for missing, a never-used name for unseen): what the compiler shows the encoders."""
+        return [*self.text[column], None, UNSEEN]
+
+    def index(self, column: str) -> int:
+        """Return the matrix column of raw `column`."""
+        return self.columns.index(column)
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Return the (rows, raw columns) float matrix of `frame`; KeyError names any raw
+        column the frame lacks."""
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise KeyError(f"input is missing column(s) the model needs: {', '.join(missing)}")
+        out = np.empty((len(frame), len(self.columns)))
+        for j, col in enumerate(self.columns):
+            values = frame[col]
+            if col in self.text:
+                out[:, j] = self._encode_text(col, values)
+            elif col == self.baths:
+                out[:, j] = encode_baths(values)
+            elif values.dtype.kind in "fiu":  # plain numpy numbers: no conversion needed
+                out[:, j] = values.to_numpy()
+            else:
+                out[:, j] = as_float(values).to_numpy(dtype=float, na_value=np.nan)
+        return out
+
+    def _encode_text(self, column: str, values: pd.Series) -> np.ndarray:
+        unseen, missing = self.unseen_code(column), self.missing_code(column)
+        if len(values) <= SMALL_BATCH:  # a dict lookup beats building a hash table per call
+            lookup = self._lookup.get(column)
+            if lookup is None:
+                lookup = self._lookup[column] = {v: i for i, v in enumerate(self.text[column])}
+            return np.array(
+                [
+                    missing if _is_missing(v) else lookup.get(v, unseen)
+                    for v in values.to_numpy(dtype=object)
+                ],
+                dtype=float,
+            )
+        index = self._index.get(column)
+        if index is None:  # built lazily: a pickled encoder does not carry it
+            index = self._index[column] = pd.Index(self.text[column], dtype=object)
+        codes = index.get_indexer(values.to_numpy(dtype=object)).astype(float)
+        codes[codes < 0] = unseen
+        codes[values.isna().to_numpy()] = missing
+        return codes
+
+    def decode(self, matrix: np.ndarray) -> pd.DataFrame:
+        """Return a listing frame that every model values exactly as the encoded rows (baths
+        as "F.H" text, codes as their names): the scikit-learn path's input on fallback."""
+        data: dict[str, object] = {}
+        for j, col in enumerate(self.columns):
+            if col in self.text:
+                values = np.empty(len(self.text[col]) + 2, dtype=object)
+                values[:] = self.code_values(col)
+                data[col] = pd.Series(values[matrix[:, j].astype(int)], dtype=object)
+            elif col == self.baths:
+                data[col] = pd.Series(decode_baths(matrix[:, j]), dtype=object)
+            else:
+                data[col] = matrix[:, j]
+        return pd.DataFrame(data)
+
+
+def _is_missing(value: object) -> bool:
+    """True for None, NaN, NaT and pd.NA: what pandas' isna calls missing."""
+    return value is None or value is pd.NA or (value != value)  # NaN != NaN
+
+
+def encode_baths(values: pd.Series) -> np.ndarray:
+    """Return 10 x full + half per BathsTotal value (NaN where missing or unreadable); each
+    distinct value is parsed once."""
+    text = values.to_numpy(dtype=object)
+    if len(text) <= SMALL_BATCH:
+        return np.array([np.nan if _is_missing(v) else _baths_code(v) for v in text])
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    parsed = np.array([np.nan, *(_baths_code(v) for v in uniques)])
+    return parsed[codes + 1]
+
+
+def _baths_code(value: object) -> float:
+    full, half = split_baths(value)
+    return full * BATHS_BASE + half
+
+
+def decode_baths(codes: np.ndarray) -> list[object]:
+    """Return "F.H" text per code (None where NaN): the inverse of `encode_baths`."""
+    out: list[object] = []
+    for code in codes:
+        if np.isnan(code):
+            out.append(None)
+        else:
+            full = int(code // BATHS_BASE)
+            out.append(f"{full}.{round(code - full * BATHS_BASE)}")
+    return out
+
+
+def split_baths_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (full, half) arrays from encoded baths (NaN stays NaN in both)."""
+    full = np.floor(codes / BATHS_BASE)
+    return full, codes - full * BATHS_BASE
