@@ -1,12 +1,20 @@
-"""Benchmark: serving latency and throughput (printed; never asserted in tests).
+"""Benchmark: the compiled valuation engine against the scikit-learn path (printed, never asserted).
 
-Starts `homevision serve` and `mlflow models serve` on 127.0.0.1 with the same model, then for
-1, 8 and 32 concurrent clients (a small asyncio + httpx load generator on the same machine)
-sends single-listing POSTs for --seconds each and prints p50/p99 latency, throughput and errors;
-then explain=true at 1 client; then in-process batch scoring in rows/s.
+One run, side by side, on the same model:
+1. HTTP: `homevision serve` on the scikit-learn path (HOMEVISION_ENGINE=0), `homevision serve` on
+   the engine, and `mlflow models serve` (whose pyfunc uses the engine), each with one worker per
+   core, at 1, 8 and 32 concurrent clients (an asyncio + httpx load generator on the same
+   machine), single-listing POSTs, with and without ?explain=true; p50/p99 latency, requests/s,
+   errors.
+2. In process: valuations with ranges per second, explanations per second, comparable sales per
+   second, for both paths.
+3. `homevision predict --explain` end to end on 10,000 synthetic listings (engine; the old path
+   is extrapolated from its measured explanation rate, as it takes hours).
+4. How stable the explanations are: the reference homes used (k-medoids, weighted) against the
+   whole training set as background, and against other k-means seeds.
 
 Usage (after `make run` has registered a champion in this project):
-    python benchmarks/serving.py [--model REF] [--seconds 20] [--home .]
+    python benchmarks/serving.py [--model REF] [--seconds 10] [--home .]
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+CLIENTS = (1, 8, 32)
 
 
 def free_port() -> int:
@@ -33,7 +43,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 240) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -47,13 +57,13 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
     raise RuntimeError(f"{url} not ready after {seconds:.0f} s")
 
 
-async def load(url: str, body: dict, clients: int, seconds: float) -> dict[str, float]:
+async def load(url: str, body: object, clients: int, seconds: float) -> dict[str, float]:
     """Each client POSTs `body` back to back for `seconds`; return latency and throughput."""
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
 
         async def worker() -> None:
             nonlocal errors
@@ -67,6 +77,9 @@ async def load(url: str, body: dict, clients: int, seconds: float) -> dict[str, 
                 latencies.append(time.perf_counter() - start)
                 errors += 0 if ok else 1
 
+        # Warm up: the first requests pay for imports and caches in each worker.
+        for _ in range(20):
+            await client.post(url, json=body)
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - began
@@ -80,115 +93,230 @@ async def load(url: str, body: dict, clients: int, seconds: float) -> dict[str, 
     }
 
 
-def row(name: str, clients: int, r: dict[str, float]) -> str:
-    return (
-        f"{name:28s} {clients:>7d} {r['p50']:>9.1f} {r['p99']:>9.1f} {r['rps']:>9.1f} "
-        f"{r['requests']:>9d} {r['errors']:>7d}"
+def start_servers(args, home: Path, env: dict[str, str]) -> dict[str, tuple]:
+    """Start the three servers; return {name: (process, url of one valuation)}."""
+    from homevision.tracking import resolve_model_uri
+
+    model = ["--model", args.model] if args.model else []
+    ports = {name: free_port() for name in ("old", "engine", "mlflow")}
+    hv = [sys.executable, "-m", "homevision.cli", "serve", "--workers", str(args.workers)]
+    quiet = {"cwd": home, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    servers = {
+        "scikit-learn path (homevision serve)": (
+            subprocess.Popen(
+                [*hv, "--port", str(ports["old"]), *model],
+                env={**env, "HOMEVISION_ENGINE": "0"},
+                **quiet,
+            ),
+            f"http://127.0.0.1:{ports['old']}",
+        ),
+        "engine (homevision serve)": (
+            subprocess.Popen([*hv, "--port", str(ports["engine"]), *model], env=env, **quiet),
+            f"http://127.0.0.1:{ports['engine']}",
+        ),
+        "engine (mlflow models serve)": (
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "models",
+                    "serve",
+                    "-m",
+                    resolve_model_uri(args.model),
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(ports["mlflow"]),
+                    "-w",
+                    str(args.workers),
+                ],
+                env=env,
+                **quiet,
+            ),
+            f"http://127.0.0.1:{ports['mlflow']}",
+        ),
+    }
+    for name, (proc, base) in servers.items():
+        wait_ready(base + ("/ping" if "mlflow" in name else "/health"), proc)
+    return servers
+
+
+def http_table(args, servers: dict[str, tuple], listing: dict) -> None:
+    print(
+        f"\n{'server':40s} {'explain':>7s} {'clients':>7s} {'p50 ms':>8s} {'p99 ms':>8s} "
+        f"{'req/s':>8s} {'requests':>8s} {'errors':>6s}"
+    )
+    for name, (_, base) in servers.items():
+        mlflow = "mlflow" in name
+        url = base + ("/invocations" if mlflow else "/valuations")
+        body = {"dataframe_records": [listing]} if mlflow else listing
+        for explain in (False,) if mlflow else (False, True):
+            target = url + ("?explain=true" if explain else "")
+            for clients in CLIENTS:
+                r = asyncio.run(load(target, body, clients, args.seconds))
+                print(
+                    f"{name:40s} {'yes' if explain else 'no':>7s} {clients:>7d} "
+                    f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f} {r['requests']:>8d} "
+                    f"{r['errors']:>6d}",
+                    flush=True,
+                )
+
+
+def rate(fn, rows: int, repeat: int = 1) -> float:
+    """Return rows per second of `fn()` (best of `repeat`)."""
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return rows / best
+
+
+def in_process(args, model, raw: pd.DataFrame) -> float:
+    """Print rows/s of both paths; return the old path's seconds per explained home."""
+    print(f"\n{'in process':44s} {'scikit-learn':>14s} {'engine':>14s} {'speed-up':>9s}")
+
+    def line(what: str, old: float, new: float) -> None:
+        print(f"{what:44s} {old:>14,.0f} {new:>14,.0f} {new / old:>8.0f}x", flush=True)
+
+    big = raw.sample(args.batch_rows, replace=True, random_state=0).reset_index(drop=True)
+    small = big.head(args.batch_rows // 20)
+    old = rate(lambda: model.predict_interval(small, engine=False), len(small))
+    new = rate(lambda: model.predict_interval(big), len(big), repeat=3)
+    line(f"valuations with ranges /s ({len(big):,} rows)", old, new)
+    one = raw.head(1)
+    old = rate(lambda: [model.predict_interval(one, engine=False) for _ in range(50)], 50)
+    new = rate(lambda: [model.predict_interval(one) for _ in range(500)], 500)
+    line("single-home valuations with ranges /s", old, new)
+    homes = big.head(args.explain_rows)
+    old_homes = homes.head(10)
+    old = rate(lambda: model.explain(old_homes, engine=False), len(old_homes))
+    new = rate(lambda: model.explain(homes), len(homes))
+    line(f"explanations /s ({len(homes):,} homes)", old, new)
+    comps = big.head(args.explain_rows)
+    new = rate(lambda: model.comparable_sales(comps), len(comps))
+    print(f"{'comparable sales /s (NearestNeighbors index)':44s} {'':>14s} {new:>14,.0f}")
+    return 1.0 / old
+
+
+def predict_explain(args, home: Path, env: dict[str, str], old_seconds_per_home: float) -> None:
+    """Time `homevision predict --explain` on synthetic listings, end to end."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "listings.csv", Path(tmp) / "valued.csv"
+        cli = [sys.executable, "-m", "homevision.cli"]
+        subprocess.run(
+            [*cli, "sample-data", "--rows", str(args.predict_rows), "--output", str(data)],
+            env=env,
+            cwd=home,
+            check=True,
+            capture_output=True,
+        )
+        model = ["--model", args.model] if args.model else []
+        start = time.perf_counter()
+        subprocess.run(
+            [*cli, "predict", "--data", str(data), "--explain", "--output", str(out), *model],
+            env=env,
+            cwd=home,
+            check=True,
+            capture_output=True,
+        )
+        seconds = time.perf_counter() - start
+        valued = pd.read_csv(out)
+    explained = int(valued["top_contributions"].fillna("").astype(bool).sum())
+    print(
+        f"\n`homevision predict --explain` on {args.predict_rows:,} synthetic listings: "
+        f"{seconds:.1f} s end to end ({explained:,} explained); the scikit-learn path would need "
+        f"about {old_seconds_per_home * explained / 60:,.0f} min for the explanations alone "
+        f"(its measured {old_seconds_per_home:.2f} s per home)"
+    )
+
+
+def stability(model, labelled: pd.DataFrame, homes: pd.DataFrame) -> None:
+    """Print how far the explanations move with the reference homes."""
+    from homevision.valuation.explain import DollarExplainer, summarize_background
+
+    raw = labelled[model.raw_columns_].reset_index(drop=True)
+    f = model.engine_.predict_matrix if model.uses_engine else None
+    if f is None:
+        print("\n(stability: skipped, the model is on the scikit-learn path)")
+        return
+    full = DollarExplainer(f, model.encoder_, raw).explain(homes).values.to_numpy()
+    used = model.explain(homes).values.to_numpy()
+    scale = np.abs(full).mean()
+    size = len(model.background_)
+    print(
+        f"\nexplanation stability on {len(homes)} homes (mean |contribution| ${scale:,.0f}; "
+        "gap = mean |difference| per home and feature):"
+    )
+    print(
+        f"  served reference homes ({size}, k-medoids, weighted) vs all {len(raw)} sales as "
+        f"background: ${np.abs(used - full).mean():,.0f} ({np.abs(used - full).mean() / scale:.1%})"
+    )
+    points = model.comps_._embed(labelled.reset_index(drop=True))
+    for seed in (1, 2):
+        rows, weights = summarize_background(points, size, seed)
+        other = DollarExplainer(f, model.encoder_, raw.iloc[rows], weights).explain(homes)
+        gap = np.abs(other.values.to_numpy() - used).mean()
+        print(f"  k-means seed {seed} vs the served seed: ${gap:,.0f} ({gap / scale:.1%})")
+    sample = raw.sample(size, random_state=0)
+    gap = np.abs(DollarExplainer(f, model.encoder_, sample).explain(homes).values - full).mean()
+    print(
+        f"  (a random sample of {size} sales instead: ${gap.mean():,.0f} "
+        f"({gap.mean() / scale:.1%}) from the full background)"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--home", type=Path, default=Path.cwd())
-    parser.add_argument("--batch-rows", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--batch-rows", type=int, default=200_000)
+    parser.add_argument("--explain-rows", type=int, default=1_000)
+    parser.add_argument("--predict-rows", type=int, default=10_000)
+    parser.add_argument("--skip-http", action="store_true")
     args = parser.parse_args()
     home = args.home.resolve()
     os.environ["HOMEVISION_HOME"] = str(home)
-    os.environ.setdefault("HOMEVISION_PARAMS", str(ROOT / "params.yaml"))
 
-    from homevision.data.listings import coerce_types, read_export
+    from homevision.data.listings import coerce_types, load_listings
     from homevision.data.sources import resolve_data_path
-    from homevision.tracking import describe_model, load_model, resolve_model_uri, tracking_uri
-    from homevision.valuation.predict import unsold_rows
+    from homevision.tracking import describe_model, load_model, tracking_uri
+    from homevision.valuation.model import engine_note
 
     model = load_model(args.model)
     info = describe_model(args.model)
-    typed = coerce_types(unsold_rows(read_export(resolve_data_path(None)))).reset_index(drop=True)
+    listings = load_listings(resolve_data_path(None))
+    typed = coerce_types(listings.to_value).reset_index(drop=True)
     raw = typed[model.raw_columns_]
-    example = raw.iloc[0]
     listing = {
         k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
-        for k, v in example.items()
+        for k, v in raw.iloc[0].items()
     }
     print(
-        f"model {info.get('name')} v{info.get('version')} (feature set "
-        f"{info.get('feature_set')}, ranges {model.interval_variant}); {os.cpu_count()} CPUs; "
-        f"load generator on the same machine; {args.seconds:.0f} s per row"
+        f"model {info.get('name')} v{info.get('version')} (feature set {info.get('feature_set')}, "
+        f"ranges {model.interval_variant}, {engine_note(model)}); {os.cpu_count()} CPUs; "
+        f"{args.workers} server workers; load generator on the same machine; "
+        f"{args.seconds:.0f} s per HTTP row"
     )
-
     # mlflow models serve execs `uvicorn`: put this interpreter's scripts folder on PATH.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PATH": path}
-    hv_port, ml_port = free_port(), free_port()
-    servers = {
-        "homevision serve": subprocess.Popen(
-            [sys.executable, "-m", "homevision.cli", "serve", "--port", str(hv_port)]
-            + (["--model", args.model] if args.model else []),
-            env=env,
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        "mlflow models serve": subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                resolve_model_uri(args.model),
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(ml_port),
-            ],
-            env=env,
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    }
-    try:
-        wait_ready(f"http://127.0.0.1:{hv_port}/health", servers["homevision serve"])
-        wait_ready(f"http://127.0.0.1:{ml_port}/ping", servers["mlflow models serve"])
-        print(
-            f"\n{'server':28s} {'clients':>7s} {'p50 ms':>9s} {'p99 ms':>9s} {'req/s':>9s} "
-            f"{'requests':>9s} {'errors':>7s}"
-        )
-        targets = [
-            ("homevision serve", f"http://127.0.0.1:{hv_port}/valuations", listing),
-            (
-                "mlflow models serve",
-                f"http://127.0.0.1:{ml_port}/invocations",
-                {"dataframe_records": [listing]},
-            ),
-        ]
-        for name, url, body in targets:
-            for clients in (1, 8, 32):
-                print(
-                    row(name, clients, asyncio.run(load(url, body, clients, args.seconds))),
-                    flush=True,
-                )
-        explained = asyncio.run(load(f"{targets[0][1]}?explain=true", listing, 1, args.seconds))
-        print(row("homevision serve ?explain", 1, explained))
-    finally:
-        for proc in servers.values():
-            proc.terminate()
-            proc.wait(timeout=30)
-
-    batch = raw.sample(args.batch_rows, replace=True, random_state=0).reset_index(drop=True)
-    start = time.perf_counter()
-    model.predict_interval(batch)
-    seconds = time.perf_counter() - start
-    print(
-        f"\nin-process batch: {len(batch):,} rows with ranges in {seconds:.2f} s = "
-        f"{len(batch) / seconds:,.0f} rows/s"
-    )
+    if not args.skip_http:
+        servers = start_servers(args, home, env)
+        try:
+            http_table(args, servers, listing)
+        finally:
+            for proc, _ in servers.values():
+                proc.terminate()
+                proc.wait(timeout=60)
+    old_seconds = in_process(args, model, raw)
+    predict_explain(args, home, env, old_seconds)
+    stability(model, listings.labelled, raw.head(200))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from homevision.serving.schemas import (
 )
 from homevision.tracking import DEFAULT_REF, describe_model, load_model
 from homevision.valuation import predict
+from homevision.valuation.model import engine_note
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,16 @@ class Served:
 def load_served(ref: str | None) -> Served:
     """Load the model behind `ref` and describe it."""
     model = load_model(ref)
-    info = ModelInfo(**describe_model(ref), confidence_levels=list(model.levels))
+    info = ModelInfo(
+        **describe_model(ref), confidence_levels=list(model.levels), engine=engine_note(model)
+    )
     return Served(model, info)
 
 
 def listings_frame(listings: list[Listing], columns: list[str]) -> pd.DataFrame:
     """Return the listings as the raw-column frame the model reads (missing fields as NaN)."""
-    rows = [item.model_dump() for item in listings]
-    frame = pd.DataFrame(rows)
+    fields = list(type(listings[0]).model_fields) if listings else list(columns)
+    frame = pd.DataFrame({f: [getattr(item, f, None) for item in listings] for f in fields})
     if "PoolYN" in frame:
         frame["PoolYN"] = frame["PoolYN"].map({True: 1.0, False: 0.0})
     for col in columns:

@@ -253,6 +253,11 @@ class ModelInfo(BaseModel):
     ranges: list[RangeFigure] = Field(
         default_factory=list, description="Range coverage and width at every carried level."
     )
+    engine: str | None = Field(
+        None,
+        description="How valuations are computed: the compiled numpy engine and what it "
+        "compiled, or the scikit-learn path and why.",
+    )
 
 
 class ValuationResponse(BaseModel):

@@ -118,6 +118,8 @@ def render_model_card(ctx: dict[str, Any]) -> str:
 - **Trained**: {ctx["trained_at"]} on commit `{ctx["git_commit"]}`, MLflow run `{ctx["run_id"]}`
 - **Champion**: {ctx["champion_note"]}
 - **Budget**: {ctx["budget"]:.0f} s; trimmed to fit: {"; ".join(ctx["budget_notes"]) or "nothing"}
+- **Serving**: {ctx.get("engine", "scikit-learn path")}; explanations are exact Shapley values
+  against {ctx.get("background_rows", "the")} weighted reference homes (k-medoids of the sales)
 
 ## Data
 - Source: `{ctx["data_path"]}` (sha256 `{ctx["data_hash"][:16]}…`)

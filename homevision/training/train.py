@@ -262,12 +262,15 @@ def train(
             "importance": importance,
             "contributions": contributions,
             "encoder": model.encoder_,
+            "engine": model.engine_note_,
+            "background_rows": len(model.background_),
             "budget": budget,
             "budget_notes": notes,
             "decision": decision,
             "rule": promotion.RULE.format(alpha=float(load_params()["promotion"]["alpha"])),
         }
         mlflow.set_tag("budget_notes", "; ".join(notes)[:5000] or "none")
+        mlflow.set_tag("engine", model.engine_note_[:5000])
         card_path = _write_artifacts(ctx, workdir)
     seconds = clock.elapsed
     log.info("Training finished in %.0f s (budget %.0f s)", seconds, budget)

@@ -4,6 +4,7 @@ sales, all in one fitted object that reads raw listing columns."""
 from __future__ import annotations
 
 import logging
+import os
 
 import mlflow
 import numpy as np
@@ -13,7 +14,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from homevision.data.schema import BATHS, MIN_LIST_PRICE
-from homevision.features import FeatureSet, get_feature_set, split_baths
+from homevision.features import FeatureSet, get_feature_set
 from homevision.valuation.comps import ComparablesIndex
 from homevision.valuation.engine import (
     RawEncoder,
@@ -21,6 +22,7 @@ from homevision.valuation.engine import (
     compile_conformal,
     compile_model,
 )
+from homevision.valuation.engine.raw import encode_baths, split_baths_codes
 from homevision.valuation.explain import Contributions, DollarExplainer, summarize_background
 from homevision.valuation.intervals import (
     CONSTANT_FACTOR,
@@ -30,6 +32,7 @@ from homevision.valuation.intervals import (
 )
 
 log = logging.getLogger(__name__)
+ENGINE_SWITCH = "HOMEVISION_ENGINE"
 
 
 class ValuationModel(RegressorMixin, BaseEstimator):
@@ -109,10 +112,25 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         self.engine_, self.fast_conformal_ = engine, fast
         self.engine_note_ = f"numpy engine: {engine.description}"
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a model logged before the engine existed gets the scikit-learn path and an
+        encoder built from what it carries (its reference homes and its sold homes' schools)."""
+        super().__setstate__(state)
+        if "estimator_" in state and "encoder_" not in state:
+            fs = get_feature_set(self.feature_set)
+            known = self.background_
+            sold = getattr(getattr(self, "comps_", None), "sold_", None)
+            if sold is not None and "school" in sold:
+                schools = sold["school"].rename(fs.school).to_frame()
+                known = pd.concat([known, schools], ignore_index=True)
+            self.encoder_ = RawEncoder.fit(known, fs)
+            self.engine_ = self.fast_conformal_ = self.engine_note_ = None
+
     @property
     def uses_engine(self) -> bool:
-        """True when valuations go through the compiled engine."""
-        return getattr(self, "engine_", None) is not None
+        """True when valuations go through the compiled engine: it compiled, and the
+        HOMEVISION_ENGINE switch (every face honours it) is not "0"."""
+        return getattr(self, "engine_", None) is not None and engine_enabled()
 
     def predict(self, X: pd.DataFrame, engine: bool = True) -> np.ndarray:
         """Return the point valuation in dollars (the engine's unless `engine=False`)."""
@@ -176,6 +194,22 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         return self.comps_.query(X.reset_index(drop=True), k)
 
 
+def engine_enabled() -> bool:
+    """False when HOMEVISION_ENGINE=0: every face then values on the scikit-learn path (to
+    compare the two, or to rule the engine out while investigating a valuation)."""
+    return os.environ.get(ENGINE_SWITCH, "1").strip() != "0"
+
+
+def engine_note(model: object) -> str:
+    """Return one sentence on how `model` values homes (engine, fallback and why, or off)."""
+    note = getattr(model, "engine_note_", None)
+    if note is None:
+        return "scikit-learn path: the model was logged before the valuation engine existed"
+    if getattr(model, "engine_", None) is not None and not engine_enabled():
+        return f"scikit-learn path: {ENGINE_SWITCH}=0 (compiled: {note})"
+    return note
+
+
 def support_values(X: pd.DataFrame, column: str) -> np.ndarray:
     """Return the values of `column` as the model understands them, for range checks: baths as
     the number of bathrooms (full + half), days on market without sign errors, asking prices
@@ -183,8 +217,13 @@ def support_values(X: pd.DataFrame, column: str) -> np.ndarray:
     if column not in X:
         return np.full(len(X), np.nan)
     if column == BATHS:
-        return np.array([sum(split_baths(v)) for v in X[column].to_numpy()], dtype=float)
-    values = pd.to_numeric(X[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        full, half = split_baths_codes(encode_baths(X[column]))
+        return full + half
+    values = X[column]
+    if values.dtype.kind in "fiu":
+        values = values.to_numpy(dtype=float)
+    else:
+        values = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     if column == "CDOM":
         return np.abs(values)
     if column == "ListPrice":

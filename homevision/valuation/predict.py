@@ -91,28 +91,34 @@ def value_frame(
     warnings, and on request the explanations. Output rows = input rows, in order (the frame
     keeps `typed`'s index). Every face goes through here."""
     level = _level(model, confidence)
-    out = pd.DataFrame(
-        {
-            "MLSNumber": typed[MLS_ID].to_numpy() if MLS_ID in typed else np.nan,
-            **{c: np.full(len(typed), np.nan) for c in PRICE_COLUMNS},
-            "error": np.array([""] * len(typed), dtype=object),
-            "warning": np.array([""] * len(typed), dtype=object),
-        },
-        index=typed.index,
-    )
+    ids = typed[MLS_ID].to_numpy() if MLS_ID in typed else np.full(len(typed), np.nan)
     if len(typed) == 0:
-        return Valuations(out[OUTPUT_COLUMNS], level, [])
+        return Valuations(_frame(ids, np.empty((0, 3)), [], [], typed.index), level, [])
     prices, failures = _predict(model, typed, level)
     refusals, warnings = support_flags(model, typed, prices[:, 0], prices)
     errors = [f or r for f, r in zip(failures, refusals, strict=True)]
-    prices[[bool(e) for e in errors]] = np.nan
-    out[PRICE_COLUMNS] = prices.round(0)
-    out["error"] = errors
-    out["warning"] = warnings
+    prices[np.array([bool(e) for e in errors])] = np.nan
+    out = _frame(ids, prices.round(0), errors, warnings, typed.index)
     explanations: list[Explanation | None] = []
     if explain:
         explanations = _explain(model, typed, out)
-    return Valuations(out[OUTPUT_COLUMNS], level, explanations)
+    return Valuations(out, level, explanations)
+
+
+def _frame(
+    ids: np.ndarray, prices: np.ndarray, errors: list[str], warnings: list[str], index: pd.Index
+) -> pd.DataFrame:
+    """Return the OUTPUT_COLUMNS frame, built in one go (this runs once per API request)."""
+    return pd.DataFrame(
+        {
+            "MLSNumber": ids,
+            **{c: prices[:, i] for i, c in enumerate(PRICE_COLUMNS)},
+            "error": np.array(errors, dtype=object),
+            "warning": np.array(warnings, dtype=object),
+        },
+        index=index,
+        columns=OUTPUT_COLUMNS,
+    )
 
 
 def _level(model, confidence: float | None) -> float:

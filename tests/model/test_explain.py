@@ -78,3 +78,24 @@ def test_exact_shapley_is_the_same_in_one_call_or_in_chunks():
     chunked = exact_shapley(f, rows, background, max_rows=16 * 7)
     np.testing.assert_allclose(whole[0], chunked[0])
     np.testing.assert_allclose(whole[1] + whole[0].sum(1), f(rows))
+
+
+def test_shared_values_are_valued_once_and_change_nothing():
+    rng = np.random.default_rng(2)
+    background = rng.integers(0, 3, size=(6, 4)).astype(float)
+    rows = rng.integers(0, 3, size=(9, 4)).astype(float)  # many values shared with background
+    rows[0, 1] = background[2, 1] = np.nan  # a shared missing value
+    calls = []
+
+    def f(m):
+        calls.append(len(m))
+        filled = np.nan_to_num(m, nan=5.0)
+        return np.exp(filled[:, 0] / 3) * filled[:, 1] + filled[:, 2] * filled[:, 3]
+
+    values, base = exact_shapley(f, rows, background)
+    masks, weights = coalition_weights(4)
+    grid = np.where(masks[None, :, None, :], rows[:, None, None, :], background[None, None])
+    plain = f(grid.reshape(-1, 4)).reshape(9, 16, 6).mean(axis=2)
+    np.testing.assert_allclose(values, plain @ weights, atol=1e-12)
+    np.testing.assert_allclose(base, plain[:, 0], atol=1e-12)
+    assert calls[0] < 9 * 16 * 6  # fewer engine rows than the plain enumeration

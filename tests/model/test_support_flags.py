@@ -88,14 +88,15 @@ def test_a_valuation_outside_the_supported_prices_is_refused_and_the_rest_valued
     rows = train.head(4).copy()
     rows.loc[2, "SqFtTotal"] = 2345.5  # the marked home: its valuation goes wild
     real = model.predict(rows)
-    original = model.predict
+    original = model.predict_interval
 
-    def wild(X):
-        out = original(X).copy()
-        out[X["SqFtTotal"].to_numpy(dtype=float) == 2345.5] = 1e12
-        return out
+    def wild(X, confidence=None, engine=True):
+        out = [np.array(a, dtype=float) for a in original(X, confidence, engine)]
+        for a in out:
+            a[X["SqFtTotal"].to_numpy(dtype=float) == 2345.5] = 1e12
+        return tuple(out)
 
-    monkeypatch.setattr(model, "predict", wild)
+    monkeypatch.setattr(model, "predict_interval", wild)
     out = value_frame(model, rows, explain=True)
     frame = out.frame
     assert "outside what this model supports" in frame.loc[2, "error"]
