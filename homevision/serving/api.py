@@ -76,6 +76,11 @@ def listings_frame(listings: list[Listing], columns: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _record(item: Listing) -> dict[str, Any]:
+    """One parsed listing as the raw-column dict the engine's encoder reads."""
+    return item.model_dump()
+
+
 def _missing_required(listings: list[Listing], required: list[str]) -> list[dict[str, Any]]:
     """422 details for fields the served model's feature set needs but a listing lacks."""
     optional_ok = {"CDOM", "LotSizeAreaSQFT", "ElementarySchoolName"}  # repaired in pipeline
@@ -310,7 +315,7 @@ def create_app(
             float | None,
             Query(description="Range confidence; one the model carries (default 0.9)."),
         ] = None,
-    ) -> ValuationResponse:
+    ) -> Response:
         current = served()
         batch = listings if isinstance(listings, list) else [listings]
         if len(batch) > MAX_BATCH:
@@ -342,26 +347,35 @@ def create_app(
             )
         if errors := _missing_required(batch, model.raw_columns_):
             raise HTTPException(422, errors)
-        frame = listings_frame(batch, model.raw_columns_)
-        valued = predict.value_frame(model, frame, level, explain)
-        rows = valued.frame.to_dict(orient="records")
-        explanations = valued.explanations or [None] * len(batch)
-        return ValuationResponse(
+        if explain:  # reasons and comparables work on a listing frame
+            valued = predict.value_frame(
+                model, listings_frame(batch, model.raw_columns_), level, True
+            )
+            prices = valued.frame[predict.PRICE_COLUMNS].to_numpy(dtype=float)
+            errors, warnings = list(valued.frame["error"]), list(valued.frame["warning"])
+            explanations = valued.explanations
+        else:  # the lean path: parsed listings straight into the engine's matrix
+            raw = model.encoder_.encode_records([_record(item) for item in batch])
+            prices, errors, warnings = predict.value_matrix(model, raw, level)
+            explanations = [None] * len(batch)
+        response = ValuationResponse(
             model=current.info,
             valuations=[
                 Valuation(
                     MLSNumber=item.MLSNumber,
-                    predicted_close_price=_money(row["predicted_close_price"]),
-                    close_price_low=_money(row["close_price_low"]),
-                    close_price_high=_money(row["close_price_high"]),
+                    predicted_close_price=_money(prices[i, 0]),
+                    close_price_low=_money(prices[i, 1]),
+                    close_price_high=_money(prices[i, 2]),
                     confidence=level,
-                    error=row["error"] or None,
-                    warning=row["warning"] or None,
+                    error=errors[i] or None,
+                    warning=warnings[i] or None,
                     explanation=_explanation(explanations[i]),
                 )
-                for i, (item, row) in enumerate(zip(batch, rows, strict=True))
+                for i, item in enumerate(batch)
             ],
         )
+        # Already validated by construction: skip FastAPI's second validation of the answer.
+        return Response(response.model_dump_json(), media_type="application/json")
 
     return app
 

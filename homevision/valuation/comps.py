@@ -1,7 +1,7 @@
 """Comparable sales: the sold listings nearest to a home in a scaled feature space, same
 elementary school first, never the listing itself.
 
-The sold homes are indexed once at fit time: one scikit-learn `NearestNeighbors` (k-d tree) over
+The sold homes are indexed once at fit time: one scikit-learn k-d tree (`KDTree`) over
 all of them and one per elementary school. A query asks each school's index for the nearest homes
 of that school and, only where a school has too few, the global index for the rest. Candidates
 are re-ranked by the exact distance the brute-force lookup used (ties by sold row), and a search
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.neighbors import NearestNeighbors
+from sklearn.neighbors import KDTree, NearestNeighbors
 
 from homevision.features import FeatureSet, build_preprocessor, split_baths
 from homevision.valuation.engine.errors import UnsupportedError
@@ -48,13 +48,28 @@ class _SchoolIndex:
 
     code: int
     rows: np.ndarray
-    neighbours: NearestNeighbors
+    neighbours: KDTree | NearestNeighbors
 
 
-def _index(points: np.ndarray) -> NearestNeighbors:
+def _index(points: np.ndarray) -> KDTree:
     """Return a k-d tree over `points`: exact search with the plain Euclidean arithmetic (no dot
-    product shortcut), so its distances differ from the exact ones by rounding only."""
-    return NearestNeighbors(algorithm="kd_tree").fit(points)
+    product shortcut), so its distances differ from the exact ones by rounding only. The tree is
+    queried directly: NearestNeighbors would add a joblib dispatch (~1 ms) to every query."""
+    return KDTree(points)
+
+
+def _size(index: KDTree | NearestNeighbors) -> int:
+    """Return how many points `index` holds."""
+    if isinstance(index, NearestNeighbors):  # indexes pickled before the direct k-d tree
+        return index.n_samples_fit_
+    return index.get_arrays()[0].shape[0]
+
+
+def _nearest(index: KDTree | NearestNeighbors, points: np.ndarray, k: int):
+    """Return (distances, positions) of the k nearest points of `index`, nearest first."""
+    if isinstance(index, NearestNeighbors):
+        return index.kneighbors(points, n_neighbors=k)
+    return index.query(points, k=k)
 
 
 class ComparablesIndex:
@@ -165,7 +180,7 @@ class ComparablesIndex:
 
     def _search(
         self,
-        neighbours: NearestNeighbors,
+        neighbours: KDTree | NearestNeighbors,
         rows: np.ndarray | None,
         points: np.ndarray,
         ids: np.ndarray,
@@ -182,12 +197,12 @@ class ComparablesIndex:
         `skip` the index holds). A point whose last chosen home is not strictly nearer than the
         farthest neighbour returned (less a rounding tolerance) is searched again with twice as
         many, since an unreturned home might tie with or beat it."""
-        size = neighbours.n_samples_fit_
+        size = _size(neighbours)
         found: list[tuple[np.ndarray, np.ndarray]] = [None] * len(points)  # type: ignore[list-item]
         todo = np.arange(len(points))
         asked = min(size, int(want.max(initial=0)) + extra + 1)
         while len(todo):
-            index_dist, local = neighbours.kneighbors(points[todo], n_neighbors=asked)
+            index_dist, local = _nearest(neighbours, points[todo], asked)
             candidates = local if rows is None else rows[local]
             again = []
             for j, q in enumerate(todo):

@@ -151,31 +151,64 @@ class ValuationModel(RegressorMixin, BaseEstimator):
 
         The range is widened, if needed, to contain the point valuation.
         """
+        level = self._level(confidence)
+        if engine and self.uses_engine:
+            return self.predict_interval_matrix(self.encoder_.encode(X), level)
+        point = self._sklearn_predict(X)
+        if self.factors_ is not None:
+            bounds = self._factor_bounds(point, level)
+        else:
+            with config_context(assume_finite=True, skip_parameter_validation=True):
+                bounds = interval_bounds(self.conformal_, X, list(self.levels))[level]
+        return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
+
+    def predict_interval_matrix(
+        self, raw: np.ndarray, confidence: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`predict_interval` for rows already in the engine's raw matrix (`encoder_`): what
+        the API and value_frame call, so a listing is encoded once. Off the engine, the rows are
+        decoded back to a listing frame for scikit-learn."""
+        level = self._level(confidence)
+        if not self.uses_engine:
+            return self.predict_interval(self.encoder_.decode(raw), level, engine=False)
+        point = self.engine_.predict_matrix(raw)
+        if self.factors_ is not None:
+            bounds = self._factor_bounds(point, level)
+        else:
+            with config_context(assume_finite=True, skip_parameter_validation=True):
+                bounds = interval_bounds(self.fast_conformal_, raw, list(self.levels))[level]
+        return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
+
+    def _level(self, confidence: float | None) -> float:
         level = self.confidence if confidence is None else confidence
         if level not in self.levels:
             raise ValueError(
                 f"confidence {level} not carried by this model; use one of "
                 f"{', '.join(str(v) for v in self.levels)}"
             )
-        fast = engine and self.uses_engine
-        if fast:
-            raw = self.encoder_.encode(X)
-            point = self.engine_.predict_matrix(raw)
-        else:
-            point = self._sklearn_predict(X)
-        if self.factors_ is not None:
-            low_factor, high_factor = self.factors_[level]
-            bounds = np.column_stack([point * low_factor, point * high_factor])
-        else:
-            conformal, rows = (self.fast_conformal_, raw) if fast else (self.conformal_, X)
-            with config_context(assume_finite=True, skip_parameter_validation=True):
-                bounds = interval_bounds(conformal, rows, list(self.levels))[level]
-        return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
+        return level
+
+    def _factor_bounds(self, point: np.ndarray, level: float) -> np.ndarray:
+        low_factor, high_factor = self.factors_[level]
+        return np.column_stack([point * low_factor, point * high_factor])
 
     def explainer(self, engine: bool = True) -> DollarExplainer:
-        """Return the exact Shapley explainer of this model over its raw columns."""
+        """Return the exact Shapley explainer of this model over its raw columns (built once
+        per path and kept: it holds the encoded reference homes)."""
+        fast = engine and self.uses_engine
+        cache = self.__dict__.setdefault("_explainers", {})
+        if fast not in cache:
+            cache[fast] = self._make_explainer(fast)
+        return cache[fast]
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # a copy: the live model keeps its cache
+        state.pop("_explainers", None)  # a cache, rebuilt on first use
+        return state
+
+    def _make_explainer(self, fast: bool) -> DollarExplainer:
         encoder = self.encoder_
-        if engine and self.uses_engine:
+        if fast:
             predict_matrix = self.engine_.predict_matrix
         else:
 
@@ -224,6 +257,22 @@ def support_values(X: pd.DataFrame, column: str) -> np.ndarray:
         values = values.to_numpy(dtype=float)
     else:
         values = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    if column == "CDOM":
+        return np.abs(values)
+    if column == "ListPrice":
+        return np.where(values >= MIN_LIST_PRICE, values, np.nan)
+    return values
+
+
+def matrix_support_values(encoder: RawEncoder, raw: np.ndarray, column: str) -> np.ndarray:
+    """`support_values` read from the engine's raw matrix (the same repairs: baths as full +
+    half, CDOM without sign errors, implausible asking prices as missing)."""
+    if column not in encoder.columns:
+        return np.full(len(raw), np.nan)
+    values = raw[:, encoder.index(column)]
+    if column == encoder.baths:
+        full, half = split_baths_codes(values)
+        return full + half
     if column == "CDOM":
         return np.abs(values)
     if column == "ListPrice":

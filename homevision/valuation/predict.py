@@ -16,7 +16,7 @@ import pandas as pd
 from homevision.config import load_params
 from homevision.data.listings import REASON_COLUMN, coerce_types, is_labelled, validate_listings
 from homevision.data.schema import MLS_ID
-from homevision.valuation.model import support_values
+from homevision.valuation.model import matrix_support_values, support_values
 
 log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = [
@@ -94,15 +94,35 @@ def value_frame(
     ids = typed[MLS_ID].to_numpy() if MLS_ID in typed else np.full(len(typed), np.nan)
     if len(typed) == 0:
         return Valuations(_frame(ids, np.empty((0, 3)), [], [], typed.index), level, [])
-    prices, failures = _predict(model, typed, level)
-    refusals, warnings = support_flags(model, typed, prices[:, 0], prices)
-    errors = [f or r for f, r in zip(failures, refusals, strict=True)]
-    prices[np.array([bool(e) for e in errors])] = np.nan
-    out = _frame(ids, prices.round(0), errors, warnings, typed.index)
+    try:
+        raw = model.encoder_.encode(typed)
+    except KeyError as err:  # the export lacks a column this model reads: no row can be valued
+        reason = f"could not be valued: {err.args[0]}"
+        prices = np.full((len(typed), 3), np.nan)
+        out = _frame(ids, prices, [reason] * len(typed), [""] * len(typed), typed.index)
+        return Valuations(out, level, [None] * len(typed) if explain else [])
+    prices, errors, warnings = value_matrix(model, raw, level)
+    out = _frame(ids, prices, errors, warnings, typed.index)
     explanations: list[Explanation | None] = []
     if explain:
         explanations = _explain(model, typed, out)
     return Valuations(out, level, explanations)
+
+
+def value_matrix(
+    model, raw: np.ndarray, confidence: float | None = None
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Return (prices (n, 3) [point, low, high] rounded to dollars, NaN where refused; errors;
+    warnings) for rows already in the model's raw matrix: the core every face shares (value_frame
+    for frames, the API for parsed listings)."""
+    level = _level(model, confidence)
+    prices, failures = _predict(model, raw, level)
+    ranges = getattr(model, "training_ranges_", None) or {}
+    seen = {c: matrix_support_values(model.encoder_, raw, c) for c in ranges}
+    refusals, warnings = _flags(model, seen, prices[:, 0], prices)
+    errors = [f or r for f, r in zip(failures, refusals, strict=True)]
+    prices[np.array([bool(e) for e in errors], dtype=bool)] = np.nan
+    return prices.round(0), errors, warnings
 
 
 def _frame(
@@ -161,6 +181,19 @@ def support_flags(
     Models logged before the ranges were recorded have no `training_ranges_`/`price_range_`:
     they get only the non-finite check.
     """
+    ranges = getattr(model, "training_ranges_", None) or {}
+    seen = {column: support_values(typed, column) for column in ranges}
+    return _flags(model, seen, point, prices, factor)
+
+
+def _flags(
+    model,
+    seen: dict[str, np.ndarray],
+    point: np.ndarray,
+    prices: np.ndarray | None = None,
+    factor: float | None = None,
+) -> tuple[list[str], list[str]]:
+    """support_flags' rule, given each range-checked column's values (`seen`)."""
     factor = support_factor() if factor is None else float(factor)
     point = np.asarray(point, dtype=float)
     values = point[:, None] if prices is None else np.asarray(prices, dtype=float)
@@ -179,14 +212,14 @@ def support_flags(
             )
     notes: list[list[str]] = [[] for _ in range(len(point))]
     for column, (lo, hi) in (getattr(model, "training_ranges_", None) or {}).items():
-        seen = support_values(typed, column)
-        for i in np.flatnonzero(seen > hi):
+        values = seen[column]
+        for i in np.flatnonzero(values > hi):
             notes[i].append(
-                f"{column} {_num(seen[i])} above the largest seen in training ({_num(hi)})"
+                f"{column} {_num(values[i])} above the largest seen in training ({_num(hi)})"
             )
-        for i in np.flatnonzero(seen < lo):
+        for i in np.flatnonzero(values < lo):
             notes[i].append(
-                f"{column} {_num(seen[i])} below the smallest seen in training ({_num(lo)})"
+                f"{column} {_num(values[i])} below the smallest seen in training ({_num(lo)})"
             )
     warnings = [
         "; ".join(n) + ": an extrapolation, treat the valuation with care" if n else ""
@@ -200,19 +233,18 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
-def _predict(model, typed: pd.DataFrame, level: float) -> tuple[np.ndarray, list[str]]:
+def _predict(model, raw: np.ndarray, level: float) -> tuple[np.ndarray, list[str]]:
     """Predict the whole batch as (n, 3) [point, low, high]; if that fails, row by row so one bad
     row costs only itself (its error is a fixed sentence; the exception goes to the log)."""
     try:
-        return np.column_stack(model.predict_interval(typed, level)).astype(float), [""] * len(
-            typed
-        )
+        prices = np.column_stack(model.predict_interval_matrix(raw, level)).astype(float)
+        return prices, [""] * len(raw)
     except Exception as err:  # a model failure on one row must not lose the others
         log.warning("Batch valuation failed (%s); valuing row by row", err)
-    prices, errors = np.full((len(typed), 3), np.nan), []
-    for i in range(len(typed)):
+    prices, errors = np.full((len(raw), 3), np.nan), []
+    for i in range(len(raw)):
         try:
-            prices[i] = np.column_stack(model.predict_interval(typed.iloc[[i]], level))[0]
+            prices[i] = np.column_stack(model.predict_interval_matrix(raw[[i]], level))[0]
             errors.append("")
         except Exception:
             log.exception("Row %d could not be valued", i)

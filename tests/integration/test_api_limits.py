@@ -186,7 +186,7 @@ def test_an_unexpected_failure_is_a_500_with_a_fixed_sentence(served_home, monke
     def boom(*args, **kwargs):
         raise RuntimeError(SECRET)
 
-    monkeypatch.setattr(predict, "value_frame", boom)
+    monkeypatch.setattr(predict, "value_matrix", boom)
     with TestClient(create_app(), raise_server_exceptions=False) as c:
         response = c.post("/valuations", json=HOME)
         assert response.status_code == 500
@@ -213,16 +213,17 @@ MARK = 2345.5  # the living area of the listing whose valuation goes wild
 
 def _wild(served):
     """Make the served model value the marked listing at a trillion dollars."""
-    original = served.model.predict_interval
+    model = served.model
+    original = model.predict_interval_matrix
+    sqft = model.encoder_.index("SqFtTotal")
 
-    def predict_interval(X, confidence=None, engine=True):
-        out = [np.array(a, dtype=float) for a in original(X, confidence, engine)]
-        marked = pd.to_numeric(X["SqFtTotal"]).to_numpy(float) == MARK
+    def predict_interval_matrix(raw, confidence=None):
+        out = [np.array(a, dtype=float) for a in original(raw, confidence)]
         for a in out:
-            a[marked] = 1e12
+            a[raw[:, sqft] == MARK] = 1e12
         return tuple(out)
 
-    served.model.predict_interval = predict_interval
+    model.predict_interval_matrix = predict_interval_matrix
     return served
 
 
@@ -242,14 +243,16 @@ def test_a_refused_listing_does_not_fail_its_batch(served_home):
 
 def test_valuations_run_off_the_event_loop(served_home):
     def slow(served):
-        original = served.model.predict_interval
+        model = served.model
+        original = model.predict_interval_matrix
+        sqft = model.encoder_.index("SqFtTotal")
 
-        def predict_interval(X, confidence=None, engine=True):
-            if (pd.to_numeric(X["SqFtTotal"]).to_numpy(float) == MARK).any():
+        def predict_interval_matrix(raw, confidence=None):
+            if (raw[:, sqft] == MARK).any():
                 time.sleep(3)
-            return original(X, confidence, engine)
+            return original(raw, confidence)
 
-        served.model.predict_interval = predict_interval
+        model.predict_interval_matrix = predict_interval_matrix
         return served
 
     with TestClient(create_app(loader=lambda ref: slow(load_served(ref)))) as c:
@@ -315,3 +318,24 @@ def test_describe_model_reads_range_figures_at_every_level(tmp_path):
     with mlflow.start_run() as bare:
         mlflow.log_metric("cv_rmse", 1.0)
     assert describe_model(bare.info.run_id)["ranges"] == []
+
+
+def test_lean_and_explained_paths_value_alike(served_home):
+    """Without explain the API encodes parsed listings straight into the engine's matrix; with
+    explain it goes through a listing frame. Both must give the same prices, errors and
+    warnings, odd values included."""
+    batch = [
+        HOME,
+        {**HOME, "MLSNumber": 2, "ElementarySchoolName": "A school nobody has heard of"},
+        {**HOME, "MLSNumber": 3, "ElementarySchoolName": None, "CDOM": None},
+        {**HOME, "MLSNumber": 4, "BathsTotal": "2", "LotSizeAreaSQFT": None},
+        {**HOME, "MLSNumber": 5, "SqFtTotal": 60_000},  # far outside training: a warning
+    ]
+    with TestClient(create_app()) as c:
+        lean = c.post("/valuations", json=batch).json()["valuations"]
+        explained = c.post("/valuations?explain=true", json=batch).json()["valuations"]
+    keys = ("predicted_close_price", "close_price_low", "close_price_high", "error", "warning")
+    for a, b in zip(lean, explained, strict=True):
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+    assert "SqFtTotal 60,000 above" in lean[4]["warning"]
+    assert all(v["predicted_close_price"] for v in lean[:4])

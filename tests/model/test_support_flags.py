@@ -88,15 +88,16 @@ def test_a_valuation_outside_the_supported_prices_is_refused_and_the_rest_valued
     rows = train.head(4).copy()
     rows.loc[2, "SqFtTotal"] = 2345.5  # the marked home: its valuation goes wild
     real = model.predict(rows)
-    original = model.predict_interval
+    original = model.predict_interval_matrix
+    sqft = model.encoder_.index("SqFtTotal")
 
-    def wild(X, confidence=None, engine=True):
-        out = [np.array(a, dtype=float) for a in original(X, confidence, engine)]
+    def wild(raw, confidence=None):
+        out = [np.array(a, dtype=float) for a in original(raw, confidence)]
         for a in out:
-            a[X["SqFtTotal"].to_numpy(dtype=float) == 2345.5] = 1e12
+            a[raw[:, sqft] == 2345.5] = 1e12
         return tuple(out)
 
-    monkeypatch.setattr(model, "predict_interval", wild)
+    monkeypatch.setattr(model, "predict_interval_matrix", wild)
     out = value_frame(model, rows, explain=True)
     frame = out.frame
     assert "outside what this model supports" in frame.loc[2, "error"]

@@ -93,6 +93,27 @@ class RawEncoder:
                 out[:, j] = as_float(values).to_numpy(dtype=float, na_value=np.nan)
         return out
 
+    def encode_records(self, records: list[dict[str, object]]) -> np.ndarray:
+        """Return the raw matrix of listings given as dicts (the API's parsed bodies), without
+        building a DataFrame; values of an unusual type go through `encode` to be read alike."""
+        out = np.empty((len(records), len(self.columns)))
+        for j, col in enumerate(self.columns):
+            values = [r.get(col) for r in records]
+            if col in self.text:
+                lookup = self._lookup.get(col)
+                if lookup is None:
+                    lookup = self._lookup[col] = {v: i for i, v in enumerate(self.text[col])}
+                unseen, missing = self.unseen_code(col), self.missing_code(col)
+                out[:, j] = [missing if _is_missing(v) else lookup.get(v, unseen) for v in values]
+            elif col == self.baths:
+                out[:, j] = [np.nan if _is_missing(v) else _baths_code(v) for v in values]
+            elif all(v is None or type(v) in (int, float, bool) for v in values):
+                out[:, j] = [np.nan if v is None else float(v) for v in values]
+            else:
+                series = pd.Series(values, dtype=object)
+                out[:, j] = as_float(series).to_numpy(dtype=float, na_value=np.nan)
+        return out
+
     def _encode_text(self, column: str, values: pd.Series) -> np.ndarray:
         unseen, missing = self.unseen_code(column), self.missing_code(column)
         if len(values) <= SMALL_BATCH:  # a dict lookup beats building a hash table per call
