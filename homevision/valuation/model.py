@@ -154,13 +154,7 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         level = self._level(confidence)
         if engine and self.uses_engine:
             return self.predict_interval_matrix(self.encoder_.encode(X), level)
-        point = self._sklearn_predict(X)
-        if self.factors_ is not None:
-            bounds = self._factor_bounds(point, level)
-        else:
-            with config_context(assume_finite=True, skip_parameter_validation=True):
-                bounds = interval_bounds(self.conformal_, X, list(self.levels))[level]
-        return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
+        return self._with_range(self._sklearn_predict(X), self.conformal_, X, level)
 
     def predict_interval_matrix(
         self, raw: np.ndarray, confidence: float | None = None
@@ -172,11 +166,18 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         if not self.uses_engine:
             return self.predict_interval(self.encoder_.decode(raw), level, engine=False)
         point = self.engine_.predict_matrix(raw)
+        return self._with_range(point, self.fast_conformal_, raw, level)
+
+    def _with_range(self, point: np.ndarray, conformal, rows, level: float) -> tuple:
+        """Return (point, low, high): constant factors, or `conformal` on `rows` (MAPIE with
+        scikit-learn fold models on a frame, or compiled ones on the raw matrix), the range
+        widened if needed to contain the point."""
         if self.factors_ is not None:
-            bounds = self._factor_bounds(point, level)
+            low_factor, high_factor = self.factors_[level]
+            bounds = np.column_stack([point * low_factor, point * high_factor])
         else:
             with config_context(assume_finite=True, skip_parameter_validation=True):
-                bounds = interval_bounds(self.fast_conformal_, raw, list(self.levels))[level]
+                bounds = interval_bounds(conformal, rows, list(self.levels))[level]
         return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
 
     def _level(self, confidence: float | None) -> float:
@@ -187,10 +188,6 @@ class ValuationModel(RegressorMixin, BaseEstimator):
                 f"{', '.join(str(v) for v in self.levels)}"
             )
         return level
-
-    def _factor_bounds(self, point: np.ndarray, level: float) -> np.ndarray:
-        low_factor, high_factor = self.factors_[level]
-        return np.column_stack([point * low_factor, point * high_factor])
 
     def explainer(self, engine: bool = True) -> DollarExplainer:
         """Return the exact Shapley explainer of this model over its raw columns (built once
