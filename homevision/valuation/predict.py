@@ -261,10 +261,12 @@ def _explain(model, typed: pd.DataFrame, out: pd.DataFrame) -> list[Explanation 
     valued = typed.iloc[rows]
     contributions = model.explain(valued)
     comps = model.comparable_sales(valued)
+    names = [str(c) for c in contributions.values.columns]
+    values = contributions.values.to_numpy(dtype=float)
     for j, row in enumerate(rows):
         explanations[row] = Explanation(
             base_value=float(contributions.base_values[j]),
-            contributions={k: float(v) for k, v in contributions.values.iloc[j].items()},
+            contributions=dict(zip(names, values[j].tolist(), strict=True)),
             comparables=comps[j],
         )
     return explanations
@@ -282,10 +284,16 @@ def explanation_columns(valuations: Valuations, top: int) -> pd.DataFrame:
             continue
         base.append(round(exp.base_value))
         reasons.append("; ".join(f"{name} {value:+,.0f}" for name, value in exp.top(top)))
+        sales = exp.comparables  # plain columns: itertuples costs ~2 ms a home
         comps.append(
             "; ".join(
-                f"{r.MLSNumber} ${r.ClosePrice:,.0f} ({r.sqft_diff:+,.0f} sqft)"
-                for r in exp.comparables.itertuples()
+                f"{mls} ${price:,.0f} ({sqft:+,.0f} sqft)"
+                for mls, price, sqft in zip(
+                    sales["MLSNumber"].tolist(),
+                    sales["ClosePrice"].tolist(),
+                    sales["sqft_diff"].tolist(),
+                    strict=True,
+                )
             )
         )
     return frame.assign(base_value=base, top_contributions=reasons, comparables=comps)
