@@ -6,7 +6,7 @@ SHARED_DATA := ../shared/data/home-listings-example.csv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run validate train predict mlflow-ui test lint format benchmark sample-data clean
+.PHONY: help install data run validate train predict mlflow-ui test lint format bench-tools benchmark sample-data clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ lint: install ## Ruff lint and format check
 format: install ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench-tools: ## Install wrk (Debian), the HTTP load generator benchmarks/serving.py prefers
+	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; \
+		else sudo apt-get install -y -q wrk; fi; }
 
 benchmark: install data ## Print the benchmark figures (benchmarks/)
 	$(BIN)/python benchmarks/synthetic_speed.py

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -93,6 +96,55 @@ async def load(url: str, body: object, clients: int, seconds: float) -> dict[str
     }
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("HV_BODY"), "r")
+wrk.body = f:read("*a")
+f:close()
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    """'850.00us' / '1.18ms' / '1.02s' -> milliseconds."""
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s)", text.strip())
+    if match is None:
+        raise ValueError(f"unreadable wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def load_wrk(url: str, body: object, clients: int, seconds: float) -> dict[str, float]:
+    """Run wrk (C, event-driven: it leaves the CPU to the servers) for `seconds`; return the
+    same figures as `load`. A warm-up second is run first and not counted."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script, data = Path(tmp) / "post.lua", Path(tmp) / "body.json"
+        script.write_text(WRK_SCRIPT)
+        data.write_text(json.dumps(body))
+        env = {**os.environ, "HV_BODY": str(data)}
+        threads = str(min(clients, 2))
+        base = ["wrk", "-t", threads, "-c", str(clients), "-s", str(script), "--latency"]
+        subprocess.run([*base, "-d", "1s", url], env=env, capture_output=True, check=True)
+        out = subprocess.run(
+            [*base, "-d", f"{seconds:.0f}s", "--timeout", "60s", url],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    percentile = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, flags=re.M))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests": requests,
+        "p50": _ms(percentile["50"]),
+        "p99": _ms(percentile["99"]),
+        "rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)),
+        "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0),
+    }
+
+
 def start_servers(args, home: Path, env: dict[str, str]) -> dict[str, tuple]:
     """Start the three servers; return {name: (process, url of one valuation)}."""
     from homevision.tracking import resolve_model_uri
@@ -156,7 +208,10 @@ def http_table(args, servers: dict[str, tuple], listing: dict) -> None:
         for explain in (False,) if mlflow else (False, True):
             target = url + ("?explain=true" if explain else "")
             for clients in CLIENTS:
-                r = asyncio.run(load(target, body, clients, args.seconds))
+                if shutil.which("wrk"):
+                    r = load_wrk(target, body, clients, args.seconds)
+                else:
+                    r = asyncio.run(load(target, body, clients, args.seconds))
                 print(
                     f"{name:40s} {'yes' if explain else 'no':>7s} {clients:>7d} "
                     f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f} {r['requests']:>8d} "
@@ -198,7 +253,7 @@ def in_process(args, model, raw: pd.DataFrame) -> float:
     line(f"explanations /s ({len(homes):,} homes)", old, new)
     comps = big.head(args.explain_rows)
     new = rate(lambda: model.comparable_sales(comps), len(comps))
-    print(f"{'comparable sales /s (NearestNeighbors index)':44s} {'':>14s} {new:>14,.0f}")
+    print(f"{'comparable sales /s (k-d tree index)':44s} {'':>14s} {new:>14,.0f}")
     return 1.0 / old
 
 
@@ -300,7 +355,9 @@ def main() -> None:
     print(
         f"model {info.get('name')} v{info.get('version')} (feature set {info.get('feature_set')}, "
         f"ranges {model.interval_variant}, {engine_note(model)}); {os.cpu_count()} CPUs; "
-        f"{args.workers} server workers; load generator on the same machine; "
+        f"{args.workers} server workers; load generator on the same machine ("
+        + ("wrk" if shutil.which("wrk") else "httpx asyncio: `make bench-tools` installs wrk")
+        + "); "
         f"{args.seconds:.0f} s per HTTP row"
     )
     # mlflow models serve execs `uvicorn`: put this interpreter's scripts folder on PATH.

@@ -61,16 +61,26 @@ class RbfSVR:
     intercept: float
     gamma: float
 
+    def __post_init__(self) -> None:
+        # exp(-g |x - s|^2) = exp(2g x.s - g|x|^2 - g|s|^2): one matrix product, two
+        # broadcasts and the exp, with the constant parts computed once.
+        self._scaled = (2.0 * self.gamma) * self.vectors.T
+        self._norms = self.gamma * (self.vectors * self.vectors).sum(axis=1)
+
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        sq = (
-            (X * X).sum(axis=1)[:, None]
-            + (self.vectors * self.vectors).sum(axis=1)[None, :]
-            - 2.0 * X @ self.vectors.T
-        )
-        np.maximum(sq, 0.0, out=sq)
-        np.multiply(sq, -self.gamma, out=sq)
-        np.exp(sq, out=sq)
-        return sq @ self.dual + self.intercept
+        exponent = X @ self._scaled
+        exponent -= (self.gamma * (X * X).sum(axis=1))[:, None]
+        exponent -= self._norms[None, :]
+        np.minimum(exponent, 0.0, out=exponent)  # |x - s|^2 >= 0, whatever the rounding
+        np.exp(exponent, out=exponent)
+        return exponent @ self.dual + self.intercept
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
 
 _ACTIVATIONS = {
