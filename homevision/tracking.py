@@ -45,8 +45,15 @@ def tracking_uri() -> str:
 
 
 def configure(experiment: str = EXPERIMENT) -> str:
-    """Point MLflow at the tracking store and experiment; return the experiment id."""
+    """Point MLflow at the tracking store and experiment; return the experiment id. Inside
+    `mlflow run` (MLFLOW_RUN_ID set) the command logs into the project's run, so the experiment
+    is that run's (MLflow refuses to resume a run from another experiment)."""
     mlflow.set_tracking_uri(tracking_uri())
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    if project_run:
+        exp_id = mlflow.get_run(project_run).info.experiment_id
+        mlflow.set_experiment(experiment_id=exp_id)
+        return exp_id
     existing = mlflow.get_experiment_by_name(experiment)
     if existing is not None:
         mlflow.set_experiment(experiment)
