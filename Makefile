@@ -47,9 +47,10 @@ sample-data: install ## Write the synthetic sample to data/raw/synthetic-listing
 test: install data ## Run the whole test suite
 	$(BIN)/python -m pytest
 
-lint: install ## Ruff lint and format check
+lint: install ## Ruff lint and format check; actionlint on the GitHub workflows
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/actionlint .github/workflows/*.yml
 
 format: install ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
