@@ -28,6 +28,22 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
+def _mlflow_run(entry: str, params: dict[str, object], home: Path, *extra: str):
+    """Run `mlflow run <repo> -e entry -P k=v ... --env-manager local` in `home`; return the
+    finished process (its output captured) after asserting it succeeded."""
+    pairs = [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
+    result = subprocess.run(
+        [*MLFLOW_RUN, "-e", entry, *pairs, "--env-manager", "local", *extra],
+        env=_env(home),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def test_project_declares_the_four_entry_points():
     project = yaml.safe_load((ROOT / "MLproject").read_text())
     assert set(project["entry_points"]) == {"validate", "train", "predict", "tune"}
@@ -39,15 +55,7 @@ def test_project_declares_the_four_entry_points():
 def test_mlflow_run_validates_an_export_as_a_run(tmp_path):
     export = write_listings(generate_listings(300, seed=3), tmp_path / "listings.csv")
     env = _env(tmp_path)
-    result = subprocess.run(
-        [*MLFLOW_RUN, "-e", "validate", "-P", f"data={export}", "--env-manager", "local"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _mlflow_run("validate", {"data": export}, tmp_path)
     assert "300" in result.stdout  # the data report counts the export's rows
     runs = MlflowClient(env["MLFLOW_TRACKING_URI"]).search_runs(
         [e.experiment_id for e in MlflowClient(env["MLFLOW_TRACKING_URI"]).search_experiments()]
@@ -60,16 +68,8 @@ def test_mlflow_run_validates_an_export_as_a_run(tmp_path):
 def test_mlflow_run_trains_registers_and_values(tmp_path):
     export = write_listings(generate_listings(400, seed=4), tmp_path / "listings.csv")
     env = _env(tmp_path)
-    common = ["--env-manager", "local", "--experiment-name", "homevision-project"]
-    trained = subprocess.run(
-        [*MLFLOW_RUN, "-e", "train", "-P", f"data={export}", "-P", "budget=45", *common],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    experiment = ("--experiment-name", "homevision-project")
+    _mlflow_run("train", {"data": export, "budget": 45}, tmp_path, *experiment)
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("homevision-price", "champion")
     project = client.get_experiment_by_name("homevision-project")
@@ -77,13 +77,5 @@ def test_mlflow_run_trains_registers_and_values(tmp_path):
     assert run.info.experiment_id == project.experiment_id  # logged into the project's run
     assert run.data.tags.get("mlflow.project.entryPoint") == "train"
     out = tmp_path / "valued.csv"
-    valued = subprocess.run(
-        [*MLFLOW_RUN, "-e", "predict", "-P", f"data={export}", "-P", f"output={out}", *common],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert valued.returncode == 0, valued.stderr[-3000:]
+    _mlflow_run("predict", {"data": export, "output": out}, tmp_path, *experiment)
     assert out.exists() and out.read_text().count("\n") == 401  # header + every listing
