@@ -76,11 +76,6 @@ def listings_frame(listings: list[Listing], columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _record(item: Listing) -> dict[str, Any]:
-    """One parsed listing as the raw-column dict the engine's encoder reads."""
-    return item.model_dump()
-
-
 def _missing_required(listings: list[Listing], required: list[str]) -> list[dict[str, Any]]:
     """422 details for fields the served model's feature set needs but a listing lacks."""
     optional_ok = {"CDOM", "LotSizeAreaSQFT", "ElementarySchoolName"}  # repaired in pipeline
@@ -355,7 +350,7 @@ def create_app(
             errors, warnings = list(valued.frame["error"]), list(valued.frame["warning"])
             explanations = valued.explanations
         else:  # the lean path: parsed listings straight into the engine's matrix
-            raw = model.encoder_.encode_records([_record(item) for item in batch])
+            raw = model.encoder_.encode_records([item.model_dump() for item in batch])
             prices, errors, warnings = predict.value_matrix(model, raw, level)
             explanations = [None] * len(batch)
         response = ValuationResponse(

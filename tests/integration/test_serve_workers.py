@@ -17,20 +17,12 @@ import pytest
 from homevision.serving.api import WORKER_HEADER
 
 from .conftest import ROOT, free_port
+from .test_api import HOME
 
 pytestmark = pytest.mark.slow  # two workers import the package and load the model: ~20 s
 
 WORKERS = 2
 REQUESTS = 20
-LISTING = {
-    "MLSNumber": 1,
-    "SqFtTotal": 2400,
-    "BedsTotal": 4,
-    "BathsTotal": "2.1",
-    "CDOM": 30,
-    "LotSizeAreaSQFT": 7000,
-    "ElementarySchoolName": "Aspen",
-}
 
 
 def _log_tail(log: Path) -> str:
@@ -61,7 +53,7 @@ def value_and_name_worker(base: str, mls: int) -> tuple[int, int]:
     """POST one valuation, then ask /health on the same keep-alive connection (hence the same
     worker process); return the valuation's status code and that worker's pid."""
     with httpx.Client(base_url=base, timeout=60) as client:
-        valued = client.post("/valuations", json={**LISTING, "MLSNumber": mls})
+        valued = client.post("/valuations", json={**HOME, "MLSNumber": mls})
         worker = client.get("/health").headers[WORKER_HEADER]
     return valued.status_code, int(worker)
 

@@ -100,13 +100,9 @@ class RawEncoder:
         for j, col in enumerate(self.columns):
             values = [r.get(col) for r in records]
             if col in self.text:
-                lookup = self._lookup.get(col)
-                if lookup is None:
-                    lookup = self._lookup[col] = {v: i for i, v in enumerate(self.text[col])}
-                unseen, missing = self.unseen_code(col), self.missing_code(col)
-                out[:, j] = [missing if _is_missing(v) else lookup.get(v, unseen) for v in values]
+                out[:, j] = self._lookup_codes(col, values)
             elif col == self.baths:
-                out[:, j] = [np.nan if _is_missing(v) else _baths_code(v) for v in values]
+                out[:, j] = _baths_codes(values)
             elif all(v is None or type(v) in (int, float, bool) for v in values):
                 out[:, j] = [np.nan if v is None else float(v) for v in values]
             else:
@@ -115,25 +111,25 @@ class RawEncoder:
         return out
 
     def _encode_text(self, column: str, values: pd.Series) -> np.ndarray:
-        unseen, missing = self.unseen_code(column), self.missing_code(column)
         if len(values) <= SMALL_BATCH:  # a dict lookup beats building a hash table per call
-            lookup = self._lookup.get(column)
-            if lookup is None:
-                lookup = self._lookup[column] = {v: i for i, v in enumerate(self.text[column])}
-            return np.array(
-                [
-                    missing if _is_missing(v) else lookup.get(v, unseen)
-                    for v in values.to_numpy(dtype=object)
-                ],
-                dtype=float,
-            )
+            return self._lookup_codes(column, values.to_numpy(dtype=object))
         index = self._index.get(column)
         if index is None:  # built lazily: a pickled encoder does not carry it
             index = self._index[column] = pd.Index(self.text[column], dtype=object)
         codes = index.get_indexer(values.to_numpy(dtype=object)).astype(float)
-        codes[codes < 0] = unseen
-        codes[values.isna().to_numpy()] = missing
+        codes[codes < 0] = self.unseen_code(column)
+        codes[values.isna().to_numpy()] = self.missing_code(column)
         return codes
+
+    def _lookup_codes(self, column: str, values) -> np.ndarray:
+        """Return the codes of a few text values, one dict lookup each."""
+        lookup = self._lookup.get(column)
+        if lookup is None:  # built lazily: a pickled encoder does not carry it
+            lookup = self._lookup[column] = {v: i for i, v in enumerate(self.text[column])}
+        unseen, missing = self.unseen_code(column), self.missing_code(column)
+        return np.array(
+            [missing if _is_missing(v) else lookup.get(v, unseen) for v in values], dtype=float
+        )
 
     def decode(self, matrix: np.ndarray) -> pd.DataFrame:
         """Return a listing frame that every model values exactly as the encoded rows (baths
@@ -161,10 +157,15 @@ def encode_baths(values: pd.Series) -> np.ndarray:
     distinct value is parsed once."""
     text = values.to_numpy(dtype=object)
     if len(text) <= SMALL_BATCH:
-        return np.array([np.nan if _is_missing(v) else _baths_code(v) for v in text])
+        return _baths_codes(text)
     codes, uniques = pd.factorize(text, use_na_sentinel=True)
     parsed = np.array([np.nan, *(_baths_code(v) for v in uniques)])
     return parsed[codes + 1]
+
+
+def _baths_codes(values) -> np.ndarray:
+    """Return the baths code of each of a few values, parsed one by one."""
+    return np.array([np.nan if _is_missing(v) else _baths_code(v) for v in values], dtype=float)
 
 
 def _baths_code(value: object) -> float:
