@@ -6,7 +6,7 @@ SHARED_DATA := ../shared/data/home-listings-example.csv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run validate train predict mlflow-ui test lint format bench-tools benchmark sample-data clean
+.PHONY: help install data run validate train predict mlflow-ui test lint format bench-tools benchmark sample-data services services-stop clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ train: install data ## Select, tune, evaluate and register a model on the defaul
 
 predict: install data ## Value the unsold listings of the default data with the champion
 	$(BIN)/homevision predict
+
+services: install ## Start PostgreSQL + the MLflow server on 127.0.0.1 (data in .services/); prints the exports
+	@scripts/services.sh start
+
+services-stop: ## Stop the MLflow server and PostgreSQL (their data stays in .services/)
+	@scripts/services.sh stop
 
 mlflow-ui: install ## Browse runs, models and artifacts (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
