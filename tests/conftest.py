@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -49,3 +51,44 @@ def _isolated_project(tmp_path, monkeypatch):
     monkeypatch.setenv("HOMEVISION_PARAMS", str(ROOT / "params.yaml"))
     monkeypatch.delenv("HOMEVISION_DATA", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+# Services (`make services`): tests marked `server` use the running MLflow server and PostgreSQL.
+# A laptop without them skips those tests knowingly; CI sets HOMEVISION_REQUIRE_SERVICES=1 so a
+# service that is down fails them instead.
+MLFLOW_SERVER = os.environ.get("HOMEVISION_TEST_MLFLOW_URI", "http://127.0.0.1:5000")
+OPTUNA_POSTGRES = os.environ.get(
+    "HOMEVISION_TEST_OPTUNA_STORAGE", "postgresql://homevision@127.0.0.1:5433/optuna"
+)
+
+
+def _service_missing(what: str) -> None:
+    message = f"{what} is not running: start it with `make services`"
+    if os.environ.get("HOMEVISION_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def tracking_server() -> str:
+    """The MLflow tracking server's URI (skip, or fail in CI, when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"{MLFLOW_SERVER}/health", timeout=5) as response:
+            if response.status == 200:
+                return MLFLOW_SERVER
+    except OSError:
+        pass
+    _service_missing(f"the MLflow server at {MLFLOW_SERVER}")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def optuna_postgres() -> str:
+    """The PostgreSQL URL that holds Optuna studies (skip, or fail in CI, when it is down)."""
+    import psycopg
+
+    try:
+        psycopg.connect(OPTUNA_POSTGRES, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        _service_missing(f"PostgreSQL at {OPTUNA_POSTGRES}")
+    return OPTUNA_POSTGRES
