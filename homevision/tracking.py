@@ -158,8 +158,15 @@ def champion_spec(
     return version, json.loads(tags[SPEC_TAG])
 
 
-def register(model_uri: str, run_id: str, tags: dict[str, str], name: str = MODEL_NAME) -> str:
-    """Register a logged model as a new version of `name`; return the version."""
+def register(
+    model_uri: str,
+    run_id: str,
+    tags: dict[str, str],
+    name: str = MODEL_NAME,
+    model_id: str | None = None,
+) -> str:
+    """Register a logged model as a new version of `name`; return the version. A tracking
+    server refuses a `models:/m-...` source without the logged model's id, so pass it."""
     client = MlflowClient(tracking_uri())
     try:
         client.get_registered_model(name)
@@ -167,7 +174,9 @@ def register(model_uri: str, run_id: str, tags: dict[str, str], name: str = MODE
         client.create_registered_model(
             name, description="Sale price of a home from its MLS listing, in dollars."
         )
-    version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    version = client.create_model_version(
+        name, model_uri, run_id=run_id, tags=tags, model_id=model_id
+    )
     return str(version.version)
 
 

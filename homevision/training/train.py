@@ -524,6 +524,7 @@ def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id
         run_id,
         {"cv_rmse": f"{new_rmse:.2f}", "feature_set": fs.name, "data_hash": data_hash},
         name,
+        model_id=info.model_id,
     )
     promoted, note = decision.promote, decision.note
     if promoted:

@@ -1,0 +1,176 @@
+"""The team set-up: every command against the shared MLflow server (backend store on
+PostgreSQL, artifacts served by the server) instead of the local SQLite store.
+
+train registers and promotes over HTTP; serve loads the champion from the server and picks up
+a newly promoted one on POST /model/reload; predict and the app value with it. Nothing is read
+from or written to a local store: each command runs in an empty project folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from streamlit.testing.v1 import AppTest
+
+from homevision.data.synthetic import generate_listings, write_listings
+from homevision.tracking import CHAMPION, MODEL_NAME
+from homevision.ui import APP
+
+from .conftest import ROOT, free_port, tiny_params, wait_until_up
+from .test_api import HOME
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+def _cli(home: Path, server: str, *args: str, params: Path | None = None) -> str:
+    """Run `homevision ARGS` in `home` against the tracking server; return its stdout."""
+    env = {**os.environ, "HOMEVISION_HOME": str(home), "MLFLOW_TRACKING_URI": server}
+    if params is not None:
+        env["HOMEVISION_PARAMS"] = str(params)
+    proc = subprocess.run(
+        [sys.executable, "-m", "homevision.cli", *args],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("server-data")
+    return write_listings(generate_listings(500, seed=11), folder / "listings.csv")
+
+
+@pytest.fixture(scope="module")
+def first_champion(tracking_server, export, tmp_path_factory) -> str:
+    """Train (ridge) against the server with --promote; return the registered version."""
+    home = tmp_path_factory.mktemp("server-train-1")
+    params = tiny_params(home, ["median_ppsf", "ridge"])
+    out = _cli(home, tracking_server, "train", "--data", str(export), "--budget", "60",
+               "--promote", params=params)  # fmt: skip
+    assert "promoted to champion" in out
+    assert not (home / "mlflow.db").exists() and not (home / "mlruns").exists()
+    return _champion(tracking_server).version
+
+
+def _champion(server: str):
+    return MlflowClient(server).get_model_version_by_alias(MODEL_NAME, CHAMPION)
+
+
+def test_train_registers_the_champion_on_the_server(tracking_server, first_champion):
+    client = MlflowClient(tracking_server)
+    version = client.get_model_version(MODEL_NAME, first_champion)
+    assert version.aliases and CHAMPION in version.aliases
+    run = client.get_run(version.run_id)
+    # Artifacts go through the server (mlflow-artifacts:), not to a path on this machine.
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert {"cv_rmse", "cv_mae", "cv_r2"} <= set(run.data.metrics), sorted(run.data.metrics)
+    names = {a.path for a in client.list_artifacts(version.run_id)}
+    assert "model_card.md" in names, names
+    card = Path(client.download_artifacts(version.run_id, "model_card.md"))
+    assert "## Leaderboard" in card.read_text()
+
+
+def test_serve_loads_from_the_server_and_reloads_a_new_champion(
+    tracking_server, first_champion, export, tmp_path
+):
+    home = tmp_path / "serve"
+    home.mkdir()
+    port = free_port()
+    env = {**os.environ, "HOMEVISION_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_server}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/health", server, seconds=180)
+        info = httpx.get(f"{base}/model", timeout=30).json()
+        assert str(info["version"]) == first_champion
+        first = httpx.post(f"{base}/valuations", json=HOME, timeout=60)
+        assert first.status_code == 200, first.text
+
+        # A second model (another family) is trained and promoted by another member of the team.
+        other = tmp_path / "train-2"
+        other.mkdir()
+        params = tiny_params(other, ["median_ppsf", "extra_trees"])
+        _cli(other, tracking_server, "train", "--data", str(export), "--budget", "60",
+             "--promote", params=params)  # fmt: skip
+        second = _champion(tracking_server).version
+        assert second != first_champion
+
+        reloaded = httpx.post(f"{base}/model/reload", timeout=120)
+        assert reloaded.status_code == 200, reloaded.text
+        assert str(reloaded.json()["version"]) == second
+        valued = httpx.post(f"{base}/valuations", json=HOME, timeout=60)
+        assert valued.status_code == 200, valued.text
+        assert valued.json() != first.json()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not (home / "mlflow.db").exists()
+
+
+def test_predict_and_tune_against_the_server(tracking_server, first_champion, export, tmp_path):
+    out = tmp_path / "valuations.csv"
+    _cli(tmp_path, tracking_server, "predict", "--data", str(export), "--output", str(out))
+    frame = pd.read_csv(out)
+    assert len(frame) > 0 and frame["predicted_close_price"].gt(0).all()
+
+    params = tiny_params(tmp_path, ["median_ppsf", "ridge"])
+    _cli(tmp_path, tracking_server, "tune", "--candidate", "ridge", "--data", str(export), "--trials", "3",
+         params=params)  # fmt: skip
+    client = MlflowClient(tracking_server)
+    experiment = client.get_experiment_by_name("homevision")
+    tuned = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`homevision.stage` = 'tune'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    assert tuned and "best_rmse" in tuned[0].data.metrics
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_app_shows_the_servers_champion(
+    tracking_server, first_champion, export, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
+    monkeypatch.setenv("HOMEVISION_DATA", str(export))
+    app = AppTest.from_file(str(APP), default_timeout=180)
+    app.run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    version = _champion(tracking_server).version
+    headings = [h.value for h in app.subheader]
+    assert f"Model {MODEL_NAME} v{version}" in headings, headings
+    # The Model page's figures are downloaded through the server.
+    missing = [c.value for c in app.caption if "not logged" in c.value]
+    assert not missing, missing
+
+
+def test_services_script_is_idempotent(tracking_server):
+    """`make services` a second time changes nothing and says both already run."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "services.sh"), "start"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "MLflow server already answers" in proc.stderr, proc.stderr
+    assert f"MLFLOW_TRACKING_URI={tracking_server}" in proc.stdout
