@@ -37,17 +37,15 @@ def tiny_params(folder: Path, candidates: list[str]) -> Path:
     return path
 
 
-def train_in(home: Path, export: Path, candidates: list[str], *extra: str) -> None:
-    """Train through the CLI in a subprocess, in its own project folder."""
-    env = {
-        **os.environ,
-        "HOMEVISION_HOME": str(home),
-        "HOMEVISION_PARAMS": str(tiny_params(home, candidates)),
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
+def run_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run `homevision ARGS` in a subprocess in its own project folder (the local tracking
+    store unless `env` names another); return its stdout, or fail with its output's tail."""
+    full = {**os.environ, "HOMEVISION_HOME": str(home)}
+    full.pop("MLFLOW_TRACKING_URI", None)
+    full.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "homevision.cli", "train", "--data", str(export), *extra],
-        env=env,
+        [sys.executable, "-m", "homevision.cli", *args],
+        env=full,
         cwd=home,
         capture_output=True,
         text=True,
@@ -55,6 +53,13 @@ def train_in(home: Path, export: Path, candidates: list[str], *extra: str) -> No
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def train_in(home: Path, export: Path, candidates: list[str], *extra: str) -> None:
+    """Train through the CLI in a subprocess, in its own project folder."""
+    params = tiny_params(home, candidates)
+    run_cli(home, "train", "--data", str(export), *extra, env={"HOMEVISION_PARAMS": str(params)})
 
 
 @pytest.fixture(scope="session")

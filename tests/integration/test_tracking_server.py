@@ -22,7 +22,7 @@ from homevision.data.synthetic import generate_listings, write_listings
 from homevision.tracking import CHAMPION, MODEL_NAME
 from homevision.ui import APP
 
-from .conftest import ROOT, free_port, tiny_params, wait_until_up
+from .conftest import ROOT, free_port, run_cli, tiny_params, wait_until_up
 from .test_api import HOME
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -30,20 +30,10 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 def _cli(home: Path, server: str, *args: str, params: Path | None = None) -> str:
     """Run `homevision ARGS` in `home` against the tracking server; return its stdout."""
-    env = {**os.environ, "HOMEVISION_HOME": str(home), "MLFLOW_TRACKING_URI": server}
+    env = {"MLFLOW_TRACKING_URI": server}
     if params is not None:
         env["HOMEVISION_PARAMS"] = str(params)
-    proc = subprocess.run(
-        [sys.executable, "-m", "homevision.cli", *args],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return run_cli(home, *args, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +122,8 @@ def test_predict_and_tune_against_the_server(tracking_server, first_champion, ex
     assert len(frame) > 0 and frame["predicted_close_price"].gt(0).all()
 
     params = tiny_params(tmp_path, ["median_ppsf", "ridge"])
-    _cli(tmp_path, tracking_server, "tune", "--candidate", "ridge", "--data", str(export), "--trials", "3",
-         params=params)  # fmt: skip
+    args = ["tune", "--candidate", "ridge", "--data", str(export), "--trials", "3"]
+    _cli(tmp_path, tracking_server, *args, params=params)
     client = MlflowClient(tracking_server)
     experiment = client.get_experiment_by_name("homevision")
     tuned = client.search_runs(
