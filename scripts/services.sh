@@ -103,7 +103,11 @@ with psycopg.connect(sys.argv[1], autocommit=True) as conn, conn.cursor() as cur
 EOF
 }
 
-mlflow_up() { curl -fsS "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1; }
+mlflow_up() { # the server answers /health (Python's urllib: no curl needed)
+  "$ROOT/.venv/bin/python" -c "import sys, urllib.request as u
+try: sys.exit(u.urlopen('http://127.0.0.1:$MLFLOW_PORT/health', timeout=3).status != 200)
+except OSError: sys.exit(1)" 2>/dev/null
+}
 
 start_mlflow() {
   if mlflow_up; then
