@@ -168,3 +168,45 @@ Inner winners across outer folds: {", ".join(honest["winners"])}.
 - On sold rows ListPrice is the final asking price (after any cuts), so an `onmarket` model learns
   from the last price a seller asked, not the first.
 """
+
+
+def metrics_summary(ctx: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Return the run's figures for reports/metrics.json (`dvc metrics show/diff`): the winner's
+    selection CV (mean and std across repeats), the honest nested-CV estimate, and the default
+    price range's coverage and median width (random folds; time-ordered coverage when the data
+    has dates). Numbers only, and no timings or dates: two runs differ only where their models
+    do."""
+    intervals = ctx["intervals"]
+    level = float(intervals["default"])
+    chosen = next(s for s in intervals["chosen_scores"] if s.level == level)
+    price_range = {
+        "level": level,
+        "coverage": float(chosen.coverage),
+        "median_width": float(chosen.median_relative_width),
+    }
+    timed = [s for s in intervals["time_ordered"] if s.level == level]
+    if timed:
+        price_range["coverage_time_ordered"] = float(timed[0].coverage)
+    return {
+        "cv": {k: float(v) for k, v in ctx["cv"].items() if k != "fit_seconds"},
+        "honest": {
+            k: float(v)
+            for k, v in ctx["honest"].items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+        "range": price_range,
+    }
+
+
+def model_reference(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Return reports/model.json: the registered version this run made and the champion after
+    its decision (what `homevision predict` values with by default)."""
+    return {
+        "name": ctx["model_name"],
+        "version": str(ctx["version"]),
+        "uri": f"models:/{ctx['model_name']}/{ctx['version']}",
+        "run_id": ctx["run_id"],
+        "feature_set": ctx["feature_set"],
+        "promoted": bool(ctx["promoted"]),
+        "champion_version": ctx["champion_version"],
+    }

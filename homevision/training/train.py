@@ -36,7 +36,12 @@ from homevision.training.budget import (
     probe_costs,
 )
 from homevision.training.candidates import BASELINES, CANDIDATES, build_from_spec
-from homevision.training.card import leaderboard_markdown, render_model_card
+from homevision.training.card import (
+    leaderboard_markdown,
+    metrics_summary,
+    model_reference,
+    render_model_card,
+)
 from homevision.training.evaluation import CVPlan, warm_workers
 from homevision.training.interval_choice import (
     carried_levels,
@@ -267,6 +272,8 @@ def train(
             "budget": budget,
             "budget_notes": notes,
             "decision": decision,
+            "promoted": promoted,
+            "champion_version": _champion_version(name),
             "rule": promotion.RULE.format(alpha=float(load_params()["promotion"]["alpha"])),
         }
         mlflow.set_tag("budget_notes", "; ".join(notes)[:5000] or "none")
@@ -613,10 +620,17 @@ def locals_for_card(
     }
 
 
+def _champion_version(name: str) -> str | None:
+    """Return the version holding `name`'s champion alias now (None when there is none)."""
+    current = tracking.champion(name)
+    return None if current is None else str(current.version)
+
+
 def _write_artifacts(ctx: dict[str, Any], workdir: Path) -> Path:
-    """Write the card, leaderboard, metrics and plots into this run's own folder, log them to
-    the active run, then publish them to reports/ file by file with atomic replaces (two
-    trains at once never leave a half-written card). Return the published card's path."""
+    """Write the card, leaderboard, plots, metrics.json (`dvc metrics`) and model.json (the
+    registered version and the champion) into this run's own folder, log them to the active
+    run, then publish them to reports/ file by file with atomic replaces (two trains at once
+    never leave a half-written card). Return the published card's path."""
     figures = {
         "shap_summary.png": summary_plot(ctx["contributions"], ctx["encoder"]),
         "leaderboard.png": plots.leaderboard_chart(ctx["table"]),
@@ -630,12 +644,11 @@ def _write_artifacts(ctx: dict[str, Any], workdir: Path) -> Path:
         plots.close(fig)
     ctx["table"].to_csv(workdir / "leaderboard.csv")
     (workdir / "model_card.md").write_text(render_model_card(ctx), encoding="utf-8")
-    metrics = {
-        "cv": {k: float(v) for k, v in ctx["cv"].items()},
-        "honest": {k: v for k, v in ctx["honest"].items() if isinstance(v, float)},
-        "honest_method": ctx["honest"]["method"],
-    }
-    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for name, content in (
+        ("metrics.json", metrics_summary(ctx)),
+        ("model.json", model_reference(ctx)),
+    ):
+        (workdir / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     (workdir / "honest_estimate.json").write_text(json.dumps(ctx["honest"], indent=2, default=str))
     published = paths().reports
     for path in sorted(workdir.iterdir()):
