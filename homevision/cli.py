@@ -171,6 +171,26 @@ def sample_data(
     console.print(f"Wrote {rows:,} listings to {target} in {time.perf_counter() - start:.1f} s")
 
 
+@app.command()
+def ingest(
+    data: DataOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where the copy goes. Default: data/raw/listings.csv."),
+    ] = None,
+) -> None:
+    """Copy the export the pipeline works on into data/raw/listings.csv (DVC tracks the copy)."""
+    from homevision.data.sources import ingest as copy_export
+
+    target = output or paths().raw / "listings.csv"
+    try:
+        source = copy_export(target, data)
+    except FileNotFoundError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"Copied {source} ({target.stat().st_size:,} bytes) to {target}", highlight=False)
+
+
 FeaturesOption = Annotated[
     str,
     typer.Option("--features", help="Feature set from params.yaml: task6, offmarket, onmarket."),

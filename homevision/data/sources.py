@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from homevision.config import REAL_SAMPLE_NAME, SYNTHETIC_SAMPLE_NAME, load_params, paths
@@ -36,3 +37,21 @@ def resolve_data_path(path: str | Path | None = None) -> Path:
         )
         write_listings(generate_listings(rows, seed), synthetic)
     return synthetic
+
+
+def ingest(output: str | Path, source: str | Path | None = None) -> Path:
+    """Copy an export, byte for byte, to `output` (the pipeline's data/raw/listings.csv, which
+    DVC tracks: its hash in dvc.lock, its bytes in the DVC cache and remote) and return where it
+    came from: `source`, else the default data as `resolve_data_path` finds it. The copy is
+    written beside `output` and renamed into place, so a reader never sees half a file."""
+    src = resolve_data_path(source)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such export file")
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and target.resolve() == src.resolve():
+        return src  # already there (the same file)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, target)
+    return src
