@@ -6,18 +6,22 @@ SHARED_DATA := ../shared/data/home-listings-example.csv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run validate train predict mlflow-ui test lint format bench-tools benchmark sample-data services services-stop clean
+.PHONY: help install lock data run validate train predict mlflow-ui test lint format bench-tools benchmark sample-data services services-stop clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The exact versions CI tested (uv.lock), installed by uv; pip only brings uv itself.
+$(STAMP): pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "uv>=0.9"
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --extra dev
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install homevision with its dev tools
+install: $(STAMP) ## Create .venv and install homevision with its dev tools, as locked in uv.lock
+
+lock: ## Re-resolve uv.lock after changing dependencies in pyproject.toml (then commit both)
+	$(BIN)/uv lock
 
 data: ## Link the real sample from ../shared/data into data/raw when it is there
 	@mkdir -p data/raw data/interim data/processed
