@@ -6,7 +6,7 @@ SHARED_DATA := ../shared/data/home-listings-example.csv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock data run validate train predict mlflow-ui test lint format bench-tools benchmark sample-data services services-stop clean
+.PHONY: help install lock data run validate train predict mlflow-ui test lint format bench-tools benchmark sample-data services services-stop pipeline clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,11 @@ services: install ## Start PostgreSQL + the MLflow server on 127.0.0.1 (data in 
 
 services-stop: ## Stop the MLflow server and PostgreSQL (their data stays in .services/)
 	@scripts/services.sh stop
+
+pipeline: install data ## Run the DVC pipeline (ingest -> validate -> train -> predict); only what changed reruns
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro -f -s ingest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/dvc metrics show
 
 mlflow-ui: install ## Browse runs, models and artifacts (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
