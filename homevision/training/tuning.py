@@ -1,9 +1,11 @@
 """Optuna tuning of one candidate: objective = repeated-CV RMSE on the rows it is given.
 
 Studies live in memory unless a storage URL is given (then any SQLAlchemy storage, shared by
-processes). A study records the search space and the data it was scored on; continuing a study
-with another space or other data is refused with one sentence instead of mixing their trials.
-Trials are pruned on per-repeat results; each trial can be reported (e.g. as an MLflow run).
+processes, with heartbeats: a trial whose process died is failed after a grace period and run
+again once, never left RUNNING). A study records the search space and the data it was scored on;
+continuing a study with another space or other data is refused with one sentence instead of
+mixing their trials. Trials are pruned on per-repeat results; each trial can be reported (e.g. as
+an MLflow run). Several worker processes on one study: homevision.training.workers.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import pandas as pd
+from sqlalchemy.exc import IntegrityError
 
 from homevision.features import FeatureSet
 from homevision.training.candidates import CANDIDATES, Params, build_model
@@ -24,6 +30,21 @@ from homevision.training.evaluation import CVResult, Split, cross_validate_model
 
 log = logging.getLogger(__name__)
 TrialCallback = Callable[[optuna.trial.FrozenTrial, Params, CVResult | None], None]
+WORKER_ATTR = "worker"  # trial user attr: "host:pid" of the process that ran it
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Optuna heartbeats of a stored study: every `interval` s a running trial says it is alive;
+    one silent for `grace` s is failed (by the next trial any process starts) and queued again
+    up to `retries` times. Too short an interval fails live trials on a busy machine."""
+
+    interval: int = 30
+    grace: int = 120
+    retries: int = 1
+
+
+HEARTBEAT = Heartbeat()
 
 
 @dataclass
@@ -59,24 +80,104 @@ def tune(
     `storage` is any Optuna/SQLAlchemy URL (None: in memory); with a name the study is resumed
     when it exists, which is how several `homevision tune` processes share one study.
     """
-    spec = CANDIDATES[candidate]
-    if not spec.tunable:
-        raise ValueError(f"{candidate} has no search space")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name or f"homevision-{feature_set.name}-{candidate}"
-    study = optuna.create_study(
-        storage=storage,
-        study_name=name,
-        load_if_exists=storage is not None,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+    study = prepare_study(
+        candidate,
+        storage,
+        name,
+        seed=seed,
+        data_key=data_key or rows_key(X, y, splits),
+        enqueue_defaults=enqueue_defaults,
     )
-    _claim(study, space_fingerprint(candidate), data_key or rows_key(X, y, splits))
+    objective = make_objective(candidate, feature_set, X, y, splits, n_jobs, on_trial)
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=show_progress)
+    return tuning_result(study, candidate)
+
+
+def open_storage(
+    url: str | None, heartbeat: Heartbeat = HEARTBEAT
+) -> optuna.storages.BaseStorage | None:
+    """Return the Optuna storage for `url`: None (memory) stays None; an SQLAlchemy URL gets an
+    RDBStorage with `heartbeat` (so a killed process's trial is failed, then retried)."""
+    if url is None:
+        return None
+    with warnings.catch_warnings():  # heartbeats are experimental in Optuna (stable since 2.9)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=heartbeat.interval,
+            grace_period=heartbeat.grace,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=heartbeat.retries
+            ),
+        )
+
+
+def open_study(
+    storage: str | None,
+    name: str,
+    seed: int,
+    *,
+    create: bool = True,
+    heartbeat: Heartbeat = HEARTBEAT,
+    constant_liar: bool = False,
+) -> optuna.Study:
+    """Create (or continue) the study `name`, or with `create=False` load one that exists, with
+    TPE (seeded; `constant_liar` when other processes run trials at the same time) and median
+    pruning."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    options: dict[str, Any] = {
+        "study_name": name,
+        "storage": open_storage(storage, heartbeat),
+        "sampler": optuna.samplers.TPESampler(seed=seed, constant_liar=constant_liar),
+        "pruner": optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+    }
+    if not create:
+        return optuna.load_study(**options)
+    try:
+        return optuna.create_study(
+            load_if_exists=storage is not None, direction="minimize", **options
+        )
+    except IntegrityError:  # another process created the tables or the study meanwhile
+        return optuna.create_study(load_if_exists=True, direction="minimize", **options)
+
+
+def prepare_study(
+    candidate: str,
+    storage: str | None,
+    name: str,
+    seed: int,
+    data_key: str,
+    enqueue_defaults: bool = True,
+    heartbeat: Heartbeat = HEARTBEAT,
+) -> optuna.Study:
+    """Create or continue the study for `candidate`, claim it for its search space and data
+    (refusing one made for others) and queue the defaults as the first trial of a new one."""
+    if not CANDIDATES[candidate].tunable:
+        raise ValueError(f"{candidate} has no search space")
+    study = open_study(storage, name, seed, heartbeat=heartbeat)
+    _claim(study, space_fingerprint(candidate), data_key)
     if enqueue_defaults and not study.trials:
         study.enqueue_trial(_default_trial_params(candidate), skip_if_exists=True)
+    return study
+
+
+def make_objective(
+    candidate: str,
+    feature_set: FeatureSet,
+    X: pd.DataFrame,
+    y: pd.Series,
+    splits: list[list[Split]],
+    n_jobs: int,
+    on_trial: TrialCallback | None = None,
+) -> Callable[[optuna.Trial], float]:
+    """Return the objective: CV RMSE of the trial's params, pruned per repeat; each trial
+    records the process that ran it (user attr `worker`) and is reported to `on_trial`."""
+    spec = CANDIDATES[candidate]
+    worker = worker_tag()
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker)
         params = spec.space(trial)  # type: ignore[misc]
         model = build_model(candidate, feature_set, params)
 
@@ -93,8 +194,12 @@ def tune(
                 on_trial(trial, params, result)
         return float(result.summary()["rmse"])
 
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=show_progress)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return objective
+
+
+def tuning_result(study: optuna.Study, candidate: str) -> TuningResult:
+    """Return the study's best params and CV RMSE (refusing a study with no completed trial)."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not done:
         raise RuntimeError(f"no {candidate} trial completed within the budget")
     best = study.best_trial
@@ -103,8 +208,13 @@ def tune(
         params=CANDIDATES[candidate].space(optuna.trial.FixedTrial(best.params)),  # type: ignore[misc]
         rmse=float(best.value),
         trials=len(done),
-        study_name=name,
+        study_name=study.study_name,
     )
+
+
+def worker_tag(pid: int | None = None) -> str:
+    """Return "host:pid" for this process (or `pid` on this host), as trials record it."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 def _default_trial_params(candidate: str) -> dict[str, Any]:
