@@ -326,10 +326,18 @@ def tune(
     candidate: Annotated[str, typer.Option(help="Candidate to tune, e.g. xgboost.")] = "xgboost",
     data: DataOption = None,
     features: FeaturesOption = "task6",
-    trials: Annotated[int | None, typer.Option(help="Trials for this process.")] = 20,
-    timeout: Annotated[float | None, typer.Option(help="Seconds for this process.")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials for this command (all its workers together).")
+    ] = 20,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds for this command (no trial starts after).")
+    ] = None,
     storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL shared by processes.")
+        str | None,
+        typer.Option(
+            help="Optuna storage URL shared by processes, e.g. "
+            "postgresql://USER@HOST:PORT/DB (default: optuna.db, SQLite, in the project)."
+        ),
     ] = None,
     study: Annotated[
         str | None,
@@ -338,13 +346,23 @@ def tune(
             "data, folds and search space; one made for other data or another space is refused."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes running the trials on one study (CV in each on one core). "
+            "More than 1 needs a PostgreSQL or MySQL --storage: SQLite and memory are refused.",
+        ),
+    ] = 1,
 ) -> None:
     """Tune one candidate with Optuna on the labelled rows; studies can be shared."""
     from homevision.training.tune_job import run_tuning
 
     listings = _load(data)
     try:
-        result = run_tuning(listings, candidate, features, trials, timeout, storage, study)
+        result = run_tuning(
+            listings, candidate, features, trials, timeout, storage, study, workers=workers
+        )
     except (KeyError, ValueError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None

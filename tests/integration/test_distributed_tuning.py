@@ -1,0 +1,185 @@
+"""Several worker processes tuning one Optuna study in PostgreSQL: exactly the trials asked for,
+run by both workers; a killed worker's trial failed by its heartbeat and run again by the worker
+that replaces it; the CLI logging every trial as a child run on the MLflow server; and several
+workers refused on a storage that cannot take concurrent writers (SQLite, memory)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from homevision.cli import app
+from homevision.data.synthetic import generate_listings, write_listings
+from homevision.features import get_feature_set
+from homevision.training.evaluation import CVPlan
+from homevision.training.tuning import (
+    WORKER_ATTR,
+    Heartbeat,
+    open_storage,
+    prepare_study,
+    rows_key,
+    worker_tag,
+)
+from homevision.training.workers import (
+    FINISHED,
+    Tickets,
+    WorkerJob,
+    WorkerPool,
+    check_storage,
+    tune_in_workers,
+)
+
+from .conftest import run_cli, tiny_params
+
+FS = get_feature_set("task6")
+TRIAL_SECONDS = 1.5  # each test trial lasts at least this long: both workers get some, and a
+# worker is killed mid-trial
+
+
+def slow_trial(trial, params, result) -> None:
+    """on_trial for the workers (module level, so it pickles): hold every trial open a while."""
+    time.sleep(TRIAL_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def rows() -> tuple[pd.DataFrame, pd.Series, list]:
+    X = generate_listings(300, seed=5)
+    X = X[X["Status"] == "Sold"].reset_index(drop=True)
+    y = X["ClosePrice"].astype(float)
+    return X, y, CVPlan(folds=3, repeats=1).splits(y)
+
+
+def _study(storage: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_several_workers_are_refused_without_a_database_for_concurrent_writers(
+    synthetic_csv, tmp_path
+):
+    check_storage("postgresql://u@h/db", 2)
+    check_storage("postgresql+psycopg://u@h/db", 4)
+    check_storage(None, 1)
+    check_storage("sqlite:///x.db", 1)
+    for storage in (None, f"sqlite:///{tmp_path / 'optuna.db'}"):
+        with pytest.raises(ValueError, match="needs a PostgreSQL or MySQL --storage"):
+            check_storage(storage, 2)
+        args = ["tune", "--candidate", "ridge", "--data", str(synthetic_csv), "--workers", "2"]
+        out = CliRunner().invoke(app, args + (["--storage", storage] if storage else []))
+        said = " ".join(out.output.split())  # rich wraps the line
+        assert out.exit_code == 2 and "SQLite takes one writer at a time" in said
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run was started
+
+
+def test_stored_studies_carry_heartbeats(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert storage.get_heartbeat_interval() == 30 and storage.grace_period == 120
+    assert isinstance(
+        storage.get_heartbeat_stale_trial_callback(),
+        optuna.storages.RetryHeartbeatStaleTrialCallback,
+    )
+    assert open_storage(None) is None
+
+
+@pytest.mark.server
+def test_two_workers_run_exactly_the_trials_asked_on_one_study(optuna_postgres, rows):
+    X, y, splits = rows
+    name = f"test-workers-{uuid.uuid4().hex[:8]}"
+    result = tune_in_workers(
+        "ridge", FS, X, y, splits, storage=optuna_postgres, study_name=name, workers=2,
+        n_trials=5, on_trial=slow_trial, poll_seconds=0.2,
+    )  # fmt: skip
+    trials = _study(optuna_postgres, name).trials
+    assert len(trials) == 5 and all(t.state in FINISHED for t in trials)
+    assert trials[0].params == {"alpha": 3.0}  # the defaults first
+    workers = {t.user_attrs[WORKER_ATTR] for t in trials}
+    assert len(workers) == 2 and worker_tag() not in workers
+    assert result.trials == sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert result.rmse == min(t.value for t in trials if t.value is not None)
+
+    again = tune_in_workers(
+        "ridge", FS, X, y, splits, storage=optuna_postgres, study_name=name, workers=2,
+        n_trials=2, poll_seconds=0.2,
+    )  # fmt: skip
+    assert len(_study(optuna_postgres, name).trials) == 7 and again.rmse <= result.rmse
+
+
+@pytest.mark.server
+def test_a_killed_workers_trial_fails_by_heartbeat_and_its_replacement_finishes(
+    optuna_postgres, rows
+):
+    X, y, splits = rows
+    name = f"test-killed-{uuid.uuid4().hex[:8]}"
+    beat = Heartbeat(interval=1, grace=4, retries=1)
+    prepare_study("ridge", optuna_postgres, name, 0, rows_key(X, y, splits), heartbeat=beat)
+    job = WorkerJob(
+        "ridge", FS, X, y, splits, optuna_postgres, name, on_trial=slow_trial, heartbeat=beat
+    )
+    pool = WorkerPool(job, size=1, tickets=Tickets(3))
+    pool.start()
+    try:
+        victim = pool.workers[0].process
+        study = _study(optuna_postgres, name)
+        deadline = time.monotonic() + 40
+        while not (running := study.get_trials(states=(optuna.trial.TrialState.RUNNING,))):
+            assert time.monotonic() < deadline, "the worker never started a trial"
+            time.sleep(0.1)
+        killed = running[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(timeout=10)
+        # Dead, but within the grace period its trial still looks alive.
+        assert study.trials[killed.number].state == optuna.trial.TrialState.RUNNING
+        time.sleep(beat.grace + 1)
+        while pool.check(study):  # refunds the lost ticket and starts a replacement
+            time.sleep(0.2)
+    finally:
+        pool.stop()
+    assert pool.started == 2
+    trials = _study(optuna_postgres, name).trials
+    states = [t.state for t in trials]
+    assert trials[killed.number].state == optuna.trial.TrialState.FAIL
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and len(trials) == 4
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params
+    assert retried[0].state == optuna.trial.TrialState.COMPLETE
+    done_by = {t.user_attrs[WORKER_ATTR] for t in trials if t.state in FINISHED}
+    assert len(done_by) == 1 and worker_tag(victim.pid) not in done_by  # the replacement
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_cli_tunes_in_two_workers_with_each_trial_a_child_run_on_the_server(
+    optuna_postgres, tracking_server, tmp_path
+):
+    export = write_listings(generate_listings(300, seed=9), tmp_path / "listings.csv")
+    name = f"test-cli-{uuid.uuid4().hex[:8]}"
+    params = tiny_params(tmp_path, ["ridge"])
+    env = {"MLFLOW_TRACKING_URI": tracking_server, "HOMEVISION_PARAMS": str(params)}
+    args = ["tune", "--candidate", "ridge", "--data", str(export), "--trials", "4"]
+    out = run_cli(
+        tmp_path, *args, "--workers", "2", "--storage", optuna_postgres, "--study", name, env=env
+    )
+    assert f"Study {name}: 4 completed trial(s)" in out
+    assert len({t.user_attrs[WORKER_ATTR] for t in _study(optuna_postgres, name).trials}) == 2
+
+    client = MlflowClient(tracking_server)
+    experiment = client.get_experiment_by_name("homevision")
+    (tune_run,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`homevision.stage` = 'tune' and tags.optuna_study = '{name}'",
+    )
+    children = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{tune_run.info.run_id}'",
+    )
+    assert sorted(r.info.run_name for r in children) == [f"ridge-trial-{i}" for i in range(4)]
+    assert all(r.info.status == "FINISHED" and "rmse" in r.data.metrics for r in children)
+    assert tune_run.data.tags["workers"] == "2" and "best_rmse" in tune_run.data.metrics
+    assert not (tmp_path / "mlflow.db").exists()
