@@ -190,8 +190,13 @@ def test_a_missing_model_is_a_clear_message(tmp_path, monkeypatch):
     reason="Debian chromium not installed (.ci/run installs it with apt-get)",
 )
 def test_in_a_real_browser(served_home, tmp_path):
+    """Value a home through the form, then look at the Listings and Model pages. With
+    HOMEVISION_SCREENSHOTS set, the screenshots go to that folder: the docs' pictures of the
+    app (`make screenshots`)."""
     from playwright.sync_api import sync_playwright
 
+    shots = Path(os.environ.get("HOMEVISION_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "HOMEVISION_HOME": str(served_home)}
     server = subprocess.Popen(
@@ -218,6 +223,7 @@ def test_in_a_real_browser(served_home, tmp_path):
                 ],
             )
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            running = page.get_by_test_id("stStatusWidget")  # Streamlit's "running" badge
             page.goto(url, timeout=120_000)
             page.get_by_role("tab", name="Value a home").click(timeout=120_000)
             area = page.get_by_role("spinbutton", name="Living area (sqft)")
@@ -227,10 +233,22 @@ def test_in_a_real_browser(served_home, tmp_path):
             page.get_by_text("Estimated price").wait_for(timeout=120_000)
             page.get_by_text("Why this price").wait_for(timeout=60_000)
             page.locator("img").first.wait_for(timeout=60_000)
-            page.screenshot(path=str(tmp_path / "valuation.png"), full_page=True)
+            running.wait_for(state="hidden", timeout=120_000)  # every tab has rendered
+            page.screenshot(path=str(shots / "app-valuation.png"), full_page=True)
             assert "$" in page.get_by_test_id("stMetricValue").first.inner_text()
+
+            page.set_viewport_size({"width": 1400, "height": 900})
+            page.get_by_role("tab", name="Listings").click()
+            page.get_by_role("button", name="Download CSV").wait_for(timeout=60_000)
+            page.screenshot(path=str(shots / "app-listings.png"))
+
+            page.get_by_role("tab", name="Model").click()
+            page.get_by_text("Price ranges").wait_for(timeout=60_000)
+            page.get_by_text("Cross-validated leaderboard").wait_for(timeout=60_000)
+            page.screenshot(path=str(shots / "app-model.png"))
             browser.close()
-        assert (tmp_path / "valuation.png").stat().st_size > 10_000
+        for name in ("app-valuation.png", "app-listings.png", "app-model.png"):
+            assert (shots / name).stat().st_size > 10_000, name
     finally:
         server.terminate()
         server.wait(timeout=30)
