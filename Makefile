@@ -71,6 +71,19 @@ format: install ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+.PHONY: docs docs-serve screenshots
+docs: install data ## Build the docs site into site/ (--strict: a broken link or any warning fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: install data ## Serve the docs with live reload on http://127.0.0.1:8001
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8001
+
+screenshots: install ## Retake the app's screenshots in docs/ with the browser test (Debian chromium)
+	@command -v chromium >/dev/null || { echo "needs Debian's chromium (apt-get install chromium)"; exit 1; }
+	HOMEVISION_SCREENSHOTS="$(CURDIR)/docs/assets/screenshots" \
+		$(BIN)/python -m pytest tests/integration/test_app.py -k real_browser -q
+	$(BIN)/python scripts/shrink_png.py docs/assets/screenshots/*.png
+
 bench-tools: ## Install wrk (Debian), the HTTP load generator benchmarks/serving.py prefers
 	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; \
 		else sudo apt-get install -y -q wrk; fi; }
