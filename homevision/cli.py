@@ -401,7 +401,13 @@ def serve(
     import uvicorn
 
     from homevision.config import project_root
-    from homevision.serving.app import APP_FACTORY, MODEL_REF_ENV, VERBOSE_ENV, default_workers
+    from homevision.serving.app import (
+        APP_FACTORY,
+        MODEL_REF_ENV,
+        VERBOSE_ENV,
+        default_workers,
+        multiprocess_metrics,
+    )
 
     verbose = log.isEnabledFor(logging.DEBUG)
     # Workers are spawned processes: they learn the model, the verbosity and the project root
@@ -410,19 +416,22 @@ def serve(
     os.environ[MODEL_REF_ENV] = model or ""
     os.environ[VERBOSE_ENV] = "1" if verbose else ""
     os.environ["HOMEVISION_HOME"] = str(project_root())
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers or default_workers(),
-        log_level="debug" if verbose else "info",
-        access_log=access_log,
-        # Importing the package takes seconds on a busy machine: uvicorn's default 5 s would
-        # take a starting worker for a hung one and restart it, again and again.
-        timeout_worker_healthcheck=WORKER_START_SECONDS,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    workers = workers or default_workers()
+    # Several workers count in one folder, set up before they start, so /metrics adds them up.
+    with multiprocess_metrics(workers):
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="debug" if verbose else "info",
+            access_log=access_log,
+            # Importing the package takes seconds on a busy machine: uvicorn's default 5 s would
+            # take a starting worker for a hung one and restart it, again and again.
+            timeout_worker_healthcheck=WORKER_START_SECONDS,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
 
 
 @app.command()

@@ -6,6 +6,10 @@ request are capped, a model that cannot be loaded is a 503 with one sentence whi
 stays up, and no answer carries internal exception text (it goes to the log). Valuing goes
 through valuation.predict.value_frame, as in the CLI and the Python API, so a valuation the
 model cannot support is refused (error, null prices) and an extrapolation warned, per listing.
+
+Observable: GET /metrics answers Prometheus metrics (requests and latency by route and status,
+valuations, refused and extrapolated listings, the model served), every worker's together when
+the server runs several (serving.metrics describes each metric).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homevision.config import load_params
+from homevision.serving.metrics import Metrics, RequestMetrics
+from homevision.serving.metrics import metrics as process_metrics
 from homevision.serving.schemas import (
     MAX_BATCH,
     Comparable,
@@ -182,15 +188,18 @@ def create_app(
     loader: Callable[[str | None], Served] = load_served,
     max_body_bytes: int | None = None,
     max_explain_batch: int | None = None,
+    metrics: bool = True,
 ) -> FastAPI:
     """Return the API; the model is loaded at start-up and on POST /model/reload. Limits
-    default to params.yaml's `serving` section."""
+    default to params.yaml's `serving` section. `metrics=False` leaves out the Prometheus
+    metrics and GET /metrics (to measure what they cost)."""
     settings = serving_settings()
     body_cap = settings["max_body_bytes"] if max_body_bytes is None else max_body_bytes
     explain_cap = settings["max_explain_batch"] if max_explain_batch is None else max_explain_batch
     target = model_ref or DEFAULT_REF
     state: dict[str, Served | None] = {"served": None}
     lock = threading.Lock()
+    recorder: Metrics | None = process_metrics() if metrics else None
 
     def load() -> Served | None:
         """Load the model, or log why not and return None (never raises)."""
@@ -204,6 +213,8 @@ def create_app(
     async def lifespan(app: FastAPI):
         served_now = await run_in_threadpool(load)
         state["served"] = served_now
+        if recorder is not None:
+            recorder.serving(None if served_now is None else served_now.info)
         if served_now is not None:
             log.info("Serving %s", served_now.info.uri)
         yield
@@ -215,9 +226,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=body_cap)
+    if recorder is not None:  # added last: the outermost, so it sees the body limit's 413s
+        app.add_middleware(RequestMetrics, recorder=recorder, routes=app.router.routes)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        route = request.scope.get("route")
+        if recorder is not None and getattr(route, "path", None) == "/valuations":
+            body = getattr(exc, "body", None)
+            recorder.invalid(len(body) if isinstance(body, list) else int(isinstance(body, dict)))
         return JSONResponse(status_code=422, content={"detail": _clean_errors(exc)})
 
     @app.exception_handler(Exception)
@@ -270,6 +287,8 @@ def create_app(
     def reload() -> ModelInfo:
         with lock:
             fresh = load()
+            if recorder is not None:
+                recorder.reloaded(fresh is not None)
             if fresh is None:
                 current = state["served"]
                 still = (
@@ -279,6 +298,8 @@ def create_app(
                 )
                 raise HTTPException(503, f"the model at {target} could not be loaded; {still}")
             state["served"] = fresh
+            if recorder is not None:
+                recorder.serving(fresh.info)
         return fresh.info
 
     @app.post(
@@ -330,6 +351,8 @@ def create_app(
         model = current.model
         level = model.confidence if confidence is None else confidence
         if level not in model.levels:
+            if recorder is not None:
+                recorder.invalid(len(batch))
             raise HTTPException(
                 422,
                 [
@@ -341,6 +364,8 @@ def create_app(
                 ],
             )
         if errors := _missing_required(batch, model.raw_columns_):
+            if recorder is not None:
+                recorder.invalid(len(batch))
             raise HTTPException(422, errors)
         if explain:  # reasons and comparables work on a listing frame
             valued = predict.value_frame(
@@ -353,6 +378,8 @@ def create_app(
             raw = model.encoder_.encode_records([item.model_dump() for item in batch])
             prices, errors, warnings = predict.value_matrix(model, raw, level)
             explanations = [None] * len(batch)
+        if recorder is not None:
+            recorder.valued(prices[:, 0], errors, warnings)
         response = ValuationResponse(
             model=current.info,
             valuations=[
@@ -371,6 +398,14 @@ def create_app(
         )
         # Already validated by construction: skip FastAPI's second validation of the answer.
         return Response(response.model_dump_json(), media_type="application/json")
+
+    if recorder is not None:
+
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics() -> Response:
+            """Prometheus metrics, text format: every worker's when the server runs several."""
+            body, content_type = recorder.exposition()
+            return Response(body, headers={"Content-Type": content_type})
 
     return app
 

@@ -8,15 +8,24 @@ working directory, so everything the workers need travels there:
 - HOMEVISION_MODEL_REF: the model reference (absent or empty: the champion);
 - HOMEVISION_HOME, HOMEVISION_PARAMS, MLFLOW_TRACKING_URI: the project root, params.yaml and
   tracking store, read by homevision.config and homevision.tracking as in every command;
-- HOMEVISION_VERBOSE=1: debug logging.
+- HOMEVISION_VERBOSE=1: debug logging;
+- PROMETHEUS_MULTIPROC_DIR: the folder where every worker keeps its Prometheus metrics, so that
+  GET /metrics, whichever worker answers it, adds up all of them. It must be set, and empty,
+  before the workers start: `homevision serve` does it (`multiprocess_metrics`).
 
-The same factory serves `uvicorn --factory homevision.serving.app:create_from_env --workers N`.
+The same factory serves `uvicorn --factory homevision.serving.app:create_from_env --workers N`;
+set PROMETHEUS_MULTIPROC_DIR to an empty folder first, or each scrape sees one worker's counts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +34,9 @@ if TYPE_CHECKING:
 APP_FACTORY = "homevision.serving.app:create_from_env"
 MODEL_REF_ENV = "HOMEVISION_MODEL_REF"
 VERBOSE_ENV = "HOMEVISION_VERBOSE"
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in every worker
+
+log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
@@ -38,6 +50,37 @@ def default_workers() -> int:
     else:
         cores = os.cpu_count()
     return max(1, cores or 1)
+
+
+@contextmanager
+def multiprocess_metrics(workers: int) -> Iterator[Path | None]:
+    """Prepare PROMETHEUS_MULTIPROC_DIR for a server of `workers` processes, for as long as it
+    runs; yield the folder (None: one process, metrics kept in memory).
+
+    Several workers: a new temporary folder, removed when the block ends (a server killed with
+    SIGKILL leaves it behind, in the temporary directory). A folder already named by the
+    environment is used, even for one worker, and emptied of metric files first: files left by
+    an earlier server would add its counts (and its workers' model versions) to this one's."""
+    given = os.environ.get(METRICS_DIR_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        log.info("Metrics of the workers are gathered in %s (%s)", folder, METRICS_DIR_ENV)
+        yield folder
+        return
+    if workers <= 1:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="homevision-metrics-"))
+    os.environ[METRICS_DIR_ENV] = str(folder)
+    log.info("Metrics of the %d workers are gathered in %s", workers, folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop(METRICS_DIR_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def create_from_env() -> FastAPI:

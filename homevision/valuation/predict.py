@@ -29,6 +29,7 @@ OUTPUT_COLUMNS = [
 ]
 DEFAULT_SUPPORT_FACTOR = 3.0
 PRICE_COLUMNS = ["predicted_close_price", "close_price_low", "close_price_high"]
+UNSUPPORTED = "is outside what this model supports"  # in the error of a refused valuation
 
 
 @dataclass
@@ -141,6 +142,12 @@ def _frame(
     )
 
 
+def refusal_reason(error: str) -> str:
+    """Why a row was refused, in one word, from its `error`: "unsupported" (the valuation falls
+    outside the prices the model supports) or "failed" (the model gave no valuation)."""
+    return "unsupported" if UNSUPPORTED in error else "failed"
+
+
 def _level(model, confidence: float | None) -> float:
     """The range level to report: `confidence` if the model carries it (else ValueError)."""
     level = model.confidence if confidence is None else confidence
@@ -206,7 +213,7 @@ def _flags(
         low, high = price_range[0] / factor, price_range[1] * factor
         for i in np.flatnonzero(finite & ((point < low) | (point > high))):
             errors[i] = (
-                f"valuation ${point[i]:,.0f} is outside what this model supports "
+                f"valuation ${point[i]:,.0f} {UNSUPPORTED} "
                 f"(${low:,.0f} to ${high:,.0f}: its training prices ${price_range[0]:,.0f} to "
                 f"${price_range[1]:,.0f}, divided or multiplied by {factor:g}); not reported"
             )

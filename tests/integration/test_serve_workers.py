@@ -49,6 +49,27 @@ def wait_for_workers(
     pytest.fail(f"{WORKERS} workers did not come up ({ready} did): {_log_tail(log)}")
 
 
+def start_workers(home: Path, port: int, log: Path, **env: str) -> subprocess.Popen:
+    """Start `homevision serve --workers WORKERS` on 127.0.0.1:`port` for the project `home`
+    (its local tracking store), with `env` added to the environment and its output in `log`."""
+    full = {
+        **os.environ,
+        "HOMEVISION_HOME": str(home),
+        "HOMEVISION_PARAMS": str(ROOT / "params.yaml"),
+        **env,
+    }
+    full.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "homevision.cli", "serve", "--workers", str(WORKERS)]
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            env=full,
+            cwd=home,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def value_and_name_worker(base: str, mls: int) -> tuple[int, int]:
     """POST one valuation, then ask /health on the same keep-alive connection (hence the same
     worker process); return the valuation's status code and that worker's pid."""
@@ -77,22 +98,8 @@ def test_two_workers_share_concurrent_valuations(trained_home, tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    env = {
-        **os.environ,
-        "HOMEVISION_HOME": str(trained_home),
-        "HOMEVISION_PARAMS": str(ROOT / "params.yaml"),
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "homevision.cli", "serve", "--workers", str(WORKERS)]
     workers: set[int] = set()
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=trained_home,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    server = start_workers(trained_home, port, log)
     try:
         workers = wait_for_workers(base, server, log)
         assert server.pid not in workers  # the workers are processes of their own
