@@ -26,6 +26,8 @@ from homevision.data.synthetic import generate_listings, write_listings
 from homevision.features import feature_set_names, get_feature_set
 from homevision.logging_setup import setup_logging
 
+# `make services` prints this export: the PostgreSQL database for Optuna studies.
+OPTUNA_STORAGE_ENV = "HOMEVISION_OPTUNA_STORAGE"
 app = typer.Typer(
     help="homevision: value homes from an MLS listings export.",
     no_args_is_help=True,
@@ -218,8 +220,9 @@ def train(
     storage: Annotated[
         str | None,
         typer.Option(
+            envvar=OPTUNA_STORAGE_ENV,
             help="Optuna storage URL to keep the studies in (default: in memory). Studies are "
-            "named by data, folds and search space, so no run reuses another's trials."
+            "named by data, folds and search space, so no run reuses another's trials.",
         ),
     ] = None,
 ) -> None:
@@ -335,8 +338,9 @@ def tune(
     storage: Annotated[
         str | None,
         typer.Option(
+            envvar=OPTUNA_STORAGE_ENV,
             help="Optuna storage URL shared by processes, e.g. "
-            "postgresql://USER@HOST:PORT/DB (default: optuna.db, SQLite, in the project)."
+            "postgresql://USER@HOST:PORT/DB (default: optuna.db, SQLite, in the project).",
         ),
     ] = None,
     study: Annotated[

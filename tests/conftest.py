@@ -51,6 +51,7 @@ def _isolated_project(tmp_path, monkeypatch):
     monkeypatch.setenv("HOMEVISION_PARAMS", str(ROOT / "params.yaml"))
     monkeypatch.delenv("HOMEVISION_DATA", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HOMEVISION_OPTUNA_STORAGE", raising=False)
 
 
 # Services (`make services`): tests marked `server` use the running MLflow server and PostgreSQL.

@@ -183,3 +183,15 @@ def test_cli_tunes_in_two_workers_with_each_trial_a_child_run_on_the_server(
     assert all(r.info.status == "FINISHED" and "rmse" in r.data.metrics for r in children)
     assert tune_run.data.tags["workers"] == "2" and "best_rmse" in tune_run.data.metrics
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_storage_exported_by_make_services_is_the_default(synthetic_csv, tmp_path, monkeypatch):
+    """`make services` prints HOMEVISION_OPTUNA_STORAGE; tune (and train) keep studies there."""
+    db = tmp_path / "exported.db"
+    monkeypatch.setenv("HOMEVISION_OPTUNA_STORAGE", f"sqlite:///{db}")
+    args = ["tune", "--candidate", "ridge", "--data", str(synthetic_csv), "--trials", "1"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    studies = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    assert len(studies) == 1 and studies[0].n_trials == 1
+    assert not (tmp_path / "optuna.db").exists()
