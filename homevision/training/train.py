@@ -56,6 +56,7 @@ from homevision.training.selection import (
     replay_settings,
     select_and_tune,
 )
+from homevision.training.tune_job import TrialRunLogger
 from homevision.valuation.explain import global_importance, summary_plot
 from homevision.valuation.model import ValuationModel, ValuationPyfunc
 
@@ -489,21 +490,12 @@ def log_candidate(name: str, spec: dict[str, Any], result) -> None:
     )
 
 
-def trial_logger(candidate: str):
-    def log_trial(trial, params, result) -> None:
-        with mlflow.start_run(run_name=f"{candidate}-trial-{trial.number}", nested=True):
-            mlflow.set_tags(
-                {
-                    "homevision.stage": "trial",
-                    "candidate": candidate,
-                    "pruned": str(result is None or len(result.per_repeat) == 0),
-                }
-            )
-            mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
-            if result is not None and len(result.per_repeat):
-                mlflow.log_metrics(result.summary())
-
-    return log_trial
+def trial_logger(candidate: str) -> TrialRunLogger:
+    """Return the callback that logs each of `candidate`'s trials as a child of the active run."""
+    run = mlflow.active_run()
+    return TrialRunLogger(
+        candidate, run.info.run_id, mlflow.get_tracking_uri(), run.info.experiment_id
+    )
 
 
 def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id):

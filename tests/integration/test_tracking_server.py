@@ -66,6 +66,12 @@ def test_train_registers_the_champion_on_the_server(tracking_server, first_champ
     # Artifacts go through the server (mlflow-artifacts:), not to a path on this machine.
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     assert {"cv_rmse", "cv_mae", "cv_r2"} <= set(run.data.metrics), sorted(run.data.metrics)
+    trials = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{version.run_id}' "
+        "and tags.`homevision.stage` = 'trial'",
+    )
+    assert trials, "the tuning trials are not child runs of the train run"
     names = {a.path for a in client.list_artifacts(version.run_id)}
     assert "model_card.md" in names, names
     card = Path(client.download_artifacts(version.run_id, "model_card.md"))
