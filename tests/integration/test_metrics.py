@@ -87,12 +87,13 @@ def test_counters_move_with_valuations_refusals_and_extrapolations(served_home):
     assert value(after, "homevision_model_loaded") == 1
 
 
-def model_info(samples: Samples) -> dict[str, float]:
-    """{version: value} of homevision_model_info."""
+def served_versions(samples: Samples, run_id: str) -> set[str]:
+    """The versions of run `run_id` that homevision_model_info marks as served (value 1). The
+    metrics are per process, and earlier tests' apps in this process served other labels."""
     return {
-        dict(labels)["version"]: v
+        dict(labels)["version"]
         for (name, labels), v in samples.items()
-        if name == "homevision_model_info"
+        if name == "homevision_model_info" and dict(labels)["run_id"] == run_id and v == 1
     }
 
 
@@ -119,7 +120,8 @@ def test_model_info_follows_reloads(served_home):
         }
         assert info["name"] == "homevision-price" and info["run_id"]
         assert value(first, "homevision_model_info", **labels) == 1
-        assert model_info(first)["1"] == 1 and value(first, "homevision_model_loaded") == 1
+        assert served_versions(first, info["run_id"]) == {"1"}
+        assert value(first, "homevision_model_loaded") == 1
 
         assert c.post("/model/reload").json()["version"] == "2"
         second = scrape(c)
@@ -129,7 +131,7 @@ def test_model_info_follows_reloads(served_home):
 
         assert c.post("/model/reload").status_code == 503  # still serving version 2
         third = scrape(c)
-        assert {k: v for k, v in model_info(third).items() if v} == {"2": 1}
+        assert served_versions(third, info["run_id"]) == {"2"}
         assert delta(second, third, "homevision_model_reloads_total", outcome="failed") == 1
         assert value(third, "homevision_model_loaded") == 1
 
@@ -183,7 +185,9 @@ def test_two_workers_metrics_add_up(trained_home, tmp_path):
             assert value(samples, latency, **VALUED[1]) == sent
             assert value(samples, "homevision_valuations_total") == sent
             assert value(samples, "homevision_valuation_price_dollars_count") == sent
-            assert model_info(samples) == {"1": 1}  # one series for both workers, no pid
+            infos = [(dict(k), v) for (n, k), v in samples.items() if n == "homevision_model_info"]
+            assert len(infos) == 1  # one series for both workers, no pid
+            assert infos[0][0]["version"] == "1" and infos[0][1] == 1
             assert value(samples, "homevision_model_loaded") == 1
         assert {f"counter_{pid}.db" for pid in workers} <= {p.name for p in folder.iterdir()}
     finally:
