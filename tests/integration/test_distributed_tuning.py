@@ -49,6 +49,12 @@ def slow_trial(trial, params, result) -> None:
     time.sleep(TRIAL_SECONDS)
 
 
+def long_first_trial(trial, params, result) -> None:
+    """Hold trial 0 open long enough to be killed well inside it (after its parameters are
+    stored and its heartbeat has beaten), the others as `slow_trial`."""
+    time.sleep(6.0 if trial.number == 0 else TRIAL_SECONDS)
+
+
 @pytest.fixture(scope="module")
 def rows() -> tuple[pd.DataFrame, pd.Series, list]:
     X = generate_listings(300, seed=5)
@@ -120,18 +126,26 @@ def test_a_killed_workers_trial_fails_by_heartbeat_and_its_replacement_finishes(
     beat = Heartbeat(interval=1, grace=4, retries=1)
     prepare_study("ridge", optuna_postgres, name, 0, rows_key(X, y, splits), heartbeat=beat)
     job = WorkerJob(
-        "ridge", FS, X, y, splits, optuna_postgres, name, on_trial=slow_trial, heartbeat=beat
+        "ridge", FS, X, y, splits, optuna_postgres, name, on_trial=long_first_trial, heartbeat=beat
     )
     pool = WorkerPool(job, size=1, tickets=Tickets(3))
     pool.start()
     try:
         victim = pool.workers[0].process
         study = _study(optuna_postgres, name)
-        deadline = time.monotonic() + 40
-        while not (running := study.get_trials(states=(optuna.trial.TrialState.RUNNING,))):
+        deadline = time.monotonic() + 60
+
+        def running_with_params() -> list[optuna.trial.FrozenTrial]:
+            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            return [t for t in running if t.params]
+
+        while not running_with_params():
             assert time.monotonic() < deadline, "the worker never started a trial"
             time.sleep(0.1)
-        killed = running[0]
+        # A trial with no heartbeat yet is never seen as stale: let it beat before the kill.
+        time.sleep(beat.interval + 0.5)
+        (killed,) = running_with_params()
+        assert killed.number == 0
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(timeout=10)
         # Dead, but within the grace period its trial still looks alive.
