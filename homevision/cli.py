@@ -164,12 +164,45 @@ def sample_data(
     rows: Annotated[int, typer.Option(min=1, help="Number of listings.")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same file.")] = 0,
     output: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
+    market_seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the market (school and subdivision effects). Default: --seed."),
+    ] = None,
+    month: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Months after the base year: sales close in that month (2020-06 + N)."
+        ),
+    ] = 0,
+    price_trend: Annotated[
+        float, typer.Option(help="Price trend per month, compounding (0.01: +1%/month).")
+    ] = 0.0,
+    mix_shift: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Shift of the mix towards bigger, newer, attached homes."
+        ),
+    ] = 0.0,
+    new_school: Annotated[
+        str | None, typer.Option(help="Open a school with this name (its own price effect).")
+    ] = None,
+    new_school_share: Annotated[
+        float, typer.Option(help="Share of the listings in the new school.")
+    ] = 0.15,
 ) -> None:
-    """Write synthetic listings with a known price model, in the real export's format."""
+    """Write synthetic listings with a known price model, in the real export's format; the
+    drift options simulate a market moving (for monitoring tests and demos)."""
+    from homevision.data.synthetic import MarketDrift
+
     target = output or paths().raw / "synthetic-listings.csv"
+    try:
+        drift = MarketDrift(month, price_trend, mix_shift, new_school, new_school_share)
+    except ValueError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
     start = time.perf_counter()
     with console.status(f"Generating {rows:,} listings..."):
-        write_listings(generate_listings(rows, seed), target)
+        write_listings(generate_listings(rows, seed, market_seed, drift), target)
     console.print(f"Wrote {rows:,} listings to {target} in {time.perf_counter() - start:.1f} s")
 
 

@@ -25,11 +25,19 @@ errors), 0.3% missing lot sizes, zero lots on most townhouses, rare school names
 that appears only among unsold rows. The file format matches the real export: every value quoted,
 CRLF line ends, BathsTotal as "F.H", a CloseDate (2019-07-01 .. 2020-06-30) on sold rows. Output
 is deterministic per seed.
+
+A market that moves (`MarketDrift`, for monitoring tests and the drift benchmark): month M after
+that year, every price is multiplied by (1 + price_trend) ** M, sales close within that calendar
+month (2020-06 + M), MLS numbers are unique to the month, and `mix_shift` (0..1) moves the mix of
+homes towards bigger, newer, attached homes; `new_school` opens a school (a price effect of its
+own) that takes `new_school_share` of the month's listings. With no drift, every column is as
+before for a given seed.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,14 +91,61 @@ YEAR_BUILT = {
 }
 
 
-def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) -> pd.DataFrame:
+FIRST_DRIFT_MONTH = pd.Timestamp("2020-07-01")  # month 1 of a drifting market
+NEW_SCHOOL_EFFECT = 0.12  # log-price premium of a school opened by MarketDrift.new_school
+
+
+@dataclass(frozen=True)
+class MarketDrift:
+    """How far the market has moved from the base year: see the module docstring."""
+
+    month: int = 0
+    price_trend: float = 0.0  # per month, compounding: 0.01 is +1%/month
+    mix_shift: float = 0.0  # 0 = the base mix, 1 = a strong shift to bigger/newer/attached homes
+    new_school: str | None = None
+    new_school_share: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.month < 0:
+            raise ValueError("month must be 0 or more")
+        if not 0.0 <= self.mix_shift <= 1.0:
+            raise ValueError("mix_shift must be between 0 and 1")
+        if not 0.0 < self.new_school_share < 1.0:
+            raise ValueError("new_school_share must be between 0 and 1")
+        if self.price_trend <= -1.0:
+            raise ValueError("price_trend must be above -1")
+
+    @property
+    def log_price_shift(self) -> float:
+        """Return the log-price shift of the trend at this month."""
+        return self.month * float(np.log1p(self.price_trend))
+
+
+def _year_built_weights(mix: float) -> np.ndarray:
+    """Return YEAR_BUILT's probabilities with new construction up by `mix` x 25 points."""
+    base = np.array(list(YEAR_BUILT.values()))
+    if mix == 0:
+        return base
+    moved = np.array([-0.25, 0.125, 0.125, 0.0]) * mix
+    return (base + moved) / (base + moved).sum()
+
+
+def generate_listings(
+    rows: int,
+    seed: int = 0,
+    market_seed: int | None = None,
+    drift: MarketDrift | None = None,
+) -> pd.DataFrame:
     """Return `rows` synthetic listings (strings and nullable ints, export column names).
 
     `market_seed` fixes the market (school and subdivision price effects; default: `seed`), so
-    fresh homes from the same market can be drawn with another `seed`.
+    fresh homes from the same market can be drawn with another `seed`. `drift` moves the market
+    (prices, mix, a new school) to a later month.
     """
     if rows < 1:
         raise ValueError("rows must be at least 1")
+    drift = drift or MarketDrift()
+    mix = drift.mix_shift
     rng = np.random.default_rng(seed)
     market = np.random.default_rng(seed if market_seed is None else market_seed)
     n = rows
@@ -103,11 +158,11 @@ def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) 
     sub_effect = market.normal(0, SUBDIVISION_SD, size=SUBDIVISIONS)
 
     subtype_draw = rng.random(n)
-    townhouse = subtype_draw < 0.09
-    duplex = (subtype_draw >= 0.09) & (subtype_draw < 0.10)
+    townhouse = subtype_draw < 0.09 + 0.12 * mix
+    duplex = (subtype_draw >= 0.09 + 0.12 * mix) & (subtype_draw < 0.10 + 0.12 * mix)
     attached = townhouse | duplex
 
-    sqft = np.exp(rng.normal(np.log(2700), 0.36, size=n) - 0.35 * attached)
+    sqft = np.exp(rng.normal(np.log(2700) + 0.25 * mix, 0.36, size=n) - 0.35 * attached)
     sqft = np.clip(np.round(sqft), 850, 9500).astype(np.int64)
     beds = np.clip(np.round(0.9 + sqft / 850 + rng.normal(0, 0.55, n)), 1, 6).astype(np.int64)
     full = np.clip(np.round(sqft / 1250 + rng.normal(0, 0.45, n)), 1, 7).astype(np.int64)
@@ -116,7 +171,7 @@ def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) 
     lot[attached & (rng.random(n) < 0.6)] = 0.0
     cdom = np.round(rng.exponential(45, n)).astype(np.int64)
     pool = rng.random(n) < 0.18 + 0.1 * (sqft > 3500)
-    year_built = rng.choice(list(YEAR_BUILT), size=n, p=list(YEAR_BUILT.values()))
+    year_built = rng.choice(list(YEAR_BUILT), size=n, p=_year_built_weights(mix))
     new_build = np.char.startswith(year_built.astype(str), "New Construction")
     stories = np.where(sqft > 2300, rng.choice([2, 3], n, p=[0.92, 0.08]), rng.choice([1, 2], n))
     garage = np.clip(np.round(1 + sqft / 1800 + rng.normal(0, 0.4, n)), 0, 4).astype(np.int64)
@@ -138,6 +193,12 @@ def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) 
         + 0.03 * new_build
         - 0.10 * attached
     )
+    opened = np.zeros(n, dtype=bool)
+    if drift.new_school:
+        # Drawn from the month's own generator after the base draws: other columns keep theirs.
+        opened = np.random.default_rng([seed, drift.month, 7]).random(n) < drift.new_school_share
+        structural = structural + NEW_SCHOOL_EFFECT * opened - school_effect[school_idx] * opened
+    structural = structural + drift.log_price_shift
     log_price = structural + rng.normal(0, NOISE_SIGMA, n)
     price = np.round(np.exp(log_price), -2).astype(np.int64)
     list_price = np.round(price * np.exp(rng.normal(0.025, 0.035, n)), -2).astype(np.int64)
@@ -152,6 +213,7 @@ def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) 
     lot_out = pd.Series(lot, dtype="Float64")
     lot_out[rng.random(n) < 0.003] = pd.NA
     school_out = names[school_idx].astype(object)
+    school_out[opened] = drift.new_school
     unsold_positions = np.flatnonzero(~sold)
     if len(unsold_positions) >= 20:
         k = max(2, len(unsold_positions) // 500)
@@ -167,13 +229,19 @@ def generate_listings(rows: int, seed: int = 0, market_seed: int | None = None) 
     )
     close = pd.Series(price, dtype="Int64").where(sold)
     # Drawn last so every column above stays as it was for a given seed.
-    close_day = pd.Timestamp("2019-07-01") + pd.to_timedelta(rng.integers(0, 366, n), unit="D")
+    if drift.month == 0:
+        close_day = pd.Timestamp("2019-07-01") + pd.to_timedelta(rng.integers(0, 366, n), unit="D")
+    else:
+        start = FIRST_DRIFT_MONTH + pd.DateOffset(months=drift.month - 1)
+        days = (start + pd.DateOffset(months=1) - start).days
+        close_day = start + pd.to_timedelta(rng.integers(0, days, n), unit="D")
     close_date = pd.Series(close_day.strftime("%Y-%m-%d"), dtype=object).where(sold)
     high = np.array([s[2] for s in SCHOOLS])[school_idx]
     city = np.array([s[3] for s in SCHOOLS])[school_idx]
     return pd.DataFrame(
         {
-            "MLSNumber": 20_000_000 + rng.permutation(n),
+            # Unique across the months of a drifting market (a month holds at most 1M listings).
+            "MLSNumber": 20_000_000 + 1_000_000 * drift.month + rng.permutation(n),
             "Status": status,
             "BathsFull": full,
             "BathsHalf": half,

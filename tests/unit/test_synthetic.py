@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from homevision.data.listings import load_listings
 from homevision.data.synthetic import (
     NOISE_SIGMA,
     UNSOLD_ONLY_SCHOOL,
+    MarketDrift,
     generate_listings,
     write_listings,
 )
@@ -83,3 +85,64 @@ def test_documented_noise_is_recovered_by_the_true_model():
     dof = len(y) - np.linalg.matrix_rank(design)
     sigma = np.sqrt((residual**2).sum() / dof)
     assert abs(sigma - NOISE_SIGMA) < 0.006, sigma
+
+
+def test_no_drift_is_the_base_market():
+    base = generate_listings(300, seed=4)
+    pd.testing.assert_frame_equal(base, generate_listings(300, seed=4, drift=MarketDrift()))
+
+
+def test_price_trend_compounds_by_month_with_everything_else_fixed():
+    base = generate_listings(800, seed=1, market_seed=0, drift=MarketDrift(month=1))
+    later = generate_listings(
+        800, seed=1, market_seed=0, drift=MarketDrift(month=1, price_trend=0.02)
+    )
+    ratio = later["ListPrice"] / base["ListPrice"]
+    assert ratio.between(1.02 - 0.002, 1.02 + 0.002).all()  # rounding to $100 only
+    pd.testing.assert_series_equal(base["SqFtTotal"], later["SqFtTotal"])
+
+
+def test_a_month_closes_its_sales_in_that_month_with_its_own_mls_numbers():
+    month3 = generate_listings(500, seed=2, drift=MarketDrift(month=3))
+    dates = pd.to_datetime(month3["CloseDate"].dropna())
+    assert dates.min() >= pd.Timestamp("2020-09-01")
+    assert dates.max() <= pd.Timestamp("2020-09-30")
+    month4 = generate_listings(500, seed=2, drift=MarketDrift(month=4))
+    assert set(month3["MLSNumber"]).isdisjoint(month4["MLSNumber"])
+
+
+def test_mix_shift_moves_to_bigger_newer_attached_homes():
+    base = generate_listings(3000, seed=5)
+    shifted = generate_listings(3000, seed=5, drift=MarketDrift(mix_shift=1.0))
+    assert shifted["SqFtTotal"].median() > 1.15 * base["SqFtTotal"].median()
+    new = shifted["YearBuiltDetails"].str.startswith("New Construction").mean()
+    assert new > base["YearBuiltDetails"].str.startswith("New Construction").mean() + 0.15
+    attached = shifted["PropertySubType"] != "RES-Single Family"
+    assert attached.mean() > (base["PropertySubType"] != "RES-Single Family").mean() + 0.08
+
+
+def test_new_school_takes_its_share_and_prices_with_its_own_effect():
+    drift = MarketDrift(new_school="Zephyr Park", new_school_share=0.2)
+    frame = generate_listings(2000, seed=6, drift=drift)
+    share = (frame["ElementarySchoolName"] == "Zephyr Park").mean()
+    assert 0.17 < share < 0.23
+    with pytest.raises(ValueError, match="mix_shift"):
+        MarketDrift(mix_shift=2.0)
+
+
+def test_sample_data_cli_writes_a_drifted_month(tmp_path):
+    from typer.testing import CliRunner
+
+    from homevision.cli import app
+
+    out = tmp_path / "m2.csv"
+    args = ["sample-data", "--rows", "300", "--month", "2", "--price-trend", "0.01"]
+    result = CliRunner().invoke(app, [*args, "--new-school", "Zephyr Park", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = load_listings(out).typed
+    assert (frame["ElementarySchoolName"] == "Zephyr Park").any()
+    assert pd.to_datetime(frame["CloseDate"].dropna()).dt.month.eq(8).all()
+    bad = CliRunner().invoke(
+        app, ["sample-data", "--new-school-share", "1.5", "--output", str(out)]
+    )
+    assert bad.exit_code == 2
