@@ -1,0 +1,123 @@
+"""The training history's merge: one row per MLSNumber, the newest row wins, counts that add up,
+and bytes that depend only on the inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from homevision.data.listings import load_listings
+from homevision.data.synthetic import MarketDrift, generate_listings, write_listings
+from homevision.flow.history import (
+    empty_manifest,
+    free_name,
+    load_history,
+    load_manifest,
+    manifest_text,
+    merge_export,
+    pending_exports,
+    processed_hashes,
+    with_merges,
+)
+
+
+def _rows(*rows: tuple[str, str, str | None]) -> pd.DataFrame:
+    """Return a string frame of (MLSNumber, Status, ClosePrice) rows, like read_export's."""
+    return pd.DataFrame(
+        [{"MLSNumber": m, "Status": s, "ClosePrice": p if p else np.nan} for m, s, p in rows]
+    )
+
+
+def test_first_merge_starts_from_the_export_alone():
+    export = _rows(("3", "Active", None), ("1", "Sold", "300000"), ("2", "Sold", "410000"))
+    merged, counts = merge_export(pd.DataFrame(), export)
+    assert list(merged["MLSNumber"]) == ["1", "2", "3"]  # sorted by number
+    assert (counts.added, counts.updated, counts.unchanged, counts.new_sales) == (3, 0, 0, 2)
+
+
+def test_the_newest_status_wins_and_newly_sold_counts_as_a_new_sale():
+    history = _rows(("1", "Active", None), ("2", "Sold", "410000"), ("3", "Pending", None))
+    export = _rows(("1", "Sold", "305000"), ("2", "Sold", "410000"), ("4", "Active", None))
+    merged, counts = merge_export(history, export)
+    by_id = merged.set_index("MLSNumber")
+    assert by_id.loc["1", "Status"] == "Sold" and by_id.loc["1", "ClosePrice"] == "305000"
+    assert by_id.loc["3", "Status"] == "Pending"  # untouched rows stay
+    assert len(merged) == 4
+    assert counts.added == 1  # 4
+    assert counts.updated == 1  # 1 sold since
+    assert counts.unchanged == 1  # 2 the same
+    assert counts.new_sales == 1  # 1 (2 was sold before)
+
+
+def test_a_sale_taken_back_is_replaced_too():
+    history = _rows(("1", "Sold", "300000"))
+    merged, counts = merge_export(history, _rows(("1", "Active", None)))
+    assert merged.loc[0, "Status"] == "Active" and pd.isna(merged.loc[0, "ClosePrice"])
+    assert (counts.updated, counts.new_sales) == (1, 0)
+
+
+def test_duplicates_within_one_file_keep_its_last_row():
+    export = _rows(("7", "Active", None), ("7.0", "Sold", "500000"), (" 7", "Sold", "510000"))
+    merged, counts = merge_export(pd.DataFrame(), export)
+    assert len(merged) == 1 and merged.loc[0, "ClosePrice"] == "510000"
+    assert (counts.added, counts.new_sales) == (1, 1)
+
+
+def test_rows_without_an_mls_number_are_left_out():
+    export = _rows(("1", "Sold", "300000"), ("", "Sold", "1"), ("abc", "Active", None))
+    merged, counts = merge_export(pd.DataFrame(), export)
+    assert list(merged["MLSNumber"]) == ["1"]
+    assert counts.without_id == 2
+
+
+def test_new_columns_are_added_and_missing_ones_left_empty():
+    history = _rows(("1", "Sold", "300000")).assign(City="Frisco")
+    export = _rows(("2", "Active", None)).assign(PoolYN="True")
+    merged, _ = merge_export(history, export)
+    assert list(merged.columns) == ["MLSNumber", "Status", "ClosePrice", "City", "PoolYN"]
+    assert pd.isna(merged.set_index("MLSNumber").loc["2", "City"])
+
+
+def test_merges_are_reproducible_to_the_byte_and_readable_by_train(tmp_path):
+    base = write_listings(generate_listings(300, seed=1), tmp_path / "a.csv")
+    later = generate_listings(200, seed=2, drift=MarketDrift(month=1))  # numbers of its own
+    later.loc[:49, "MLSNumber"] = generate_listings(300, seed=1)["MLSNumber"][:50].to_numpy()
+    later = write_listings(later, tmp_path / "b.csv")
+    outputs = []
+    for attempt in range(2):
+        history = pd.DataFrame()
+        for path in (base, later):
+            history, _ = merge_export(history, load_listings(path).validation.accepted)
+        outputs.append(write_listings(history, tmp_path / f"history-{attempt}.csv").read_bytes())
+    assert outputs[0] == outputs[1]
+    again = load_history(tmp_path / "history-0.csv")
+    assert len(again) == len(history)
+    merged_again, counts = merge_export(again, load_listings(later).validation.accepted)
+    assert counts.added == 0 and counts.updated == 0  # the history round-trips exactly
+    assert len(history) == 300 + 150  # 50 of the later numbers were already held
+    assert write_listings(merged_again, tmp_path / "c.csv").read_bytes() == outputs[0]
+    assert load_listings(tmp_path / "c.csv").validation.rejected.empty
+
+
+def test_manifest_records_merges_without_changing_the_input(tmp_path):
+    manifest = empty_manifest()
+    entry = {"file": "a.csv", "sha256": "f" * 64, "rows_added": 3, "rows_updated": 0}
+    after = with_merges(manifest, [entry], "0" * 64, 3)
+    assert manifest["merges"] == [] and after["merges"] == [entry]
+    assert processed_hashes(after) == {"f" * 64}
+    path = tmp_path / "manifest.json"
+    path.write_text(manifest_text(after))
+    assert load_manifest(path) == after
+    assert manifest_text(load_manifest(path)) == manifest_text(after)
+    assert load_manifest(tmp_path / "absent.json") == empty_manifest()
+
+
+def test_pending_exports_in_name_order_and_free_archive_names(tmp_path):
+    for name in ("b.csv", "a.parquet", "notes.txt", ".hidden.csv"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "archive").mkdir()
+    assert [p.name for p in pending_exports(tmp_path)] == ["a.parquet", "b.csv"]
+    assert pending_exports(tmp_path / "absent") == []
+    assert free_name(tmp_path / "archive", "b.csv", "abcdef0123") == tmp_path / "archive/b.csv"
+    (tmp_path / "archive" / "b.csv").write_text("x")
+    assert free_name(tmp_path / "archive", "b.csv", "abcdef0123").name == "b.abcdef01.csv"
