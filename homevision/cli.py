@@ -410,6 +410,90 @@ def tune(
     )
 
 
+@app.command()
+def monitor(
+    model: ModelOption = None,
+    current: Annotated[
+        Path | None,
+        typer.Option(help="The new export to check. Default: the configured data."),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="An export to compare with instead of the model's own training data "
+            "(logged with it)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the reports. Default: reports/monitoring/."),
+    ] = None,
+    pushgateway: Annotated[
+        str | None,
+        typer.Option(help="Also push the drift gauges to this Prometheus Pushgateway (host:port)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary.")] = False,
+) -> None:
+    """Check a new export for drift against the model's training data (Evidently).
+
+    Tests the model's input columns, its valuations, the sale prices and valuation errors of
+    the export's sales, and data quality (missing values, values out of the training range,
+    unseen categories). Writes HTML reports, a JSON summary and a Prometheus textfile under
+    reports/monitoring/ and logs them to MLflow. Exit 0 when nothing drifted, 3 when drift was
+    found, 2 when the file is not an export or the model (or its reference) cannot be found.
+    """
+    from homevision.config import load_params
+    from homevision.monitoring.drift import push, run_monitor
+    from homevision.tracking import ModelNotFoundError
+
+    source = resolve_data_path(current)
+    try:
+        with console.status(f"Checking {source.name} for drift..."):
+            report = run_monitor(source, model, reference, output)
+    except (NotAnExportError, ModelNotFoundError, LookupError) as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    if pushgateway:
+        push(report.summary, pushgateway)
+    if as_json:
+        typer.echo(json.dumps(report.summary, default=str))
+    else:
+        _print_drift(report, load_params()["monitoring"]["triggers"])
+    raise typer.Exit(3 if report.detected else 0)
+
+
+def _print_drift(report, triggers: list[str]) -> None:
+    table = Table(title=f"Drift of {report.summary['current']['path']}")
+    for head in ("group", "column", "test", "score", "threshold", "drifted"):
+        table.add_column(head, justify="right" if head in ("score", "threshold") else "left")
+    for c in report.checks:
+        flag = "[bold red]yes[/]" if c.drifted else "no"
+        table.add_row(c.group, c.column, c.method, f"{c.score:.4g}", f"{c.threshold:.4g}", flag)
+    console.print(table)
+    errors = report.summary["errors"]
+    if errors["current"].get("sales"):
+        console.print(
+            f"MdAPE on the export's {errors['current']['sales']} sales: "
+            f"{100 * errors['current']['mdape']:.1f}% (reference, "
+            f"{errors['reference_valuations']}: {100 * errors['reference'].get('mdape', 0):.1f}%)",
+            highlight=False,
+        )
+    if report.summary["sales_note"]:
+        console.print(report.summary["sales_note"], highlight=False)
+    found = [g for g, flag in report.groups.items() if flag]
+    if report.detected:
+        console.print(
+            f"[bold red]Drift found[/] in {', '.join(g for g in found if g in triggers)}: "
+            f"{', '.join(report.drifted_columns)}",
+            highlight=False,
+        )
+    else:
+        reported = [g for g in found if g not in triggers]
+        extra = f" (reported, not a trigger: {', '.join(reported)})" if reported else ""
+        console.print(f"[green]No drift found[/]{extra}.", highlight=False)
+    console.print(f"Reports: {report.html_path.parent}", highlight=False)
+
+
 WORKER_START_SECONDS = 60  # a worker has this long to answer uvicorn's first health ping
 GRACEFUL_SHUTDOWN_SECONDS = 30  # in-flight requests get this long to finish on SIGTERM
 

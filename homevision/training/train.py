@@ -24,6 +24,8 @@ from homevision import tracking
 from homevision.config import PACKAGE_DIR, load_params, paths
 from homevision.data.listings import Listings, load_listings, write_rejected
 from homevision.features import FeatureSet, get_feature_set
+from homevision.monitoring.reference import ARTIFACT_DIR as REFERENCE_DIR
+from homevision.monitoring.reference import build_reference, write_reference
 from homevision.training import plots, promotion
 from homevision.training.budget import (
     NESTED_ROW_FACTOR,
@@ -59,6 +61,7 @@ from homevision.training.selection import (
 from homevision.training.tune_job import TrialRunLogger
 from homevision.valuation.explain import global_importance, summary_plot
 from homevision.valuation.model import ValuationModel, ValuationPyfunc
+from homevision.valuation.predict import value_frame
 
 log = logging.getLogger(__name__)
 TARGET = "ClosePrice"
@@ -256,6 +259,7 @@ def train(
             seed=settings.plan.seed,
         ).fit(X, y)
         importance, contributions = _importance(model, X, clock.remaining * 0.4, notes)
+        _log_reference(model, listings, selection)
         version, promoted, note = _log_and_register(
             model, X, fs, selection, data_hash, decision, name, run_id
         )
@@ -465,6 +469,21 @@ def _importance(model: ValuationModel, X: pd.DataFrame, seconds: float, notes: l
     importance = global_importance(contributions)
     mlflow.log_metrics({f"importance_{k}": float(v) for k, v in importance.items()})
     return importance, contributions
+
+
+def _log_reference(model: ValuationModel, listings: Listings, selection) -> None:
+    """Log the monitoring reference (homevision/monitoring/reference.py) with the run: the
+    accepted rows, their valuations and the winner's out-of-fold valuations of the sales."""
+    cfg = load_params()["monitoring"]
+    typed = listings.typed
+    sales = listings.labelled
+    oof = pd.Series(selection.results[selection.winner].oof_mean, index=sales.index)
+    valued = value_frame(model, typed).frame["predicted_close_price"].to_numpy()
+    frame = build_reference(
+        typed, model.raw_columns_, valued, oof, int(cfg["reference_max_rows"]), model.seed
+    )
+    with tempfile.TemporaryDirectory() as tmp:  # not the run's folder: reports/ publishes that
+        mlflow.log_artifact(str(write_reference(frame, Path(tmp))), REFERENCE_DIR)
 
 
 def _check_columns(listings: Listings, fs: FeatureSet) -> None:

@@ -1,0 +1,305 @@
+"""`homevision monitor`: a new export against the model's reference, with Evidently.
+
+Loads the model and its reference (logged with it at training, or an export given instead),
+values the new export with the model, runs the checks of homevision/monitoring/checks.py as two
+Evidently reports (all rows; the sales), and writes under reports/monitoring/: the HTML reports,
+a JSON summary and a Prometheus textfile (`homevision_drift_detected`, `homevision_drift_share`
+for monitoring/alerts.yml, read by the node exporter's textfile collector or pushed to a
+Pushgateway). Each run is also an MLflow run (stage `monitor`) with the same files and figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from homevision import tracking
+from homevision.config import load_params, paths
+from homevision.data.listings import is_labelled, load_listings
+from homevision.features import get_feature_set
+from homevision.monitoring import checks as ck
+from homevision.monitoring.reference import OOF_VALUATION, load_reference
+from homevision.valuation.predict import value_frame
+
+log = logging.getLogger(__name__)
+HTML_ALL = "drift_report.html"
+HTML_SALES = "drift_sales.html"
+SUMMARY = "drift_summary.json"
+PROM_FILE = "drift.prom"
+
+
+@dataclass
+class DriftReport:
+    """The verdict, the table behind it and where its files are."""
+
+    detected: bool
+    checks: list[ck.Check]
+    groups: dict[str, bool]
+    summary: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return ck.drifted_columns(self.checks)
+
+    @property
+    def html_path(self) -> Path | None:
+        return next((p for p in self.files if p.name == HTML_ALL), None)
+
+    @property
+    def json_path(self) -> Path | None:
+        return next((p for p in self.files if p.name == SUMMARY), None)
+
+
+def _settings() -> dict[str, Any]:
+    return load_params()["monitoring"]
+
+
+def _reference_frame(model, info: dict[str, Any], reference: Path | None) -> pd.DataFrame:
+    """Return the reference rows with the model's valuations (and out-of-fold ones on sales
+    when the reference was logged with the model)."""
+    if reference is None:
+        if not info.get("run_id"):
+            raise LookupError(f"{info['uri']} names no training run to find its reference in")
+        return load_reference(info["run_id"])
+    typed = load_listings(reference).typed
+    frame = typed.copy()
+    frame[ck.VALUATION] = value_frame(model, typed).frame["predicted_close_price"].to_numpy()
+    frame[OOF_VALUATION] = np.nan  # not the model's training data: its errors are honest
+    return frame.reset_index(drop=True)
+
+
+def _errors(frame: pd.DataFrame, valuation: str) -> pd.DataFrame:
+    """Return the sales of `frame` with their price and log error against `valuation`."""
+    sales = frame[is_labelled(frame)].copy()
+    sales = sales[sales[valuation].notna() & (sales[valuation] > 0)]
+    sales[ck.LOG_ERROR] = ck.log_errors(sales[ck.PRICE], sales[valuation])
+    return sales
+
+
+def _run_report(metrics: list, current, reference):
+    """Run an Evidently report and return its snapshot (scipy's divide warnings on empty bins
+    are Evidently's business, not the user's)."""
+    from evidently import Report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Report(metrics).run(current_data=current, reference_data=reference)
+
+
+def _error_figures(sales: pd.DataFrame) -> dict[str, float]:
+    """Return MdAPE and the median log error (bias) of valuations on `sales`."""
+    if sales.empty:
+        return {"sales": 0}
+    ape = np.abs(np.expm1(sales[ck.LOG_ERROR].to_numpy()))
+    return {
+        "sales": len(sales),
+        "mdape": float(np.median(ape)),
+        "median_log_error": float(sales[ck.LOG_ERROR].median()),
+    }
+
+
+def run_monitor(
+    current: Path,
+    model_ref: str | None = None,
+    reference: Path | None = None,
+    out_dir: Path | None = None,
+    log_to_mlflow: bool = True,
+) -> DriftReport:
+    """Return the drift report of export `current` against the model's reference, after
+    writing its files to `out_dir` (default reports/monitoring/) and logging it to MLflow.
+    Raises NotAnExportError for a file that is not an export, ModelNotFoundError for a model
+    that does not resolve and LookupError for a model with no logged reference."""
+    started = time.perf_counter()
+    cfg = _settings()
+    listings = load_listings(current)
+    model = tracking.load_model(model_ref)
+    info = tracking.describe_model(model_ref)
+    fs = get_feature_set(model.feature_set)
+    numeric, categorical = ck.input_columns(fs)
+    ref = _reference_frame(model, info, reference)
+    cur = listings.typed.reset_index(drop=True)
+    cur[ck.VALUATION] = value_frame(model, cur).frame["predicted_close_price"].to_numpy()
+
+    hidden = [c for c in fs.high_cardinality if c in ref.columns and c in cur.columns]
+    ref_rows = ck.as_typed(ref, [*numeric, ck.VALUATION], [*categorical, *hidden])
+    cur_rows = ck.as_typed(cur, [*numeric, ck.VALUATION], [*categorical, *hidden])
+    group_of = {ck.VALUATION: "valuations", ck.PRICE: "sale_price", ck.LOG_ERROR: "errors"}
+    limits = {k: float(cfg[k]) for k in ("max_missing_increase", "max_out_of_range")}
+    limits["max_new_category"] = float(cfg["max_new_category"])
+    missing = {c: float(ref_rows[c].isna().mean()) for c in ref_rows.columns}
+
+    # High-cardinality columns only get the missing check (see checks.input_columns).
+    metrics = ck.row_metrics(ref_rows, numeric, categorical, float(cfg["drift_share"]), hidden)
+    all_numeric, all_categorical = [*numeric, ck.VALUATION], [*categorical, *hidden]
+    snapshots = {
+        HTML_ALL: _run_report(
+            metrics,
+            ck.dataset(cur_rows, all_numeric, all_categorical),
+            ck.dataset(ref_rows, all_numeric, all_categorical),
+        )
+    }
+    checks = ck.read_checks(snapshots[HTML_ALL].dict(), missing, limits, group_of)
+
+    ref_valuation = OOF_VALUATION if ref[OOF_VALUATION].notna().any() else ck.VALUATION
+    ref_sales = _errors(ref, ref_valuation)
+    cur_sales = _errors(cur, ck.VALUATION)
+    min_sales = int(cfg["min_sales"])
+    sales_note = None
+    if len(cur_sales) >= min_sales and len(ref_sales) >= min_sales:
+        cols = [ck.PRICE, ck.LOG_ERROR]
+        snapshots[HTML_SALES] = _run_report(
+            ck.sales_metrics(),
+            ck.dataset(ck.as_typed(cur_sales, cols, []), cols, []),
+            ck.dataset(ck.as_typed(ref_sales, cols, []), cols, []),
+        )
+        checks += ck.read_checks(snapshots[HTML_SALES].dict(), {}, limits, group_of)
+    else:
+        sales_note = (
+            f"price and error checks skipped: {len(cur_sales)} sales in the export, "
+            f"{len(ref_sales)} in the reference, {min_sales} needed"
+        )
+        log.info(sales_note)
+
+    groups = ck.verdicts(checks, float(cfg["drift_share"]))
+    found = ck.detected(groups, list(cfg["triggers"]))
+    summary = {
+        "detected": found,
+        "groups": groups,
+        "triggers": list(cfg["triggers"]),
+        "drifted_columns": ck.drifted_columns(checks),
+        "input_drift_share": ck.input_drift_share(checks),
+        "thresholds": {k: cfg[k] for k in ("drift_share", "min_sales", *limits)},
+        "model": {k: info.get(k) for k in ("uri", "name", "version", "run_id", "feature_set")},
+        "current": {"path": str(current), "rows": len(cur), "hash": tracking.file_hash(current)},
+        "reference": {
+            "source": str(reference) if reference else f"runs:/{info.get('run_id')}/reference",
+            "rows": len(ref),
+        },
+        "errors": {
+            "current": _error_figures(cur_sales),
+            "reference": _error_figures(ref_sales),
+            "reference_valuations": "out-of-fold" if ref_valuation == OOF_VALUATION else "model",
+        },
+        "sales_note": sales_note,
+        "checks": [c.as_dict() for c in checks],
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    files = _write(snapshots, summary, out_dir or paths().reports / "monitoring")
+    report = DriftReport(found, checks, groups, summary, files)
+    if log_to_mlflow:
+        _log_run(report, current)
+    return report
+
+
+def _write(snapshots: dict[str, Any], summary: dict[str, Any], folder: Path) -> list[Path]:
+    """Write the HTML reports, the JSON summary and the Prometheus textfile into `folder`,
+    each by an atomic replace (a dashboard never reads half a file); return their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        staged = Path(tmp)
+        for name, snapshot in snapshots.items():
+            snapshot.save_html(str(staged / name))
+        (staged / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        write_textfile(summary, staged / PROM_FILE)
+        for path in sorted(staged.iterdir()):
+            os.replace(path, folder / path.name)
+            out.append(folder / path.name)
+    if HTML_SALES not in snapshots:
+        (folder / HTML_SALES).unlink(missing_ok=True)  # a stale one would read as this run's
+    return out
+
+
+def write_textfile(summary: dict[str, Any], path: Path) -> None:
+    """Write the drift gauges in Prometheus' text format (node exporter textfile collector)."""
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    labels = {"model": str(summary["model"].get("name") or summary["model"]["uri"])}
+    detected = Gauge(
+        "homevision_drift_detected",
+        "1 when homevision monitor found drift in the last export, else 0",
+        list(labels),
+        registry=registry,
+    )
+    share = Gauge(
+        "homevision_drift_share",
+        "Share of the model's input columns that drifted in the last export (0 to 1)",
+        list(labels),
+        registry=registry,
+    )
+    stamp = Gauge(
+        "homevision_drift_last_run_timestamp_seconds",
+        "When homevision monitor last ran (Unix time)",
+        list(labels),
+        registry=registry,
+    )
+    detected.labels(**labels).set(1 if summary["detected"] else 0)
+    share.labels(**labels).set(summary["input_drift_share"])
+    stamp.labels(**labels).set(time.time())
+    write_to_textfile(str(path), registry)
+
+
+def push(summary: dict[str, Any], gateway: str) -> None:
+    """Push the drift gauges to a Prometheus Pushgateway (job `homevision-monitor`)."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    registry = CollectorRegistry()
+    Gauge("homevision_drift_detected", "1 when drift was found", registry=registry).set(
+        1 if summary["detected"] else 0
+    )
+    Gauge("homevision_drift_share", "Share of input columns drifted", registry=registry).set(
+        summary["input_drift_share"]
+    )
+    push_to_gateway(gateway, job="homevision-monitor", registry=registry)
+
+
+def _log_run(report: DriftReport, current: Path) -> None:
+    """Log the report as an MLflow run (stage monitor): the verdicts, one score per check,
+    and the files."""
+    tracking.configure()
+    summary = report.summary
+    with mlflow.start_run(run_name="monitor"):
+        mlflow.set_tags(
+            {
+                "homevision.stage": "monitor",
+                "model_uri": str(summary["model"]["uri"]),
+                "model_version": str(summary["model"].get("version")),
+                "data_hash": summary["current"]["hash"],
+                "drift_detected": str(report.detected).lower(),
+                "drifted_columns": ",".join(report.drifted_columns)[:5000] or "none",
+            }
+        )
+        mlflow.log_param("current", str(current)[:500])
+        metrics = {"drift_detected": float(report.detected)}
+        metrics["input_drift_share"] = float(summary["input_drift_share"])
+        for check in report.checks:
+            key = f"{check.group}.{check.column}".replace(" ", "_")
+            metrics[key] = float(check.score) if np.isfinite(check.score) else -1.0
+        for side in ("current", "reference"):
+            for name, value in summary["errors"][side].items():
+                metrics[f"{side}_{name}"] = float(value)
+        mlflow.log_metrics(metrics)
+        for path in report.files:
+            mlflow.log_artifact(str(path), "monitoring")
+
+
+def copy_reports(report: DriftReport, folder: Path) -> list[Path]:
+    """Copy the report's files into `folder` (the flow keeps one set per processed export)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(path, folder / path.name)) for path in report.files]
