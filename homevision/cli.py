@@ -569,5 +569,9 @@ def ui(
     raise typer.Exit(subprocess.call(command))
 
 
+from homevision.flow.cli import flow_app  # noqa: E402
+
+app.add_typer(flow_app, name="flow")
+
 if __name__ == "__main__":
     app()

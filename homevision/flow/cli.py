@@ -1,0 +1,184 @@
+"""`homevision flow`: run the continuous-training flow once, or serve it on a schedule."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+flow_app = typer.Typer(
+    help="The continuous-training flow (Dagster): take in new exports, merge them into the "
+    "training history, check drift, retrain when it is worth it, reload the API.",
+    no_args_is_help=True,
+)
+console = Console()
+log = logging.getLogger("homevision")
+SERVE_HOST = "127.0.0.1"  # the Dagster UI has no authentication: never bind another interface
+
+IncomingOption = Annotated[
+    Path,
+    typer.Option(
+        "--incoming",
+        file_okay=False,
+        help="Drop folder of new exports (*.csv, *.parquet, merged in name order); processed "
+        "files go to its archive/, files that are not exports to its failed/.",
+    ),
+]
+FeaturesOption = Annotated[
+    str, typer.Option("--features", help="Feature set to train: task6, offmarket, onmarket.")
+]
+BudgetOption = Annotated[
+    float | None,
+    typer.Option(help="Seconds for a retraining (default: train.budget_seconds of params.yaml)."),
+]
+MinSalesOption = Annotated[
+    int,
+    typer.Option(
+        "--min-new-sales", min=1, help="Retrain when at least this many new sales arrived."
+    ),
+]
+ApiOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api",
+        envvar="HOMEVISION_API_URL",
+        help="API base URL to POST /model/reload to when a new champion is promoted.",
+    ),
+]
+
+
+@flow_app.command("run")
+def run(
+    incoming: IncomingOption,
+    features: FeaturesOption = "task6",
+    budget: BudgetOption = None,
+    min_new_sales: MinSalesOption = 30,
+    api: ApiOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run the flow once (a Dagster run in this process, kept in .dagster/'s run history).
+
+    Exit 0 when it committed (or had nothing to do), 1 when a step failed: then the history,
+    the manifest, the drop folder and the champion are as they were.
+    """
+    from homevision.flow.pipeline import FlowError, run_flow
+
+    verbose = log.isEnabledFor(logging.DEBUG)
+    try:
+        summary = run_flow(
+            log_level="DEBUG" if verbose else "INFO",
+            incoming=incoming,
+            features=features,
+            budget=budget,
+            min_new_sales=min_new_sales,
+            api_url=api,
+        )
+    except FlowError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+    else:
+        console.print(decision_table(summary))
+
+
+def decision_table(summary: dict[str, Any]) -> Table:
+    """Return the run's decisions as a two-column table."""
+    table = Table(title="Continuous training: this run's decisions", show_header=False)
+    if summary["nothing_to_do"]:
+        table.add_row("new exports", "none: nothing to do")
+    else:
+        table.add_row("new exports", ", ".join(summary["files_processed"]))
+        table.add_row(
+            "rows",
+            f"{summary['rows_added']:,} added, {summary['rows_updated']:,} updated, "
+            f"{summary['rows_rejected']:,} rejected -> {summary['history_rows']:,} in the history",
+        )
+        table.add_row("new sales", f"{summary['new_sales']:,}")
+        if summary["drift_checked"]:
+            drift = "detected in " + ", ".join(summary["drifted_columns"] or ["the data"])
+            table.add_row("drift", drift if summary["drift_detected"] else "none")
+        else:
+            table.add_row("drift", f"not checked: {summary['drift_note']}")
+        reasons = "; ".join(summary["retrain_reasons"])
+        table.add_row("retrained", f"yes: {reasons}" if summary["retrained"] else "no")
+        if summary["retrained"]:
+            table.add_row("model", f"{summary['model_name']} v{summary['version']}")
+            table.add_row("champion", summary["champion_note"])
+            table.add_row("API reload", summary["reload_detail"])
+    if summary["files_skipped"]:
+        table.add_row("already merged", ", ".join(summary["files_skipped"]) + " (archived)")
+    for refused in summary["files_refused"]:
+        table.add_row("refused", f"{refused['file']}: {refused['reason']} (moved to failed/)")
+    table.add_row("runs", f"Dagster {summary['dagster_run_id']}, MLflow {summary['mlflow_run_id']}")
+    return table
+
+
+def serve_command(
+    incoming: Path,
+    cron: str,
+    port: int,
+    features: str = "task6",
+    budget: float | None = None,
+    min_new_sales: int = 30,
+    api: str | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """Return the `dagster dev` command (UI on 127.0.0.1 only, the schedule's daemon) and the
+    environment variables that hand it the project and the flow's options."""
+    from homevision.config import project_root
+    from homevision.flow import pipeline
+
+    env = {
+        "HOMEVISION_HOME": str(project_root()),
+        "DAGSTER_HOME": str(pipeline.dagster_home()),
+        pipeline.ENV_INCOMING: str(incoming.resolve()),
+        pipeline.ENV_CRON: cron,
+        pipeline.ENV_FEATURES: features,
+        pipeline.ENV_MIN_NEW_SALES: str(min_new_sales),
+    }
+    if budget is not None:
+        env[pipeline.ENV_BUDGET] = str(budget)
+    if api:
+        env[pipeline.ENV_API_URL] = api
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "homevision.flow.pipeline",
+        "-d",
+        str(project_root()),
+        "-h",
+        SERVE_HOST,
+        "-p",
+        str(port),
+    ]
+    return command, env
+
+
+@flow_app.command("serve")
+def serve(
+    incoming: IncomingOption,
+    cron: Annotated[
+        str, typer.Option(help="When the schedule runs the flow (cron, UTC).")
+    ] = "0 6 * * *",
+    features: FeaturesOption = "task6",
+    budget: BudgetOption = None,
+    min_new_sales: MinSalesOption = 30,
+    api: ApiOption = None,
+    port: Annotated[int, typer.Option(help="Port of the Dagster UI (on 127.0.0.1).")] = 3000,
+) -> None:
+    """Serve the flow on a schedule: `dagster dev` (UI on 127.0.0.1 with the run history, and
+    the daemon that starts a run at every --cron tick)."""
+    command, env = serve_command(incoming, cron, port, features, budget, min_new_sales, api)
+    console.print(f"Dagster UI on http://{SERVE_HOST}:{port}, schedule '{cron}' (UTC)")
+    raise typer.Exit(subprocess.call(command, env={**os.environ, **env}))

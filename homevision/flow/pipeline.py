@@ -1,0 +1,855 @@
+"""The continuous-training flow as a Dagster job: pick up new exports -> merge them into the
+training history (staged) -> check drift against the champion's reference -> retrain when it is
+worth it (the champion rule inside `train` decides promotion) -> tell the API -> commit.
+
+Nothing is committed before the last op: the merged history and the drift reports live in
+`data/history/.staging-<dagster run id>/` until `commit` replaces the history and manifest
+atomically and moves the processed files into the drop folder's archive/ (or failed/). A failing
+op leaves the history, the manifest, the drop folder and the champion as they were (a failure
+hook removes the staging folder and marks the flow's MLflow run FAILED). One run at a time: a
+resource holds a lock on data/history/ for the whole run.
+
+`defs` (Definitions) is what `dagster dev -m homevision.flow.pipeline` loads: the job, its
+resources and a schedule whose run config comes from HOMEVISION_FLOW_* variables
+(`homevision flow serve` sets them).
+"""
+
+# No `from __future__ import annotations`: Dagster reads the ops' type hints at definition time.
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    ConfigurableResource,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    Definitions,
+    Failure,
+    HookContext,
+    InitResourceContext,
+    MetadataValue,
+    OpExecutionContext,
+    Output,
+    ScheduleDefinition,
+    failure_hook,
+    in_process_executor,
+    job,
+    op,
+)
+
+from homevision.config import paths, project_root
+from homevision.data.listings import NotAnExportError, load_listings, read_export, write_rejected
+from homevision.data.synthetic import write_listings
+from homevision.flow.history import (
+    atomic_replace,
+    atomic_write_text,
+    free_name,
+    history_dir,
+    history_path,
+    load_history,
+    load_manifest,
+    manifest_path,
+    manifest_text,
+    merge_export,
+    pending_exports,
+    processed_hashes,
+    with_merges,
+)
+
+log = logging.getLogger(__name__)
+JOB_NAME = "continuous_training"
+SCHEDULE_NAME = "continuous_training_schedule"
+DEFAULT_CRON = "0 6 * * *"
+DEFAULT_MIN_NEW_SALES = 30
+RELOAD_TIMEOUT_SECONDS = 30
+MLFLOW_RUN_FILE = "mlflow_run_id"
+# `homevision flow serve` passes its options to the definitions through these variables.
+ENV_INCOMING = "HOMEVISION_FLOW_INCOMING"
+ENV_CRON = "HOMEVISION_FLOW_CRON"
+ENV_FEATURES = "HOMEVISION_FLOW_FEATURES"
+ENV_BUDGET = "HOMEVISION_FLOW_BUDGET"
+ENV_MIN_NEW_SALES = "HOMEVISION_FLOW_MIN_NEW_SALES"
+ENV_API_URL = "HOMEVISION_API_URL"
+
+
+class FlowSettings(ConfigurableResource):
+    """What a flow run works on: the drop folder, the feature set, the training budget, the
+    new-sales threshold and the API to tell about a new champion."""
+
+    incoming: str
+    features: str = "task6"
+    budget: float | None = None
+    min_new_sales: int = DEFAULT_MIN_NEW_SALES
+    api_url: str | None = None
+
+
+class HistoryLock(ConfigurableResource):
+    """Held for the whole run: a second flow run on the same history fails at once instead of
+    merging the same files twice."""
+
+    @contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator["HistoryLock"]:
+        folder = history_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / ".lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Failure(
+                    f"another flow run is working on {folder}; try again when it has finished"
+                ) from None
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class NewExport:
+    """An export taken in this run: its identity, row counts and staged files."""
+
+    name: str
+    path: str
+    sha256: str
+    rows: int
+    accepted: int
+    rejected: int
+    staged: str | None  # accepted rows, export format (None when none was accepted)
+    rejected_report: str | None  # rejected rows with the reason (None when none was)
+
+
+@dataclass
+class Refused:
+    """A file in the drop folder that is not a listings export, and why."""
+
+    name: str
+    path: str
+    sha256: str
+    reason: str
+
+
+@dataclass
+class Intake:
+    """What the drop folder held: new exports, files merged before, files refused."""
+
+    staging: str
+    mlflow_run_id: str
+    new: list[NewExport] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already merged (sha256 in the manifest)
+    refused: list[Refused] = field(default_factory=list)
+
+
+@dataclass
+class Merged:
+    """The staged history and what the new exports changed in it."""
+
+    staged_history: str | None
+    staged_new: str | None  # this run's new rows alone: what drift is checked on
+    entries: list[dict[str, Any]]
+    rows_added: int = 0
+    rows_updated: int = 0
+    rows_rejected: int = 0
+    new_sales: int = 0
+    history_rows: int = 0
+    history_sha256: str | None = None
+
+
+@dataclass
+class DriftCheck:
+    """Whether the new rows drifted from the champion's reference (checked=False: no check)."""
+
+    has_champion: bool
+    checked: bool
+    detected: bool = False
+    columns: list[str] = field(default_factory=list)
+    reason: str = ""
+    files: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Training:
+    """Whether the flow retrained, why, and what the champion rule decided."""
+
+    retrained: bool
+    reasons: list[str]
+    model_name: str
+    version: str | None = None
+    promoted: bool = False
+    champion_note: str = ""
+    run_id: str | None = None
+
+
+@dataclass
+class Reload:
+    """Whether the API was told to load the new champion, and its answer."""
+
+    attempted: bool
+    ok: bool | None
+    detail: str
+
+
+def staging_dir(run_id: str) -> Path:
+    """Return this run's staging folder (removed when the run ends, whatever happened)."""
+    return history_dir() / f".staging-{run_id}"
+
+
+def retrain_reasons(
+    new_files: int,
+    has_champion: bool,
+    drift: DriftCheck,
+    new_sales: int,
+    min_new_sales: int,
+) -> list[str]:
+    """Return why the flow should retrain (empty: it should not). Nothing new, nothing to do;
+    otherwise no champion yet, drift found, or at least `min_new_sales` new sales are each
+    reason enough."""
+    if new_files == 0:
+        return []
+    reasons = []
+    if not has_champion:
+        reasons.append("no champion yet")
+    if drift.detected:
+        reasons.append(f"drift in {', '.join(drift.columns) or 'the data'}")
+    if new_sales >= min_new_sales:
+        reasons.append(f"{new_sales} new sales (threshold {min_new_sales})")
+    return reasons
+
+
+# MLflow: one run per flow run, created by the first op, filled by each op, ended by commit (or
+# marked FAILED by the failure hook). Made with the client, not mlflow.start_run, so `train`
+# can open its own run meanwhile.
+
+
+def _client():
+    from mlflow.tracking import MlflowClient
+
+    from homevision import tracking
+
+    return MlflowClient(tracking.tracking_uri())
+
+
+def _start_mlflow_run(dagster_run_id: str, incoming: str) -> str:
+    """Create the flow's MLflow run (name `flow`, tag homevision.stage=flow); return its id."""
+    from homevision import tracking
+
+    experiment_id = tracking.configure()
+    run = _client().create_run(
+        experiment_id,
+        run_name="flow",
+        tags={
+            "homevision.stage": "flow",
+            "dagster_run_id": dagster_run_id,
+            "incoming": incoming,
+            "git_commit": tracking.git_commit(),
+        },
+    )
+    return run.info.run_id
+
+
+def _log_mlflow(
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+) -> None:
+    """Log params (text, at most 500 characters), tags and metrics to the flow's run."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    _client().log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)[:500]) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()],
+    )
+
+
+# The ops.
+
+
+@op(description="Take in the drop folder's new exports: validate each, stage its rows.")
+def pick_up(
+    context: OpExecutionContext, settings: FlowSettings, history_lock: HistoryLock
+) -> Output[Intake]:
+    """Return the drop folder's files sorted into new exports (validated, accepted rows and
+    rejected rows staged), files already merged, and files that are not exports."""
+    for stale in history_dir().glob(".staging-*"):  # left by a killed run: we hold the lock
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = staging_dir(context.run_id)
+    staging.mkdir(parents=True)
+    mlflow_run_id = _start_mlflow_run(context.run_id, settings.incoming)
+    (staging / MLFLOW_RUN_FILE).write_text(mlflow_run_id)
+    from homevision.tracking import file_hash
+
+    intake = Intake(str(staging), mlflow_run_id)
+    seen = processed_hashes(load_manifest(manifest_path()))
+    for path in pending_exports(Path(settings.incoming)):
+        sha = file_hash(path)
+        if sha in seen:
+            intake.skipped.append(str(path))
+            continue
+        seen.add(sha)
+        try:
+            listings = load_listings(path)
+        except NotAnExportError as err:
+            intake.refused.append(Refused(path.name, str(path), sha, str(err)))
+            context.log.warning(f"Refused {path.name}: {err}")
+            continue
+        result = listings.validation
+        staged = report = None
+        if len(result.accepted):
+            staged = str(write_listings(result.accepted, staging / "accepted" / f"{path.stem}.csv"))
+        if len(result.rejected):
+            target = staging / "rejected" / f"{path.name}.rejected.csv"
+            report = str(write_rejected(result, target))
+        intake.new.append(
+            NewExport(
+                path.name,
+                str(path),
+                sha,
+                result.rows,
+                len(result.accepted),
+                len(result.rejected),
+                staged,
+                report,
+            )
+        )
+    if not intake.new:
+        context.log.info(f"Nothing to do: no new export in {settings.incoming}")
+    _log_mlflow(
+        mlflow_run_id,
+        params={
+            "files_processed": len(intake.new),
+            "files": ",".join(e.name for e in intake.new) or "none",
+            "files_skipped": len(intake.skipped),
+            "files_refused": len(intake.refused),
+            "features": settings.features,
+        },
+    )
+    return Output(
+        intake,
+        metadata={
+            "new exports": MetadataValue.json([asdict(e) for e in intake.new]),
+            "already merged (skipped)": MetadataValue.json([Path(p).name for p in intake.skipped]),
+            "refused (not an export)": MetadataValue.json([asdict(r) for r in intake.refused]),
+            "mlflow run": MetadataValue.text(mlflow_run_id),
+        },
+    )
+
+
+@op(description="Merge the new exports into a staged copy of the training history.")
+def merge_history(context: OpExecutionContext, intake: Intake) -> Output[Merged]:
+    """Return the staged history (one row per MLSNumber, a later file's row winning) and this
+    run's manifest entries, one per new export, each with the history SHA-256 it produced."""
+    from homevision.tracking import file_hash
+
+    current = history_path()
+    history = load_history(current)
+    merged = Merged(
+        None,
+        None,
+        [],
+        history_rows=len(history),
+        history_sha256=file_hash(current) if current.exists() else None,
+    )
+    if not intake.new:
+        return Output(merged, metadata={"merged": MetadataValue.text("nothing new")})
+    staging = Path(intake.staging)
+    new_rows = history.iloc[0:0]
+    for export in intake.new:
+        rows = read_export(export.staged) if export.staged else new_rows.iloc[0:0]
+        history, counts = merge_export(history, rows)
+        new_rows, _ = merge_export(new_rows, rows)
+        merged.rows_added += counts.added
+        merged.rows_updated += counts.updated
+        merged.rows_rejected += export.rejected
+        merged.new_sales += counts.new_sales
+        sha = merged.history_sha256
+        if len(history):
+            sha = file_hash(write_listings(history, staging / "listings.csv"))
+            merged.staged_history = str(staging / "listings.csv")
+        merged.history_sha256, merged.history_rows = sha, len(history)
+        merged.entries.append(
+            {
+                "file": export.name,
+                "sha256": export.sha256,
+                "rows": export.rows,
+                "rows_rejected": export.rejected,
+                **{f"rows_{k}": v for k, v in counts.as_dict().items() if k != "new_sales"},
+                "new_sales": counts.new_sales,
+                "history_sha256": sha,
+                "history_rows": len(history),
+                "merged_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "dagster_run_id": context.run_id,
+            }
+        )
+        context.log.info(
+            f"Merged {export.name}: {counts.added} added, {counts.updated} updated, "
+            f"{counts.new_sales} new sales, {export.rejected} rejected"
+        )
+    if len(new_rows):
+        merged.staged_new = str(write_listings(new_rows, staging / "new-listings.csv"))
+    _log_mlflow(
+        intake.mlflow_run_id,
+        params={"rows_added": merged.rows_added, "rows_updated": merged.rows_updated},
+        metrics={
+            "rows_added": merged.rows_added,
+            "rows_updated": merged.rows_updated,
+            "rows_rejected": merged.rows_rejected,
+            "new_sales": merged.new_sales,
+            "history_rows": merged.history_rows,
+        },
+        tags={"history_sha256": merged.history_sha256 or ""},
+    )
+    return Output(
+        merged,
+        metadata={
+            "rows added": merged.rows_added,
+            "rows updated": merged.rows_updated,
+            "rows rejected": merged.rows_rejected,
+            "new sales": merged.new_sales,
+            "history rows": merged.history_rows,
+            "history sha256": MetadataValue.text(merged.history_sha256 or ""),
+            "merges": MetadataValue.json(merged.entries),
+        },
+    )
+
+
+@op(description="Check the new rows for drift against the champion's reference data.")
+def check_drift(
+    context: OpExecutionContext, settings: FlowSettings, intake: Intake, merged: Merged
+) -> Output[DriftCheck]:
+    """Return the drift check of this run's new rows against the champion's reference (no
+    check without new rows, and none without a champion: there is nothing to compare with)."""
+    from homevision import tracking
+
+    name = tracking.model_name(settings.features)
+    has_champion = tracking.champion(name) is not None
+    if merged.staged_new is None:
+        drift = DriftCheck(has_champion, False, reason="nothing new to check")
+    elif not has_champion:
+        drift = DriftCheck(False, False, reason=f"no champion of {name} yet: nothing to compare")
+    else:
+        drift = _run_monitor(Path(merged.staged_new), f"models:/{name}@{tracking.CHAMPION}")
+        for path in drift.files:
+            _client().log_artifact(intake.mlflow_run_id, path, "drift")
+    context.log.info(
+        f"Drift: {'detected in ' + ', '.join(drift.columns) if drift.detected else 'none'}"
+        + (f" ({drift.reason})" if drift.reason else "")
+    )
+    if merged.staged_new is not None:
+        _log_mlflow(
+            intake.mlflow_run_id,
+            params={
+                "drift_checked": drift.checked,
+                "drift_detected": drift.detected,
+                "drifted_columns": ",".join(drift.columns) or "none",
+            },
+            tags={"drift_reason": drift.reason} if drift.reason else None,
+        )
+    metadata: dict[str, Any] = {
+        "checked": drift.checked,
+        "detected": drift.detected,
+        "drifted columns": MetadataValue.json(drift.columns),
+        "why not checked": MetadataValue.text(drift.reason),
+        "summary": MetadataValue.json(drift.summary),
+    }
+    if drift.files:
+        metadata["reports"] = MetadataValue.text(
+            f"MLflow run {intake.mlflow_run_id}, artifacts drift/; reports/flow/{context.run_id}/"
+        )
+    return Output(drift, metadata=metadata)
+
+
+def _run_monitor(current: Path, model_ref: str) -> DriftCheck:
+    """Return the monitor's drift check of `current` against `model_ref`'s logged reference,
+    with its files written beside the staged history (logged to the flow's own MLflow run, not
+    a monitor run of their own). A champion without a logged reference cannot be compared:
+    the check is then reported as not done, and retraining gives the next champion one."""
+    from homevision.monitoring.drift import run_monitor
+
+    try:
+        report = run_monitor(
+            current, model_ref=model_ref, out_dir=current.parent / "drift", log_to_mlflow=False
+        )
+    except LookupError as err:
+        log.warning("Drift not checked: %s", err)
+        return DriftCheck(True, False, reason=f"no reference to compare with: {_sentence(err)}")
+    return DriftCheck(
+        True,
+        True,
+        bool(report.detected),
+        list(report.drifted_columns),
+        files=[str(p) for p in report.files],
+        summary=json.loads(json.dumps(report.summary, default=str)),
+    )
+
+
+@op(description="Retrain on the staged history when drift, new sales or no champion call for it.")
+def retrain(
+    context: OpExecutionContext,
+    settings: FlowSettings,
+    intake: Intake,
+    merged: Merged,
+    drift: DriftCheck,
+) -> Output[Training]:
+    """Return the training decision and, when it retrained, the registered version and the
+    champion rule's verdict (the flow never forces a promotion)."""
+    from homevision import tracking
+
+    reasons = retrain_reasons(
+        len(intake.new), drift.has_champion, drift, merged.new_sales, settings.min_new_sales
+    )
+    training = Training(bool(reasons), reasons, tracking.model_name(settings.features))
+    if reasons and merged.staged_history is None:
+        raise Failure("the history holds no accepted rows: nothing to train on")
+    if reasons:
+        from homevision.training.train import train
+
+        context.log.info(f"Retraining ({'; '.join(reasons)})")
+        outcome = train(
+            Path(merged.staged_history),
+            settings.features,
+            budget=settings.budget,
+            promote=False,
+        )
+        training.version = outcome.version
+        training.promoted = outcome.promoted
+        training.champion_note = outcome.champion_note
+        training.run_id = outcome.run_id
+        training.model_name = outcome.model_name
+        context.log.info(f"{outcome.model_name} v{outcome.version}: {outcome.champion_note}")
+    else:
+        context.log.info("No retraining: no drift, too few new sales, a champion in place")
+    if intake.new:
+        _log_mlflow(
+            intake.mlflow_run_id,
+            params={
+                "retrained": training.retrained,
+                "retrain_reason": "; ".join(reasons) or "none",
+                "version": training.version or "none",
+                "promoted": training.promoted,
+            },
+            tags={
+                "champion_note": training.champion_note or "not retrained",
+                "train_run_id": training.run_id or "",
+            },
+        )
+    return Output(
+        training,
+        metadata={
+            "retrained": training.retrained,
+            "why": MetadataValue.text("; ".join(reasons) or "no reason to retrain"),
+            "model": MetadataValue.text(training.model_name),
+            "version": MetadataValue.text(training.version or "none"),
+            "promoted": training.promoted,
+            "champion note": MetadataValue.text(training.champion_note),
+            "train mlflow run": MetadataValue.text(training.run_id or ""),
+        },
+    )
+
+
+def post_reload(api_url: str, timeout: float = RELOAD_TIMEOUT_SECONDS) -> Reload:
+    """POST API_URL/model/reload and return the outcome (never raises: a server that is down
+    is a failed reload to report, not a failed flow)."""
+    url = api_url.rstrip("/") + "/model/reload"
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Reload(True, True, f"{url}: HTTP {response.status}")
+    except urllib.error.HTTPError as err:
+        return Reload(True, False, f"{url}: HTTP {err.code}")
+    except (OSError, ValueError) as err:
+        return Reload(True, False, f"{url}: {getattr(err, 'reason', err)}")
+
+
+@op(description="Tell the API (POST /model/reload) when a new champion was promoted.")
+def reload_api(
+    context: OpExecutionContext, settings: FlowSettings, intake: Intake, training: Training
+) -> Output[Reload]:
+    """Return whether the API reloaded the new champion (no call without a promotion or
+    without an API URL; a failed call is logged and recorded, not fatal)."""
+    if not training.promoted:
+        reload = Reload(False, None, "no new champion")
+    elif not settings.api_url:
+        reload = Reload(False, None, "no API URL given (--api / HOMEVISION_API_URL)")
+    else:
+        reload = post_reload(settings.api_url)
+        if reload.ok:
+            context.log.info(f"API reloaded the champion: {reload.detail}")
+        else:
+            context.log.warning(f"API reload failed: {reload.detail}")
+    if intake.new:
+        _log_mlflow(
+            intake.mlflow_run_id,
+            params={"reloaded": reload.ok if reload.attempted else "not attempted"},
+            tags={"reload_detail": reload.detail},
+        )
+    return Output(
+        reload,
+        metadata={
+            "attempted": reload.attempted,
+            "reloaded": bool(reload.ok),
+            "detail": MetadataValue.text(reload.detail),
+        },
+    )
+
+
+@op(description="Commit: replace history and manifest atomically, archive the processed files.")
+def commit(
+    context: OpExecutionContext,
+    settings: FlowSettings,
+    history_lock: HistoryLock,
+    intake: Intake,
+    merged: Merged,
+    drift: DriftCheck,
+    training: Training,
+    reload: Reload,
+) -> Output[dict]:
+    """Commit the run (history first, then the manifest: a crash between them re-merges the same
+    file into the same rows), move the files out of the drop folder, end the MLflow run, and
+    return the run's decisions as one JSON-able dict."""
+    if merged.entries:
+        if merged.staged_history:
+            atomic_replace(Path(merged.staged_history), history_path())
+        manifest = with_merges(
+            load_manifest(manifest_path()),
+            merged.entries,
+            merged.history_sha256,
+            merged.history_rows,
+        )
+        atomic_write_text(manifest_path(), manifest_text(manifest))
+    incoming = Path(settings.incoming)
+    archive, failed = incoming / "archive", incoming / "failed"
+    for export in intake.new:
+        target = _move(Path(export.path), archive, export.sha256)
+        if export.rejected_report:
+            shutil.move(export.rejected_report, target.with_name(target.name + ".rejected.csv"))
+    for path in intake.skipped:
+        from homevision.tracking import file_hash
+
+        _move(Path(path), archive, file_hash(Path(path)))
+    for refused in intake.refused:
+        target = _move(Path(refused.path), failed, refused.sha256)
+        target.with_name(target.name + ".reason.txt").write_text(refused.reason + "\n")
+    summary = decisions(context.run_id, intake, merged, drift, training, reload)
+    kept = paths().reports / "flow" / context.run_id  # the drift reports outlive the staging
+    summary["drift_reports"] = [str(_copy(Path(p), kept)) for p in drift.files]
+    _log_mlflow(intake.mlflow_run_id, tags={"nothing_to_do": summary["nothing_to_do"]})
+    _client().log_dict(intake.mlflow_run_id, summary, "flow_decisions.json")
+    _client().set_terminated(intake.mlflow_run_id, "FINISHED")
+    shutil.rmtree(intake.staging, ignore_errors=True)
+    context.log.info("Nothing to do" if summary["nothing_to_do"] else "Flow run committed")
+    metadata: dict[str, Any] = {"decisions": MetadataValue.json(summary)}
+    for path in summary["drift_reports"]:
+        metadata[Path(path).name] = MetadataValue.path(path)
+    return Output(summary, metadata=metadata)
+
+
+def _copy(path: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy2(path, folder / path.name))
+
+
+def _move(path: Path, folder: Path, sha256: str) -> Path:
+    """Move a file into `folder` under a name no earlier file holds; return where it went."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name(folder, path.name, sha256)
+    shutil.move(path, target)
+    return target
+
+
+def decisions(
+    dagster_run_id: str,
+    intake: Intake,
+    merged: Merged,
+    drift: DriftCheck,
+    training: Training,
+    reload: Reload,
+) -> dict[str, Any]:
+    """Return one flow run's decisions as a JSON-able dict (what `flow run --json` prints)."""
+    return {
+        "dagster_run_id": dagster_run_id,
+        "mlflow_run_id": intake.mlflow_run_id,
+        "nothing_to_do": not intake.new,
+        "files_processed": [e.name for e in intake.new],
+        "files_skipped": [Path(p).name for p in intake.skipped],
+        "files_refused": [{"file": r.name, "reason": r.reason} for r in intake.refused],
+        "rows_added": merged.rows_added,
+        "rows_updated": merged.rows_updated,
+        "rows_rejected": merged.rows_rejected,
+        "new_sales": merged.new_sales,
+        "history_rows": merged.history_rows,
+        "history_sha256": merged.history_sha256,
+        "drift_checked": drift.checked,
+        "drift_detected": drift.detected,
+        "drifted_columns": drift.columns,
+        "drift_note": drift.reason,
+        "retrained": training.retrained,
+        "retrain_reasons": training.reasons,
+        "model_name": training.model_name,
+        "version": training.version,
+        "promoted": training.promoted,
+        "champion_note": training.champion_note,
+        "train_run_id": training.run_id,
+        "reload_attempted": reload.attempted,
+        "reloaded": reload.ok,
+        "reload_detail": reload.detail,
+    }
+
+
+@failure_hook(name="discard_staging")
+def discard_staging(context: HookContext) -> None:
+    """On a failed op: mark the flow's MLflow run FAILED with the error and remove the staging
+    folder; the history, manifest, drop folder and champion were never touched."""
+    staging = staging_dir(context.run_id)
+    marker = staging / MLFLOW_RUN_FILE
+    if marker.exists():
+        run_id = marker.read_text().strip()
+        error = _sentence(context.op_exception) if context.op_exception else "failed"
+        try:
+            _log_mlflow(run_id, tags={"error": error, "failed_op": context.op.name})
+            _client().set_terminated(run_id, "FAILED")
+        except Exception:  # the store may be what failed: the error is in Dagster's log anyway
+            log.exception("Could not mark the flow's MLflow run %s as failed", run_id)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _sentence(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:500] if text else type(err).__name__
+
+
+@job(
+    name=JOB_NAME,
+    executor_def=in_process_executor,
+    hooks={discard_staging},
+    description="Continuous training: new exports -> history -> drift -> retrain -> reload.",
+)
+def continuous_training() -> None:
+    intake = pick_up()
+    merged = merge_history(intake)
+    drift = check_drift(intake, merged)
+    training = retrain(intake, merged, drift)
+    reload = reload_api(intake, training)
+    commit(intake, merged, drift, training, reload)
+
+
+def run_config(
+    incoming: Path | str,
+    features: str = "task6",
+    budget: float | None = None,
+    min_new_sales: int = DEFAULT_MIN_NEW_SALES,
+    api_url: str | None = None,
+) -> dict[str, Any]:
+    """Return the job's run config for these options (the `settings` resource's config)."""
+    config: dict[str, Any] = {
+        "incoming": str(Path(incoming).resolve()),
+        "features": features,
+        "min_new_sales": min_new_sales,
+    }
+    if budget is not None:
+        config["budget"] = float(budget)
+    if api_url:
+        config["api_url"] = api_url
+    return {"resources": {"settings": {"config": config}}}
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return run_config's options from HOMEVISION_FLOW_* variables (the drop folder defaults
+    to data/incoming/ of the project)."""
+    env = dict(os.environ if env is None else env)
+    budget = env.get(ENV_BUDGET)
+    return {
+        "incoming": env.get(ENV_INCOMING) or str(project_root() / "data" / "incoming"),
+        "features": env.get(ENV_FEATURES) or "task6",
+        "budget": float(budget) if budget else None,
+        "min_new_sales": int(env.get(ENV_MIN_NEW_SALES) or DEFAULT_MIN_NEW_SALES),
+        "api_url": env.get(ENV_API_URL) or None,
+    }
+
+
+def build_definitions(cron: str = DEFAULT_CRON, **options: Any) -> Definitions:
+    """Return the Definitions: the job, its resources (settings configured at launch, so
+    every run names its drop folder) and a schedule (running by default) whose run config
+    carries `options` (run_config's arguments)."""
+    schedule = ScheduleDefinition(
+        name=SCHEDULE_NAME,
+        job=continuous_training,
+        cron_schedule=cron,
+        run_config=run_config(**options),
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="Run the continuous-training flow on the drop folder.",
+    )
+    return Definitions(
+        jobs=[continuous_training],
+        schedules=[schedule],
+        resources={
+            "settings": FlowSettings.configure_at_launch(),
+            "history_lock": HistoryLock(),
+        },
+    )
+
+
+def dagster_home(root: Path | None = None) -> Path:
+    """Return <project>/.dagster (created, with telemetry off), where Dagster keeps its run
+    history for `flow run` and `dagster dev` alike."""
+    home = (root or project_root()) / ".dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+class FlowError(RuntimeError):
+    """A flow run that failed; nothing was committed. The message is one sentence."""
+
+
+def run_flow(log_level: str = "INFO", **options: Any) -> dict[str, Any]:
+    """Run the flow once, in this process, recorded in the project's Dagster instance (its
+    console log at `log_level`); return its decisions, or raise FlowError with the failing
+    op's error in one sentence."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home())
+    job_def = build_definitions(**options).resolve_job_def(JOB_NAME)
+    config = run_config(**options) | {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    with DagsterInstance.get() as instance:
+        result = job_def.execute_in_process(
+            run_config=config, instance=instance, raise_on_error=False
+        )
+        if result.success:
+            return result.output_for_node("commit")
+        raise FlowError(_failure_sentence(result))
+
+
+def _failure_sentence(result) -> str:
+    """Return the first failure of a run as one sentence: the op and its error."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            message = (error.message if error else "failed").strip().splitlines()[0]
+            return f"{event.step_key} failed: {message}"
+    for event in result.all_events:
+        if event.is_failure and event.message:
+            return event.message.strip().splitlines()[0]
+    return "the flow run failed"
+
+
+defs = build_definitions(
+    os.environ.get(ENV_CRON) or DEFAULT_CRON,
+    **settings_from_env(),
+)
