@@ -70,11 +70,28 @@ def params_file() -> Path:
 @cache
 def _load_params(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        given = yaml.safe_load(fh) or {}
+    shipped = (PACKAGE_DIR / "params.yaml").resolve()
+    if path.resolve() == shipped:
+        return given
+    return merge_params(_load_params(shipped), given)
+
+
+def merge_params(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Return `given` over `defaults`, mappings merged key by key (lists and values replaced):
+    a params file written for an older version keeps working, new settings at their default."""
+    out = dict(defaults)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_params(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def load_params() -> dict[str, Any]:
-    """Return the parsed params.yaml (cached per file; callers must not mutate it)."""
+    """Return the parsed params.yaml over the shipped defaults (cached per file; callers must
+    not mutate it)."""
     path = params_file()
     if not path.exists():
         raise FileNotFoundError(f"params.yaml not found at {path}; set HOMEVISION_PARAMS")

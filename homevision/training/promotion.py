@@ -6,6 +6,13 @@ neither selection nor tuning used), so neither is scored on the splits it was ch
 on. Per fold, the RMSE difference (champion - challenger) is paired; the challenger wins when
 the corrected resampled t-test of Nadeau & Bengio (2003), which widens the variance of the mean
 difference by the overlap of CV training sets, says the gain is above zero at level `alpha`.
+
+On new data (a retrain after new sales arrived, e.g. by the continuous-training flow) the
+question changes: a market that moved makes the deployed model stale even when its procedure is
+as good as the challenger's. So when the training data holds at least `min_fresh_sales` sales
+the champion never saw (by MLS number, against the reference logged with it), the champion is
+scored as deployed (fitted, unchanged) on those sales, paired per fold with the challenger's
+out-of-fold valuations of the same sales.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ log = logging.getLogger(__name__)
 RULE = (
     "promote only when the challenger's RMSE, paired per fold with the champion's on fresh "
     "folds neither was selected or tuned on, is lower by more than the fold-to-fold noise "
-    "(one-sided corrected resampled t-test, Nadeau & Bengio 2003, level {alpha})"
+    "(one-sided corrected resampled t-test, Nadeau & Bengio 2003, level {alpha}); when the "
+    "data holds at least {min_fresh} sales the champion never saw, the champion is scored as "
+    "deployed on those sales (the challenger out-of-fold), else its procedure is re-fitted"
 )
 
 
@@ -57,6 +66,19 @@ class Decision:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Deployed:
+    """The champion as fitted, and which labelled rows (a boolean mask) it never saw."""
+
+    model: Any
+    fresh: np.ndarray
+
+
+def fresh_sales(ids: pd.Series, seen: set) -> np.ndarray:
+    """Return a mask of the rows whose MLS number is not among `seen` (the champion's sales)."""
+    return ~ids.isin(seen).to_numpy()
+
+
 def per_fold_rmse(oof: np.ndarray, y: np.ndarray, splits: list[list[Split]]) -> list[float]:
     """Return the RMSE of each fold's out-of-fold predictions, repeat by repeat."""
     out = []
@@ -74,6 +96,43 @@ def compare(
     truth = np.asarray(y, dtype=float)
     new = per_fold_rmse(cross_validate_model(challenger, X, y, splits, n_jobs).oof, truth, splits)
     old = per_fold_rmse(cross_validate_model(champion, X, y, splits, n_jobs).oof, truth, splits)
+    return _paired_test(old, new, plan)
+
+
+def compare_deployed(
+    challenger,
+    deployed,
+    X: pd.DataFrame,
+    y: pd.Series,
+    fresh: np.ndarray,
+    plan: CVPlan,
+    n_jobs: int = 2,
+) -> Comparison:
+    """Score the deployed champion as it is (fitted) against the challenger's procedure, on
+    the sales the champion never saw (`fresh`): the challenger is cross-validated on all rows
+    of `plan`'s folds, and each fold's RMSE of both is taken on its fresh test rows only.
+    Return the paired test. This is the question a retrain on new sales asks: is the model we
+    would deploy better than the one deployed, on sales neither was fitted on?"""
+    splits = plan.splits(y)
+    truth = np.asarray(y, dtype=float)
+    oof = cross_validate_model(challenger, X, y, splits, n_jobs).oof
+    served = np.asarray(deployed.predict(X), dtype=float)
+    old, new = [], []
+    for r, repeat in enumerate(splits):
+        for _, test in repeat:
+            rows = test[fresh[test]]
+            rows = rows[np.isfinite(served[rows])]  # a valuation the champion refuses
+            if len(rows) < 2:
+                continue
+            old.append(float(np.sqrt(np.mean((served[rows] - truth[rows]) ** 2))))
+            new.append(float(np.sqrt(np.mean((oof[r, rows] - truth[rows]) ** 2))))
+    result = _paired_test(old, new, plan)
+    result.folds = f"{int(fresh.sum())} sales the champion never saw, {plan.describe()}"
+    return result
+
+
+def _paired_test(old: list[float], new: list[float], plan: CVPlan) -> Comparison:
+    """Return the one-sided corrected resampled t-test of per-fold RMSE gains (old - new)."""
     gains = np.asarray(old) - np.asarray(new)
     k = len(gains)
     test_share = 1.0 / plan.folds
@@ -100,10 +159,14 @@ def decide(
     alpha: float,
     force: bool = False,
     n_jobs: int = 2,
+    deployed: Deployed | None = None,
 ) -> Decision:
     """Return the champion decision for the challenger `spec` against `current` (a registry
-    ModelVersion or None) whose logged spec is `logged`. Never raises: a champion that cannot
-    be re-scored is reported and kept (unless `force`)."""
+    ModelVersion or None) whose logged spec is `logged`. With `deployed` (the champion fitted,
+    and which of these sales it never saw, enough of them), the champion is scored as it is on
+    those sales (`compare_deployed`); otherwise its spec is re-fitted on the same folds
+    (`compare`). Never raises: a champion that cannot be re-scored is reported and kept
+    (unless `force`)."""
     version = None if current is None else str(current.version)
     if force:
         return Decision(True, "promoted to champion (--promote)", version)
@@ -119,14 +182,19 @@ def decide(
         missing = [c for c in champion_fs.raw_columns if c not in X.columns]
         if missing:
             raise ValueError(f"columns missing from this export: {', '.join(missing)}")
-        result = compare(
-            build_from_spec(spec, fs),
-            build_from_spec(logged["spec"], champion_fs),
-            X,
-            y,
-            plan,
-            n_jobs,
-        )
+        if deployed is not None:
+            result = compare_deployed(
+                build_from_spec(spec, fs), deployed.model, X, y, deployed.fresh, plan, n_jobs
+            )
+        else:
+            result = compare(
+                build_from_spec(spec, fs),
+                build_from_spec(logged["spec"], champion_fs),
+                X,
+                y,
+                plan,
+                n_jobs,
+            )
     except Exception as err:  # a renamed candidate, a missing column, a failing fit...
         log.warning("Champion v%s cannot be re-scored: %s", version, err)
         reason = str(err).splitlines()[0][:200] if str(err).strip() else type(err).__name__

@@ -23,9 +23,15 @@ from mlflow.models import infer_signature
 from homevision import tracking
 from homevision.config import PACKAGE_DIR, load_params, paths
 from homevision.data.listings import Listings, load_listings, write_rejected
+from homevision.data.schema import MLS_ID
 from homevision.features import FeatureSet, get_feature_set
 from homevision.monitoring.reference import ARTIFACT_DIR as REFERENCE_DIR
-from homevision.monitoring.reference import build_reference, write_reference
+from homevision.monitoring.reference import (
+    OOF_VALUATION,
+    build_reference,
+    load_reference,
+    write_reference,
+)
 from homevision.training import plots, promotion
 from homevision.training.budget import (
     NESTED_ROW_FACTOR,
@@ -279,7 +285,10 @@ def train(
             "decision": decision,
             "promoted": promoted,
             "champion_version": _champion_version(name),
-            "rule": promotion.RULE.format(alpha=float(load_params()["promotion"]["alpha"])),
+            "rule": promotion.RULE.format(
+                alpha=float(load_params()["promotion"]["alpha"]),
+                min_fresh=int(load_params()["promotion"]["min_fresh_sales"]),
+            ),
         }
         mlflow.set_tag("budget_notes", "; ".join(notes)[:5000] or "none")
         mlflow.set_tag("engine", model.engine_note_[:5000])
@@ -350,8 +359,18 @@ def _decide(selection, fs, X, y, promote, winner_cost, clock, shares, notes) -> 
             notes.append(f"promotion check on {fit} of {repeats} fresh CV repeats")
         repeats = fit
     plan = CVPlan(folds=int(pcfg["folds"]), repeats=repeats, seed=int(pcfg["seed"]))
+    deployed = None if promote else _deployed(current, name, X, int(pcfg["min_fresh_sales"]))
     decision = promotion.decide(
-        selection.spec, fs.name, X, y, current, logged, plan, float(pcfg["alpha"]), promote
+        selection.spec,
+        fs.name,
+        X,
+        y,
+        current,
+        logged,
+        plan,
+        float(pcfg["alpha"]),
+        promote,
+        deployed=deployed,
     )
     if decision.comparison is not None:
         c = decision.comparison
@@ -365,6 +384,33 @@ def _decide(selection, fs, X, y, promote, winner_cost, clock, shares, notes) -> 
         mlflow.log_dict(c.as_dict(), "promotion_comparison.json")
     log.info("Champion decision: %s", decision.note)
     return decision
+
+
+def _deployed(current, name: str, X: pd.DataFrame, min_fresh: int) -> promotion.Deployed | None:
+    """Return the champion as deployed and the sales of X it never saw, when there are at least
+    `min_fresh` of them and its reference (which names its training sales) is complete; else
+    None (the champion's procedure is then re-fitted instead)."""
+    if current is None or not current.run_id:
+        return None
+    try:
+        reference = load_reference(current.run_id)
+    except LookupError:
+        return None
+    if len(reference) >= int(load_params()["monitoring"]["reference_max_rows"]):
+        return None  # a sample: training sales outside it would pass for fresh ones
+    seen = set(reference.loc[reference[OOF_VALUATION].notna(), MLS_ID])
+    fresh = promotion.fresh_sales(X[MLS_ID], seen)
+    if fresh.sum() < min_fresh:
+        return None
+    try:
+        model = tracking.load_model(f"models:/{name}/{current.version}")
+    except tracking.ModelNotFoundError as err:
+        log.warning("Champion v%s cannot be loaded as deployed: %s", current.version, err)
+        return None
+    log.info(
+        "Champion v%s is scored as deployed on %d sales it never saw", current.version, fresh.sum()
+    )
+    return promotion.Deployed(model, fresh)
 
 
 def _measure_intervals(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+
 from homevision.training.evaluation import CVPlan
 from homevision.training.promotion import decide
 from homevision.training.selection import single_spec
@@ -89,3 +91,38 @@ def test_promote_forces_and_no_champion_promotes(labelled):
     assert first.promote and first.champion_version is None
     unknown = decide(single_spec("ridge"), "task6", X, y, _current(), None, PLAN, 0.05)
     assert not unknown.promote and "spec is unknown" in unknown.note
+
+
+def _deployed_on(X, y, fresh):
+    """A ridge champion fitted on the rows that are not fresh (what it saw when deployed)."""
+    from homevision.features import get_feature_set
+    from homevision.training.candidates import build_from_spec
+    from homevision.training.promotion import Deployed
+
+    model = build_from_spec(single_spec("ridge"), get_feature_set("task6"))
+    return Deployed(model.fit(X[~fresh], y[~fresh]), fresh)
+
+
+def test_a_deployed_champion_gone_stale_is_replaced_by_the_same_procedure_refitted(labelled):
+    X, y = labelled
+    fresh = np.asarray(X.index % 3 == 0)  # a third of the sales arrived after it was fitted
+    moved = y.where(~fresh, y * 1.15)  # ... in a market 15% up
+    deployed = _deployed_on(X, y, fresh)
+    spec = single_spec("ridge")
+    decision = decide(
+        spec, "task6", X, moved, _current(), _logged(spec), PLAN, 0.05, deployed=deployed
+    )
+    assert decision.promote, decision.note
+    assert "sales the champion never saw" in decision.comparison.folds
+    # Without the deployed model, the same procedure against itself is never "better".
+    refit = decide(spec, "task6", X, moved, _current(), _logged(spec), PLAN, 0.05)
+    assert not refit.promote
+
+
+def test_a_deployed_champion_still_current_is_kept(labelled):
+    X, y = labelled
+    fresh = np.asarray(X.index % 3 == 0)
+    deployed = _deployed_on(X, y, fresh)
+    spec = single_spec("ridge")
+    decision = decide(spec, "task6", X, y, _current(), _logged(spec), PLAN, 0.05, deployed=deployed)
+    assert not decision.promote, decision.note

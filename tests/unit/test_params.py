@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from homevision.features import feature_set_names, get_feature_set, is_leaky, leakage_columns
 
@@ -77,3 +80,19 @@ def test_params_ship_inside_the_package():
     from homevision.config import PACKAGE_DIR
 
     assert (PACKAGE_DIR / "params.yaml").is_file()
+
+
+def test_an_older_params_file_gets_new_settings_at_their_default(tmp_path, monkeypatch):
+    from homevision.config import load_params
+
+    old = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+    del old["monitoring"]
+    del old["promotion"]["min_fresh_sales"]
+    old["promotion"]["alpha"] = 0.01
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(old))
+    monkeypatch.setenv("HOMEVISION_PARAMS", str(path))
+    params = load_params()
+    assert params["promotion"]["alpha"] == 0.01  # the file's own value
+    assert params["promotion"]["min_fresh_sales"] == 30  # the shipped default
+    assert params["monitoring"]["drift_share"] == 0.3
