@@ -1,6 +1,7 @@
-"""The DVC pipeline (dvc.yaml: ingest -> validate -> train -> predict): its declarations match the
-project, `homevision ingest` copies the export DVC tracks, and, end to end in a fresh copy of the
-checkout, `dvc repro` runs every stage once, then nothing, then only what a changed param needs."""
+"""The DVC pipeline (dvc.yaml: ingest -> validate -> train -> predict and monitor): its
+declarations match the project, `homevision ingest` copies the export DVC tracks, and, end to
+end in a fresh copy of the checkout, `dvc repro` runs every stage once, then nothing, then only
+what a changed param needs."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from homevision.training.interval_choice import IntervalScore
 from .conftest import tiny_params
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["ingest", "validate", "train", "predict"]
+STAGES = ["ingest", "validate", "train", "predict", "monitor"]
 runner = CliRunner()
 
 
@@ -60,6 +61,7 @@ def test_stages_are_homevision_commands_on_paths_and_params_that_exist():
     assert "data/raw/listings.csv" in stages["validate"]["deps"]
     assert "data/interim/rejected.csv" in stages["train"]["deps"]
     assert "reports/model.json" in stages["predict"]["deps"]
+    assert "reports/model.json" in stages["monitor"]["deps"]
     assert stages["train"]["metrics"] == ["reports/metrics.json"]
 
 
@@ -235,12 +237,16 @@ def test_dvc_repro_runs_every_stage_once_then_only_what_a_param_change_needs(tmp
         diff["params.yaml"]["train.folds"]["old"],
         diff["params.yaml"]["train.folds"]["new"],
     ) == (3, 4)
-    assert "train" in _dvc(repo, "status") and _ran(_dvc(repo, "repro")) == ["train", "predict"]
+    assert "train" in _dvc(repo, "status")
+    assert sorted(_ran(_dvc(repo, "repro"))) == ["monitor", "predict", "train"]
     assert json.loads((repo / "reports" / "model.json").read_text())["version"] == "2"
 
     shown = json.loads(_dvc(repo, "metrics", "show", "--json"))
     metrics = shown[""]["data"]["reports/metrics.json"]["data"]
     assert {"cv", "honest", "range"} <= set(metrics) and metrics["honest"]["rmse"] > 0
+    # The champion against the export it was trained on: nothing drifted.
+    drift = shown[""]["data"]["reports/monitoring/drift_summary.json"]["data"]
+    assert drift["detected"] is False and drift["input_drift_share"] == 0
     changed = json.loads(_dvc(repo, "metrics", "diff", "--json"))["reports/metrics.json"]
     assert changed["cv.rmse"]["old"] > 0 and changed["cv.rmse"]["new"] > 0  # HEAD's from cache
 
