@@ -285,14 +285,14 @@ def pick_up(
 ) -> Output[Intake]:
     """Return the drop folder's files sorted into new exports (validated, accepted rows and
     rejected rows staged), files already merged, and files that are not exports."""
+    from homevision.tracking import file_hash
+
     for stale in history_dir().glob(".staging-*"):  # left by a killed run: we hold the lock
         shutil.rmtree(stale, ignore_errors=True)
     staging = staging_dir(context.run_id)
     staging.mkdir(parents=True)
     mlflow_run_id = _start_mlflow_run(context.run_id, settings.incoming)
     (staging / MLFLOW_RUN_FILE).write_text(mlflow_run_id)
-    from homevision.tracking import file_hash
-
     intake = Intake(str(staging), mlflow_run_id)
     seen = processed_hashes(load_manifest(manifest_path()))
     for path in pending_exports(Path(settings.incoming)):
@@ -310,7 +310,7 @@ def pick_up(
         result = listings.validation
         staged = report = None
         if len(result.accepted):
-            staged = str(write_listings(result.accepted, staging / "accepted" / f"{path.stem}.csv"))
+            staged = str(write_listings(result.accepted, staging / "accepted" / f"{path.name}.csv"))
         if len(result.rejected):
             target = staging / "rejected" / f"{path.name}.rejected.csv"
             report = str(write_rejected(result, target))
@@ -403,7 +403,11 @@ def merge_history(context: OpExecutionContext, intake: Intake) -> Output[Merged]
         merged.staged_new = str(write_listings(new_rows, staging / "new-listings.csv"))
     _log_mlflow(
         intake.mlflow_run_id,
-        params={"rows_added": merged.rows_added, "rows_updated": merged.rows_updated},
+        params={
+            "rows_added": merged.rows_added,
+            "rows_updated": merged.rows_updated,
+            "new_sales": merged.new_sales,
+        },
         metrics={
             "rows_added": merged.rows_added,
             "rows_updated": merged.rows_updated,
@@ -631,6 +635,8 @@ def commit(
             merged.history_rows,
         )
         atomic_write_text(manifest_path(), manifest_text(manifest))
+    from homevision.tracking import file_hash
+
     incoming = Path(settings.incoming)
     archive, failed = incoming / "archive", incoming / "failed"
     for export in intake.new:
@@ -638,8 +644,6 @@ def commit(
         if export.rejected_report:
             shutil.move(export.rejected_report, target.with_name(target.name + ".rejected.csv"))
     for path in intake.skipped:
-        from homevision.tracking import file_hash
-
         _move(Path(path), archive, file_hash(Path(path)))
     for refused in intake.refused:
         target = _move(Path(refused.path), failed, refused.sha256)
@@ -835,17 +839,22 @@ def run_flow(log_level: str = "INFO", **options: Any) -> dict[str, Any]:
 
 
 def _failure_sentence(result) -> str:
-    """Return the first failure of a run as one sentence: the op and its error."""
+    """Return the first failure of a run as one sentence: the op (or resource) and its error,
+    the innermost cause only (Dagster wraps the user's exception)."""
     for event in result.all_events:
         if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error is not None and error.cause is not None:
-                error = error.cause
-            message = (error.message if error else "failed").strip().splitlines()[0]
-            return f"{event.step_key} failed: {message}"
-    for event in result.all_events:
-        if event.is_failure and event.message:
-            return event.message.strip().splitlines()[0]
+            where, error = event.step_key, event.step_failure_data.error
+        elif event.event_type_value == "RESOURCE_INIT_FAILURE":
+            where, error = "start", event.engine_event_data.error
+        else:
+            continue
+        while error is not None and error.cause is not None:
+            error = error.cause
+        message = (error.message if error else "").strip().splitlines()
+        text = message[0] if message else "failed"
+        for wrapper in ("dagster._core.definitions.events.", "Failure: "):
+            text = text.removeprefix(wrapper)
+        return f"{where} failed: {text}"
     return "the flow run failed"
 
 

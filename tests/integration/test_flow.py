@@ -5,6 +5,7 @@ were; files that are not exports go to failed/; the schedule's definitions load.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -231,6 +232,21 @@ def test_files_that_are_not_exports_go_to_failed_and_nothing_is_trained(tmp_path
     assert table.returncode == 0 and "nothing to do" in table.stdout
 
 
+@pytest.mark.slow
+def test_a_second_run_on_the_same_history_fails_at_once(tmp_path):
+    home = tmp_path / "project"
+    incoming = home / "incoming"
+    write_listings(generate_listings(40, seed=1), incoming / "2020-01.csv")
+    lock = history_path(home).parent / ".lock"
+    lock.parent.mkdir(parents=True)
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run in progress holds it
+        proc = flow(home, "run", "--incoming", str(incoming))
+    assert proc.returncode == 1
+    assert "another flow run is working on" in " ".join(proc.stdout.split())
+    assert (incoming / "2020-01.csv").exists() and not history_path(home).exists()
+
+
 def test_definitions_load_with_the_schedule_and_its_run_config(tmp_path):
     from dagster import build_schedule_context
 
@@ -252,7 +268,7 @@ def test_definitions_load_with_the_schedule_and_its_run_config(tmp_path):
         "api_url": "http://x",
     }
     job = defs.resolve_job_def(pipeline.JOB_NAME)
-    assert [n.name for n in job.nodes] == [
+    assert [n.name for n in job.nodes_in_topological_order] == [
         "pick_up",
         "merge_history",
         "check_drift",
