@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -181,4 +180,6 @@ def serve(
     the daemon that starts a run at every --cron tick)."""
     command, env = serve_command(incoming, cron, port, features, budget, min_new_sales, api)
     console.print(f"Dagster UI on http://{SERVE_HOST}:{port}, schedule '{cron}' (UTC)")
-    raise typer.Exit(subprocess.call(command, env={**os.environ, **env}))
+    sys.stdout.flush()
+    # exec: dagster dev becomes this process, so Ctrl-C and SIGTERM reach it directly.
+    os.execve(command[0], command, {**os.environ, **env})
