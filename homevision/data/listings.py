@@ -7,8 +7,11 @@ repairable quirks that the feature pipeline fixes later.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.parquet as pq
 
 from homevision.data.fields import FALSE_TOKENS, TRUE_TOKENS, describe, normalise_id
 from homevision.data.schema import (
@@ -65,19 +70,48 @@ def read_export(path: str | Path) -> pd.DataFrame:
     Raises NotAnExportError with one sentence when the file cannot be a listings export.
     """
     path = Path(path)
+    frame = _read_parquet(path) if _is_parquet(path) else _read_csv(path)
+    _check_listings(path, frame)
+    return frame.reset_index(drop=True)
+
+
+def read_export_chunks(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Return the export's rows as frames of at most `chunk_rows`, parsed exactly as read_export
+    parses the whole file, so memory is bounded by the chunk, not the file.
+
+    Everything read_export checks up front (a file, not empty, UTF-8, the required columns, some
+    rows) is checked before this returns, with the same sentence; a CSV that stops parsing
+    further on raises the same NotAnExportError when its chunk is reached.
+    """
+    path = Path(path)
+    chunks = (
+        _parquet_chunks(path, chunk_rows) if _is_parquet(path) else _csv_chunks(path, chunk_rows)
+    )
+    first = next(chunks, None)
+    _check_listings(path, pd.DataFrame() if first is None else first)
+    return itertools.chain([first], chunks)
+
+
+def _is_parquet(path: Path) -> bool:
+    """Return whether the file is Parquet (else CSV); NotAnExportError when it cannot be an
+    export at all: missing, a directory, empty, or binary that is not Parquet."""
     if not path.exists():
         raise NotAnExportError(f"{path}: no such file.")
     if path.is_dir():
         raise NotAnExportError(f"{path}: is a directory, not a listings export file.")
-    head = path.open("rb").read(8192)
+    with path.open("rb") as file:
+        head = file.read(8192)
     if not head.strip():
         raise NotAnExportError(f"{path}: the file is empty.")
     if head.startswith(b"PAR1") or path.suffix.lower() == ".parquet":
-        frame = _read_parquet(path)
-    else:
-        if b"\x00" in head:
-            raise NotAnExportError(f"{path}: looks like a binary file, not a CSV export.")
-        frame = _read_csv(path)
+        return True
+    if b"\x00" in head:
+        raise NotAnExportError(f"{path}: looks like a binary file, not a CSV export.")
+    return False
+
+
+def _check_listings(path: Path, frame: pd.DataFrame) -> None:
+    """Raise NotAnExportError unless the (first) frame has rows and every required column."""
     if frame.empty:
         raise NotAnExportError(f"{path}: has a header but no listing rows.")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -85,47 +119,111 @@ def read_export(path: str | Path) -> pd.DataFrame:
         raise NotAnExportError(
             f"{path}: not a listings export, required column(s) missing: {', '.join(missing)}."
         )
-    return frame.reset_index(drop=True)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise NotAnExportError(
-            f"{path}: cannot be decoded as UTF-8 text (byte {err.start}); "
-            "re-export it as a UTF-8 CSV."
-        ) from None
+        raise _undecodable(path, err.start) from None
     try:
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable CSV"
-        raise NotAnExportError(f"{path}: not a readable CSV export ({reason}).") from None
+    except _CSV_ERRORS as err:
+        raise _unreadable_csv(path, err) from None
+
+
+def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Yield _read_csv's frames `chunk_rows` at a time (the file is checked as UTF-8 first)."""
+    position = _first_undecodable_byte(path)
+    if position is not None:
+        raise _undecodable(path, position)
+    try:
+        with pd.read_csv(
+            path, dtype=str, keep_default_na=True, encoding="utf-8-sig", chunksize=chunk_rows
+        ) as reader:
+            yield from reader
+    except _CSV_ERRORS as err:
+        raise _unreadable_csv(path, err) from None
+
+
+_CSV_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error)
+
+
+def _unreadable_csv(path: Path, err: Exception) -> NotAnExportError:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable CSV"
+    return NotAnExportError(f"{path}: not a readable CSV export ({reason}).")
+
+
+def _undecodable(path: Path, position: int) -> NotAnExportError:
+    return NotAnExportError(
+        f"{path}: cannot be decoded as UTF-8 text (byte {position}); re-export it as a UTF-8 CSV."
+    )
+
+
+def _first_undecodable_byte(path: Path, block: int = 1 << 24) -> int | None:
+    """Return the position _read_csv reports for a file that is not UTF-8 (counted after a BOM,
+    as decoding with utf-8-sig does), None when it is; reads the file a block at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, bom = 0, 0
+    with path.open("rb") as file:
+        while True:
+            data = file.read(block)
+            if offset == 0:
+                bom = 3 if data.startswith(codecs.BOM_UTF8) else 0
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as err:  # err.object: bytes held back + this block
+                return offset + len(data) - len(err.object) + err.start - bom
+            if not data:
+                return None
+            offset += len(data)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises many types for a damaged file
-        reason = type(err).__name__
-        raise NotAnExportError(f"{path}: not a readable Parquet file ({reason}).") from None
-    # Same contract as CSV: strings in, so the validator sees what the file holds.
+        raise _unreadable_parquet(path, err) from None
+    return _as_strings(frame)
+
+
+def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Yield _read_parquet's frames `chunk_rows` at a time (pd.read_parquet's conversion)."""
+    try:
+        file = pq.ParquetFile(path)
+        for batch in file.iter_batches(batch_size=chunk_rows):
+            yield _as_strings(pyarrow.Table.from_batches([batch]).to_pandas())
+    except Exception as err:  # pyarrow raises many types for a damaged file
+        raise _unreadable_parquet(path, err) from None
+
+
+def _unreadable_parquet(path: Path, err: Exception) -> NotAnExportError:
+    return NotAnExportError(f"{path}: not a readable Parquet file ({type(err).__name__}).")
+
+
+def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Same contract as CSV: strings in (missing stays missing), so the validator sees what the
+    file holds."""
     return frame.apply(lambda col: col.astype(object).where(col.isna(), col.astype(str)))
 
 
-def validate_listings(raw: pd.DataFrame) -> ValidationResult:
+def validate_listings(raw: pd.DataFrame, repeated: np.ndarray | None = None) -> ValidationResult:
     """Validate every row and return accepted/rejected rows, violations and repair counts.
 
     Rows are identified by position: the result's frames are indexed 0..n-1 like `row - 1`.
+    `repeated` (one bool per row) marks rows whose MLSNumber an earlier chunk of the same export
+    used: they break the duplicate rule as they would with the whole export in one frame.
     """
     raw = raw.reset_index(drop=True)
     schema = build_schema(list(raw.columns))
     checked = raw[[c for c in schema.columns if c in raw.columns] + _frame_check_inputs(raw)]
+    failures = pd.DataFrame(columns=["column", "check", "failure_case", "index"])
     try:
         schema.validate(checked, lazy=True)
-        failures = pd.DataFrame(columns=["column", "check", "failure_case", "index"])
     except pa.errors.SchemaErrors as err:
         failures = err.failure_cases
+    if repeated is not None and np.any(repeated):
+        failures = pd.concat([failures, _repeated_failures(raw, repeated)], ignore_index=True)
     violations = _violations(raw, failures)
     fatal_rows = violations.loc[violations["fatal"], "row"].unique() - 1
     reasons = _reasons(violations[violations["fatal"]])
@@ -139,6 +237,19 @@ def validate_listings(raw: pd.DataFrame) -> ValidationResult:
         violations=violations,
         rows=len(raw),
         repaired={k: int(v) for k, v in repaired.items()},
+    )
+
+
+def _repeated_failures(raw: pd.DataFrame, repeated: np.ndarray) -> pd.DataFrame:
+    """Return pandera-style failure cases: the duplicate rule broken by the `repeated` rows."""
+    rows = np.flatnonzero(repeated)
+    return pd.DataFrame(
+        {
+            "column": MLS_ID,
+            "check": "duplicate",
+            "failure_case": raw[MLS_ID].to_numpy()[rows],
+            "index": rows,
+        }
     )
 
 

@@ -11,7 +11,8 @@ Every listing's sale price follows a hedonic (log-linear) model with multiplicat
                       + school[ElementarySchoolName]      (each ~ N(0, 0.10), fixed per seed)
                       + subdivision[SubdivisionName]      (each ~ N(0, 0.05))
                       + 0.04 * PoolYN + 0.03 * new construction - 0.10 * townhouse/duplex
-                      + eps,   eps ~ Normal(0, NOISE_SIGMA = 0.08)
+                      + eps,   eps ~ Normal(0, NOISE_SIGMA = 0.08
+DEFAULT_CHUNK_ROWS = 100_000  # rows generated and written at a time by write_listings_chunked)
 
 so ClosePrice = exp(structural part) * exp(eps). The noise is the best any model can do: with the
 true structure known, the log error is eps itself, i.e. an RMSE of 0.08 in log price and a mean
@@ -37,14 +38,20 @@ before for a given seed.
 from __future__ import annotations
 
 import csv
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 NOISE_SIGMA = 0.08
+DEFAULT_CHUNK_ROWS = 100_000  # rows generated and written at a time by write_listings_chunked
 INTERCEPT = 12.78
 SCHOOL_SD = 0.10
 SUBDIVISION_SD = 0.05
@@ -285,3 +292,116 @@ def write_listings(frame: pd.DataFrame, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     return path
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """Return the seed of chunk `index`: `seed` itself for the first chunk (so a file of one chunk
+    is the one-shot file), then independent streams derived from (seed, index)."""
+    if index == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
+
+
+def listing_chunks(
+    rows: int,
+    seed: int = 0,
+    market_seed: int | None = None,
+    drift: MarketDrift | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Yield `rows` listings as frames of at most `chunk_rows`: one market (`market_seed`, default
+    `seed`) for every chunk, fresh homes per chunk, MLS numbers unique across chunks (each chunk's
+    offset by its first row; past 1M rows they run into the next month's numbers)."""
+    if rows < 1 or chunk_rows < 1:
+        raise ValueError("rows and chunk_rows must be at least 1")
+    market = seed if market_seed is None else market_seed
+    for index, start in enumerate(range(0, rows, chunk_rows)):
+        frame = generate_listings(
+            min(chunk_rows, rows - start), chunk_seed(seed, index), market, drift
+        )
+        frame["MLSNumber"] += start
+        yield frame
+
+
+def export_csv_bytes(frame: pd.DataFrame, header: bool) -> bytes:
+    """Return the frame as write_listings writes it (every value quoted, missing as "", CRLF),
+    formatted by Arrow: ~6x faster than pandas. Values must hold no line breaks."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_floating(column.type):  # pandas writes repr(): 7020.0, not Arrow's 7020
+            values = frame[name].to_numpy(dtype=object, na_value=None)
+            column = pa.array([None if v is None else repr(float(v)) for v in values], pa.string())
+        columns.append(pc.fill_null(pc.cast(column, pa.string()), ""))
+    out = io.BytesIO()
+    options = pa_csv.WriteOptions(include_header=header, quoting_style="all_valid")
+    pa_csv.write_csv(pa.table(columns, names=table.column_names), out, options)
+    return out.getvalue().replace(b"\n", b"\r\n")
+
+
+def parquet_schema(frame: pd.DataFrame) -> pa.Schema:
+    """Return the Parquet schema of every chunk, from the first: a column with no values in it
+    (null type) is text, so a later chunk with values still fits."""
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    for i, field in enumerate(schema):
+        if pa.types.is_null(field.type):
+            schema = schema.set(i, field.with_type(pa.large_string()))
+    return schema
+
+
+def write_listings_chunked(
+    rows: int,
+    path: str | Path,
+    seed: int = 0,
+    market_seed: int | None = None,
+    drift: MarketDrift | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_chunk: Callable[[int], None] | None = None,
+) -> Path:
+    """Generate and write `rows` listings chunk by chunk (memory bounded by `chunk_rows`) and
+    return the path: Parquet for a .parquet path, else the export's CSV format. Up to
+    `chunk_rows` rows, the CSV is byte for byte write_listings(generate_listings(rows, seed, ...)).
+    `on_chunk` gets the rows written so far. The file appears complete or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    chunks = listing_chunks(rows, seed, market_seed, drift, chunk_rows)
+    try:
+        if path.suffix.lower() == ".parquet":
+            _write_parquet_chunks(chunks, partial, on_chunk)
+        else:
+            _write_csv_chunks(chunks, partial, on_chunk)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _write_csv_chunks(
+    chunks: Iterator[pd.DataFrame], path: Path, on_chunk: Callable[[int], None] | None
+) -> None:
+    written = 0
+    with path.open("wb") as out:
+        for frame in chunks:
+            out.write(export_csv_bytes(frame, header=written == 0))
+            written += len(frame)
+            if on_chunk:
+                on_chunk(written)
+
+
+def _write_parquet_chunks(
+    chunks: Iterator[pd.DataFrame], path: Path, on_chunk: Callable[[int], None] | None
+) -> None:
+    written, writer = 0, None
+    try:
+        for frame in chunks:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, parquet_schema(frame))
+            writer.write_table(table.cast(writer.schema))
+            written += len(frame)
+            if on_chunk:
+                on_chunk(written)
+    finally:
+        if writer is not None:
+            writer.close()

@@ -1,0 +1,167 @@
+"""Value an export too big for memory: read it in chunks, value each chunk with `value_listings`,
+append each chunk's valuations to the output. Memory is bounded by the chunk, not the file.
+
+The output equals one `value_listings` over the whole file, row for row: the only rule that
+looks across rows (an MLSNumber already used by an earlier row) is carried between chunks by a
+sorted array of the MLS numbers seen so far (8 bytes a listing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from homevision.data.fields import normalise_id
+from homevision.data.listings import REASON_COLUMN, validate_listings
+from homevision.data.schema import MLS_ID
+from homevision.valuation.predict import PRICE_COLUMNS, value_listings
+
+log = logging.getLogger(__name__)
+DEFAULT_CHUNK_ROWS = 100_000
+# The Parquet schema of streamed valuations: the same for every chunk, whatever it holds.
+VALUATION_SCHEMA = pa.schema(
+    [
+        ("MLSNumber", pa.large_string()),
+        *((column, pa.float64()) for column in PRICE_COLUMNS),
+        ("error", pa.large_string()),
+        ("warning", pa.large_string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """What a streamed valuation did: rows written, rows with an error or a warning, level."""
+
+    rows: int
+    failed: int
+    warned: int
+    confidence: float
+
+
+def mls_ids(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Return (ids, valid): every row's MLSNumber as the duplicate check reads it (0 where it
+    has none or an invalid one) and whether it has a valid one."""
+    ids = [normalise_id(v) for v in raw[MLS_ID].to_numpy()] if MLS_ID in raw else []
+    valid = np.array([i is not None for i in ids], dtype=bool)
+    return np.array([i or 0 for i in ids], dtype=np.int64), valid
+
+
+def seen_before(ids: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Return, per id, whether it is in `seen` (sorted, unique)."""
+    at = np.searchsorted(seen, ids).clip(max=max(len(seen) - 1, 0))
+    return (seen[at] == ids) if len(seen) else np.zeros(len(ids), dtype=bool)
+
+
+def remember(seen: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Return `seen` (sorted, unique) with `ids` added: a merge of two sorted runs."""
+    merged = np.concatenate([seen, np.unique(ids)])
+    merged.sort(kind="stable")  # timsort: two sorted runs merge in linear time
+    keep = np.ones(len(merged), dtype=bool)
+    keep[1:] = merged[1:] != merged[:-1]
+    return merged[keep]
+
+
+def refuse_repeated(raw: pd.DataFrame, frame: pd.DataFrame, repeated: np.ndarray) -> pd.DataFrame:
+    """Return the chunk's valuations `frame` with the `repeated` rows (an MLSNumber an earlier
+    chunk used) refused as one pass over the file refuses them: no price or warning, and every
+    reason the row breaks (its other rules too) in `error`."""
+    if not repeated.any():
+        return frame
+    again = validate_listings(raw[repeated], repeated=np.ones(int(repeated.sum()), dtype=bool))
+    out = frame.copy()
+    out.loc[repeated, PRICE_COLUMNS] = np.nan
+    out.loc[repeated, "warning"] = ""
+    out.loc[repeated, "error"] = again.rejected[REASON_COLUMN].to_numpy()
+    return out
+
+
+def value_chunks(
+    model, chunks: Iterable[pd.DataFrame], confidence: float | None = None
+) -> Iterator[tuple[pd.DataFrame, float]]:
+    """Yield (valuations, range level) per chunk of an export (OUTPUT_COLUMNS, in row order):
+    together, exactly value_listings over the whole export."""
+    seen = np.empty(0, dtype=np.int64)
+    for chunk in chunks:
+        raw = chunk.reset_index(drop=True)
+        ids, valid = mls_ids(raw)
+        repeated = valid & seen_before(ids, seen)
+        valued = value_listings(model, raw, confidence=confidence)
+        seen = remember(seen, ids[valid])
+        yield refuse_repeated(raw, valued.frame, repeated), valued.confidence
+
+
+def write_frame(frame: pd.DataFrame, target: Path) -> Path:
+    """Write valuations in one go, Parquet for a .parquet target, else CSV; return the path."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if _is_parquet(target):
+        frame.to_parquet(target, index=False)
+    else:
+        frame.to_csv(target, index=False)
+    return target
+
+
+def write_chunks(
+    valued: Iterable[tuple[pd.DataFrame, float]],
+    target: Path,
+    on_chunk: Callable[[int], None] | None = None,
+) -> StreamSummary:
+    """Append each chunk's valuations to `target` (CSV with one header, the same bytes as
+    write_frame of the whole; or Parquet, one row group a chunk) and return the summary.
+    `on_chunk` gets the rows written so far. The file appears complete or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    rows = failed = warned = 0
+    level = float("nan")
+    writer: pq.ParquetWriter | None = None
+    try:
+        with partial.open("wb") as out:
+            if _is_parquet(target):
+                writer = pq.ParquetWriter(out, VALUATION_SCHEMA)
+            for frame, chunk_level in valued:
+                level = chunk_level
+                if writer is not None:
+                    writer.write_table(_arrow(frame))
+                else:
+                    frame.to_csv(out, index=False, header=rows == 0)
+                rows += len(frame)
+                failed += int(frame["error"].ne("").sum())
+                warned += int(frame["warning"].ne("").sum())
+                if on_chunk:
+                    on_chunk(rows)
+            if writer is not None:
+                writer.close()
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    log.info("Valued %d listings in chunks -> %s", rows, target)
+    return StreamSummary(rows, failed, warned, level)
+
+
+def stream_valuations(
+    model,
+    chunks: Iterable[pd.DataFrame],
+    target: Path,
+    confidence: float | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> StreamSummary:
+    """Value an export's chunks (from read_export_chunks) into `target`; return the summary."""
+    return write_chunks(value_chunks(model, chunks, confidence), target, on_chunk)
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    """Return one chunk of valuations in VALUATION_SCHEMA (MLS numbers as text, as read)."""
+    ids = frame["MLSNumber"].astype(object)
+    frame = frame.assign(MLSNumber=ids.where(ids.isna(), ids.astype(str)))
+    return pa.Table.from_pandas(frame, schema=VALUATION_SCHEMA, preserve_index=False)
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() == ".parquet"

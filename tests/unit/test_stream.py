@@ -1,0 +1,147 @@
+"""Chunked synthetic data and chunked reading: the same listings as one pass, in bounded pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from homevision.data.listings import (
+    NotAnExportError,
+    load_listings,
+    read_export,
+    read_export_chunks,
+    validate_listings,
+)
+from homevision.data.synthetic import (
+    MarketDrift,
+    generate_listings,
+    write_listings,
+    write_listings_chunked,
+)
+from homevision.valuation.stream import remember, seen_before
+
+
+@pytest.mark.parametrize(
+    ("rows", "seed", "drift"),
+    [(2000, 0, None), (1, 3, None), (900, 4, MarketDrift(3, 0.01, 0.5, "Zen", 0.2))],
+)
+def test_one_chunk_is_byte_for_byte_the_one_shot_file(tmp_path, rows, seed, drift):
+    one_shot = write_listings(generate_listings(rows, seed, None, drift), tmp_path / "a.csv")
+    chunked = write_listings_chunked(rows, tmp_path / "b.csv", seed, drift=drift)
+    assert chunked.read_bytes() == one_shot.read_bytes()
+
+
+def test_chunks_keep_mls_numbers_unique_and_the_market(tmp_path):
+    path = write_listings_chunked(2500, tmp_path / "s.csv", seed=1, chunk_rows=600)
+    frame = pd.read_csv(path, dtype=str)
+    assert len(frame) == 2500 and frame["MLSNumber"].is_unique
+    assert frame.iloc[:600].equals(
+        pd.read_csv(write_listings(generate_listings(600, 1), tmp_path / "o.csv"), dtype=str)
+    )
+    raw = path.read_bytes()
+    assert raw.count(b'"MLSNumber"') == 1 and raw.count(b"\r\n") == 2501  # one header, CRLF
+
+
+def test_same_seed_same_file_other_seed_other_file(tmp_path):
+    a = write_listings_chunked(1200, tmp_path / "a.parquet", seed=5, chunk_rows=500)
+    b = write_listings_chunked(1200, tmp_path / "b.parquet", seed=5, chunk_rows=500)
+    c = write_listings_chunked(1200, tmp_path / "c.parquet", seed=6, chunk_rows=500)
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_round_trip_through_load_listings(tmp_path, suffix):
+    path = write_listings_chunked(1500, tmp_path / f"s.{suffix}", seed=2, chunk_rows=400)
+    listings = load_listings(path)
+    assert listings.validation.rows == 1500 and listings.validation.rejected.empty
+    assert listings.typed["MLSNumber"].is_unique
+    assert 0.25 < len(listings.labelled) / 1500 < 0.35
+
+
+def test_parquet_and_csv_hold_the_same_listings(tmp_path):
+    csv = read_export(write_listings_chunked(900, tmp_path / "s.csv", seed=8, chunk_rows=250))
+    parquet = read_export(
+        write_listings_chunked(900, tmp_path / "s.parquet", seed=8, chunk_rows=250)
+    )
+    assert len(csv) == len(parquet) == 900
+    pd.testing.assert_frame_equal(csv.astype(object).fillna(""), parquet.astype(object).fillna(""))
+
+
+def test_a_chunk_with_no_sales_still_fits_the_parquet_schema(tmp_path):
+    """Chunks of one row: some have no CloseDate at all (an all-null column)."""
+    path = write_listings_chunked(12, tmp_path / "tiny.parquet", seed=0, chunk_rows=1)
+    frame = read_export(path)
+    assert len(frame) == 12 and frame["CloseDate"].notna().any() and frame["CloseDate"].isna().any()
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_chunked_reading_equals_reading_at_once(tmp_path, suffix):
+    path = write_listings_chunked(1000, tmp_path / f"s.{suffix}", seed=9, chunk_rows=300)
+    chunks = list(read_export_chunks(path, 333))
+    assert [len(c) for c in chunks] == [333, 333, 333, 1]
+    whole = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(whole, read_export(path))
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", "empty"),
+        (b"MLSNumber,Status\r\n1,Sold\r\n", "required column"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "binary"),
+        (b"PAR1garbagegarbage", "Parquet"),
+    ],
+)
+def test_chunked_reading_refuses_what_read_export_refuses(tmp_path, content, match):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(NotAnExportError, match=match) as chunked:
+        read_export_chunks(path, 10)
+    with pytest.raises(NotAnExportError) as whole:
+        read_export(path)
+    assert str(chunked.value) == str(whole.value)
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_undecodable_byte_is_reported_at_the_same_position(tmp_path, bom):
+    path = tmp_path / "latin1.csv"
+    text = write_listings(generate_listings(300, 0), tmp_path / "ok.csv").read_bytes()
+    path.write_bytes(bom + text[:-500] + "É".encode("latin-1") + text[-500:])
+    with pytest.raises(NotAnExportError) as whole:
+        read_export(path)
+    with pytest.raises(NotAnExportError) as chunked:
+        read_export_chunks(path, 50)
+    assert "UTF-8" in str(whole.value) and str(chunked.value) == str(whole.value)
+
+
+def test_a_csv_that_breaks_part_way_raises_the_same_sentence(tmp_path):
+    path = tmp_path / "broken.csv"
+    lines = write_listings(generate_listings(200, 0), tmp_path / "ok.csv").read_bytes()
+    rows = lines.split(b"\r\n")
+    rows[150] += b',"extra","cells"'
+    path.write_bytes(b"\r\n".join(rows))
+    with pytest.raises(NotAnExportError) as whole:
+        read_export(path)
+    chunks = read_export_chunks(path, 40)
+    with pytest.raises(NotAnExportError) as chunked:
+        list(chunks)
+    assert str(chunked.value) == str(whole.value)
+
+
+def test_seen_ids_are_remembered_across_chunks():
+    seen = remember(np.empty(0, np.int64), np.array([5, 3, 5]))
+    assert seen.tolist() == [3, 5]
+    assert seen_before(np.array([1, 3, 9, 5]), seen).tolist() == [False, True, False, True]
+    assert remember(seen, np.array([4, 5, 1])).tolist() == [1, 3, 4, 5]
+    assert seen_before(np.array([2]), np.empty(0, np.int64)).tolist() == [False]
+
+
+def test_repeated_rows_break_the_duplicate_rule_as_in_one_frame():
+    raw = generate_listings(6, 0).astype(str)
+    raw.loc[4, "SqFtTotal"] = "abc"
+    whole = validate_listings(pd.concat([raw.iloc[[4]], raw], ignore_index=True))
+    marked = validate_listings(raw, repeated=np.arange(6) == 4)
+    assert marked.rejected.index.tolist() == [4]
+    assert marked.rejected["rejection_reason"].iloc[0] == whole.rejected.loc[5, "rejection_reason"]
+    assert "already used" in marked.rejected["rejection_reason"].iloc[0]
