@@ -29,6 +29,7 @@ import pandas as pd
 from homevision import tracking
 from homevision.config import load_params, paths
 from homevision.data.listings import is_labelled, load_listings
+from homevision.data.schema import MLS_ID
 from homevision.features import get_feature_set
 from homevision.monitoring import checks as ck
 from homevision.monitoring.reference import OOF_VALUATION, load_reference
@@ -157,6 +158,11 @@ def run_monitor(
     ref_valuation = OOF_VALUATION if ref[OOF_VALUATION].notna().any() else ck.VALUATION
     ref_sales = _errors(ref, ref_valuation)
     cur_sales = _errors(cur, ck.VALUATION)
+    seen = 0
+    if ref_valuation == OOF_VALUATION:
+        # Sales the model was fitted on have in-sample errors: only the others are compared.
+        fitted_on = cur_sales[MLS_ID].isin(set(ref_sales[MLS_ID]))
+        seen, cur_sales = int(fitted_on.sum()), cur_sales[~fitted_on]
     min_sales = int(cfg["min_sales"])
     sales_note = None
     if len(cur_sales) >= min_sales and len(ref_sales) >= min_sales:
@@ -169,10 +175,11 @@ def run_monitor(
         checks += ck.read_checks(snapshots[HTML_SALES].dict(), {}, limits, group_of)
     else:
         sales_note = (
-            f"price and error checks skipped: {len(cur_sales)} sales in the export, "
-            f"{len(ref_sales)} in the reference, {min_sales} needed"
+            f"price and error checks skipped: {len(cur_sales)} sales in the export the model "
+            f"was not trained on ({seen} it was), {len(ref_sales)} in the reference, "
+            f"{min_sales} needed"
         )
-        log.info(sales_note)
+        log.debug(sales_note)
 
     groups = ck.verdicts(checks, float(cfg["drift_share"]))
     found = ck.detected(groups, list(cfg["triggers"]))
@@ -195,6 +202,7 @@ def run_monitor(
             "reference_valuations": "out-of-fold" if ref_valuation == OOF_VALUATION else "model",
         },
         "sales_note": sales_note,
+        "sales_seen_in_training": seen,
         "checks": [c.as_dict() for c in checks],
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 2),

@@ -106,3 +106,12 @@ def test_not_an_export_exits_2_with_one_sentence(market):
     proc = monitor(market, "--current", "data/notes.csv")
     assert proc.returncode == 2
     assert "error:" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_sales_the_model_was_trained_on_are_not_compared(market):
+    proc = monitor(market, "--current", "data/base.csv", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["sales_seen_in_training"] > 100  # in-sample errors would look too good
+    assert not any(c["group"] in ("errors", "sale_price") for c in summary["checks"])
+    assert "checks skipped" in summary["sales_note"]
