@@ -57,6 +57,7 @@ from homevision.training.interval_choice import (
     compare_variants,
     time_ordered_scores,
 )
+from homevision.training.scale import large_data_plan
 from homevision.training.selection import (
     SelectionResult,
     SelectionSettings,
@@ -174,6 +175,8 @@ def train(
             }
         )
         settings = base_settings(storage)
+        kept, scale_notes = large_data_plan(len(X), settings.candidates, cfg["large_data"])
+        settings = replace(settings, candidates=kept)
         costs = probe_costs(
             X,
             y,
@@ -189,6 +192,7 @@ def train(
         settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds)
         if unpriced:
             notes.insert(0, f"not priced in time, skipped: {', '.join(unpriced)}")
+        notes[:0] = scale_notes
         mlflow.log_params(
             {
                 "feature_set": fs.name,
