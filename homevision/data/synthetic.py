@@ -11,14 +11,15 @@ Every listing's sale price follows a hedonic (log-linear) model with multiplicat
                       + school[ElementarySchoolName]      (each ~ N(0, 0.10), fixed per seed)
                       + subdivision[SubdivisionName]      (each ~ N(0, 0.05))
                       + 0.04 * PoolYN + 0.03 * new construction - 0.10 * townhouse/duplex
-                      + eps,   eps ~ Normal(0, NOISE_SIGMA = 0.08
-DEFAULT_CHUNK_ROWS = 100_000  # rows generated and written at a time by write_listings_chunked)
+                      + eps,   eps ~ Normal(0, NOISE_SIGMA = 0.08)
 
 so ClosePrice = exp(structural part) * exp(eps). The noise is the best any model can do: with the
 true structure known, the log error is eps itself, i.e. an RMSE of 0.08 in log price and a mean
 absolute percentage error of about 100 * E|exp(eps) - 1| ~= 6.4 %. A model using only the
 take-home's six features cannot see the subdivision, pool, construction or townhouse terms and
-must do worse; `offmarket` can approach the floor.
+must do worse; `offmarket` can approach the floor. `noise_floor_rmse` states the floor in
+dollars for a generated sample: the RMSE of the best possible valuation of its sales, the true
+model's conditional mean exp(structural + NOISE_SIGMA^2 / 2).
 
 Marginals are close to the real Frisco sample (living area ~2,700 sqft median, 1-6 beds, median
 sale ~$370k, ~30% Sold). Quirks of the real export are reproduced: about 0.5% negative CDOM (sign
@@ -157,12 +158,14 @@ def generate_listings(
     seed: int = 0,
     market_seed: int | None = None,
     drift: MarketDrift | None = None,
+    noise: float = NOISE_SIGMA,
 ) -> pd.DataFrame:
     """Return `rows` synthetic listings (strings and nullable ints, export column names).
 
     `market_seed` fixes the market (school and subdivision price effects; default: `seed`), so
     fresh homes from the same market can be drawn with another `seed`. `drift` moves the market
-    (prices, mix, a new school) to a later month.
+    (prices, mix, a new school) to a later month. `noise` is the log-price noise's standard
+    deviation (0 gives each home's structural price; every other column is unchanged).
     """
     if rows < 1:
         raise ValueError("rows must be at least 1")
@@ -221,7 +224,7 @@ def generate_listings(
         opened = np.random.default_rng([seed, drift.month, 7]).random(n) < drift.new_school_share
         structural = structural + NEW_SCHOOL_EFFECT * opened - school_effect[school_idx] * opened
     structural = structural + drift.log_price_shift
-    log_price = structural + rng.normal(0, NOISE_SIGMA, n)
+    log_price = structural + rng.normal(0, noise, n)
     price = np.round(np.exp(log_price), -2).astype(np.int64)
     list_price = np.round(price * np.exp(rng.normal(0.025, 0.035, n)), -2).astype(np.int64)
     original_list = np.round(list_price * np.exp(np.abs(rng.normal(0, 0.03, n))), -2)
@@ -284,6 +287,21 @@ def generate_listings(
             "TransactionType": "For Sale",
         }
     )
+
+
+def noise_floor_rmse(
+    rows: int, seed: int = 0, market_seed: int | None = None, drift: MarketDrift | None = None
+) -> float:
+    """Return the RMSE in dollars of the best possible valuation of the sales of
+    `generate_listings(rows, seed, market_seed, drift)`: the true model's conditional mean,
+    exp(structural + NOISE_SIGMA^2 / 2), against the sale prices. No model can beat it in
+    expectation; benchmarks report a model's RMSE as a multiple of it."""
+    sold = generate_listings(rows, seed, market_seed, drift)["ClosePrice"]
+    clean = generate_listings(rows, seed, market_seed, drift, noise=0.0)["ClosePrice"]
+    mask = sold.notna().to_numpy()
+    price = sold.to_numpy(dtype=float, na_value=np.nan)[mask]
+    best = clean.to_numpy(dtype=float, na_value=np.nan)[mask] * np.exp(NOISE_SIGMA**2 / 2)
+    return float(np.sqrt(np.mean((best - price) ** 2)))
 
 
 def write_listings(frame: pd.DataFrame, path: str | Path) -> Path:

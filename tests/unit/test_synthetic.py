@@ -12,6 +12,7 @@ from homevision.data.synthetic import (
     UNSOLD_ONLY_SCHOOL,
     MarketDrift,
     generate_listings,
+    noise_floor_rmse,
     write_listings,
 )
 
@@ -146,3 +147,16 @@ def test_sample_data_cli_writes_a_drifted_month(tmp_path):
         app, ["sample-data", "--new-school-share", "1.5", "--output", str(out)]
     )
     assert bad.exit_code == 2
+
+
+def test_the_stated_noise_floor_is_the_true_models_error():
+    floor = noise_floor_rmse(4000, seed=2)
+    frame = generate_listings(4000, seed=2)
+    sold = frame["ClosePrice"].dropna().astype(float)
+    # The floor sits near the documented log noise times a typical price, and below what
+    # knowing nothing but the median price gives.
+    assert 0.06 * sold.median() < floor < 0.12 * sold.mean()
+    assert floor < float(np.sqrt(np.mean((sold - sold.median()) ** 2)))
+    # Without noise every other column is the same: only the price moved.
+    clean = generate_listings(4000, seed=2, noise=0.0)
+    pd.testing.assert_series_equal(clean["SqFtTotal"], frame["SqFtTotal"])
