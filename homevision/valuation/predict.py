@@ -201,6 +201,16 @@ def _flags(
     factor: float | None = None,
 ) -> tuple[list[str], list[str]]:
     """support_flags' rule, given each range-checked column's values (`seen`)."""
+    warnings = extrapolation_warnings(model, seen, len(point))
+    return refusals(model, point, prices, factor), warnings
+
+
+def refusals(
+    model, point: np.ndarray, prices: np.ndarray | None = None, factor: float | None = None
+) -> list[str]:
+    """Return one error per valuation ("" when reported): not finite, or outside the training
+    prices divided / multiplied by `factor` (support_flags' error rule). Needs only the prices
+    and `model.price_range_`, so a stage that sees the prices alone can apply it (Spark)."""
     factor = support_factor() if factor is None else float(factor)
     point = np.asarray(point, dtype=float)
     values = point[:, None] if prices is None else np.asarray(prices, dtype=float)
@@ -217,8 +227,16 @@ def _flags(
                 f"(${low:,.0f} to ${high:,.0f}: its training prices ${price_range[0]:,.0f} to "
                 f"${price_range[1]:,.0f}, divided or multiplied by {factor:g}); not reported"
             )
-    notes: list[list[str]] = [[] for _ in range(len(point))]
-    for column, (lo, hi) in (getattr(model, "training_ranges_", None) or {}).items():
+    return errors
+
+
+def extrapolation_warnings(model, seen: dict[str, np.ndarray], rows: int) -> list[str]:
+    """Return one warning per row of `rows` ("" when none): the numeric columns whose value
+    (`seen`, one array per column of `model.training_ranges_`) lies outside the training
+    min..max. Needs no price, so it can be decided before the valuation (Spark)."""
+    ranges = getattr(model, "training_ranges_", None) or {}
+    notes: list[list[str]] = [[] for _ in range(rows)]
+    for column, (lo, hi) in ranges.items():
         values = seen[column]
         for i in np.flatnonzero(values > hi):
             notes[i].append(
@@ -228,11 +246,10 @@ def _flags(
             notes[i].append(
                 f"{column} {_num(values[i])} below the smallest seen in training ({_num(lo)})"
             )
-    warnings = [
+    return [
         "; ".join(n) + ": an extrapolation, treat the valuation with care" if n else ""
         for n in notes
     ]
-    return errors, warnings
 
 
 def _num(value: float) -> str:
