@@ -448,6 +448,9 @@ def value_on_spark(
     uri = pinned_uri(resolve_model_uri(model_ref))
     model = load_model(uri)
     level = model.confidence if confidence is None else confidence
+    if level not in model.levels:
+        levels = ", ".join(str(v) for v in model.levels)
+        raise ValueError(f"this model carries ranges at {levels} only")
     facts = ModelFacts.of(model, model_inputs(uri))
     own = spark is None
     session = create_session(master) if own else spark
