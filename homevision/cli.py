@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from homevision.data.listings import (
 )
 from homevision.data.schema import RULES
 from homevision.data.sources import resolve_data_path
-from homevision.data.synthetic import generate_listings, write_listings
+from homevision.data.synthetic import DEFAULT_CHUNK_ROWS
 from homevision.features import feature_set_names, get_feature_set
 from homevision.logging_setup import setup_logging
 
@@ -163,7 +164,9 @@ def _fmt(value: float | int | None) -> str:
 def sample_data(
     rows: Annotated[int, typer.Option(min=1, help="Number of listings.")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same file.")] = 0,
-    output: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="File to write: Parquet for a .parquet name, else CSV.")
+    ] = None,
     market_seed: Annotated[
         int | None,
         typer.Option(help="Seed of the market (school and subdivision effects). Default: --seed."),
@@ -189,10 +192,19 @@ def sample_data(
     new_school_share: Annotated[
         float, typer.Option(help="Share of the listings in the new school.")
     ] = 0.15,
+    chunk_rows: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Listings generated and written at a time (memory grows with this only)."
+        ),
+    ] = DEFAULT_CHUNK_ROWS,
 ) -> None:
-    """Write synthetic listings with a known price model, in the real export's format; the
-    drift options simulate a market moving (for monitoring tests and demos)."""
-    from homevision.data.synthetic import MarketDrift
+    """Write synthetic listings with a known price model, in the real export's format (or
+    Parquet), chunk by chunk; the drift options simulate a market moving (for monitoring tests
+    and demos)."""
+    from rich.progress import Progress
+
+    from homevision.data.synthetic import MarketDrift, write_listings_chunked
 
     target = output or paths().raw / "synthetic-listings.csv"
     try:
@@ -201,8 +213,17 @@ def sample_data(
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
     start = time.perf_counter()
-    with console.status(f"Generating {rows:,} listings..."):
-        write_listings(generate_listings(rows, seed, market_seed, drift), target)
+    with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
+        task = progress.add_task(f"Generating {rows:,} listings", total=rows)
+        write_listings_chunked(
+            rows,
+            target,
+            seed,
+            market_seed,
+            drift,
+            chunk_rows,
+            on_chunk=lambda done: progress.update(task, completed=done),
+        )
     console.print(f"Wrote {rows:,} listings to {target} in {time.perf_counter() - start:.1f} s")
 
 
@@ -303,6 +324,13 @@ def train(
     )
 
 
+class Engine(StrEnum):
+    """Where `predict` values: this process (pandas) or a Spark job."""
+
+    pandas = "pandas"
+    spark = "spark"
+
+
 @app.command()
 def predict(
     model: ModelOption = None,
@@ -313,23 +341,57 @@ def predict(
             help="Export to value (every row). Default: the configured data's unsold listings.",
         ),
     ] = None,
-    output: Annotated[Path | None, typer.Option(help="CSV to write.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="File to write: Parquet for a .parquet name, else CSV. "
+            "Default: data/processed/valuations.csv."
+        ),
+    ] = None,
     confidence: Annotated[
         float | None, typer.Option(help="Range confidence, one the model carries (default 0.9).")
     ] = None,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Add top SHAP contributions ($) and comparables.")
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add top SHAP contributions ($) and comparables (reads the whole file at once).",
+        ),
     ] = False,
+    chunk_rows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="With --data: listings read, valued and written at a time (memory grows with "
+            "this, not with the file).",
+        ),
+    ] = DEFAULT_CHUNK_ROWS,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="pandas: this process. spark: a Spark job (needs Java 17+ and the `spark` "
+            "extra), output as a Parquet folder.",
+        ),
+    ] = Engine.pandas,
+    spark_master: Annotated[
+        str, typer.Option(help="With --engine spark: the Spark master, e.g. spark://host:7077.")
+    ] = "local[*]",
 ) -> None:
-    """Value every row of an export: MLSNumber, price, range, error (and reasons)."""
+    """Value every row of an export: MLSNumber, price, range, error (and reasons). A --data
+    export is streamed chunk by chunk unless --explain."""
     from homevision.config import load_params
-    from homevision.data.listings import read_export
+    from homevision.data.listings import read_export, read_export_chunks
     from homevision.tracking import ModelNotFoundError, load_model
     from homevision.valuation.predict import explanation_columns, unsold_rows, value_listings
+    from homevision.valuation.stream import stream_valuations, summarize, write_frame
 
     source = resolve_data_path(data)
+    if engine is Engine.spark:
+        _predict_on_spark(model, source, output, confidence, explain, spark_master, data is None)
+        return
+    streamed = data is not None and not explain
     try:
-        raw = read_export(source)
+        raw = read_export_chunks(source, chunk_rows) if streamed else read_export(source)
         fitted = load_model(model)
     except (NotAnExportError, ModelNotFoundError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
@@ -338,21 +400,64 @@ def predict(
         levels = ", ".join(str(v) for v in fitted.levels)
         console.print(f"[bold red]error:[/] this model carries ranges at {levels} only")
         raise typer.Exit(2)
-    rows = raw if data is not None else unsold_rows(raw)
-    with console.status(f"Valuing {len(rows):,} listings..."):
-        valued = value_listings(fitted, rows, confidence=confidence, explain=explain)
-    frame = valued.frame
-    if explain:
-        frame = explanation_columns(valued, int(load_params()["explain"]["top"]))
     target = output or paths().processed / "valuations.csv"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(target, index=False)
-    failed = int((frame["error"] != "").sum())
-    warned = int((frame["warning"] != "").sum())
+    if streamed:
+        with console.status("Valuing listings...") as status:
+            try:
+                summary = stream_valuations(
+                    fitted,
+                    raw,
+                    target,
+                    confidence,
+                    on_chunk=lambda done: status.update(f"Valued {done:,} listings..."),
+                )
+            except NotAnExportError as err:  # a CSV that stops parsing part way
+                console.print(f"[bold red]error:[/] {err}", highlight=False)
+                raise typer.Exit(2) from None
+    else:
+        rows = raw if data is not None else unsold_rows(raw)
+        with console.status(f"Valuing {len(rows):,} listings..."):
+            valued = value_listings(fitted, rows, confidence=confidence, explain=explain)
+        frame = valued.frame
+        if explain:
+            frame = explanation_columns(valued, int(load_params()["explain"]["top"]))
+        write_frame(frame, target)
+        summary = summarize(frame, valued.confidence)
     console.print(
-        f"Valued {len(frame) - failed:,} of {len(frame):,} listings "
-        f"({failed:,} with an error, {warned:,} with a warning: outside the training data), "
-        f"{100 * valued.confidence:.0f}% ranges -> {target}",
+        f"Valued {summary.rows - summary.failed:,} of {summary.rows:,} listings "
+        f"({summary.failed:,} with an error, {summary.warned:,} with a warning: outside the "
+        f"training data), {100 * summary.confidence:.0f}% ranges -> {target}",
+        highlight=False,
+    )
+
+
+def _predict_on_spark(
+    model: str | None,
+    source: Path,
+    output: Path | None,
+    confidence: float | None,
+    explain: bool,
+    master: str,
+    unsold_only: bool,
+) -> None:
+    """`predict --engine spark`: value on Spark (homevision.valuation.spark), print the summary."""
+    from homevision.tracking import ModelNotFoundError
+    from homevision.valuation.spark import value_on_spark
+
+    if explain:
+        console.print("[bold red]error:[/] --explain is not available with --engine spark")
+        raise typer.Exit(2)
+    target = output or paths().processed / "valuations.parquet"
+    try:
+        with console.status(f"Valuing on Spark ({master})..."):
+            summary = value_on_spark(source, target, model, master, confidence, unsold_only)
+    except (NotAnExportError, ModelNotFoundError, ValueError) as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"Valued {summary.rows - summary.failed:,} of {summary.rows:,} listings "
+        f"({summary.failed:,} with an error, {summary.warned:,} with a warning: outside the "
+        f"training data), {100 * summary.confidence:.0f}% ranges -> {target}",
         highlight=False,
     )
 

@@ -46,6 +46,12 @@ class StreamSummary:
     confidence: float
 
 
+def summarize(frame: pd.DataFrame, confidence: float) -> StreamSummary:
+    """Return the summary of valuations (OUTPUT_COLUMNS) valued at `confidence`."""
+    failed = int(frame["error"].ne("").sum())
+    return StreamSummary(len(frame), failed, int(frame["warning"].ne("").sum()), confidence)
+
+
 def mls_ids(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Return (ids, valid): every row's MLSNumber as the duplicate check reads it (0 where it
     has none or an invalid one) and whether it has a valid one."""
@@ -118,31 +124,33 @@ def write_chunks(
     `on_chunk` gets the rows written so far. The file appears complete or not at all."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    rows = failed = warned = 0
-    level = float("nan")
+    total = StreamSummary(0, 0, 0, float("nan"))
     writer: pq.ParquetWriter | None = None
     try:
         with partial.open("wb") as out:
             if _is_parquet(target):
                 writer = pq.ParquetWriter(out, VALUATION_SCHEMA)
-            for frame, chunk_level in valued:
-                level = chunk_level
+            for frame, level in valued:
                 if writer is not None:
                     writer.write_table(_arrow(frame))
                 else:
-                    frame.to_csv(out, index=False, header=rows == 0)
-                rows += len(frame)
-                failed += int(frame["error"].ne("").sum())
-                warned += int(frame["warning"].ne("").sum())
+                    frame.to_csv(out, index=False, header=total.rows == 0)
+                chunk = summarize(frame, level)
+                total = StreamSummary(
+                    total.rows + chunk.rows,
+                    total.failed + chunk.failed,
+                    total.warned + chunk.warned,
+                    level,
+                )
                 if on_chunk:
-                    on_chunk(rows)
+                    on_chunk(total.rows)
             if writer is not None:
                 writer.close()
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
-    log.info("Valued %d listings in chunks -> %s", rows, target)
-    return StreamSummary(rows, failed, warned, level)
+    log.info("Valued %d listings in chunks -> %s", total.rows, target)
+    return total
 
 
 def stream_valuations(

@@ -1,0 +1,76 @@
+"""`homevision predict --data` streams the export chunk by chunk: the same valuations, row for
+row, as valuing the whole file at once, damaged and repeated rows included."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from homevision import tracking
+from homevision.cli import app
+from homevision.data.listings import coerce_types, read_export
+from homevision.data.synthetic import generate_listings, write_listings, write_listings_chunked
+from homevision.features import get_feature_set
+from homevision.training.candidates import build_model
+from homevision.valuation.model import ValuationModel
+from homevision.valuation.predict import value_listings
+from homevision.valuation.stream import write_frame
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def fitted() -> ValuationModel:
+    """A ridge model of the synthetic market, fitted here: no registry needed."""
+    train = coerce_types(generate_listings(1500, 21, market_seed=11).astype(object))
+    train = train[train["Status"] == "Sold"].reset_index(drop=True)
+    estimator = build_model("ridge", get_feature_set("task6"))
+    return ValuationModel(estimator, background_rows=10).fit(train, train["ClosePrice"])
+
+
+@pytest.fixture
+def champion(monkeypatch, fitted) -> ValuationModel:
+    """The CLI's model is the fitted one (predict loads it through tracking.load_model)."""
+    monkeypatch.setattr(tracking, "load_model", lambda ref=None: fitted)
+    return fitted
+
+
+@pytest.fixture
+def damaged(tmp_path):
+    """5,000 listings with bad values and MLS numbers repeated within and across chunks."""
+    path = write_listings_chunked(5000, tmp_path / "big.csv", seed=11, chunk_rows=2000)
+    frame = read_export(path)
+    frame.loc[10, "SqFtTotal"] = "abc"
+    frame.loc[2000, "BathsTotal"] = "lots"
+    frame.loc[3500, "MLSNumber"] = frame.loc[5, "MLSNumber"]  # an earlier chunk's number
+    frame.loc[3600, ["MLSNumber", "SqFtTotal"]] = [frame.loc[6, "MLSNumber"] + ".0", "x"]
+    frame.loc[702, "MLSNumber"] = frame.loc[701, "MLSNumber"]  # within one chunk
+    return write_listings(frame, tmp_path / "damaged.csv")
+
+
+def _predict(*args: str) -> None:
+    result = runner.invoke(app, ["predict", *args])
+    assert result.exit_code == 0, result.output
+
+
+def test_streamed_valuations_equal_the_one_shot_valuations(champion, tmp_path, damaged):
+    one_shot = value_listings(champion, read_export(damaged)).frame
+    expected = write_frame(one_shot, tmp_path / "expected.csv")
+    errors = one_shot["error"]
+    assert errors[[10, 2000, 3500, 3600, 702]].str.len().gt(0).all()
+    assert "already used" in errors[3500] and "SqFtTotal" in errors[3600]
+
+    out = tmp_path / "streamed.csv"
+    _predict("--data", str(damaged), "--output", str(out), "--chunk-rows", "700")
+    assert out.read_bytes() == expected.read_bytes()
+
+    parquet_in = tmp_path / "damaged.parquet"
+    read_export(damaged).to_parquet(parquet_in, index=False)
+    parquet_out = tmp_path / "streamed.parquet"
+    _predict("--data", str(parquet_in), "--output", str(parquet_out), "--chunk-rows", "700")
+    streamed = pd.read_parquet(parquet_out)
+    assert streamed.shape == one_shot.shape and not (tmp_path / "streamed.parquet.partial").exists()
+    pd.testing.assert_frame_equal(
+        streamed.astype(object).fillna(""), one_shot.astype(object).fillna("")
+    )
