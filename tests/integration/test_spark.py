@@ -1,0 +1,125 @@
+"""`predict --engine spark`: the same valuations, errors and warnings as the pandas path.
+
+Needs Java 17+ and pyspark (the `spark` extra): skipped with the reason when either is missing,
+failed instead in CI (HOMEVISION_REQUIRE_SERVICES=1). One SparkSession serves the module; the
+model is the session's `trained_home` (shared with the API tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from homevision.data.listings import read_export
+from homevision.data.synthetic import generate_listings, write_listings
+from homevision.valuation.predict import OUTPUT_COLUMNS, PRICE_COLUMNS
+from tests.integration.conftest import run_cli
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+ROWS = 10_000
+
+
+def _spark_missing() -> str | None:
+    """Why Spark cannot run here (None when it can)."""
+    if shutil.which("java") is None:
+        return "java not found: install a Java 17+ runtime (e.g. openjdk-17-jre-headless)"
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark not installed: uv sync --extra spark"
+    return None
+
+
+@pytest.fixture(scope="module")
+def spark_home(trained_home) -> Path:
+    """The session's trained project folder (conftest), or skip/fail when Spark cannot run."""
+    reason = _spark_missing()
+    if reason:
+        if os.environ.get("HOMEVISION_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return trained_home
+
+
+@pytest.fixture(scope="module")
+def spark(spark_home):
+    """One local[2] session for the module (no UI, small Arrow batches: several per file)."""
+    from homevision.valuation.spark import create_session
+
+    session = create_session(
+        "local[2]", conf={"spark.sql.execution.arrow.maxRecordsPerBatch": "2500"}
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def in_home(spark_home, monkeypatch) -> Path:
+    monkeypatch.setenv("HOMEVISION_HOME", str(spark_home))
+    return spark_home
+
+
+def _hostile_export(path: Path) -> Path:
+    """10,000 listings, a few of them bad: not a number, negative, missing, an id repeated in
+    another Arrow batch and in the same one, a home far outside the training data."""
+    frame = generate_listings(ROWS, seed=11).astype(object)
+    frame.loc[3, "SqFtTotal"] = "abc"
+    frame.loc[5, "SqFtTotal"] = "-5"
+    frame.loc[9, "BathsTotal"] = "NA"
+    frame.loc[10, "SqFtTotal"] = "90000"
+    frame.loc[7, "MLSNumber"] = frame.loc[2, "MLSNumber"]
+    frame.loc[ROWS - 1, "MLSNumber"] = " " + str(frame.loc[1, "MLSNumber"])
+    return write_listings(frame, path)
+
+
+def test_spark_equals_pandas_on_10k_rows(in_home, spark, tmp_path):
+    from homevision.tracking import load_model
+    from homevision.valuation.predict import value_listings
+    from homevision.valuation.spark import value_on_spark
+
+    export = _hostile_export(tmp_path / "listings.csv")
+    expected = value_listings(load_model(), read_export(export)).frame
+    summary = value_on_spark(export, tmp_path / "out.parquet", spark=spark)
+    got = pd.read_parquet(tmp_path / "out.parquet")
+
+    assert list(got.columns) == OUTPUT_COLUMNS
+    assert len(got) == ROWS == summary.rows
+    assert got["MLSNumber"].tolist() == expected["MLSNumber"].tolist()
+    assert got["error"].tolist() == expected["error"].tolist()
+    assert got["warning"].tolist() == expected["warning"].tolist()
+    for column in PRICE_COLUMNS:
+        np.testing.assert_allclose(got[column], expected[column], rtol=1e-6, equal_nan=True)
+    errors = got["error"]
+    assert errors.iloc[3].startswith("SqFtTotal") and errors.iloc[5].startswith("SqFtTotal")
+    assert "already used" in errors.iloc[7] and "already used" in errors.iloc[ROWS - 1]
+    assert "outside what this model supports" in errors.iloc[10]
+    assert summary.failed == int((errors != "").sum()) >= 5
+    assert summary.warned == int((got["warning"] != "").sum()) > 0
+
+
+def test_cli_predict_engine_spark_writes_parquet(in_home, tmp_path):
+    frame = generate_listings(300, seed=5).astype(object)
+    frame.loc[0, "SqFtTotal"] = "abc"
+    export = write_listings(frame, tmp_path / "small.csv")
+    out = tmp_path / "valued.parquet"
+    stdout = run_cli(
+        in_home,
+        "predict",
+        "--engine",
+        "spark",
+        "--spark-master",
+        "local[1]",
+        "--data",
+        str(export),
+        "--output",
+        str(out),
+    )
+    written = pd.read_parquet(out)
+    assert list(written.columns) == OUTPUT_COLUMNS
+    assert len(written) == 300
+    assert written.loc[0, "error"].startswith("SqFtTotal")
+    assert "Valued 299 of 300 listings" in stdout
