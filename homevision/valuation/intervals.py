@@ -12,6 +12,8 @@ from mapie.regression import CrossConformalRegressor, JackknifeAfterBootstrapReg
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
+from homevision.valuation import quantiles
+
 VARIANTS = ("cv_base", "cv_plus", "cv_minmax", "jackknife_plus_ab")
 # Variants whose range is the full-data valuation times a constant factor per level: a model
 # can then serve ranges at the cost of one point prediction.
@@ -54,6 +56,8 @@ def constant_factors(conformal, X: pd.DataFrame, levels: list[float]) -> dict[fl
 
 
 def interval_bounds(conformal, X: pd.DataFrame, levels: list[float]) -> dict[float, np.ndarray]:
-    """Return {level: array (n, 2) of low, high} from a fitted MAPIE regressor."""
+    """Return {level: array (n, 2) of low, high} from a fitted MAPIE regressor (its quantiles
+    vectorised: homevision.valuation.quantiles)."""
+    quantiles.install()
     _, pis = conformal.predict_interval(X)
     return {level: pis[:, :, i] for i, level in enumerate(levels)}
