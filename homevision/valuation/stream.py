@@ -3,7 +3,7 @@ append each chunk's valuations to the output. Memory is bounded by the chunk, no
 
 The output equals one `value_listings` over the whole file, row for row: the only rule that
 looks across rows (an MLSNumber already used by an earlier row) is carried between chunks by a
-sorted array of the MLS numbers seen so far (8 bytes a listing).
+sorted array of MLS numbers per chunk read (8 bytes a listing; SeenIds).
 """
 
 from __future__ import annotations
@@ -60,19 +60,32 @@ def mls_ids(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.array([i or 0 for i in ids], dtype=np.int64), valid
 
 
-def seen_before(ids: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Return, per id, whether it is in `seen` (sorted, unique)."""
-    at = np.searchsorted(seen, ids).clip(max=max(len(seen) - 1, 0))
-    return (seen[at] == ids) if len(seen) else np.zeros(len(ids), dtype=bool)
+class SeenIds:
+    """The MLS numbers of the chunks read so far: one sorted, unique int64 array per chunk (8
+    bytes a listing). Kept apart rather than merged, so remembering a chunk never copies what
+    earlier chunks hold: memory grows by the ids alone, not by a merge's transient copies."""
 
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
 
-def remember(seen: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Return `seen` (sorted, unique) with `ids` added: a merge of two sorted runs."""
-    merged = np.concatenate([seen, np.unique(ids)])
-    merged.sort(kind="stable")  # timsort: two sorted runs merge in linear time
-    keep = np.ones(len(merged), dtype=bool)
-    keep[1:] = merged[1:] != merged[:-1]
-    return merged[keep]
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Return, per id, whether an earlier chunk held it."""
+        found = np.zeros(len(ids), dtype=bool)
+        for run in self._runs:
+            at = np.searchsorted(run, ids).clip(max=len(run) - 1)
+            found |= run[at] == ids
+        return found
+
+    def add(self, ids: np.ndarray) -> None:
+        """Remember a chunk's ids (any order, repeats allowed)."""
+        run = np.unique(np.asarray(ids, dtype=np.int64))
+        if run.size:
+            self._runs.append(run)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the remembered ids."""
+        return sum(run.nbytes for run in self._runs)
 
 
 def refuse_repeated(raw: pd.DataFrame, frame: pd.DataFrame, repeated: np.ndarray) -> pd.DataFrame:
@@ -94,13 +107,13 @@ def value_chunks(
 ) -> Iterator[tuple[pd.DataFrame, float]]:
     """Yield (valuations, range level) per chunk of an export (OUTPUT_COLUMNS, in row order):
     together, exactly value_listings over the whole export."""
-    seen = np.empty(0, dtype=np.int64)
+    seen = SeenIds()
     for chunk in chunks:
         raw = chunk.reset_index(drop=True)
         ids, valid = mls_ids(raw)
-        repeated = valid & seen_before(ids, seen)
+        repeated = valid & seen.contains(ids)
         valued = value_listings(model, raw, confidence=confidence)
-        seen = remember(seen, ids[valid])
+        seen.add(ids[valid])
         yield refuse_repeated(raw, valued.frame, repeated), valued.confidence
 
 

@@ -19,7 +19,7 @@ from homevision.data.synthetic import (
     write_listings,
     write_listings_chunked,
 )
-from homevision.valuation.stream import remember, seen_before
+from homevision.valuation.stream import SeenIds
 
 
 @pytest.mark.parametrize(
@@ -130,11 +130,21 @@ def test_a_csv_that_breaks_part_way_raises_the_same_sentence(tmp_path):
 
 
 def test_seen_ids_are_remembered_across_chunks():
-    seen = remember(np.empty(0, np.int64), np.array([5, 3, 5]))
-    assert seen.tolist() == [3, 5]
-    assert seen_before(np.array([1, 3, 9, 5]), seen).tolist() == [False, True, False, True]
-    assert remember(seen, np.array([4, 5, 1])).tolist() == [1, 3, 4, 5]
-    assert seen_before(np.array([2]), np.empty(0, np.int64)).tolist() == [False]
+    seen = SeenIds()
+    assert seen.contains(np.array([2])).tolist() == [False]
+    seen.add(np.array([5, 3, 5]))
+    assert seen.nbytes == 16  # unique ids only, 8 bytes each
+    assert seen.contains(np.array([1, 3, 9, 5])).tolist() == [False, True, False, True]
+    seen.add(np.array([4, 5, 1]))
+    seen.add(np.array([], dtype=np.int64))
+    assert seen.contains(np.array([1, 2, 3, 4, 5, 6])).tolist() == [
+        True,
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 def test_repeated_rows_break_the_duplicate_rule_as_in_one_frame():
