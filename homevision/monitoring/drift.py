@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -233,48 +232,47 @@ def _write(snapshots: dict[str, Any], summary: dict[str, Any], folder: Path) -> 
     return out
 
 
-def write_textfile(summary: dict[str, Any], path: Path) -> None:
-    """Write the drift gauges in Prometheus' text format (node exporter textfile collector)."""
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+def drift_gauges(summary: dict[str, Any]):
+    """Return a Prometheus registry holding the drift gauges of `summary`, labelled with the
+    model: what both the textfile and the Pushgateway carry."""
+    from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
     labels = {"model": str(summary["model"].get("name") or summary["model"]["uri"])}
-    detected = Gauge(
-        "homevision_drift_detected",
-        "1 when homevision monitor found drift in the last export, else 0",
-        list(labels),
-        registry=registry,
+    gauges = (
+        (
+            "homevision_drift_detected",
+            "1 when homevision monitor found drift in the last export, else 0",
+            1 if summary["detected"] else 0,
+        ),
+        (
+            "homevision_drift_share",
+            "Share of the model's input columns that drifted in the last export (0 to 1)",
+            summary["input_drift_share"],
+        ),
+        (
+            "homevision_drift_last_run_timestamp_seconds",
+            "When homevision monitor last ran (Unix time)",
+            time.time(),
+        ),
     )
-    share = Gauge(
-        "homevision_drift_share",
-        "Share of the model's input columns that drifted in the last export (0 to 1)",
-        list(labels),
-        registry=registry,
-    )
-    stamp = Gauge(
-        "homevision_drift_last_run_timestamp_seconds",
-        "When homevision monitor last ran (Unix time)",
-        list(labels),
-        registry=registry,
-    )
-    detected.labels(**labels).set(1 if summary["detected"] else 0)
-    share.labels(**labels).set(summary["input_drift_share"])
-    stamp.labels(**labels).set(time.time())
-    write_to_textfile(str(path), registry)
+    for name, description, value in gauges:
+        Gauge(name, description, list(labels), registry=registry).labels(**labels).set(value)
+    return registry
+
+
+def write_textfile(summary: dict[str, Any], path: Path) -> None:
+    """Write the drift gauges in Prometheus' text format (node exporter textfile collector)."""
+    from prometheus_client import write_to_textfile
+
+    write_to_textfile(str(path), drift_gauges(summary))
 
 
 def push(summary: dict[str, Any], gateway: str) -> None:
     """Push the drift gauges to a Prometheus Pushgateway (job `homevision-monitor`)."""
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+    from prometheus_client import push_to_gateway
 
-    registry = CollectorRegistry()
-    Gauge("homevision_drift_detected", "1 when drift was found", registry=registry).set(
-        1 if summary["detected"] else 0
-    )
-    Gauge("homevision_drift_share", "Share of input columns drifted", registry=registry).set(
-        summary["input_drift_share"]
-    )
-    push_to_gateway(gateway, job="homevision-monitor", registry=registry)
+    push_to_gateway(gateway, job="homevision-monitor", registry=drift_gauges(summary))
 
 
 def _log_run(report: DriftReport, current: Path) -> None:
@@ -305,9 +303,3 @@ def _log_run(report: DriftReport, current: Path) -> None:
         mlflow.log_metrics(metrics)
         for path in report.files:
             mlflow.log_artifact(str(path), "monitoring")
-
-
-def copy_reports(report: DriftReport, folder: Path) -> list[Path]:
-    """Copy the report's files into `folder` (the flow keeps one set per processed export)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy2(path, folder / path.name)) for path in report.files]

@@ -37,13 +37,17 @@ def tiny_params(folder: Path, candidates: list[str]) -> Path:
     return path
 
 
-def run_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def cli(
+    home: Path, *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     """Run `homevision ARGS` in a subprocess in its own project folder (the local tracking
-    store unless `env` names another); return its stdout, or fail with its output's tail."""
+    store unless `env` names another; `unset` variables removed); return the finished process,
+    whatever its exit code."""
     full = {**os.environ, "HOMEVISION_HOME": str(home)}
-    full.pop("MLFLOW_TRACKING_URI", None)
+    for name in ("MLFLOW_TRACKING_URI", *unset):
+        full.pop(name, None)
     full.update(env or {})
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "homevision.cli", *args],
         env=full,
         cwd=home,
@@ -52,6 +56,11 @@ def run_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
         timeout=600,
         check=False,
     )
+
+
+def run_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run `homevision ARGS` as `cli` does; return its stdout, or fail with its output's tail."""
+    proc = cli(home, *args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from homevision.data.synthetic import MarketDrift, generate_listings, write_listings
 from homevision.flow.history import history_path, manifest_path
 
-from .conftest import free_port, tiny_params, train_in
+from .conftest import cli, free_port, tiny_params, train_in
 
 FLOW_BUDGET = "25"
 DRIFT = MarketDrift(month=12, price_trend=0.02, mix_shift=0.5, new_school="Cedar")
@@ -27,20 +27,8 @@ DRIFT = MarketDrift(month=12, price_trend=0.02, mix_shift=0.5, new_school="Cedar
 
 def flow(home: Path, *args: str, params: Path | None = None) -> subprocess.CompletedProcess:
     """Run `homevision flow ARGS` in its own project folder; return the finished process."""
-    env = {**os.environ, "HOMEVISION_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("HOMEVISION_API_URL", None)
-    if params is not None:
-        env["HOMEVISION_PARAMS"] = str(params)
-    return subprocess.run(
-        [sys.executable, "-m", "homevision.cli", "flow", *args],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    env = {"HOMEVISION_PARAMS": str(params)} if params is not None else None
+    return cli(home, "flow", *args, env=env, unset=("HOMEVISION_API_URL",))
 
 
 def flow_json(home: Path, *args: str, params: Path | None = None) -> dict:

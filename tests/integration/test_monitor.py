@@ -4,9 +4,7 @@ export from the same market (no drift: exit 0) and one from a market that moved 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -14,25 +12,15 @@ import pytest
 
 from homevision.data.synthetic import MarketDrift, generate_listings, write_listings
 
-from .conftest import tiny_params, train_in
+from .conftest import cli, tiny_params, train_in
 
 pytestmark = pytest.mark.slow
 
 
 def monitor(home: Path, *args: str) -> subprocess.CompletedProcess:
     """Run `homevision monitor ARGS` in `home`; return the finished process (any exit code)."""
-    env = {**os.environ, "HOMEVISION_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env["HOMEVISION_PARAMS"] = str(home / "params-median_ppsf-ridge.yaml")
-    return subprocess.run(
-        [sys.executable, "-m", "homevision.cli", "monitor", *args],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    params = {"HOMEVISION_PARAMS": str(home / "params-median_ppsf-ridge.yaml")}
+    return cli(home, "monitor", *args, env=params)
 
 
 @pytest.fixture(scope="module")

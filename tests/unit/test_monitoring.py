@@ -119,3 +119,15 @@ def test_reference_holds_valuations_and_oof_on_sales_only_and_is_bounded():
 def test_log_errors_are_signed_and_relative():
     errors = ck.log_errors(pd.Series([110.0, 100.0]), pd.Series([100.0, 100.0]))
     assert errors.round(4).tolist() == [round(np.log(1.1), 4), 0.0]
+
+
+def test_drift_gauges_carry_the_verdict_share_and_model():
+    from prometheus_client import generate_latest
+
+    from homevision.monitoring.drift import drift_gauges
+
+    summary = {"model": {"name": "homevision-price", "uri": "x"}, "detected": True}
+    text = generate_latest(drift_gauges({**summary, "input_drift_share": 0.5})).decode()
+    assert 'homevision_drift_detected{model="homevision-price"} 1.0' in text
+    assert 'homevision_drift_share{model="homevision-price"} 0.5' in text
+    assert "homevision_drift_last_run_timestamp_seconds{" in text
