@@ -59,9 +59,9 @@ def probe_costs(
     (the candidates not priced are not run: the caller says so)."""
     train, test = next(KFold(5, shuffle=True, random_state=seed).split(X))
     costs: dict[str, float] = {}
-    start = time.perf_counter()
+    began = time.perf_counter()
     for name in names:
-        if seconds is not None and costs and time.perf_counter() - start > seconds:
+        if seconds is not None and costs and time.perf_counter() - began > seconds:
             break
         model = build_model(name, feature_set)
         start = time.perf_counter()
