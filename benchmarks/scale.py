@@ -1,125 +1,130 @@
-"""Benchmark: valuing millions of listings. Prints a markdown table of time, rows/s and peak
-memory (RSS) per step, each step a `homevision` command in its own process.
+"""Benchmark: value millions of listings and train on many, side by side. Three tables:
 
-The pandas path (`pandas_rows`): `sample-data` writing N rows of Parquet chunk by chunk, then
-`predict --data` streaming them through a small model trained here (`train --budget 30` on a
-2,000-row sample, in a temporary project). Target: peak memory flat as the file grows. The Spark
-path adds its rows to the same table (another section).
+1. scoring - one synthetic Parquet file (default 2,000,000 rows) valued by the same small model
+   (median_ppsf + ridge, trained on 2,000 rows in a temporary project) through the CLI:
+   `predict` streamed in pandas (one process) against `predict --engine spark` on local[1] and
+   local[2]: wall time, rows/s, speed-up against local[1], cores kept busy on average (Spark
+   pipelines its Python stages, so local[1] already uses more than one), peak summed RSS of the
+   process tree (driver, JVM and Python workers). Target: local[2] >= 1.7x local[1].
+2. memory  - the streamed pandas path as the file grows (default 1M and 4M rows): `sample-data`
+   and `predict` time, rows/s and peak RSS. Target: peak memory flat as the file grows.
+3. training - `train --features offmarket` on 20k, 50k and 200k rows within the default budget
+   (benchmarks/scale_training.py): wall, peak RSS, winner, CV and honest RMSE against the
+   generator's noise floor. Target: 200k within the budget, RMSE <= 1.05x the floor.
 
-    python benchmarks/scale.py                       # 1M and 4M rows (long: see --predict-rows)
-    python benchmarks/scale.py --sample-rows 1000000 4000000 --predict-rows 100000 400000
+    python benchmarks/scale.py                                   # all three (about an hour)
+    python benchmarks/scale.py --only scoring --scoring-rows 200000
+
+Figures are printed, never asserted; run it on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = (1_000_000, 4_000_000)
-# Runs a command and prints its wall time and the peak RSS of it and its children, in KiB.
-_MEASURE = (
-    "import json, resource, subprocess, sys, time\n"
-    "start = time.perf_counter()\n"
-    "code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
-    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(json.dumps({'code': code, 'seconds': time.perf_counter() - start, 'peak_kib': peak}))\n"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.measure import (  # noqa: E402
+    measured_cli,
+    run_predict,
+    train_model,
 )
+from benchmarks.scale_training import train_once, training_table  # noqa: E402
+from homevision.data.synthetic import write_listings_chunked  # noqa: E402
+
+log = logging.getLogger(__name__)
+SECTIONS = ("scoring", "memory", "training")
+TARGET_SPEEDUP = 1.7  # local[2] against local[1]
+SPARK_MASTERS = ("local[1]", "local[2]")
 
 
-def measure(args: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Return {seconds, peak_rss_mb} of `homevision ARGS` run in a fresh process (measured by a
-    wrapper process of its own, so one step's peak never hides another's)."""
-    command = [sys.executable, "-c", _MEASURE, sys.executable, "-m", "homevision.cli", *args]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    if result["code"] != 0:
-        raise RuntimeError(f"homevision {' '.join(args)} exited {result['code']}")
-    return {"seconds": result["seconds"], "peak_rss_mb": result["peak_kib"] / 1024}
+def scoring(rows: int, chunk_rows: int) -> list[dict]:
+    """Return the scoring rows: pandas streamed, Spark local[1], Spark local[2] on one file."""
+    home = Path(tempfile.mkdtemp(prefix="hv-scale-scoring-"))
+    train_model(home)
+    data = write_listings_chunked(rows, home / "listings.parquet", seed=11)
+    runs = [("pandas, streamed", ["--chunk-rows", str(chunk_rows)])]
+    runs += [(f"spark {m}", ["--engine", "spark", "--spark-master", m]) for m in SPARK_MASTERS]
+    results = []
+    for name, args in runs:
+        log.info("scoring %s rows: %s", f"{rows:,}", name)
+        results.append({"path": name, **run_predict(home, data, rows, args)})
+    return results
 
 
-def row(step: str, rows: int, measured: dict[str, float]) -> dict[str, object]:
-    """Return one table row: the step, its rows, seconds, rows/s and peak RSS."""
-    seconds = measured["seconds"]
-    return {
-        "step": step,
-        "rows": rows,
-        "seconds": round(seconds, 1),
-        "rows_per_s": round(rows / seconds),
-        "peak_rss_mb": round(measured["peak_rss_mb"]),
-    }
+def memory(sizes: list[int], chunk_rows: int) -> list[dict]:
+    """Return, per size, `sample-data` writing it (Parquet, chunked) and the streamed `predict`
+    valuing it: the memory of both should not grow with the file."""
+    home = Path(tempfile.mkdtemp(prefix="hv-scale-memory-"))
+    train_model(home)
+    results = []
+    for rows in sizes:
+        data = home / f"listings-{rows}.parquet"
+        args = ["sample-data", "--rows", str(rows), "--output", str(data), "--seed", "11"]
+        written = measured_cli(home, [*args, "--chunk-rows", str(chunk_rows)])
+        results.append({"path": "sample-data", "rows": rows, **written})
+        results[-1]["rows_per_s"] = rows / written["wall_s"]
+        valued = run_predict(home, data, rows, ["--chunk-rows", str(chunk_rows)])
+        results.append({"path": "predict, pandas streamed", **valued})
+    return results
 
 
-def project_env(home: Path) -> dict[str, str]:
-    """Return the environment of a temporary project in `home` (its own tracking store)."""
-    env = {**os.environ, "HOMEVISION_HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
-    env.setdefault("HOMEVISION_PARAMS", str(ROOT / "params.yaml"))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
-def pandas_rows(
-    path: Path,
-    sample_sizes: tuple[int, ...] = SIZES,
-    predict_sizes: tuple[int, ...] = SIZES,
-    chunk_rows: int = 100_000,
-) -> dict[str, dict[str, object]]:
-    """Return the pandas path's rows, keyed by step, measured in the project folder `path`:
-    sample-data (Parquet) per size in `sample_sizes`; after training a small model, chunked
-    predict of each size in `predict_sizes` (rows/s and peak memory)."""
-    env = project_env(path)
-    out: dict[str, dict[str, object]] = {}
-    for rows in sorted(set(sample_sizes) | set(predict_sizes)):
-        data = path / f"listings-{rows}.parquet"
-        measured = measure(["sample-data", "--rows", str(rows), "--output", str(data)], env)
-        if rows in sample_sizes:
-            out[f"sample-data {rows:,} (parquet)"] = row("sample-data (parquet)", rows, measured)
-    export = path / "train.csv"
-    measure(["sample-data", "--rows", "2000", "--output", str(export)], env)
-    log.info("Training a small model in %s", path)
-    measure(["train", "--data", str(export), "--budget", "30"], env)
-    for rows in predict_sizes:
-        args = ["predict", "--data", str(path / f"listings-{rows}.parquet")]
-        args += ["--output", str(path / f"valued-{rows}.parquet"), "--chunk-rows", str(chunk_rows)]
-        out[f"predict {rows:,} (pandas, chunked)"] = row(
-            "predict, pandas chunked", rows, measure(args, env)
-        )
-    return out
-
-
-def markdown(rows: dict[str, dict[str, object]]) -> str:
-    """Return the rows as a markdown table."""
-    lines = [
-        "| step | rows | seconds | rows/s | peak RSS (MB) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for r in rows.values():
-        lines.append(
-            f"| {r['step']} | {r['rows']:,} | {r['seconds']:,} | {r['rows_per_s']:,} "
-            f"| {r['peak_rss_mb']:,} |"
-        )
+def scoring_table(results: list[dict], against: str | None = "spark local[1]") -> str:
+    """Return scoring or memory rows as a markdown table, with the speed-up against the row
+    whose path is `against` when given."""
+    base = next((r["rows_per_s"] for r in results if r["path"] == against), None)
+    ratio = [f"vs {against}"] if base else []
+    head = ["path", "rows", "wall (s)", "rows/s", *ratio, "busy cores", "peak RSS, tree (MiB)"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for r in results:
+        cells = [r["path"], f"{r['rows']:,}", f"{r['wall_s']:.1f}", f"{r['rows_per_s']:,.0f}"]
+        cells += [f"{r['rows_per_s'] / base:.2f}x"] if base else []
+        cells += [f"{r['busy_cores']:.2f}", f"{r['peak_rss_mib']:,.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sample-rows", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--predict-rows", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--scoring-rows", type=int, default=2_000_000)
+    parser.add_argument("--memory-rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    parser.add_argument("--train-rows", type=int, nargs="+", default=[20_000, 50_000, 200_000])
+    parser.add_argument("--budget", type=float, default=None, help="train budget (params.yaml)")
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = pandas_rows(
-            Path(tmp), tuple(args.sample_rows), tuple(args.predict_rows), args.chunk_rows
+    tables = []
+    if "scoring" in args.only:
+        results = scoring(args.scoring_rows, args.chunk_rows)
+        one, two = (next(r for r in results if r["path"] == f"spark {m}") for m in SPARK_MASTERS)
+        speedup = two["rows_per_s"] / one["rows_per_s"]
+        verdict = "met" if speedup >= TARGET_SPEEDUP else "missed"
+        tables.append(
+            f"## Scoring\n\n{scoring_table(results)}\n\nlocal[2] vs local[1]: {speedup:.2f}x "
+            f"(target {TARGET_SPEEDUP}x: {verdict})"
         )
-    print(markdown(rows))
+        print(tables[-1], flush=True)
+    if "memory" in args.only:
+        results = memory(args.memory_rows, args.chunk_rows)
+        valued = [r for r in results if r["path"].startswith("predict")]
+        growth = valued[-1]["peak_rss_mib"] / valued[0]["peak_rss_mib"] - 1
+        tables.append(
+            f"## Memory as the file grows\n\n{scoring_table(results, against=None)}\n\n"
+            f"predict's peak RSS {valued[0]['rows']:,} -> {valued[-1]['rows']:,} rows: "
+            f"{growth:+.1%}"
+        )
+        print(tables[-1], flush=True)
+    if "training" in args.only:
+        results = [train_once(rows, args.budget) for rows in args.train_rows]
+        tables.append(f"## Training\n\n{training_table(results)}")
+        print(tables[-1], flush=True)
+    print("\n\n".join(tables))
 
 
 if __name__ == "__main__":

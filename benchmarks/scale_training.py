@@ -65,6 +65,25 @@ def train_once(rows: int, budget: float | None) -> dict:
     }
 
 
+def training_table(results: list[dict]) -> str:
+    """Return the training figures as a markdown table, then what was trimmed at each size."""
+    lines = [
+        "| rows | sales | wall s | peak RSS MB | winner | CV RMSE | honest RMSE | floor | "
+        "CV / floor | honest / floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['rows']:,} | ~{int(0.3 * r['rows']):,} | {r['wall']:.0f} | "
+            f"{r['peak_mb']:,.0f} | {r['winner']} | ${r['cv_rmse']:,.0f} | "
+            f"${r['honest_rmse']:,.0f} | ${r['floor']:,.0f} | {r['cv_rmse'] / r['floor']:.3f} | "
+            f"{r['honest_rmse'] / r['floor']:.3f} |"
+        )
+    lines += ["", "What the budget and the large-data rule did:"]
+    lines += [f"- {r['rows']:,} rows: {r['trims']}" for r in results]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[20_000, 50_000, 200_000])
@@ -79,22 +98,7 @@ def main() -> None:
             f"{result['cv_rmse'] / result['floor']:.3f}",
             flush=True,
         )
-    print(
-        "\n| rows | sales | wall s | peak RSS MB | winner | CV RMSE | honest RMSE | floor | "
-        "CV / floor | honest / floor |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['rows']:,} | ~{int(0.3 * r['rows']):,} | {r['wall']:.0f} | "
-            f"{r['peak_mb']:,.0f} | "
-            f"{r['winner']} | ${r['cv_rmse']:,.0f} | ${r['honest_rmse']:,.0f} | "
-            f"${r['floor']:,.0f} | {r['cv_rmse'] / r['floor']:.3f} | "
-            f"{r['honest_rmse'] / r['floor']:.3f} |"
-        )
-    print("\nWhat the budget and the large-data rule did:")
-    for r in results:
-        print(f"- {r['rows']:,} rows: {r['trims']}")
+    print("\n" + training_table(results))
 
 
 if __name__ == "__main__":
