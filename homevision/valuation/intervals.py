@@ -18,6 +18,8 @@ VARIANTS = ("cv_base", "cv_plus", "cv_minmax", "jackknife_plus_ab")
 # Variants whose range is the full-data valuation times a constant factor per level: a model
 # can then serve ranges at the cost of one point prediction.
 CONSTANT_FACTOR = frozenset({"cv_base"})
+# Rows per MAPIE call when computing ranges (see interval_bounds).
+BLOCK_ROWS = 8192
 
 
 def make_conformal(variant: str, estimator, levels: list[float], seed: int = 0):
@@ -55,9 +57,18 @@ def constant_factors(conformal, X: pd.DataFrame, levels: list[float]) -> dict[fl
     return factors
 
 
-def interval_bounds(conformal, X: pd.DataFrame, levels: list[float]) -> dict[float, np.ndarray]:
+def interval_bounds(
+    conformal, X: pd.DataFrame, levels: list[float], block_rows: int = BLOCK_ROWS
+) -> dict[float, np.ndarray]:
     """Return {level: array (n, 2) of low, high} from a fitted MAPIE regressor (its quantiles
-    vectorised: homevision.valuation.quantiles)."""
+    vectorised: homevision.valuation.quantiles). Rows go through MAPIE `block_rows` at a time:
+    CV+ and jackknife+ build a (rows x calibration sales) matrix per bound, so memory stays
+    bounded by the block, not by the batch."""
     quantiles.install()
-    _, pis = conformal.predict_interval(X)
+    blocks = []
+    for start in range(0, max(len(X), 1), block_rows):
+        stop = start + block_rows
+        part = X.iloc[start:stop] if isinstance(X, pd.DataFrame) else X[start:stop]
+        blocks.append(conformal.predict_interval(part)[1])
+    pis = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     return {level: pis[:, :, i] for i, level in enumerate(levels)}

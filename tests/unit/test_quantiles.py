@@ -58,3 +58,15 @@ def test_ranges_match_mapie_own_quantile(variant, monkeypatch):
     slow = conformal.predict_interval(X[:40])[1]
     for i, level in enumerate(levels):
         np.testing.assert_array_equal(fast[level], slow[:, :, i])
+
+
+def test_ranges_in_blocks_equal_one_call():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(1, 5, size=(100, 2))
+    y = np.exp(11 + X @ np.array([0.2, 0.1]) + rng.normal(0, 0.1, 100))
+    levels = [0.8, 0.9]
+    conformal = make_conformal("cv_plus", Ridge(), levels, seed=0).fit_conformalize(X, y)
+    whole = interval_bounds(conformal, X, levels)
+    blocks = interval_bounds(conformal, X, levels, block_rows=7)
+    for level in levels:
+        np.testing.assert_array_equal(blocks[level], whole[level])
