@@ -314,6 +314,14 @@ def train(
         f"within 10% {fmt_metric('within_10', honest['within_10'])}",
         highlight=False,
     )
+    later = outcome.time_ordered
+    if later:
+        console.print(
+            f"Time-ordered ({later['method']}):\n  RMSE {fmt_metric('rmse', later['rmse'])}, "
+            f"MAPE {fmt_metric('mape', later['mape'])}, "
+            f"MdAPE {fmt_metric('mdape', later['mdape'])}",
+            highlight=False,
+        )
     if outcome.budget_notes:
         console.print("Trimmed to the budget: " + "; ".join(outcome.budget_notes), highlight=False)
     console.print(

@@ -17,9 +17,11 @@ from sklearn.ensemble import (
     ExtraTreesRegressor,
     HistGradientBoostingRegressor,
     RandomForestRegressor,
+    StackingRegressor,
     VotingRegressor,
 )
-from sklearn.linear_model import ElasticNet, Ridge
+from sklearn.linear_model import ElasticNet, LinearRegression, Ridge
+from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline
@@ -238,6 +240,8 @@ CANDIDATES: dict[str, Candidate] = {
 }
 BASELINES = ("median_ppsf", "school_median_ppsf")
 BLEND = "blend"
+STACK = "stack"
+STACK_FOLDS = 5  # the stack's own out-of-fold predictions: members fit this many times + 1
 
 
 def build_model(name: str, feature_set: FeatureSet, params: Params | None = None):
@@ -268,15 +272,17 @@ def _constrained(candidate: Candidate, regressor: RegressorMixin) -> RegressorMi
 
 
 def build_from_spec(spec: dict[str, Any], feature_set: FeatureSet):
-    """Rebuild an unfitted model from its logged spec: a single candidate or a blend."""
+    """Rebuild an unfitted model from its logged spec: a single candidate, a blend or a stack."""
     if spec["kind"] == "blend":
         return build_blend([(name, params) for name, params in spec["members"]], feature_set)
+    if spec["kind"] == "stack":
+        return build_stack([(name, params) for name, params in spec["members"]], feature_set)
     return build_model(spec["name"], feature_set, spec.get("params"))
 
 
-def build_blend(members: list[tuple[str, Params]], feature_set: FeatureSet) -> Pipeline:
-    """Return an equal-weight blend (in log price) of the given candidates, each with the
-    preprocessing its family needs, as one Pipeline."""
+def _members(members: list[tuple[str, Params]], feature_set: FeatureSet) -> list[tuple]:
+    """Return (name, Pipeline(features -> regressor)) per member: each with the preprocessing
+    its family needs, as the ensembles take them."""
     estimators = []
     for name, params in members:
         candidate = CANDIDATES[name]
@@ -292,4 +298,23 @@ def build_blend(members: list[tuple[str, Params]], feature_set: FeatureSet) -> P
                 ),
             )
         )
-    return SqftElasticityTarget(VotingRegressor(estimators))
+    return estimators
+
+
+def build_blend(members: list[tuple[str, Params]], feature_set: FeatureSet) -> Pipeline:
+    """Return an equal-weight blend (in log price) of the given candidates as one model."""
+    return SqftElasticityTarget(VotingRegressor(_members(members, feature_set)))
+
+
+def build_stack(members: list[tuple[str, Params]], feature_set: FeatureSet):
+    """Return scikit-learn's StackingRegressor of the given candidates, in log price: the
+    members' out-of-fold predictions (their own 5 folds, inside whatever fold fits the stack)
+    weighted by a linear meta-model with non-negative weights, so a member can only add its
+    view, never be subtracted (and living-area monotone members stay monotone together)."""
+    return SqftElasticityTarget(
+        StackingRegressor(
+            _members(members, feature_set),
+            final_estimator=LinearRegression(positive=True),
+            cv=KFold(STACK_FOLDS, shuffle=True, random_state=SEED),
+        )
+    )

@@ -120,6 +120,40 @@ def cross_validate_model(
     return CVResult(pd.DataFrame(rows), oof[:done], seconds / max(1, done))
 
 
+def time_ordered_split(
+    dates: pd.Series, later_share: float = 0.3, min_earlier: int = 30, min_later: int = 10
+) -> tuple[Split, pd.Timestamp] | None:
+    """Return ((earlier, later), cut): row positions of the sales closed before the date `cut`
+    (about 1 - `later_share` of those with a date, in time order) and of those closed from `cut`
+    on (the rest), to learn from the first and score the second.
+    None when too few rows have a date or either side is too small. Validation that says how
+    well a model values next month's sales, which random folds (past and future mixed) do not."""
+    when = pd.to_datetime(pd.Series(dates).reset_index(drop=True), errors="coerce")
+    known = when.dropna().sort_values(kind="stable")
+    if len(known) < min_earlier + min_later:
+        return None
+    cut = pd.Timestamp(known.iloc[min(round(len(known) * (1 - later_share)), len(known) - 1)])
+    earlier = known.index[known < cut].to_numpy()  # every sale of the cut day counts as later
+    later = known.index[known >= cut].to_numpy()
+    if len(earlier) < min_earlier or len(later) < min_later:
+        return None
+    return (earlier, later), cut
+
+
+def time_ordered_metrics(
+    models: dict[str, BaseEstimator], X: pd.DataFrame, y: pd.Series, split: Split
+) -> pd.DataFrame:
+    """Return one row per model: its metrics on the later sales, fitted on the earlier ones,
+    as `later_<metric>` columns (joined onto the leaderboard)."""
+    y = pd.Series(np.asarray(y, dtype=float), index=X.index)
+    rows = {}
+    for name, model in models.items():
+        _test, pred, _took = _fit_predict(model, X, y, split)
+        metrics = valuation_metrics(y.iloc[split[1]].to_numpy(), pred)
+        rows[name] = {f"later_{k}": v for k, v in metrics.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def leaderboard(results: dict[str, CVResult], primary: str = PRIMARY) -> pd.DataFrame:
     """Return one row per candidate (mean and std of every metric), best first by `primary`."""
     table = pd.DataFrame({name: r.summary() for name, r in results.items()}).T

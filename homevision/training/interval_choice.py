@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from homevision.training.evaluation import CVPlan
+from homevision.training.evaluation import CVPlan, time_ordered_split
 from homevision.valuation.intervals import CONSTANT_FACTOR, interval_bounds, make_conformal
 
 
@@ -77,16 +77,10 @@ def time_ordered_scores(
     how well the ranges hold for next month's sales rather than for a random fold. Returns []
     when there are no usable dates or too few rows on either side."""
     levels = _levels(level)
-    when = pd.to_datetime(dates, errors="coerce")
-    known = when.notna().to_numpy()
-    if known.sum() < 40:
+    found = time_ordered_split(dates, later_share, min_earlier=30, min_later=10)
+    if found is None:
         return []
-    order = np.argsort(when[known].to_numpy(), kind="stable")
-    rows = np.flatnonzero(known)[order]
-    cut = round(len(rows) * (1 - later_share))
-    earlier, later = rows[:cut], rows[cut:]
-    if len(earlier) < 30 or len(later) < 10:
-        return []
+    (earlier, later), _cut = found
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
     conformal = make_conformal(variant, estimator, levels, seed)
     conformal.fit_conformalize(X.iloc[earlier], y.iloc[earlier])

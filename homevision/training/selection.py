@@ -18,9 +18,21 @@ import pandas as pd
 
 from homevision.features import FeatureSet
 from homevision.training.budget import plan_trials, sweep_seconds
-from homevision.training.candidates import BASELINES, BLEND, CANDIDATES, build_from_spec
+from homevision.training.candidates import (
+    BASELINES,
+    BLEND,
+    CANDIDATES,
+    STACK,
+    build_from_spec,
+)
 from homevision.training.checks import sqft_monotonicity_violations
-from homevision.training.evaluation import CVPlan, CVResult, cross_validate_model, leaderboard
+from homevision.training.evaluation import (
+    CVPlan,
+    CVResult,
+    cross_validate_model,
+    leaderboard,
+    time_ordered_split,
+)
 from homevision.training.metrics import valuation_metrics
 from homevision.training.tuning import TrialCallback, rows_key, study_name, tune
 
@@ -39,6 +51,7 @@ class SelectionSettings:
     tuning_trials: int | None = 30
     tuning_timeout: float | None = 60.0
     blend_top: int = 3
+    stack: bool = False  # also try scikit-learn's StackingRegressor of the blend's members
     storage: str | None = None  # Optuna storage; None keeps every study in memory
     study_prefix: str = "homevision"
     n_jobs: int = 2
@@ -164,10 +177,10 @@ def select_and_tune(
         best_of[base] = entry
     members = list(best_of.values())[: settings.blend_top]
     if len(members) >= 2:
-        evaluate(
-            BLEND,
-            {"kind": "blend", "members": [[specs[m]["name"], specs[m]["params"]] for m in members]},
-        )
+        chosen = [[specs[m]["name"], specs[m]["params"]] for m in members]
+        evaluate(BLEND, {"kind": "blend", "members": chosen})
+        if settings.stack:
+            evaluate(STACK, {"kind": "stack", "members": chosen})
 
     winner, fitted, gate = _first_monotone(X, y, feature_set, specs, leaderboard(results).index)
     return SelectionResult(
@@ -231,7 +244,8 @@ def describe_procedure(settings: SelectionSettings) -> str:
     )
     return (
         f"{len(settings.candidates)} candidates ({', '.join(settings.candidates)}) on "
-        f"{settings.plan.describe()}, {tuning}, a blend of the best {settings.blend_top}, "
+        f"{settings.plan.describe()}, {tuning}, a blend of the best {settings.blend_top}"
+        f"{' and their stack' if settings.stack else ''}, "
         "then the living-area monotonicity gate"
     )
 
@@ -282,3 +296,42 @@ def nested_estimate(
     )
     metrics = valuation_metrics(y.to_numpy()[scored], oof[scored])
     return NestedEstimate(metrics, winners, method, done, len(folds), int(scored.sum()))
+
+
+@dataclass
+class TimeOrderedEstimate:
+    """Honest error on later sales: the whole procedure run on the sales closed before `cut`,
+    its winner scored on the sales closed from `cut` on."""
+
+    metrics: dict[str, float]
+    winner: str
+    cut: str
+    earlier: int
+    later: int
+    method: str
+
+
+def time_ordered_estimate(
+    X: pd.DataFrame,
+    y: pd.Series,
+    dates: pd.Series,
+    feature_set: FeatureSet,
+    settings: SelectionSettings,
+    later_share: float = 0.3,
+) -> TimeOrderedEstimate | None:
+    """Re-run `select_and_tune` with `settings` on the earlier sales (by `dates`) and score its
+    winner on the later `later_share` of them; None without enough dated sales on both sides.
+    The figure that says how well the procedure values next month's sales."""
+    found = time_ordered_split(dates, later_share)
+    if found is None:
+        return None
+    (earlier, later), cut = found
+    y = pd.Series(np.asarray(y, dtype=float), index=X.index)
+    sel = select_and_tune(X.iloc[earlier], y.iloc[earlier], feature_set, settings)
+    metrics = valuation_metrics(y.iloc[later].to_numpy(), sel.fitted.predict(X.iloc[later]))
+    day = cut.strftime("%Y-%m-%d")
+    method = (
+        f"time-ordered: the procedure run on the {len(earlier)} sales closed before {day}, "
+        f"its winner scored on the {len(later)} closed from {day} on"
+    )
+    return TimeOrderedEstimate(metrics, sel.winner, day, len(earlier), len(later), method)

@@ -43,14 +43,19 @@ from homevision.training.budget import (
     plan_variants,
     probe_costs,
 )
-from homevision.training.candidates import BASELINES, CANDIDATES, build_from_spec
+from homevision.training.candidates import BASELINES, CANDIDATES, STACK_FOLDS, build_from_spec
 from homevision.training.card import (
     leaderboard_markdown,
     metrics_summary,
     model_reference,
     render_model_card,
 )
-from homevision.training.evaluation import CVPlan, warm_workers
+from homevision.training.evaluation import (
+    CVPlan,
+    time_ordered_metrics,
+    time_ordered_split,
+    warm_workers,
+)
 from homevision.training.interval_choice import (
     carried_levels,
     choose_variant,
@@ -64,6 +69,7 @@ from homevision.training.selection import (
     nested_estimate,
     replay_settings,
     select_and_tune,
+    time_ordered_estimate,
 )
 from homevision.training.tune_job import TrialRunLogger
 from homevision.valuation.explain import global_importance, summary_plot
@@ -88,6 +94,7 @@ class TrainOutcome:
     seconds: float
     budget_notes: list[str]
     model_name: str
+    time_ordered: dict[str, Any] | None = None  # the procedure scored on later sales
 
 
 def base_settings(storage: str | None) -> SelectionSettings:
@@ -100,6 +107,7 @@ def base_settings(storage: str | None) -> SelectionSettings:
         tuning_trials=int(cfg["tuning_trials"]),
         tuning_timeout=None,
         blend_top=int(cfg["blend_top"]),
+        stack=bool(cfg.get("stack", False)),
         storage=storage,  # None: studies in memory, never shared with another run
         show_progress=True,
     )
@@ -121,16 +129,23 @@ def plan_procedure(
     )
     learned = sorted(costs[n] for n in sweep.candidates if n not in BASELINES)
     blend = cv_seconds(sum(learned[-settings.blend_top :]), settings.plan.folds, sweep.repeats)
-    tuning = max(0.0, own - sweep.predicted_seconds - blend)
+    degraded = list(sweep.degraded)
+    # The stack fits its members once per inner fold and once on all rows of each CV fold.
+    stack = blend * (STACK_FOLDS + 1) if settings.stack else 0.0
+    if stack and sweep.predicted_seconds + blend + stack > own:
+        degraded.append("stacking skipped (it costs about 6 blends)")
+        stack = 0.0
+    tuning = max(0.0, own - sweep.predicted_seconds - blend - stack)
     planned = replace(
         settings,
+        stack=bool(stack),
         plan=replace(settings.plan, repeats=sweep.repeats),
         candidates=tuple(sweep.candidates),
         tuning_seconds=tuning,
         tuning_timeout=1.5 * tuning + 1.0,  # safety net; the planned trial count rules
         costs=costs,
     )
-    return planned, sweep.degraded
+    return planned, degraded
 
 
 def train(
@@ -189,7 +204,8 @@ def train(
         settings = replace(settings, candidates=tuple(n for n in settings.candidates if n in costs))
         outer_folds = int(cfg["nested_outer_folds"])
         procedure_seconds = clock.remaining * float(shares["procedure"])
-        settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds)
+        # One replay more than the outer folds: the time-ordered estimate.
+        settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds + 1)
         if unpriced:
             notes.insert(0, f"not priced in time, skipped: {', '.join(unpriced)}")
         notes[:0] = scale_notes
@@ -223,8 +239,26 @@ def train(
             f"{table.loc[selection.winner, 'rmse']:,.0f}",
         )
 
-        log.info("Honest estimate: the same procedure re-run inside %d outer folds...", outer_folds)
         replay = replay_settings(settings, selection)
+        later_share = float(cfg["later_share"])
+        dates = close_dates(X)
+        split = time_ordered_split(dates, later_share)
+        if split is not None:
+            models = {n: build_from_spec(selection.specs[n], fs) for n in table.index}
+            table = table.join(time_ordered_metrics(models, X, y, split[0]))
+        log.info("Time-ordered estimate: the procedure re-run on the earlier sales...")
+        timed = time_ordered_estimate(X, y, dates, fs, replay, later_share)
+        time_ordered = None if timed is None else {**timed.metrics, **vars(timed)}
+        if time_ordered is not None:
+            time_ordered.pop("metrics")
+            mlflow.log_metrics({f"later_{k}": v for k, v in timed.metrics.items()})
+            log.info(
+                "Time-ordered (sales from %s): RMSE %s, MAPE %.1f%%",
+                timed.cut,
+                f"{timed.metrics['rmse']:,.0f}",
+                100 * timed.metrics["mape"],
+            )
+        log.info("Honest estimate: the same procedure re-run inside %d outer folds...", outer_folds)
         outer = CVPlan(folds=outer_folds, repeats=1, seed=settings.plan.seed + 7)
         nested = nested_estimate(
             X,
@@ -277,6 +311,9 @@ def train(
             listings, fs, selection, honest, data_path, data_hash, version, note, run_id, y
         )
         ctx |= {
+            "table": table,
+            "leaderboard_md": leaderboard_markdown(table),
+            "time_ordered": time_ordered,
             "model_name": name,
             "intervals": intervals,
             "importance": importance,
@@ -310,6 +347,7 @@ def train(
         seconds,
         notes,
         name,
+        time_ordered,
     )
 
 
@@ -450,7 +488,7 @@ def _measure_intervals(
     mine = [s for s in scores if s.variant == chosen.variant]
     carried = carried_levels(mine, tolerance) or [max(mine, key=lambda s: s.coverage).level]
     default = level if level in carried else max(carried)
-    dates = X["CloseDate"] if "CloseDate" in X.columns else pd.Series(np.nan, index=X.index)
+    dates = close_dates(X)
     later = time_ordered_scores(
         estimator, X, y, dates, chosen.variant, levels, float(cfg["later_share"]), seed
     )
@@ -534,6 +572,13 @@ def _log_reference(model: ValuationModel, listings: Listings, selection) -> None
     )
     with tempfile.TemporaryDirectory() as tmp:  # not the run's folder: reports/ publishes that
         mlflow.log_artifact(str(write_reference(frame, Path(tmp))), REFERENCE_DIR)
+
+
+def close_dates(X: pd.DataFrame) -> pd.Series:
+    """Return each sale's CloseDate (missing where the export has none)."""
+    if "CloseDate" in X.columns:
+        return X["CloseDate"]
+    return pd.Series(np.nan, index=X.index)
 
 
 def _check_columns(listings: Listings, fs: FeatureSet) -> None:

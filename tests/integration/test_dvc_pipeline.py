@@ -121,6 +121,12 @@ def test_metrics_json_holds_numbers_only_and_names_the_champion():
             "coverage_time_ordered": 0.87,
         },
     }
+    timed = {"rmse": 70000.0, "mape": 0.08, "cut": "2020-03-01", "method": "time-ordered"}
+    assert metrics_summary({**ctx, "time_ordered": {**timed, "later": 40}})["time_ordered"] == {
+        "rmse": 70000.0,
+        "mape": 0.08,
+        "later": 40.0,
+    }
     reference = model_reference(ctx)
     assert reference["uri"] == "models:/homevision-price/3"
     assert reference["champion_version"] == "2" and reference["promoted"] is False

@@ -3,6 +3,7 @@ with a tiny budget (a small params file keeps it to seconds)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,11 @@ def test_train_registers_a_champion_that_predict_uses(monkeypatch, tmp_path, exp
     assert (tmp_path / "reports" / "leaderboard.png").exists()
     card = (tmp_path / "reports" / "model_card.md").read_text()
     assert "honest (nested)" in card and "## Leaderboard" in card
+    # Time-ordered beside the random folds: the procedure on the earlier sales, scored later.
+    assert "Time-ordered (time-ordered: the procedure run on the" in result.stdout
+    assert "| metric | time-ordered (honest) |" in card and "later RMSE" in card
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert metrics["time_ordered"]["later"] >= 10 and metrics["time_ordered"]["rmse"] > 0
 
     # The champion is ONE model from raw export columns to dollars, and it is monotone.
     model = load_model()

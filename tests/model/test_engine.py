@@ -11,7 +11,7 @@ from sklearn.svm import SVR
 from homevision.data.listings import coerce_types
 from homevision.data.synthetic import generate_listings
 from homevision.features import get_feature_set
-from homevision.training.candidates import CANDIDATES, build_blend, build_model
+from homevision.training.candidates import CANDIDATES, build_blend, build_model, build_stack
 from homevision.valuation.engine import RawEncoder
 from homevision.valuation.engine.trees import NATIVE_ROWS
 from homevision.valuation.intervals import interval_bounds
@@ -35,10 +35,12 @@ def train(labelled) -> tuple[pd.DataFrame, pd.Series]:
 def _model(name: str, fs):
     if name == "blend":
         return build_blend([("svr", {}), ("hist_gb", {}), ("ridge", {})], fs)
+    if name == "stack":
+        return build_stack([("svr", {}), ("hist_gb", {}), ("ridge", {})], fs)
     return build_model(name, fs)
 
 
-FAMILIES = [*CANDIDATES, "blend"]
+FAMILIES = [*CANDIDATES, "blend", "stack"]
 
 
 @pytest.mark.slow

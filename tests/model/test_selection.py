@@ -168,3 +168,15 @@ def test_budget_helpers_are_deterministic():
     a = plan_sweep(COSTS, list(COSTS), 5, 5, 12.0)
     b = plan_sweep(COSTS, list(COSTS), 5, 5, 12.0)
     assert a == b and np.isfinite(a.predicted_seconds)
+
+
+def test_the_stack_is_tried_beside_the_blend_with_non_negative_weights(small):
+    X, y = small
+    settings = dataclasses.replace(SMALL, candidates=("ridge", "hist_gb"), tune_top=0, stack=True)
+    done = sel.select_and_tune(X, y, FS, settings)
+    assert {"blend", "stack"} <= set(done.results)
+    assert done.specs["stack"]["members"] == done.specs["blend"]["members"]
+    stack = sel.build_from_spec(done.specs["stack"], FS).fit(X, y)
+    meta = stack.estimator_.final_estimator_
+    assert (meta.coef_ >= 0).all() and len(meta.coef_) == 2
+    assert "and their stack" in sel.describe_procedure(settings)

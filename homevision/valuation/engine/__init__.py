@@ -83,6 +83,8 @@ def describe(estimator: object) -> str:
     members = getattr(estimator, "estimators_", None)
     if type(estimator).__name__ == "VotingRegressor" and members is not None:
         return "blend(" + ", ".join(describe(m) for m in members) + ")"
+    if type(estimator).__name__ == "StackingRegressor" and members is not None:
+        return "stack(" + ", ".join(describe(m) for m in members) + ")"
     steps = getattr(estimator, "steps", None)
     if steps:
         model = steps[-1][1]

@@ -20,6 +20,7 @@ from sklearn.ensemble import (
     ExtraTreesRegressor,
     HistGradientBoostingRegressor,
     RandomForestRegressor,
+    StackingRegressor,
     VotingRegressor,
 )
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
@@ -141,6 +142,18 @@ class Mean:
 
 
 @dataclass
+class Weighted:
+    """intercept + sum of weight x member: a StackingRegressor's linear meta-model."""
+
+    members: list[Program]
+    weights: np.ndarray
+    intercept: float
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return np.column_stack([m(raw) for m in self.members]) @ self.weights + self.intercept
+
+
+@dataclass
 class Elasticity:
     """price = exp(clip(f(x) + b log sqft)): SqftElasticityTarget."""
 
@@ -219,6 +232,15 @@ def compile_estimator(estimator: object, encoder: RawEncoder) -> Program:
         if estimator.weights is not None:
             raise UnsupportedError("a weighted blend")
         return Mean([compile_estimator(m, encoder) for m in estimator.estimators_])
+    if isinstance(estimator, StackingRegressor):
+        final = estimator.final_estimator_
+        if estimator.passthrough or type(final) is not LinearRegression:
+            raise UnsupportedError("a stack other than members -> linear meta-model")
+        return Weighted(
+            [compile_estimator(m, encoder) for m in estimator.estimators_],
+            np.asarray(final.coef_, dtype=float).ravel(),
+            float(np.ravel(final.intercept_)[0]),
+        )
     if isinstance(estimator, Pipeline):
         (_, features), (_, model) = estimator.steps[0], estimator.steps[-1]
         if len(estimator.steps) != 2:

@@ -1,0 +1,81 @@
+"""Time-ordered validation: learn from the sales closed before a date, score those from it on;
+the later sales never reach selection, tuning or fitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyRegressor
+
+from homevision.features import get_feature_set
+from homevision.training import selection as sel
+from homevision.training.evaluation import CVPlan, time_ordered_metrics, time_ordered_split
+
+FS = get_feature_set("task6")
+SMALL = sel.SelectionSettings(
+    plan=CVPlan(folds=3, repeats=1, seed=0),
+    candidates=("median_ppsf", "ridge"),
+    tune_top=1,
+    tuning_trials=2,
+    tuning_timeout=None,
+    blend_top=2,
+)
+
+
+@pytest.fixture(scope="module")
+def small(labelled):
+    X, y = labelled
+    return X.head(240).reset_index(drop=True), y.head(240).reset_index(drop=True)
+
+
+def test_split_puts_every_earlier_date_before_the_cut_and_ties_after():
+    dates = pd.Series(["2020-01-05"] * 30 + ["2020-03-01"] * 10 + ["2019-12-01"] * 40 + [None])
+    (earlier, later), cut = time_ordered_split(dates, later_share=0.3)
+    when = pd.to_datetime(dates)
+    assert cut == pd.Timestamp("2020-01-05")
+    assert (when.iloc[earlier] < cut).all() and (when.iloc[later] >= cut).all()
+    assert len(earlier) == 40 and len(later) == 40  # the cut day's 30 sales all count as later
+    assert 80 not in set(earlier) | set(later)  # no date: on neither side
+
+
+def test_split_refuses_too_few_dated_rows_on_either_side():
+    assert time_ordered_split(pd.Series([None] * 100)) is None
+    assert time_ordered_split(pd.Series(["2020-01-01"] * 100)) is None  # nothing before the cut
+    dates = pd.Series(pd.date_range("2020-01-01", periods=45).astype(str))
+    assert time_ordered_split(dates, later_share=0.1) is None  # 5 later rows < 10
+
+
+def test_metrics_score_the_later_rows_of_a_model_fitted_on_the_earlier(small):
+    X, y = small
+    split = (np.arange(0, 150), np.arange(150, 240))
+    table = time_ordered_metrics({"mean": DummyRegressor()}, X, y, split)
+    expected = np.sqrt(np.mean((y.iloc[150:] - y.iloc[:150].mean()) ** 2))
+    assert table.loc["mean", "later_rmse"] == pytest.approx(expected)
+    assert {"later_mape", "later_mdape", "later_within_10"} <= set(table.columns)
+
+
+def test_later_sales_never_reach_selection_or_tuning(small, monkeypatch):
+    X, y = small
+    seen = []
+    real = sel.select_and_tune
+
+    def spy(Xs, ys, *args, **kwargs):
+        seen.append(set(Xs.index))
+        return real(Xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(sel, "select_and_tune", spy)
+    dates = pd.to_datetime(X["CloseDate"])
+    estimate = sel.time_ordered_estimate(X, y, X["CloseDate"], FS, SMALL, later_share=0.3)
+    cut = pd.Timestamp(estimate.cut)
+    assert len(seen) == 1 and seen[0] == set(X.index[dates < cut])
+    assert estimate.earlier + estimate.later == int(dates.notna().sum())
+    assert estimate.later == int((dates >= cut).sum()) >= 10
+    assert isinstance(estimate.winner, str) and estimate.winner
+    assert 0 < estimate.metrics["mape"] < 0.5 and estimate.cut in estimate.method
+
+
+def test_no_dates_no_estimate(small):
+    X, y = small
+    none = pd.Series([None] * len(X))
+    assert sel.time_ordered_estimate(X, y, none, FS, SMALL) is None
