@@ -7,6 +7,18 @@ import pytest
 
 from homevision.data.listings import coerce_types
 from homevision.data.synthetic import generate_listings
+from homevision.training.evaluation import CVPlan
+from homevision.training.selection import SelectionSettings
+
+# A selection procedure small enough for tests: 3 folds, 2 candidates, 2 trials.
+SMALL = SelectionSettings(
+    plan=CVPlan(folds=3, repeats=1, seed=0),
+    candidates=("median_ppsf", "ridge"),
+    tune_top=1,
+    tuning_trials=2,
+    tuning_timeout=None,
+    blend_top=2,
+)
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +26,10 @@ def labelled() -> tuple[pd.DataFrame, pd.Series]:
     frame = coerce_types(generate_listings(1500, seed=11).astype(object))
     sold = frame[frame["Status"] == "Sold"].reset_index(drop=True)
     return sold, sold["ClosePrice"].astype(float)
+
+
+@pytest.fixture(scope="module")
+def small(labelled) -> tuple[pd.DataFrame, pd.Series]:
+    """The first 240 labelled rows: enough for a 3-fold procedure."""
+    X, y = labelled
+    return X.head(240).reset_index(drop=True), y.head(240).reset_index(drop=True)

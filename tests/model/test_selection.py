@@ -16,21 +16,9 @@ from homevision.training.budget import plan_sweep, plan_trials, plan_variants
 from homevision.training.candidates import CANDIDATES
 from homevision.training.evaluation import CVPlan
 
+from .conftest import SMALL
+
 FS = get_feature_set("task6")
-SMALL = sel.SelectionSettings(
-    plan=CVPlan(folds=3, repeats=1, seed=0),
-    candidates=("median_ppsf", "ridge"),
-    tune_top=1,
-    tuning_trials=2,
-    tuning_timeout=None,
-    blend_top=2,
-)
-
-
-@pytest.fixture(scope="module")
-def small(labelled):
-    X, y = labelled
-    return X.head(240).reset_index(drop=True), y.head(240).reset_index(drop=True)
 
 
 def test_outer_test_rows_never_reach_selection_or_tuning(small, monkeypatch):

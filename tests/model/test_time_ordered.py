@@ -10,23 +10,11 @@ from sklearn.dummy import DummyRegressor
 
 from homevision.features import get_feature_set
 from homevision.training import selection as sel
-from homevision.training.evaluation import CVPlan, time_ordered_metrics, time_ordered_split
+from homevision.training.evaluation import time_ordered_metrics, time_ordered_split
+
+from .conftest import SMALL
 
 FS = get_feature_set("task6")
-SMALL = sel.SelectionSettings(
-    plan=CVPlan(folds=3, repeats=1, seed=0),
-    candidates=("median_ppsf", "ridge"),
-    tune_top=1,
-    tuning_trials=2,
-    tuning_timeout=None,
-    blend_top=2,
-)
-
-
-@pytest.fixture(scope="module")
-def small(labelled):
-    X, y = labelled
-    return X.head(240).reset_index(drop=True), y.head(240).reset_index(drop=True)
 
 
 def test_split_puts_every_earlier_date_before_the_cut_and_ties_after():
