@@ -353,8 +353,11 @@ def train(
 
 def _spec_text(spec: dict[str, Any]) -> str:
     """Return the winner as text with every hyper-parameter (defaults included)."""
+    members = ", ".join(m[0] for m in spec.get("members", []))
     if spec["kind"] == "blend":
-        return "equal-weight blend in log space of " + ", ".join(m[0] for m in spec["members"])
+        return f"equal-weight blend in log space of {members}"
+    if spec["kind"] == "stack":
+        return f"stack in log space of {members} (non-negative linear meta-model)"
     merged = {**CANDIDATES[spec["name"]].defaults, **spec["params"]}
     params = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in merged.items()
@@ -363,8 +366,8 @@ def _spec_text(spec: dict[str, Any]) -> str:
 
 
 def _flat_params(spec: dict[str, Any]) -> dict[str, Any]:
-    if spec["kind"] == "blend":
-        return {"members": ",".join(m[0] for m in spec["members"])}
+    if spec["kind"] in ("blend", "stack"):
+        return {"kind": spec["kind"], "members": ",".join(m[0] for m in spec["members"])}
     return {"candidate": spec["name"], **{k: str(v)[:250] for k, v in spec["params"].items()}}
 
 
@@ -380,10 +383,11 @@ def _after_procedure_seconds(selection: SelectionResult, costs: dict[str, float]
 
 def _spec_cost(spec: dict[str, Any], costs: dict[str, float]) -> float:
     """Seconds one fit of a spec is expected to take (tuned members cost a little more)."""
-    if spec["kind"] == "blend":
-        return sum(
+    if spec["kind"] in ("blend", "stack"):
+        members = sum(
             costs.get(m[0], 1.0) * (TUNING_COST_FACTOR if m[1] else 1) for m in spec["members"]
         )
+        return members * (STACK_FOLDS + 1 if spec["kind"] == "stack" else 1)
     return costs.get(spec["name"], 1.0) * (TUNING_COST_FACTOR if spec.get("params") else 1)
 
 

@@ -29,3 +29,18 @@ def test_pricing_without_a_limit_prices_everyone():
         sold, sold["ClosePrice"].astype(float), get_feature_set("task6"), ["median_ppsf", "ridge"]
     )
     assert set(costs) == {"median_ppsf", "ridge"} and all(c > 0 for c in costs.values())
+
+
+def test_ensemble_specs_are_named_logged_and_priced():
+    from homevision.training.candidates import STACK_FOLDS
+    from homevision.training.train import _flat_params, _spec_cost, _spec_text
+
+    members = [["ridge", {}], ["hist_gb", {"max_depth": 3}]]
+    costs = {"ridge": 1.0, "hist_gb": 2.0}
+    for kind in ("blend", "stack"):
+        spec = {"kind": kind, "members": members}
+        assert "ridge, hist_gb" in _spec_text(spec)
+        assert _flat_params(spec) == {"kind": kind, "members": "ridge,hist_gb"}
+    blend = _spec_cost({"kind": "blend", "members": members}, costs)
+    assert blend == 1.0 + 2.0 * budget.TUNING_COST_FACTOR
+    assert _spec_cost({"kind": "stack", "members": members}, costs) == blend * (STACK_FOLDS + 1)
