@@ -161,7 +161,8 @@ def plan_variants(
 ) -> list[str]:
     """Return the interval variants (in configured order) whose outer-CV comparison fits
     `seconds`; the first one always stays, so ranges are always measured."""
-    fits_each = {"jackknife_plus_ab": 21}  # 20 bootstrap fits + the full one
+    # 20 bootstrap fits + the full one; CQR: a median and two quantile models per level (4)
+    fits_each = {"jackknife_plus_ab": 21, "cqr": 9}
     chosen: list[str] = []
     spent = 0.0
     for variant in variants:

@@ -20,6 +20,8 @@ from sklearn.ensemble import (
     StackingRegressor,
     VotingRegressor,
 )
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
 from sklearn.linear_model import ElasticNet, LinearRegression, Ridge
 from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsRegressor
@@ -69,6 +71,21 @@ def _catboost(p: Params):
     return CatBoostRegressor(
         **p, thread_count=1, random_seed=SEED, verbose=0, allow_writing_files=False
     )
+
+
+def _gaussian_process(p: Params) -> GaussianProcessRegressor:
+    """A Gaussian process in log price for small samples: a Matern kernel (smoothness `nu`) for
+    local structure, plus a linear kernel when `linear` (the log-log trend of sizes carries far),
+    plus white noise; every scale is fitted by maximum marginal likelihood inside the fit."""
+    kernel = ConstantKernel(0.1, (1e-4, 1e2)) * Matern(
+        length_scale=5.0, length_scale_bounds=(1e-1, 1e3), nu=p["nu"]
+    )
+    if p["linear"]:
+        kernel += ConstantKernel(0.01, (1e-5, 1e1)) * DotProduct(
+            sigma_0=1.0, sigma_0_bounds="fixed"
+        )
+    kernel += WhiteKernel(0.01, (1e-5, 1.0))
+    return GaussianProcessRegressor(kernel, normalize_y=True, random_state=SEED)
 
 
 def _boosting_space(trial: optuna.Trial) -> Params:
@@ -224,6 +241,16 @@ CANDIDATES: dict[str, Candidate] = {
                 "learning_rate": t.suggest_float("learning_rate", 0.01, 0.2, log=True),
                 "depth": t.suggest_int("depth", 2, 8),
                 "l2_leaf_reg": t.suggest_float("l2_leaf_reg", 0.5, 30, log=True),
+            },
+        ),
+        Candidate(
+            "gaussian_process",
+            "linear",
+            _gaussian_process,
+            {"nu": 2.5, "linear": True},
+            lambda t: {
+                "nu": t.suggest_categorical("nu", [0.5, 1.5, 2.5]),
+                "linear": t.suggest_categorical("linear", [True, False]),
             },
         ),
         Candidate(

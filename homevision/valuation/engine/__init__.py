@@ -113,6 +113,8 @@ def compile_conformal(conformal: object, encoder: RawEncoder) -> object:
     """Return a copy of a fitted MAPIE regressor whose fold models are compiled programs, so
     `predict_interval` on the raw matrix computes the same bounds with MAPIE's own code; raises
     UnsupportedError when a fold model cannot be compiled."""
+    if not hasattr(conformal, "_mapie_regressor"):
+        raise UnsupportedError(f"{type(conformal).__name__} ranges")
     fast = copy.copy(conformal)
     inner = copy.copy(conformal._mapie_regressor)
     ensemble = copy.copy(inner.estimator_)

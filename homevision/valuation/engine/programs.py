@@ -1,10 +1,11 @@
 """Compile fitted estimators into programs: raw matrix (or encoded features) -> numbers.
 
 Each program is a plain callable on float arrays. Linear models, the RBF SVR and the MLP are
-re-stated from their coefficients; trees are walked as flat arrays (engine.trees); kNN and the
-third-party boosters (XGBoost, LightGBM, CatBoost) run their own compiled predict on the encoded
-matrix, which is already free of pandas. The living-area trend, blends and the rule-of-thumb
-baselines wrap these. `compile_estimator` raises UnsupportedError for anything else.
+re-stated from their coefficients; trees are walked as flat arrays (engine.trees); kNN, the
+Gaussian process and the third-party boosters (XGBoost, LightGBM, CatBoost) run their own
+compiled predict on the encoded matrix, which is already free of pandas. The living-area trend,
+blends and the rule-of-thumb baselines wrap these. `compile_estimator` raises UnsupportedError
+for anything else.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sklearn.ensemble import (
     StackingRegressor,
     VotingRegressor,
 )
+from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.neural_network import MLPRegressor
@@ -207,7 +209,7 @@ def _final(model: object) -> Program:
         return compile_sklearn_trees(model)
     if isinstance(model, HistGradientBoostingRegressor):
         return compile_hist_gb(model)
-    if isinstance(model, KNeighborsRegressor):
+    if isinstance(model, KNeighborsRegressor | GaussianProcessRegressor):
         return Native(model)
     kind = type(model).__name__
     if kind == "XGBRegressor":

@@ -1,0 +1,86 @@
+"""Conformalized quantile regression (the "cqr" range variant) and the Gaussian-process
+candidate: each behaves as a range or a model must, on synthetic sales of a known market."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from homevision.data.listings import coerce_types
+from homevision.data.synthetic import generate_listings
+from homevision.features import get_feature_set
+from homevision.training.candidates import build_blend, build_model
+from homevision.training.interval_choice import compare_variants
+from homevision.valuation.intervals import QuantileConformal, feature_step, make_conformal
+from homevision.valuation.model import ValuationModel
+
+LEVELS = [0.5, 0.9]
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """Sales of the same synthetic market the `labelled` fixture draws from, never trained on."""
+    frame = coerce_types(generate_listings(3000, seed=12, market_seed=11).astype(object))
+    sold = frame[frame["Status"] == "Sold"].reset_index(drop=True)
+    return sold, sold["ClosePrice"].to_numpy(float)
+
+
+@pytest.fixture(scope="module")
+def cqr(small) -> QuantileConformal:
+    X, y = small
+    estimator = build_model("ridge", get_feature_set("task6"))
+    return make_conformal("cqr", estimator, LEVELS, seed=0).fit_conformalize(X, y)
+
+
+def test_cqr_ranges_are_ordered_nested_and_cover_fresh_sales(cqr, fresh):
+    X, truth = fresh
+    point, bounds = cqr.predict_interval(X)
+    assert bounds.shape == (len(X), 2, len(LEVELS))
+    assert (bounds[:, 0, :] <= bounds[:, 1, :]).all()
+    # A 90% range is wider than a 50% one for the typical home.
+    widths = bounds[:, 1, :] - bounds[:, 0, :]
+    assert np.median(widths[:, 1]) > np.median(widths[:, 0])
+    covered = (truth >= bounds[:, 0, 1]) & (truth <= bounds[:, 1, 1])
+    assert 0.82 <= covered.mean() <= 0.98, covered.mean()
+    assert np.allclose(point, cqr.predict(X))
+
+
+def test_cqr_is_measured_beside_the_other_variants(small):
+    X, y = small
+    estimator = build_model("ridge", get_feature_set("task6"))
+    scores = compare_variants(estimator, X, y, ["cv_plus", "cqr"], 0.9, outer_folds=3)
+    assert [s.variant for s in scores] == ["cv_plus", "cqr"]
+    assert all(0.7 <= s.coverage <= 1.0 and s.median_relative_width > 0 for s in scores)
+
+
+def test_cqr_builds_on_the_model_s_own_features_and_refuses_a_baseline():
+    fs = get_feature_set("task6")
+    blend = build_blend([("ridge", {}), ("hist_gb", {})], fs)
+    assert feature_step(blend) is blend.estimator.estimators[0][1].named_steps["features"]
+    with pytest.raises(ValueError, match="no feature pipeline"):
+        feature_step(build_model("median_ppsf", fs))
+
+
+def test_a_cqr_model_serves_ranges_on_the_scikit_learn_path_and_says_why(small, fresh):
+    X, y = small
+    model = ValuationModel(
+        build_model("ridge", get_feature_set("task6")),
+        interval_variant="cqr",
+        levels=(0.5, 0.9),
+        confidence=0.9,
+        background_rows=4,
+    ).fit(X, y)
+    assert not model.uses_engine and "QuantileConformal ranges" in model.engine_note_
+    point, low, high = model.predict_interval(fresh[0].head(50))
+    assert (low <= point).all() and (point <= high).all()
+
+
+def test_gaussian_process_values_bigger_homes_higher(small):
+    X, y = small
+    model = build_model("gaussian_process", get_feature_set("task6")).fit(X, y)
+    home = X.head(20).copy()
+    bigger = home.assign(SqFtTotal=home["SqFtTotal"] * 1.2)
+    assert (model.predict(bigger) > model.predict(home)).mean() >= 0.9
+    # Its marginal-likelihood fit found a noise level: it does not interpolate the sales.
+    in_sample = np.abs(model.predict(X) / y - 1)
+    assert np.median(in_sample) > 0.005
