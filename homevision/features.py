@@ -42,7 +42,16 @@ DERIVED_NUMERIC = [
     "lot_to_living",
 ]
 RATIO_CAP = 1e6
-LOG_SCALE = {"SqFtTotal", "LotSizeAreaSQFT", "CDOM", "ListPrice", "sqft_per_bed", "lot_to_living"}
+LOG_SCALE = {
+    "SqFtTotal",
+    "LotSizeAreaSQFT",
+    "CDOM",
+    "ListPrice",
+    "UnexemptTaxes",
+    "association_fee_annual",
+    "sqft_per_bed",
+    "lot_to_living",
+}
 
 
 @dataclass(frozen=True)
@@ -56,11 +65,26 @@ class FeatureSet:
     categorical: tuple[str, ...] = ()
     high_cardinality: tuple[str, ...] = ()
     description: str = ""
+    fee: tuple[str, str] | None = None  # (amount column, frequency column) -> an annual fee
+    token_lists: tuple[str, ...] = ()  # comma-separated feature lists -> token indicators
+
+    @property
+    def text_columns(self) -> list[str]:
+        """The text columns read as names (one category per value), in reading order."""
+        fee_frequency = [self.fee[1]] if self.fee else []
+        return [self.school, *self.categorical, *self.high_cardinality, *fee_frequency]
 
     @property
     def raw_columns(self) -> list[str]:
         """The export columns a model built on this feature set reads."""
-        return [*self.numeric, self.baths, self.school, *self.categorical, *self.high_cardinality]
+        fee_amount = [self.fee[0]] if self.fee else []
+        return [
+            *self.numeric,
+            *fee_amount,
+            self.baths,
+            *self.text_columns,
+            *self.token_lists,
+        ]
 
 
 def feature_set_names() -> list[str]:
@@ -82,6 +106,8 @@ def get_feature_set(name: str) -> FeatureSet:
         categorical=tuple(spec.get("categorical") or ()),
         high_cardinality=tuple(spec.get("high_cardinality") or ()),
         description=spec.get("description", ""),
+        fee=(spec["fee"]["amount"], spec["fee"]["frequency"]) if spec.get("fee") else None,
+        token_lists=tuple(spec.get("token_lists") or ()),
     )
     leaky = [c for c in fs.raw_columns if is_leaky(c)]
     if leaky:
@@ -218,6 +244,92 @@ class ImplausibleToMissing(_FrameTransformer):
         return out
 
 
+# Payments per year of each association fee frequency (case and spaces ignored); any other
+# frequency ("Other") leaves the annual fee unknown, to be imputed like any missing number.
+FEE_PER_YEAR = {
+    "annual": 1.0,
+    "annually": 1.0,
+    "yearly": 1.0,
+    "semi-annual": 2.0,
+    "semiannual": 2.0,
+    "quarterly": 4.0,
+    "monthly": 12.0,
+}
+ANNUAL_FEE = "association_fee_annual"
+
+
+def fee_multiplier(frequency: object) -> float:
+    """Return payments per year of an association fee frequency ("Monthly" -> 12); NaN for a
+    missing or unrecognised one."""
+    if not isinstance(frequency, str):
+        return np.nan
+    return FEE_PER_YEAR.get(frequency.strip().lower().replace(" ", ""), np.nan)
+
+
+class AnnualFee(_FrameTransformer):
+    """Replace an association fee and its frequency by the annual amount (`association_fee_annual`):
+    a monthly $50 and an annual $600 are the same burden. No fee amount means no association
+    (0 a year); an amount with an unknown frequency is missing (imputed later)."""
+
+    def __init__(self, amount: str = "AssociationFee", frequency: str = "AssociationFeeFrequency"):
+        self.amount = amount
+        self.frequency = frequency
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.drop(columns=[self.amount, self.frequency])
+        amount = pd.to_numeric(X[self.amount], errors="coerce").to_numpy(dtype=float)
+        per_year = np.array([fee_multiplier(v) for v in X[self.frequency]], dtype=float)
+        out[ANNUAL_FEE] = np.where(np.isnan(amount), 0.0, amount * per_year)
+        return out
+
+    def _out_columns(self, columns: list[str]) -> list[str]:
+        gone = (self.amount, self.frequency)
+        return [c for c in columns if c not in gone] + [ANNUAL_FEE]
+
+
+def split_tokens(value: object) -> set[str]:
+    """Return the set of items of a comma-separated feature list ("Gutters, Patio Open" ->
+    {"Gutters", "Patio Open"}); empty for a missing value."""
+    if not isinstance(value, str):
+        return set()
+    return {t.strip() for t in value.split(",") if t.strip()}
+
+
+class TokenIndicators(TransformerMixin, BaseEstimator):
+    """One 0/1 column per item of a comma-separated feature list (ExteriorFeatures, Flooring...)
+    seen in at least `min_count` training rows; rarer and unseen items are ignored, a missing
+    list has no items. Fitted on the training rows only, like every other step."""
+
+    def __init__(self, min_count: int = 10):
+        self.min_count = min_count
+
+    def fit(self, X: pd.DataFrame, y=None):
+        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.tokens_ = {}
+        for col in X.columns:
+            counts: dict[str, int] = {}
+            for items in map(split_tokens, X[col]):
+                for token in items:
+                    counts[token] = counts.get(token, 0) + 1
+            self.tokens_[col] = sorted(t for t, n in counts.items() if n >= self.min_count)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "tokens_")
+        parts = []
+        for col, tokens in self.tokens_.items():
+            items = [split_tokens(v) for v in X[col]]
+            parts.append(np.array([[t in row for t in tokens] for row in items], dtype=float))
+        parts = [p.reshape(len(X), -1) for p in parts]
+        return np.concatenate(parts, axis=1) if parts else np.empty((len(X), 0))
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "tokens_")
+        names = [f"{col}={t}" for col, tokens in self.tokens_.items() for t in tokens]
+        return np.asarray(names, dtype=object)
+
+
 class RatioFeatures(_FrameTransformer):
     """Add living area per bedroom, baths per bedroom and lot-to-living ratio (all after the
     baths split and lot repair, so they never divide by a raw quirk)."""
@@ -313,7 +425,10 @@ def _target_encoded() -> Pipeline:
 
 
 def build_preprocessor(
-    feature_set: FeatureSet | str, family: Family = "tree", school_min_count: int | None = None
+    feature_set: FeatureSet | str,
+    family: Family = "tree",
+    school_min_count: int | None = None,
+    token_min_count: int | None = None,
 ) -> Pipeline:
     """Return the Pipeline from raw export columns to a numeric feature frame.
 
@@ -326,9 +441,12 @@ def build_preprocessor(
         raise ValueError(f"family must be 'linear' or 'tree', not {family!r}")
     if school_min_count is None:
         school_min_count = int(load_params()["features"]["school_min_count"])
-    text = (fs.baths, fs.school, *fs.categorical, *fs.high_cardinality)
+    if token_min_count is None:
+        token_min_count = int(load_params()["features"].get("token_min_count", 10))
+    text = (fs.baths, *fs.text_columns, *fs.token_lists)
+    numeric_in = (*fs.numeric, fs.fee[0]) if fs.fee else fs.numeric
     steps: list[tuple[str, object]] = [
-        ("select", ColumnSelector(numeric=fs.numeric, text=text)),
+        ("select", ColumnSelector(numeric=numeric_in, text=text)),
         ("baths", BathsSplitter(fs.baths)),
     ]
     if "CDOM" in fs.numeric:
@@ -336,9 +454,11 @@ def build_preprocessor(
     steps.append(("lot", LotSizeImputer("LotSizeAreaSQFT", "SqFtTotal")))
     if "ListPrice" in fs.numeric:
         steps.append(("list_price", ImplausibleToMissing("ListPrice", MIN_LIST_PRICE)))
+    if fs.fee:
+        steps.append(("fee", AnnualFee(*fs.fee)))
     steps.append(("ratios", RatioFeatures()))
 
-    numeric = [*fs.numeric, *DERIVED_NUMERIC]
+    numeric = [*fs.numeric, *([ANNUAL_FEE] if fs.fee else []), *DERIVED_NUMERIC]
     if family == "linear":
         logged = [c for c in numeric if c in LOG_SCALE]
         plain = [c for c in numeric if c not in LOG_SCALE]
@@ -356,6 +476,8 @@ def build_preprocessor(
         transformers.append(("cat", _categories(school_min_count), list(fs.categorical)))
     if fs.high_cardinality:
         transformers.append(("hicard", _target_encoded(), list(fs.high_cardinality)))
+    if fs.token_lists:
+        transformers.append(("tokens", TokenIndicators(token_min_count), list(fs.token_lists)))
     encode = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
     steps.append(("encode", encode))
     return Pipeline(steps).set_output(transform="pandas")

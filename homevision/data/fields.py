@@ -30,6 +30,7 @@ KINDS: tuple[str, ...] = ("id", "integer", "number", "baths", "boolean", "text")
 
 ID_MAX = 2**63 - 1  # an MLSNumber is a positive whole number that fits a signed 64-bit integer
 MAX_TEXT_LENGTH = 120
+MAX_LIST_LENGTH = 1000  # a comma-separated feature list (ExteriorFeatures...) runs longer
 MAX_FULL_BATHS = 50
 MAX_HALF_BATHS = 4
 
@@ -161,6 +162,18 @@ def _fmt(value: float) -> str:
 def _text(name: str, label: str, description: str, example: str | None = None, **kw) -> FieldRule:
     return FieldRule(
         name, "text", description, label, max_length=MAX_TEXT_LENGTH, example=example, **kw
+    )
+
+
+def _list(name: str, label: str, description: str, example: str) -> FieldRule:
+    return FieldRule(
+        name,
+        "text",
+        f"{description} A comma-separated list; items seen in fewer than "
+        "features.token_min_count training homes are ignored.",
+        label,
+        max_length=MAX_LIST_LENGTH,
+        example=example,
     )
 
 
@@ -340,6 +353,43 @@ _RULES_LIST: tuple[FieldRule, ...] = (
         "Preowned",
     ),
     _text("HighSchoolName", "High school", "High school attendance zone.", "Frisco"),
+    _text("MiddleSchoolName", "Middle school", "Middle school attendance zone.", "Staley"),
+    FieldRule(
+        "AssociationFee",
+        "number",
+        "Homeowners' association fee per payment, in USD (see AssociationFeeFrequency); "
+        "empty when there is no association.",
+        "Association fee",
+        unit="USD per payment",
+        minimum=0,
+        maximum=1e6,
+        step=10,
+        example=500,
+    ),
+    _text(
+        "AssociationFeeFrequency",
+        "Association fee frequency",
+        "How often the association fee is paid: Monthly, Quarterly, Semi-Annual or Annual.",
+        "Annual",
+    ),
+    _list(
+        "CommunityFeatures",
+        "Community features",
+        "Amenities of the community, e.g. Community Pool, Playground.",
+        "Community Pool, Playground",
+    ),
+    _list(
+        "ExteriorFeatures",
+        "Exterior features",
+        "Features outside the home, e.g. Covered Patio/Porch, Gutters.",
+        "Covered Patio/Porch, Gutters",
+    ),
+    _list(
+        "ConstructionMaterials",
+        "Construction materials",
+        "What the home is built of, e.g. Brick, Siding.",
+        "Brick, Siding",
+    ),
     _text(
         "SubdivisionName",
         "Subdivision",

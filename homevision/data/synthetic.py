@@ -130,6 +130,40 @@ class MarketDrift:
         return self.month * float(np.log1p(self.price_trend))
 
 
+# The tax record, the association and the listing's feature lists (drawn after every other
+# column, so those keep their draws). They carry no price effect of their own: taxes follow the
+# structural price (assessed a year before the sale, with their own error), so no model can use
+# them to beat the noise floor.
+TAX_RATE = 0.0207
+FEE_FREQUENCIES = {
+    "Annual": 0.55,
+    "Quarterly": 0.2,
+    "Semi-Annual": 0.12,
+    "Monthly": 0.1,
+    "Other": 0.03,
+}
+_PER_YEAR = np.array([1.0, 4.0, 2.0, 12.0, 1.0])
+FEATURE_LISTS = {
+    "ExteriorFeatures": ["Covered Patio/Porch", "Gutters", "Sprinkler System", "Outdoor Kitchen"],
+    "LotFeatures": ["Interior Lot", "Landscaped", "Some Trees", "Cul-De-Sac", "Corner Lot"],
+    "CommunityFeatures": ["Community Pool", "Playground", "Jogging Path/Bike Path", "Park"],
+    "PoolFeatures": ["In Ground Gunite", "Heated", "Pool/Spa Combo"],
+    "Flooring": ["Carpet", "Ceramic Tile", "Wood", "Laminate"],
+    "ConstructionMaterials": ["Brick", "Siding", "Stone", "Fiber Cement"],
+}
+# How much more (or less) likely each list's k-th item is for a dearer home (logit per sd).
+_ITEM_SLOPES = np.array([1.2, -0.8, 0.6, 0.0, 0.3])
+_MLS_AREAS = ["FRISCO (1)", "DENTON COUNTY EAST (2)"]
+
+
+def _combinations(items: list[str]) -> list[str]:
+    """Every comma-separated list of `items` by bit mask (index 0 is the empty list)."""
+    return [
+        ", ".join(t for b, t in enumerate(items) if mask >> b & 1)
+        for mask in range(1 << len(items))
+    ]
+
+
 _NEW_BUILD = [i for i, name in enumerate(YEAR_BUILT) if name.startswith("New Construction")]
 _SUBTYPES = ["RES-Single Family", "RES-Townhouse", "RES-Half Duplex"]
 _SUBDIVISION_NAMES = [f"Subdivision {i}" for i in range(SUBDIVISIONS)]
@@ -257,6 +291,22 @@ def generate_listings(
     close_day = np.asarray(day_names, dtype=object)[rng.integers(0, days, n)]
     close_date = pd.Series(close_day, dtype=object).where(sold)
     school_names = [*(s[0] for s in SCHOOLS), UNSOLD_ONLY_SCHOOL, drift.new_school or ""]
+    # Per subdivision (drawn from the market's generator, after its price effects): the
+    # community's amenities and its association's annual fee, both richer where the
+    # subdivision's price effect is higher, as for a real community.
+    sub_z = sub_effect / SUBDIVISION_SD
+    sub_chance = 1.0 / (1.0 + np.exp(-(np.outer(sub_z, _ITEM_SLOPES[:4]) - 0.2)))
+    sub_lists = (market.random((SUBDIVISIONS, 4)) < sub_chance) @ (1 << np.arange(4))
+    sub_fee = np.exp(np.log(650) + 0.35 * sub_z + market.normal(0, 0.2, SUBDIVISIONS))
+    record = _record_columns(
+        rng, structural - drift.log_price_shift, new_build, townhouse, duplex, pool, school_idx
+    )
+    community = sub_lists[sub_idx]
+    record["CommunityFeatures"] = pd.Series(
+        _text(_combinations(FEATURE_LISTS["CommunityFeatures"]), community)
+    ).where(community > 0)
+    fee_scale = sub_fee[sub_idx] / 650.0
+    record["AssociationFee"] = (record["AssociationFee"] * fee_scale).round()
     return pd.DataFrame(
         {
             # Unique across the months of a drifting market (a month holds at most 1M listings).
@@ -285,8 +335,60 @@ def generate_listings(
             "SqFtTotal": sqft,
             "SubdivisionName": _text(_SUBDIVISION_NAMES, sub_idx),
             "TransactionType": "For Sale",
+            **record,
         }
     )
+
+
+def _record_columns(
+    rng: np.random.Generator,
+    assessed: np.ndarray,
+    new_build: np.ndarray,
+    townhouse: np.ndarray,
+    duplex: np.ndarray,
+    pool: np.ndarray,
+    school_idx: np.ndarray,
+) -> dict[str, object]:
+    """Return the tax record, association, style, area, middle school and feature-list columns
+    (the middle school follows the elementary school's high school): the taxes of
+    the structural price a year earlier (`assessed`, log) with their own noise, missing on most
+    new builds (no assessment yet); an association fee on 90% of homes at one of several
+    frequencies; feature lists as comma-separated subsets, some items likelier in dearer homes."""
+    n = len(assessed)
+    taxes = pd.Series(
+        np.round(TAX_RATE * np.exp(assessed + rng.normal(0, 0.06, n))), dtype="Float64"
+    )
+    taxes[(new_build & (rng.random(n) < 0.7)) | (rng.random(n) < 0.03)] = pd.NA
+    frequency = rng.choice(len(FEE_FREQUENCIES), n, p=list(FEE_FREQUENCIES.values()))
+    # How upmarket a home is (its structural price, standardised): dearer homes carry dearer
+    # associations and more of some items, as in the real export; never the sale's own noise.
+    z = (assessed - assessed.mean()) / max(float(assessed.std()), 1e-9)
+    annual = np.exp(rng.normal(np.log(650) + 0.25 * z, 0.4, n)) * (1 + 0.8 * (townhouse | duplex))
+    fee = pd.Series(np.round(annual / _PER_YEAR[frequency]), dtype="Float64")
+    no_association = rng.random(n) < 0.1
+    fee[no_association] = pd.NA
+    freq_text = pd.Series(_text(list(FEE_FREQUENCIES), frequency)).where(~no_association)
+    style = np.where(townhouse, 1, np.where(duplex, 2, 0))
+    area = (school_idx >= len(SCHOOLS) // 2).astype(np.int64)
+    out: dict[str, object] = {
+        "UnexemptTaxes": taxes,
+        "AssociationFee": fee,
+        "AssociationFeeFrequency": freq_text,
+        "StructuralStyle": _text(
+            ["Single Detached", "Condo/Townhome", "Attached or 1/2 Duplex"], style
+        ),
+        "MLSAreaMinor": _text(_MLS_AREAS, area),
+        "MiddleSchoolName": _text([f"{s[2]} Middle" for s in SCHOOLS], school_idx),
+    }
+    for column, items in FEATURE_LISTS.items():
+        slopes = _ITEM_SLOPES[: len(items)]
+        chance = 1.0 / (1.0 + np.exp(-(np.outer(z, slopes) - 0.2)))
+        masks = (rng.random((n, len(items))) < chance) @ (1 << np.arange(len(items)))
+        if column == "PoolFeatures":
+            masks = np.where(pool, np.maximum(masks, 1), 0)
+        text = pd.Series(_text(_combinations(items), masks))
+        out[column] = text.where(masks > 0)
+    return out
 
 
 def noise_floor_rmse(

@@ -150,6 +150,12 @@ class Listing(BaseModel):
     City: str | None = api_field(FIELDS["City"])
     YearBuiltDetails: str | None = api_field(FIELDS["YearBuiltDetails"])
     HighSchoolName: str | None = api_field(FIELDS["HighSchoolName"])
+    MiddleSchoolName: str | None = api_field(FIELDS["MiddleSchoolName"])
+    AssociationFee: float | None = api_field(FIELDS["AssociationFee"])
+    AssociationFeeFrequency: str | None = api_field(FIELDS["AssociationFeeFrequency"])
+    CommunityFeatures: str | None = api_field(FIELDS["CommunityFeatures"])
+    ExteriorFeatures: str | None = api_field(FIELDS["ExteriorFeatures"])
+    ConstructionMaterials: str | None = api_field(FIELDS["ConstructionMaterials"])
     SubdivisionName: str | None = api_field(FIELDS["SubdivisionName"])
 
     @field_validator("BathsTotal", mode="after")

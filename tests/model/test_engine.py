@@ -10,7 +10,7 @@ from sklearn.svm import SVR
 
 from homevision.data.listings import coerce_types
 from homevision.data.synthetic import generate_listings
-from homevision.features import get_feature_set
+from homevision.features import get_feature_set, split_tokens
 from homevision.training.candidates import CANDIDATES, build_blend, build_model, build_stack
 from homevision.valuation.engine import RawEncoder
 from homevision.valuation.engine.trees import NATIVE_ROWS
@@ -90,6 +90,15 @@ def test_engine_covers_text_columns_of_the_wider_feature_sets(feature_set, train
     odd.loc[:5, "SubdivisionName"] = "A subdivision nobody has seen"
     odd.loc[6:10, ["City", "ElementarySchoolName"]] = None
     odd.loc[11:15, "ElementarySchoolName"] = "Unknown"  # the imputers' own fill value
+    if fs.fee:  # a frequency never seen, a missing one, and no fee at all
+        odd.loc[16:18, fs.fee[1]] = "Biweekly"
+        odd.loc[19:21, fs.fee[1]] = None
+        odd.loc[22:24, fs.fee[0]] = None
+    for column in fs.token_lists:  # unseen items and unseen combinations of known items
+        known = sorted({t for v in X[column] for t in split_tokens(v)})
+        odd.loc[25:27, column] = f"An item nobody has listed, {known[0]}"
+        odd.loc[28:30, column] = ", ".join(reversed(known))
+        odd.loc[31:33, column] = None
     np.testing.assert_allclose(engine.predict(odd), model.predict(odd), atol=TOLERANCE, rtol=0)
 
 
@@ -130,6 +139,25 @@ def test_raw_encoder_round_trips_what_the_models_read(train):
     # Small batches (Python lookups) and large ones (vectorised) encode alike.
     big = pd.concat([frame] * 30, ignore_index=True)
     np.testing.assert_array_equal(encoder.encode(big)[:5], matrix)
+
+
+def test_raw_encoder_keeps_known_items_of_any_feature_list(train):
+    X, _ = train
+    fs = get_feature_set("offmarket")
+    assert fs.token_lists, "offmarket reads feature lists"
+    column = fs.token_lists[0]
+    encoder = RawEncoder.fit(X, fs)
+    known = encoder.tokens[column]
+    frame = X[fs.raw_columns].head(4).copy()
+    frame[column] = [f"{known[1]}, Never listed, {known[0]}", None, "Never listed", known[0]]
+    masks = encoder.encode(frame)[:, encoder.index(column)]
+    assert masks.tolist() == [3.0, 0.0, 0.0, 1.0]  # bits of known items only
+    back = encoder.decode(encoder.encode(frame))[column].tolist()
+    assert back == [f"{known[0]}, {known[1]}", None, None, known[0]]
+    # A decoded list reads as the same items again: the fallback path sees what the engine saw.
+    np.testing.assert_array_equal(
+        encoder.encode(encoder.decode(encoder.encode(frame))), encoder.encode(frame)
+    )
 
 
 def test_engine_survives_pickling(train, rows):

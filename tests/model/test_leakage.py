@@ -69,3 +69,42 @@ def test_target_encoder_does_not_memorise_validation_prices(labelled):
     noise = cross_validate_model(build_model("extra_trees", fs), X, y, splits).summary()
     assert noise["mape"] > 0.03  # a leak would drive this toward 0
     assert noise["mape"] >= honest["mape"] * 0.95
+
+
+def test_subdivision_encoder_does_not_memorise_validation_prices(labelled):
+    """The same check for the off-market set's cross-fitted subdivision encoding, the column
+    with the most names: a subdivision unique to each home must not beat the real ones."""
+    X, y = labelled
+    X = X.head(500).copy()
+    y = y.head(500)
+    fs = get_feature_set("offmarket")
+    splits = CVPlan(folds=5, repeats=1, seed=0).splits(y)
+    honest = cross_validate_model(build_model("hist_gb", fs), X, y, splits).summary()
+    X["SubdivisionName"] = [f"id-{i}" for i in range(len(X))]
+    noise = cross_validate_model(build_model("hist_gb", fs), X, y, splits).summary()
+    assert noise["mape"] >= honest["mape"] * 0.95
+
+
+def test_feature_list_vocabulary_comes_from_the_training_rows_only(labelled):
+    """Items that only the held-out homes carry never become indicator columns of a model
+    fitted on the other rows (so a scored home cannot bring its own item to the fit)."""
+    X, y = labelled
+    X = X.head(300).copy()
+    fs = get_feature_set("offmarket")
+    column = fs.token_lists[0]
+    held_out = X.index[250:]
+    X.loc[held_out, column] = "Only held-out homes have this"
+    model = build_model("ridge", fs).fit(X.drop(held_out), y.head(300).drop(held_out))
+    tokens = model.estimator_.named_steps["features"].named_steps["encode"].named_transformers_
+    assert "Only held-out homes have this" not in tokens["tokens"].tokens_[column]
+    assert tokens["tokens"].tokens_[column]  # the training rows' own items are there
+
+
+def test_every_off_market_column_is_known_before_the_sale_and_without_a_listing():
+    fs = get_feature_set("offmarket")
+    from homevision.features import is_leaky
+
+    assert not [c for c in fs.raw_columns if is_leaky(c)]
+    listing_only = {"CDOM", "ListPrice", "OriginalListPrice", "PublicRemarks", "ListAgentFullName"}
+    assert not listing_only & set(fs.raw_columns)
+    assert fs.fee and fs.token_lists  # the richer columns are in use

@@ -7,14 +7,19 @@ import pandas as pd
 import pytest
 
 from homevision.features import (
+    ANNUAL_FEE,
+    AnnualFee,
     BathsSplitter,
     CDOMRepair,
     ColumnSelector,
     ImplausibleToMissing,
     LotSizeImputer,
     RatioFeatures,
+    TokenIndicators,
     build_preprocessor,
+    fee_multiplier,
     split_baths,
+    split_tokens,
 )
 
 
@@ -174,3 +179,78 @@ def test_preprocessor_rejects_unknown_family_and_feature_set():
         build_preprocessor("task6", "quantum")
     with pytest.raises(KeyError, match="task6"):
         build_preprocessor("no-such-set", "tree")
+
+
+@pytest.mark.parametrize(
+    ("frequency", "per_year"),
+    [("Monthly", 12), ("Quarterly", 4), ("Semi-Annual", 2), ("Annual", 1), (" monthly ", 12)],
+)
+def test_fee_frequency_becomes_payments_per_year(frequency, per_year):
+    assert fee_multiplier(frequency) == per_year
+
+
+@pytest.mark.parametrize("frequency", ["Other", "", None, np.nan, 12])
+def test_unknown_fee_frequency_is_missing_not_a_guess(frequency):
+    assert np.isnan(fee_multiplier(frequency))
+
+
+def test_annual_fee_turns_amount_and_frequency_into_one_yearly_amount():
+    frame = pd.DataFrame(
+        {
+            "AssociationFee": [50.0, 600.0, 150.0, np.nan, 300.0],
+            "AssociationFeeFrequency": ["Monthly", "Annual", "Quarterly", None, "Other"],
+            "SqFtTotal": [1.0] * 5,
+        }
+    )
+    step = AnnualFee().fit(frame)
+    out = step.transform(frame)
+    assert list(out.columns) == ["SqFtTotal", ANNUAL_FEE]
+    assert list(step.get_feature_names_out()) == ["SqFtTotal", ANNUAL_FEE]
+    # $50 a month and $600 a year are the same; no fee is no association (0); an amount at an
+    # unknown frequency is missing, left to the imputer.
+    np.testing.assert_array_equal(out[ANNUAL_FEE].to_numpy()[:4], [600.0, 600.0, 600.0, 0.0])
+    assert np.isnan(out[ANNUAL_FEE].iloc[4])
+
+
+def test_split_tokens_reads_comma_separated_lists():
+    assert split_tokens("Gutters, Patio Open ,Gutters") == {"Gutters", "Patio Open"}
+    assert split_tokens(None) == set() and split_tokens(np.nan) == set()
+    assert split_tokens(" , ") == set()
+
+
+def test_token_indicators_keep_frequent_items_learned_from_training_rows_only():
+    train = pd.DataFrame({"Flooring": ["Wood, Carpet", "Wood", "Carpet, Tile", None, "Wood"]})
+    step = TokenIndicators(min_count=2).fit(train)
+    assert step.tokens_ == {"Flooring": ["Carpet", "Wood"]}  # Tile seen once: no column
+    assert list(step.get_feature_names_out()) == ["Flooring=Carpet", "Flooring=Wood"]
+    # A new item (Marble) and a rare one (Tile) are ignored; a missing list has no items.
+    new = pd.DataFrame({"Flooring": ["Marble, Wood", "Tile", None]})
+    np.testing.assert_array_equal(step.transform(new), [[0, 1], [0, 0], [0, 0]])
+    # Negative case: an item only the scored rows have never becomes a column.
+    assert "Marble" not in step.tokens_["Flooring"]
+
+
+def test_preprocessor_reads_fee_taxes_and_feature_lists_when_the_set_has_them():
+    from dataclasses import replace
+
+    from homevision.features import get_feature_set
+
+    frame = _listings()
+    rng = np.random.default_rng(1)
+    frame["UnexemptTaxes"] = rng.uniform(3000, 9000, len(frame))
+    frame["AssociationFee"] = rng.choice([50.0, 600.0, np.nan], len(frame))
+    frame["AssociationFeeFrequency"] = rng.choice(["Monthly", "Annual"], len(frame))
+    frame["Flooring"] = rng.choice(["Wood, Carpet", "Tile", None], len(frame))
+    base = get_feature_set("task6")
+    fs = replace(
+        base,
+        numeric=(*base.numeric, "UnexemptTaxes"),
+        fee=("AssociationFee", "AssociationFeeFrequency"),
+        token_lists=("Flooring",),
+    )
+    for family in ("linear", "tree"):
+        out = build_preprocessor(fs, family, token_min_count=3).fit_transform(frame, frame.CDOM)
+        assert not out.isna().any().any()
+        assert any(ANNUAL_FEE in c for c in out.columns)
+        assert any("UnexemptTaxes" in c for c in out.columns)
+        assert {c.split("__")[-1] for c in out.columns} >= {"Flooring=Wood", "Flooring=Tile"}

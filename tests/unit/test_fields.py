@@ -147,8 +147,8 @@ def test_every_rule_is_usable_by_a_form(name):
         assert rule.minimum is not None and rule.maximum is not None
         assert rule.minimum < rule.maximum and rule.step and rule.step > 0
         assert rule.bounds_text
-    if rule.kind == "text":
-        assert rule.max_length == 120
+    if rule.kind == "text":  # a name, or a comma-separated feature list
+        assert rule.max_length == (1000 if "comma-separated list" in rule.description else 120)
     if rule.kind == "baths":
         assert [p.name for p in rule.parts] == ["BathsFull", "BathsHalf"]
     for rule_id in rule.rule_ids():

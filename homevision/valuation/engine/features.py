@@ -21,7 +21,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from homevision import features as feats
 from homevision.valuation.engine.errors import UnsupportedError
-from homevision.valuation.engine.raw import RawEncoder, split_baths_codes
+from homevision.valuation.engine.raw import RawEncoder, split_baths_codes, token_bits
 
 
 @dataclass
@@ -60,12 +60,24 @@ class TableBlock:
 
 
 @dataclass
+class TokenBlock:
+    """Feature lists read from their bit masks: one 0/1 column per kept item."""
+
+    columns: list[str]
+    positions: list[list[int]]  # per column: the bit of each kept item, in output order
+
+    def __call__(self, frame: dict[str, np.ndarray]) -> np.ndarray:
+        parts = [token_bits(frame[c], p) for c, p in zip(self.columns, self.positions, strict=True)]
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+
+@dataclass
 class CompiledFeatures:
     """Raw matrix -> the model's encoded feature matrix, with the same columns as scikit-learn."""
 
     encoder: RawEncoder
     steps: list[tuple[str, dict]]
-    blocks: list[tuple[slice, NumericBlock | TableBlock]]
+    blocks: list[tuple[slice, NumericBlock | TableBlock | TokenBlock]]
     width: int
     names: list[str]
 
@@ -103,6 +115,12 @@ def _lot(cols: dict[str, np.ndarray], p: dict) -> None:
     cols["lot_is_zero"] = (lot == 0).astype(float)
 
 
+def _fee(cols: dict[str, np.ndarray], p: dict) -> None:
+    amount = cols.pop(p["amount"])
+    per_year = p["per_year"][cols.pop(p["frequency"]).astype(np.intp)]
+    cols[feats.ANNUAL_FEE] = np.where(np.isnan(amount), 0.0, amount * per_year)
+
+
 def _implausible(cols: dict[str, np.ndarray], p: dict) -> None:
     values = cols[p["column"]]
     cols[p["column"]] = np.where(values >= p["minimum"], values, np.nan)
@@ -126,6 +144,7 @@ _STEPS = {
     "cdom": _cdom,
     "lot": _lot,
     "implausible": _implausible,
+    "fee": _fee,
     "ratios": _ratios,
 }
 
@@ -147,6 +166,15 @@ def _step(step: object, encoder: RawEncoder) -> tuple[str, dict] | None:
         return "lot", {"lot": step.lot, "sqft": step.sqft, "ratio": step.ratio_}
     if isinstance(step, feats.ImplausibleToMissing):
         return "implausible", {"column": step.column, "minimum": step.minimum}
+    if isinstance(step, feats.AnnualFee):
+        if step.frequency not in encoder.text:
+            raise UnsupportedError(f"fee frequency {step.frequency!r} is not a text column")
+        per_year = [feats.fee_multiplier(v) for v in encoder.code_values(step.frequency)]
+        return "fee", {
+            "amount": step.amount,
+            "frequency": step.frequency,
+            "per_year": np.array(per_year, dtype=float),
+        }
     if isinstance(step, feats.RatioFeatures):
         return "ratios", {"sqft": step.sqft, "beds": step.beds, "lot": step.lot}
     raise UnsupportedError(f"feature step {type(step).__name__}")
@@ -201,6 +229,20 @@ def _table_block(transformer: object, columns: list[str], encoder: RawEncoder) -
     return TableBlock(list(columns), tables)
 
 
+def _token_block(transformer: object, columns: list[str], encoder: RawEncoder) -> TokenBlock:
+    """Map each kept item of the fitted TokenIndicators to its bit in the encoder's mask."""
+    if not isinstance(transformer, feats.TokenIndicators):
+        raise UnsupportedError(f"feature lists read by {type(transformer).__name__}")
+    positions = []
+    for col in columns:
+        known = {t: i for i, t in enumerate(encoder.tokens[col])}
+        kept = transformer.tokens_[col]
+        if any(t not in known for t in kept):
+            raise UnsupportedError(f"{col}: an item kept by the indicators has no bit")
+        positions.append([known[t] for t in kept])
+    return TokenBlock(list(columns), positions)
+
+
 def compile_features(pipeline: object, encoder: RawEncoder) -> CompiledFeatures:
     """Return the numpy form of a fitted build_preprocessor Pipeline (raises UnsupportedError)."""
     if not isinstance(pipeline, Pipeline):
@@ -209,7 +251,7 @@ def compile_features(pipeline: object, encoder: RawEncoder) -> CompiledFeatures:
     if not isinstance(encode, ColumnTransformer):
         raise UnsupportedError("a feature pipeline that does not end in a ColumnTransformer")
     steps = [s for _, step in repairs if (s := _step(step, encoder)) is not None]
-    blocks: list[tuple[slice, NumericBlock | TableBlock]] = []
+    blocks: list[tuple[slice, NumericBlock | TableBlock | TokenBlock]] = []
     for name, transformer, columns in encode.transformers_:
         where = encode.output_indices_[name]
         if transformer == "drop" or where.stop == where.start:
@@ -217,7 +259,11 @@ def compile_features(pipeline: object, encoder: RawEncoder) -> CompiledFeatures:
         if transformer == "passthrough":
             raise UnsupportedError("a passthrough block")
         columns = list(columns)
-        if all(c in encoder.text for c in columns):
+        if all(c in encoder.tokens for c in columns):
+            block = _token_block(transformer, columns, encoder)
+        elif any(c in encoder.tokens for c in columns):
+            raise UnsupportedError(f"block {name!r} mixes feature lists and other columns")
+        elif all(c in encoder.text for c in columns):
             block = _table_block(transformer, columns, encoder)
         elif not any(c in encoder.text for c in columns):
             block = _numeric_block(transformer, columns)

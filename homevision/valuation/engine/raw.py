@@ -3,23 +3,27 @@
 Numbers are read as every model reads them (`features.as_float`); the "F.H" BathsTotal becomes
 10 x full + half (2.1 -> 21), so one raw column stays one matrix column; text (schools, cities,
 subdivisions) becomes a code into the vocabulary seen in training, with one code for a missing
-value and one shared by every name the model never saw (all encoders treat unseen names alike).
+value and one shared by every name the model never saw (all encoders treat unseen names alike);
+a comma-separated feature list (ExteriorFeatures...) becomes a bit mask over the items seen in
+training (an unseen combination of known items keeps its known items; unseen items drop out,
+as the token indicators ignore them too).
 Shapley values are computed over this matrix, so a coalition swaps whole raw columns.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from homevision.features import UNKNOWN, FeatureSet, as_float, split_baths
+from homevision.features import UNKNOWN, FeatureSet, as_float, split_baths, split_tokens
 
 # A name no export uses: what the encoders are shown to learn how they treat unseen names.
 UNSEEN = "\x00homevision-unseen\x00"
 BATHS_BASE = 10.0  # half baths are 0..4, so 10 x full + half is lossless
 SMALL_BATCH = 64  # up to this many rows, plain Python lookups beat vectorised set-up costs
+MAX_TOKENS = 52  # items per feature list a float64 bit mask holds exactly (its mantissa)
 
 
 @dataclass
@@ -29,22 +33,25 @@ class RawEncoder:
     columns: list[str]
     baths: str
     text: dict[str, list[object]]  # per text column: the known values; code i = values[i]
+    tokens: dict[str, list[str]] = field(default_factory=dict)  # per feature list: bit i = item i
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, feature_set: FeatureSet) -> RawEncoder:
         """Return the encoder of `feature_set`'s raw columns, with each text column's
         vocabulary taken from `frame` (the training rows) plus the imputers' "Unknown"."""
-        text_columns = [
-            feature_set.school,
-            *feature_set.categorical,
-            *feature_set.high_cardinality,
-        ]
         text = {}
-        for col in text_columns:
+        for col in feature_set.text_columns:
             values = frame[col].dropna().astype(object) if col in frame else pd.Series([])
             known = sorted({str(v) for v in values} | {UNKNOWN})
             text[col] = known
-        return cls(list(feature_set.raw_columns), feature_set.baths, text)
+        tokens = {}
+        for col in feature_set.token_lists:
+            values = frame[col] if col in frame else pd.Series([], dtype=object)
+            items = [t for v in values for t in split_tokens(v)]
+            counts = pd.Series(items, dtype=object).value_counts()
+            # The most frequent items when there are too many (the indicators keep frequent ones).
+            tokens[col] = sorted(counts.index[:MAX_TOKENS].astype(str))
+        return cls(list(feature_set.raw_columns), feature_set.baths, text, tokens)
 
     def __post_init__(self) -> None:
         self._index: dict[str, pd.Index] = {}
@@ -54,6 +61,7 @@ class RawEncoder:
         return {k: v for k, v in self.__dict__.items() if k not in ("_index", "_lookup")}
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("tokens", {})  # an encoder pickled before feature lists existed
         self.__dict__.update(state)
         self._index, self._lookup = {}, {}
 
@@ -85,6 +93,8 @@ class RawEncoder:
             values = frame[col]
             if col in self.text:
                 out[:, j] = self._encode_text(col, values)
+            elif col in self.tokens:
+                out[:, j] = self._token_masks(col, values.to_numpy(dtype=object))
             elif col == self.baths:
                 out[:, j] = encode_baths(values)
             elif values.dtype.kind in "fiu":  # plain numpy numbers: no conversion needed
@@ -101,6 +111,8 @@ class RawEncoder:
             values = [r.get(col) for r in records]
             if col in self.text:
                 out[:, j] = self._lookup_codes(col, values)
+            elif col in self.tokens:
+                out[:, j] = self._token_masks(col, values)
             elif col == self.baths:
                 out[:, j] = _baths_codes(values)
             elif all(v is None or type(v) in (int, float, bool) for v in values):
@@ -131,6 +143,14 @@ class RawEncoder:
             [missing if _is_missing(v) else lookup.get(v, unseen) for v in values], dtype=float
         )
 
+    def _token_masks(self, column: str, values) -> np.ndarray:
+        """Return the bit mask of known items per feature list (0 when missing or none known);
+        each distinct list is split once."""
+        bits = {t: 1 << i for i, t in enumerate(self.tokens[column])}
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+        masks = [float(sum(bits.get(t, 0) for t in split_tokens(v))) for v in uniques]
+        return np.array([0.0, *masks])[codes + 1]
+
     def decode(self, matrix: np.ndarray) -> pd.DataFrame:
         """Return a listing frame that every model values exactly as the encoded rows (baths
         as "F.H" text, codes as their names): the scikit-learn path's input on fallback."""
@@ -140,11 +160,28 @@ class RawEncoder:
                 values = np.empty(len(self.text[col]) + 2, dtype=object)
                 values[:] = self.code_values(col)
                 data[col] = pd.Series(values[matrix[:, j].astype(int)], dtype=object)
+            elif col in self.tokens:
+                data[col] = pd.Series(decode_tokens(matrix[:, j], self.tokens[col]), dtype=object)
             elif col == self.baths:
                 data[col] = pd.Series(decode_baths(matrix[:, j]), dtype=object)
             else:
                 data[col] = matrix[:, j]
         return pd.DataFrame(data)
+
+
+def decode_tokens(masks: np.ndarray, tokens: list[str]) -> list[object]:
+    """Return the feature list text of each bit mask ("Gutters, Patio Open"; None for 0)."""
+    out: list[object] = []
+    for mask in masks.astype(np.int64):
+        items = [t for i, t in enumerate(tokens) if mask >> i & 1]
+        out.append(", ".join(items) if items else None)
+    return out
+
+
+def token_bits(masks: np.ndarray, positions: list[int]) -> np.ndarray:
+    """Return a (rows, len(positions)) 0/1 matrix: bit `positions[k]` of each mask."""
+    ints = np.nan_to_num(masks, nan=0.0).astype(np.int64)
+    return ((ints[:, None] >> np.asarray(positions, dtype=np.int64)) & 1).astype(float)
 
 
 def _is_missing(value: object) -> bool:
