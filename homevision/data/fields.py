@@ -400,6 +400,18 @@ _RULES_LIST: tuple[FieldRule, ...] = (
 
 FIELDS: dict[str, FieldRule] = {rule.name: rule for rule in _RULES_LIST}
 
+# Fields whose absence is an answer, not a gap: no association (so no fee or frequency), no
+# listed community or exterior features. A model reading them accepts a listing without them.
+NONE_WHEN_MISSING: frozenset[str] = frozenset(
+    {
+        "AssociationFee",
+        "AssociationFeeFrequency",
+        "CommunityFeatures",
+        "ExteriorFeatures",
+        "ConstructionMaterials",
+    }
+)
+
 
 def field(name: str) -> FieldRule:
     """Return the rule of export column `name` (KeyError naming the known fields if none)."""

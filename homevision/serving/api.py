@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homevision.config import load_params
+from homevision.data.fields import NONE_WHEN_MISSING
 from homevision.serving.metrics import Metrics, RequestMetrics
 from homevision.serving.metrics import metrics as process_metrics
 from homevision.serving.schemas import (
@@ -84,7 +85,8 @@ def listings_frame(listings: list[Listing], columns: list[str]) -> pd.DataFrame:
 
 def _missing_required(listings: list[Listing], required: list[str]) -> list[dict[str, Any]]:
     """422 details for fields the served model's feature set needs but a listing lacks."""
-    optional_ok = {"CDOM", "LotSizeAreaSQFT", "ElementarySchoolName"}  # repaired in pipeline
+    # Repaired in the pipeline, or empty meaning none (no association, no listed features).
+    optional_ok = {"CDOM", "LotSizeAreaSQFT", "ElementarySchoolName", *NONE_WHEN_MISSING}
     errors = []
     for i, item in enumerate(listings):
         for col in required:

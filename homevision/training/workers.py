@@ -2,8 +2,10 @@
 
 The parent creates the study (two processes creating it at once on an empty database race),
 then starts the workers (spawned processes: a fresh interpreter each, no forked threads or
-connections). Each worker loads the study by name and runs one trial per ticket it takes from a
-counter the parent shares, so all of them together run exactly the trials asked for. The parent
+connections). Each worker loads the study by name, waits (up to READY_WAIT) until the pool's
+other first workers have loaded theirs too, so the one that imports fastest does not take every
+trial of a short study, and runs one trial per ticket it takes from a counter the parent
+shares, so all of them together run exactly the trials asked for. The parent
 shows progress by reading the study, and when a worker is killed it refunds the ticket of the
 trial that did not finish and starts another worker; the study's heartbeats fail the dead
 worker's trial after their grace period and queue its parameters again.
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 CONCURRENT_SCHEMES = ("postgresql", "mysql")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 UNLIMITED = 2**62  # tickets when only a timeout bounds the run
+READY_WAIT = 60.0  # seconds a first worker waits for the others to be ready before starting
 SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -102,8 +105,12 @@ class WorkerJob:
     deadline: float | None = None  # time.time() after which no worker starts a trial
 
 
-def run_worker(job: WorkerJob, tickets: Tickets, taken: Any, index: int) -> None:
-    """A worker's life: load the study and run one trial per ticket until none is left."""
+def run_worker(
+    job: WorkerJob, tickets: Tickets, taken: Any, index: int, ready: Any, size: int
+) -> None:
+    """A worker's life: load the study, wait for the pool's first `size` workers to be ready
+    (`ready` counts them; a replacement finds them all there), then run one trial per ticket
+    until none is left."""
     os.environ.pop("MLFLOW_RUN_ID", None)  # never resume the parent's run here
     study = open_study(
         job.storage,
@@ -116,6 +123,11 @@ def run_worker(job: WorkerJob, tickets: Tickets, taken: Any, index: int) -> None
     objective = make_objective(
         job.candidate, job.feature_set, job.X, job.y, job.splits, job.n_jobs, job.on_trial
     )
+    with ready.get_lock():
+        ready.value += 1
+    waited_until = time.time() + READY_WAIT
+    while ready.value < size and time.time() < waited_until:
+        time.sleep(0.05)
     while (job.deadline is None or time.time() < job.deadline) and tickets.take(taken):
         study.optimize(objective, n_trials=1)
 
@@ -135,6 +147,7 @@ class WorkerPool:
     tickets: Tickets
     workers: list[_Worker] = field(default_factory=list)
     started: int = 0
+    ready: Any = field(default_factory=lambda: SPAWN.Value("q", 0))  # workers ready to run
 
     def start(self) -> None:
         for _ in range(self.size):
@@ -144,7 +157,7 @@ class WorkerPool:
         taken = SPAWN.Value("q", 0)
         process = SPAWN.Process(
             target=run_worker,
-            args=(self.job, self.tickets, taken, self.started),
+            args=(self.job, self.tickets, taken, self.started, self.ready, self.size),
             name=f"homevision-tune-{self.started}",
         )  # not daemonic: a worker may start CV processes (n_jobs > 1); stop() ends them
         process.start()

@@ -175,3 +175,18 @@ def test_over_http_against_homevision_serve(served_home):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_an_offmarket_listing_without_association_or_feature_lists_is_accepted():
+    """No association and no listed features are answers, not gaps: an off-market model's
+    request may leave them out; a structural field it reads may not."""
+    from homevision.features import get_feature_set
+    from homevision.serving.api import _missing_required
+    from homevision.serving.schemas import Listing
+
+    home = Listing(SqFtTotal=2400, BedsTotal=4, BathsTotal="3.1", NumberOfStories=2)
+    errors = _missing_required([home], get_feature_set("offmarket").raw_columns)
+    missing = {e["loc"][2] for e in errors}
+    assert "ParkingSpacesGarage" in missing and "NumberOfStories" not in missing
+    for column in ("AssociationFee", "AssociationFeeFrequency", "CommunityFeatures"):
+        assert column not in missing
