@@ -295,6 +295,16 @@ def split_tokens(value: object) -> set[str]:
     return {t.strip() for t in value.split(",") if t.strip()}
 
 
+def count_tokens(values) -> dict[str, int]:
+    """Return how many of `values` (feature lists) hold each item: what decides which items a
+    model knows, for the indicators and for the engine's bit masks alike."""
+    counts: dict[str, int] = {}
+    for items in map(split_tokens, values):
+        for token in items:
+            counts[token] = counts.get(token, 0) + 1
+    return counts
+
+
 class TokenIndicators(TransformerMixin, BaseEstimator):
     """One 0/1 column per item of a comma-separated feature list (ExteriorFeatures, Flooring...)
     seen in at least `min_count` training rows; rarer and unseen items are ignored, a missing
@@ -308,10 +318,7 @@ class TokenIndicators(TransformerMixin, BaseEstimator):
         self.n_features_in_ = len(self.feature_names_in_)
         self.tokens_ = {}
         for col in X.columns:
-            counts: dict[str, int] = {}
-            for items in map(split_tokens, X[col]):
-                for token in items:
-                    counts[token] = counts.get(token, 0) + 1
+            counts = count_tokens(X[col])
             self.tokens_[col] = sorted(t for t, n in counts.items() if n >= self.min_count)
         return self
 

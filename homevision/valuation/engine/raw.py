@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from homevision.features import UNKNOWN, FeatureSet, as_float, split_baths, split_tokens
+from homevision.features import (
+    UNKNOWN,
+    FeatureSet,
+    as_float,
+    count_tokens,
+    split_baths,
+    split_tokens,
+)
 
 # A name no export uses: what the encoders are shown to learn how they treat unseen names.
 UNSEEN = "\x00homevision-unseen\x00"
@@ -46,11 +53,10 @@ class RawEncoder:
             text[col] = known
         tokens = {}
         for col in feature_set.token_lists:
-            values = frame[col] if col in frame else pd.Series([], dtype=object)
-            items = [t for v in values for t in split_tokens(v)]
-            counts = pd.Series(items, dtype=object).value_counts()
+            counts = count_tokens(frame[col]) if col in frame else {}
             # The most frequent items when there are too many (the indicators keep frequent ones).
-            tokens[col] = sorted(counts.index[:MAX_TOKENS].astype(str))
+            frequent = sorted(counts, key=lambda t: (-counts[t], t))[:MAX_TOKENS]
+            tokens[col] = sorted(frequent)
         return cls(list(feature_set.raw_columns), feature_set.baths, text, tokens)
 
     def __post_init__(self) -> None:
