@@ -7,26 +7,22 @@ import logging
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from homevision.config import paths
-from homevision.data.listings import (
-    Listings,
-    NotAnExportError,
-    data_report,
-    load_listings,
-    write_rejected,
-)
-from homevision.data.schema import RULES
+from homevision.config import DEFAULT_CHUNK_ROWS, paths
+from homevision.console import make_console
+from homevision.data.errors import NotAnExportError
 from homevision.data.sources import resolve_data_path
-from homevision.data.synthetic import DEFAULT_CHUNK_ROWS
-from homevision.features import feature_set_names, get_feature_set
 from homevision.logging_setup import setup_logging
 
+if TYPE_CHECKING:  # pragma: no cover
+    from homevision.data.listings import Listings
+
+# Commands import what they need when they run: `homevision --help` loads neither pandas nor
+# scikit-learn nor MLflow (tests/unit/test_cli_imports.py holds it to that).
 # `make services` prints this export: the PostgreSQL database for Optuna studies.
 OPTUNA_STORAGE_ENV = "HOMEVISION_OPTUNA_STORAGE"
 app = typer.Typer(
@@ -35,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
+console = make_console()
 log = logging.getLogger("homevision")
 MAX_VIOLATIONS_SHOWN = 100
 _LABELS = {"labelled": "labelled (Sold with ClosePrice)", "to_value": "to value"}
@@ -58,6 +54,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 
 def _load(data: Path | None) -> Listings:
     """Load and validate an export, turning 'not an export' into one sentence and exit 2."""
+    from homevision.data.listings import load_listings
+
     source = resolve_data_path(data)
     try:
         return load_listings(source)
@@ -67,6 +65,8 @@ def _load(data: Path | None) -> Listings:
 
 
 def _used_columns() -> list[str]:
+    from homevision.feature_sets import feature_set_names, get_feature_set
+
     columns: list[str] = ["MLSNumber", "Status", "ClosePrice"]
     for name in feature_set_names():
         columns += [c for c in get_feature_set(name).raw_columns if c not in columns]
@@ -84,6 +84,8 @@ def validate(
     Exit 0 when every row was accepted or repaired, 1 when some were rejected, 2 when the file
     is not a listings export.
     """
+    from homevision.data.listings import data_report, write_rejected
+
     listings = _load(data)
     result = listings.validation
     rejected_path = write_rejected(result, rejected or paths().rejected)
@@ -97,6 +99,8 @@ def validate(
 
 
 def _print_report(report: dict) -> None:
+    from homevision.data.schema import RULES
+
     summary = Table(title=f"Listings export: {report['source']}", show_header=False)
     for key in ("rows", "accepted", "rejected", "labelled", "to_value"):
         summary.add_row(_LABELS.get(key, key), f"{report[key]:,}")

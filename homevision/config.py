@@ -12,10 +12,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REAL_SAMPLE_NAME = "home-listings-example.csv"
 SYNTHETIC_SAMPLE_NAME = "synthetic-listings.csv"
+# Rows read, valued (or generated) and written at a time by the streamed commands.
+DEFAULT_CHUNK_ROWS = 100_000
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -69,6 +69,8 @@ def params_file() -> Path:
 
 @cache
 def _load_params(path: Path) -> dict[str, Any]:
+    import yaml  # not at import time: the CLI's --help reads no params
+
     with path.open(encoding="utf-8") as fh:
         given = yaml.safe_load(fh) or {}
     shipped = (PACKAGE_DIR / "params.yaml").resolve()

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow
 import pyarrow.parquet as pq
 
+from homevision.data.errors import NotAnExportError
 from homevision.data.fields import FALSE_TOKENS, TRUE_TOKENS, describe, normalise_id
+from homevision.data.pandera_api import pa
 from homevision.data.schema import (
     BOOLEAN_COLUMNS,
     MLS_ID,
@@ -42,10 +43,6 @@ VIOLATION_COLUMNS = ["MLSNumber", "row", "column", "value", "rule", "fatal"]
 # pandera's built-in check names, mapped to this project's rule ids.
 _PANDERA_RULES = {"not_nullable": "missing_value"}
 _FRAME_CHECK_COLUMNS = {"sold_price_invalid": TARGET}
-
-
-class NotAnExportError(ValueError):
-    """The file is not a listings export at all (empty, binary, wrong columns, undecodable)."""
 
 
 @dataclass

@@ -15,8 +15,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-from pandera import Check
 
 from homevision.data.fields import (
     BATHS_PATTERN,
@@ -29,6 +27,7 @@ from homevision.data.fields import (
     baths_problem,
     check_id,
 )
+from homevision.data.pandera_api import pa
 
 __all__ = [
     "BATHS",
@@ -179,7 +178,7 @@ def column_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
 
 
 def _column(rule: FieldRule) -> pa.Column:
-    checks = [Check(fn, name=rid, ignore_na=False) for rid, fn in column_checks(rule)]
+    checks = [pa.Check(fn, name=rid, ignore_na=False) for rid, fn in column_checks(rule)]
     return pa.Column(nullable=not rule.required, checks=checks)
 
 
@@ -204,5 +203,5 @@ def build_schema(columns: list[str]) -> pa.DataFrameSchema:
     }
     checks = []
     if TARGET in present and STATUS in present:
-        checks.append(Check(_sold_price_ok, name="sold_price_invalid"))
+        checks.append(pa.Check(_sold_price_ok, name="sold_price_invalid"))
     return pa.DataFrameSchema(cols, checks=checks, strict=False, coerce=False)

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 from homevision.config import REAL_SAMPLE_NAME, SYNTHETIC_SAMPLE_NAME, load_params, paths
-from homevision.data.synthetic import generate_listings, write_listings
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,8 @@ def resolve_data_path(path: str | Path | None = None) -> Path:
         return real
     synthetic = raw / SYNTHETIC_SAMPLE_NAME
     if not synthetic.exists():
+        from homevision.data.synthetic import generate_listings, write_listings
+
         cfg = load_params()["synthetic"]
         rows, seed = int(cfg["default_rows"]), int(cfg["default_seed"])
         log.warning(

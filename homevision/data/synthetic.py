@@ -51,8 +51,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from homevision.config import DEFAULT_CHUNK_ROWS
+
 NOISE_SIGMA = 0.08
-DEFAULT_CHUNK_ROWS = 100_000  # rows generated and written at a time by write_listings_chunked
 INTERCEPT = 12.78
 SCHOOL_SD = 0.10
 SUBDIVISION_SD = 0.05

@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from homevision.console import make_console
 
 flow_app = typer.Typer(
     help="The continuous-training flow (Dagster): take in new exports, merge them into the "
     "training history, check drift, retrain when it is worth it, reload the API.",
     no_args_is_help=True,
 )
-console = Console()
+console = make_console()
 log = logging.getLogger("homevision")
 SERVE_HOST = "127.0.0.1"  # the Dagster UI has no authentication: never bind another interface
 

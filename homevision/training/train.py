@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import joblib
 import mlflow
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ from homevision.training.selection import (
 )
 from homevision.training.tune_job import TrialRunLogger
 from homevision.valuation.explain import global_importance, summary_plot
-from homevision.valuation.model import ValuationModel, ValuationPyfunc
+from homevision.valuation.model import MODEL_ARTIFACT, ValuationModel, ValuationPyfunc
 from homevision.valuation.predict import value_frame
 
 log = logging.getLogger(__name__)
@@ -626,14 +627,19 @@ def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id
         example, pyfunc.predict(None, example), params={"confidence": model.confidence}
     )
     # The package travels with the model (code_paths): `mlflow models serve` needs no install.
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=pyfunc,
-        signature=signature,
-        input_example=example,
-        code_paths=[str(PACKAGE_DIR)],
-        pip_requirements=_requirements(),
-    )
+    # The pyfunc is logged as code (valuation/pyfunc_model.py), the fitted model as an artifact.
+    with tempfile.TemporaryDirectory() as folder:
+        fitted = Path(folder) / "valuation_model.joblib"
+        joblib.dump(model, fitted)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PACKAGE_DIR / "valuation" / "pyfunc_model.py"),
+            artifacts={MODEL_ARTIFACT: str(fitted)},
+            signature=signature,
+            input_example=example,
+            code_paths=[str(PACKAGE_DIR)],
+            pip_requirements=_requirements(),
+        )
     mlflow.set_tag(tracking.SPEC_TAG, json.dumps({"spec": selection.spec, "feature_set": fs.name}))
     new_rmse = float(selection.table.loc[selection.winner, "rmse"])
     version = tracking.register(

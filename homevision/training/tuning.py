@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,13 @@ class TuningResult:
     study_name: str
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def tune(
     candidate: str,
     feature_set: FeatureSet,
@@ -79,6 +87,7 @@ def tune(
 
     `storage` is any Optuna/SQLAlchemy URL (None: in memory); with a name the study is resumed
     when it exists, which is how several `homevision tune` processes share one study.
+    `show_progress` draws Optuna's bar when stderr is a terminal.
     """
     name = study_name or f"homevision-{feature_set.name}-{candidate}"
     study = prepare_study(
@@ -90,7 +99,9 @@ def tune(
         enqueue_defaults=enqueue_defaults,
     )
     objective = make_objective(candidate, feature_set, X, y, splits, n_jobs, on_trial)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=show_progress)
+    # Optuna's bar redraws in place: in a log file or CI it is a line of carriage returns.
+    bar = show_progress and _stderr_is_terminal()
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=bar)
     return tuning_result(study, candidate)
 
 

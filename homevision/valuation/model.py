@@ -289,11 +289,25 @@ def training_ranges(X: pd.DataFrame, fs: FeatureSet) -> dict[str, tuple[float, f
     return ranges
 
 
-class ValuationPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc face of a ValuationModel: `mlflow models serve` returns point and range."""
+MODEL_ARTIFACT = "valuation_model"  # the fitted ValuationModel, a joblib file beside the pyfunc
 
-    def __init__(self, model: ValuationModel):
+
+class ValuationPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc face of a ValuationModel: `mlflow models serve` returns point and range.
+
+    Logged as a model from code (homevision/valuation/pyfunc_model.py) with the fitted model as
+    the `valuation_model` artifact, which `load_context` reads; built with a model in hand, it
+    predicts straight away (signatures, tests)."""
+
+    def __init__(self, model: ValuationModel | None = None):
         self.model = model
+
+    def load_context(self, context) -> None:
+        """Load the fitted ValuationModel from the logged artifact (when not given one)."""
+        if self.model is None:
+            import joblib
+
+            self.model = joblib.load(context.artifacts[MODEL_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         confidence = (params or {}).get("confidence", self.model.confidence)

@@ -24,7 +24,6 @@ from homevision.data.schema import MLS_ID
 from homevision.valuation.predict import PRICE_COLUMNS, value_listings
 
 log = logging.getLogger(__name__)
-DEFAULT_CHUNK_ROWS = 100_000
 # The Parquet schema of streamed valuations: the same for every chunk, whatever it holds.
 VALUATION_SCHEMA = pa.schema(
     [

@@ -66,9 +66,13 @@ def run_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 def train_in(home: Path, export: Path, candidates: list[str], *extra: str) -> None:
-    """Train through the CLI in a subprocess, in its own project folder."""
+    """Train through the CLI in a subprocess, in its own project folder; what it printed (stdout
+    then stderr) is kept in `home`/train.log for the tests that read a command's output."""
     params = tiny_params(home, candidates)
-    run_cli(home, "train", "--data", str(export), *extra, env={"HOMEVISION_PARAMS": str(params)})
+    env = {"HOMEVISION_PARAMS": str(params)}
+    proc = cli(home, "train", "--data", str(export), *extra, env=env)
+    (home / "train.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 @pytest.fixture(scope="session")

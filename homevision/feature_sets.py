@@ -1,0 +1,90 @@
+"""Feature sets: which raw export columns a model reads, by role, as params.yaml defines them.
+
+Kept apart from the scikit-learn transformers (homevision.features) so the CLI and the data report
+can name a set's columns without importing scikit-learn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homevision.config import load_params
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Which raw export columns a model uses, by role (from params.yaml)."""
+
+    name: str
+    numeric: tuple[str, ...]
+    baths: str
+    school: str
+    categorical: tuple[str, ...] = ()
+    high_cardinality: tuple[str, ...] = ()
+    description: str = ""
+    fee: tuple[str, str] | None = None  # (amount column, frequency column) -> an annual fee
+    token_lists: tuple[str, ...] = ()  # comma-separated feature lists -> token indicators
+
+    @property
+    def text_columns(self) -> list[str]:
+        """The text columns read as names (one category per value), in reading order."""
+        fee_frequency = [self.fee[1]] if self.fee else []
+        return [self.school, *self.categorical, *self.high_cardinality, *fee_frequency]
+
+    @property
+    def raw_columns(self) -> list[str]:
+        """The export columns a model built on this feature set reads."""
+        fee_amount = [self.fee[0]] if self.fee else []
+        return [
+            *self.numeric,
+            *fee_amount,
+            self.baths,
+            *self.text_columns,
+            *self.token_lists,
+        ]
+
+
+def feature_set_names() -> list[str]:
+    """Return the feature set names defined in params.yaml."""
+    return list(load_params()["feature_sets"])
+
+
+def get_feature_set(name: str) -> FeatureSet:
+    """Return the named feature set from params.yaml, or raise KeyError naming the choices."""
+    sets = load_params()["feature_sets"]
+    if name not in sets:
+        raise KeyError(f"unknown feature set {name!r}; choose one of {', '.join(sets)}")
+    spec = sets[name]
+    fs = FeatureSet(
+        name=name,
+        numeric=tuple(spec["numeric"]),
+        baths=spec["baths"],
+        school=spec["school"],
+        categorical=tuple(spec.get("categorical") or ()),
+        high_cardinality=tuple(spec.get("high_cardinality") or ()),
+        description=spec.get("description", ""),
+        fee=(spec["fee"]["amount"], spec["fee"]["frequency"]) if spec.get("fee") else None,
+        token_lists=tuple(spec.get("token_lists") or ()),
+    )
+    leaky = [c for c in fs.raw_columns if is_leaky(c)]
+    if leaky:
+        raise ValueError(
+            f"feature set {name!r} uses column(s) on the leakage list: {', '.join(leaky)} "
+            "(written when or after the sale closes)"
+        )
+    return fs
+
+
+def leakage_columns() -> list[str]:
+    """Return the leakage list: columns (or prefixes ending in '*') no feature set may use."""
+    return list(load_params()["leakage"])
+
+
+def is_leaky(column: str, leakage: list[str] | None = None) -> bool:
+    """True when `column` is on the leakage list (exact name or prefix pattern)."""
+    for pattern in leakage if leakage is not None else leakage_columns():
+        if pattern.endswith("*") and column.startswith(pattern[:-1]):
+            return True
+        if column == pattern:
+            return True
+    return False
