@@ -6,7 +6,7 @@ SHARED_DATA := ../shared/data/home-listings-example.csv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock data run validate train predict mlflow-ui test lint format bench-tools benchmark sample-data services services-stop pipeline clean
+.PHONY: help install lock data run validate train predict mlflow-ui test coverage lint format bench-tools benchmark sample-data services services-stop pipeline clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -59,8 +59,13 @@ validate: install data ## Validate the default data and print the data report
 sample-data: install ## Write the synthetic sample to data/raw/synthetic-listings.csv
 	$(BIN)/homevision sample-data --rows 2000 --seed 0
 
-test: install data ## Run the whole test suite
-	$(BIN)/python -m pytest
+TEST_WORKERS ?= 2
+test: install data ## Run the whole test suite (TEST_WORKERS=2 processes; prints the 25 slowest tests)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
+
+coverage: install data ## Run the whole test suite with line coverage of the package (term + coverage.xml)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 \
+		--cov=homevision --cov-report=term --cov-report=xml
 
 lint: install ## Ruff lint and format check; actionlint on the GitHub workflows
 	$(BIN)/ruff check .

@@ -6,10 +6,23 @@ import os
 import urllib.request
 from pathlib import Path
 
+# Under pytest-xdist (`make test`) each worker is one of two busy processes on CI's two cores:
+# native thread pools sized for the whole machine (OpenMP in HistGradientBoosting, LightGBM and
+# XGBoost; BLAS) would spin against the other worker's (a stacking test took 6x as long). One
+# thread per pool, here and in the commands the tests start; joblib's processes still run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_pool, "1")
+
 import pandas as pd
 import pytest
 
 from homevision.data.synthetic import generate_listings, write_listings
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # for the libraries a plugin loaded before this file
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CANDIDATES = (
@@ -20,6 +33,22 @@ REAL_CANDIDATES = (
 
 def pytest_addoption(parser):
     parser.addoption("--real-data", default=None, help="Path to the real MLS sample export.")
+
+
+# Under pytest-xdist (`make test`: two workers, `--dist loadgroup`) a file's tests run on one
+# worker, in order, sharing its module fixtures (a model trained once per file); tests that share
+# a service's global state (the MLflow server's registered model and experiment, Spark's JVM)
+# run on one worker, one at a time, whatever their file.
+SERIAL_GROUPS = ("server", "spark")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = next(
+            (g for g in SERIAL_GROUPS if item.get_closest_marker(g) is not None),
+            item.nodeid.split("::", 1)[0],
+        )
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +81,10 @@ def _isolated_project(tmp_path, monkeypatch):
     monkeypatch.delenv("HOMEVISION_DATA", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("HOMEVISION_OPTUNA_STORAGE", raising=False)
+    monkeypatch.delenv("HOMEVISION_API_KEYS", raising=False)
+    # pytest-xdist sets COLUMNS=80 in its workers; a command run off a terminal has none.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
 
 
 # Services (`make services`): tests marked `server` use the running MLflow server and PostgreSQL.

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_params(folder: Path, candidates: list[str]) -> Path:
-    """Write a params.yaml that trains in seconds: few candidates, folds and trials."""
+    """Write a params.yaml that trains in seconds: few candidates, folds and trials, and two
+    outer folds for the honest estimate and the ranges' coverage (the least that measures)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update(
         candidates=candidates,
@@ -28,9 +33,9 @@ def tiny_params(folder: Path, candidates: list[str]) -> Path:
         tune_top=1,
         tuning_trials=2,
         blend_top=2,
-        nested_outer_folds=3,
+        nested_outer_folds=2,
     )
-    params["intervals"].update(variants=["cv_plus"], outer_folds=3)
+    params["intervals"].update(variants=["cv_plus"], outer_folds=2)
     params["explain"].update(background_rows=20)
     path = folder / f"params-{'-'.join(candidates)}.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -44,7 +49,8 @@ def cli(
     store unless `env` names another; `unset` variables removed); return the finished process,
     whatever its exit code."""
     full = {**os.environ, "HOMEVISION_HOME": str(home)}
-    for name in ("MLFLOW_TRACKING_URI", *unset):
+    # As off a terminal: no COLUMNS (pytest-xdist sets COLUMNS=80 in its workers).
+    for name in ("MLFLOW_TRACKING_URI", "COLUMNS", "LINES", *unset):
         full.pop(name, None)
     full.update(env or {})
     return subprocess.run(
@@ -65,10 +71,26 @@ def run_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
+@functools.cache
+def empty_store() -> Path:
+    """An empty MLflow SQLite store, made once per test process (removed at exit): creating one
+    runs MLflow's schema migrations (about 3 s), which each training in a fresh project folder
+    would otherwise repeat."""
+    from mlflow.tracking import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="homevision-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    return folder / "mlflow.db"
+
+
 def train_in(home: Path, export: Path, candidates: list[str], *extra: str) -> None:
-    """Train through the CLI in a subprocess, in its own project folder; what it printed (stdout
-    then stderr) is kept in `home`/train.log for the tests that read a command's output."""
+    """Train through the CLI in a subprocess, in its own project folder (a fresh one starts from
+    a copy of the session's empty store); what it printed (stdout then stderr) is kept in
+    `home`/train.log for the tests that read a command's output."""
     params = tiny_params(home, candidates)
+    if not (home / "mlflow.db").exists():
+        shutil.copyfile(empty_store(), home / "mlflow.db")
     env = {"HOMEVISION_PARAMS": str(params)}
     proc = cli(home, "train", "--data", str(export), *extra, env=env)
     (home / "train.log").write_text(proc.stdout + proc.stderr)
@@ -90,6 +112,18 @@ def served_home(trained_home, monkeypatch) -> Path:
     monkeypatch.setenv("HOMEVISION_HOME", str(trained_home))
     monkeypatch.setenv("HOMEVISION_DATA", str(trained_home / "data" / "raw" / "listings.csv"))
     return trained_home
+
+
+@pytest.fixture
+def admin_headers(tmp_path, monkeypatch) -> dict[str, str]:
+    """An admin API key in this test's own key file (HOMEVISION_API_KEYS), as request headers:
+    with a key configured every data route needs one, and reload needs an admin one."""
+    from homevision.api_keys import Scope, create_key
+
+    path = tmp_path / "api-keys" / "api-keys.json"
+    monkeypatch.setenv("HOMEVISION_API_KEYS", str(path))
+    key, _ = create_key(Scope.admin, "tests", path=path)
+    return {"Authorization": f"Bearer {key}"}
 
 
 def free_port() -> int:

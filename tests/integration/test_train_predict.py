@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ from homevision.data.synthetic import generate_listings, write_listings
 from homevision.tracking import CHAMPION, MODEL_NAME, load_model, tracking_uri
 from homevision.training.checks import sqft_monotonicity_violations
 
-from .conftest import tiny_params
+from .conftest import empty_store, tiny_params
 
 runner = CliRunner()
 
@@ -36,6 +37,8 @@ def export(tmp_path):
 
 def _train(monkeypatch, tmp_path, export, candidates, *extra):
     monkeypatch.setenv("HOMEVISION_PARAMS", _params(tmp_path, candidates))
+    if not (tmp_path / "mlflow.db").exists():  # a fresh project starts from an empty store
+        shutil.copyfile(empty_store(), tmp_path / "mlflow.db")
     result = runner.invoke(app, ["train", "--data", str(export), "--budget", "60", *extra])
     assert result.exit_code == 0, result.output
     return result

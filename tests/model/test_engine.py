@@ -22,8 +22,8 @@ TOLERANCE = 1.0  # dollars
 
 @pytest.fixture(scope="module")
 def rows() -> pd.DataFrame:
-    """10,000 synthetic listings of another market draw: the rows both paths value."""
-    return coerce_types(generate_listings(10_000, seed=5).astype(object))
+    """4,000 synthetic listings of another market draw: the rows both paths value."""
+    return coerce_types(generate_listings(4_000, seed=5).astype(object))
 
 
 @pytest.fixture(scope="module")
