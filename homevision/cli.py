@@ -638,6 +638,7 @@ def serve(
 
     import uvicorn
 
+    from homevision.api_keys import keys_file, read_keys
     from homevision.config import project_root
     from homevision.serving.app import (
         APP_FACTORY,
@@ -646,7 +647,21 @@ def serve(
         default_workers,
         multiprocess_metrics,
     )
+    from homevision.serving.auth import is_loopback
 
+    try:
+        keys = read_keys()
+    except (OSError, ValueError) as err:
+        console.print(f"[bold red]error:[/] API key file: {err}", highlight=False)
+        raise typer.Exit(2) from None
+    if not keys and not is_loopback(host):
+        console.print(
+            f"[bold red]error:[/] refusing to listen on {host} without API keys: anyone who can "
+            "reach it could value with the model; create a key (homevision keys create "
+            f"--scope value, stored in {keys_file()}) or listen on 127.0.0.1",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     verbose = log.isEnabledFor(logging.DEBUG)
     # Workers are spawned processes: they learn the model, the verbosity and the project root
     # (hence params.yaml and the tracking store; MLFLOW_TRACKING_URI passes as it is) from the
@@ -685,6 +700,69 @@ def ui(
     command = streamlit_command(port, model)
     raise typer.Exit(subprocess.call(command))
 
+
+keys_app = typer.Typer(
+    help="API keys for `homevision serve`: `value` (valuations, model info) and `admin` "
+    "(reload). Stored hashed, mode 0600, in .homevision/api-keys.json (or HOMEVISION_API_KEYS).",
+    no_args_is_help=True,
+)
+
+
+class KeyScopeChoice(StrEnum):
+    """The scopes a key can have (homevision.api_keys.Scope)."""
+
+    value = "value"
+    admin = "admin"
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[KeyScopeChoice, typer.Option(help="value: valuations; admin: reload too.")],
+    name: Annotated[str, typer.Option(help="Who or what holds the key (shown by list).")] = "",
+) -> None:
+    """Create a key and print it once on stdout (only its hash is stored): keep it secret."""
+    from homevision.api_keys import Scope, create_key, keys_file
+
+    key, record = create_key(Scope(scope.value), name)
+    typer.echo(key)
+    err = make_console(stderr=True)
+    err.print(
+        f"Created API key {record.id} (scope {record.scope}) in {keys_file()}; it is shown this "
+        "once: send it as `Authorization: Bearer <key>`.",
+        highlight=False,
+    )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys: id, scope, name and creation time (never the keys themselves)."""
+    from homevision.api_keys import keys_file, read_keys
+
+    keys = read_keys()
+    table = Table(title=f"API keys in {keys_file()}")
+    for head in ("id", "scope", "name", "created"):
+        table.add_column(head)
+    for record in keys.values():
+        table.add_row(record.id, record.scope, record.name, record.created)
+    console.print(table)
+    if not keys:
+        console.print("No keys: valuations are open to this machine only, reload is off.")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see list).")]) -> None:
+    """Revoke a key: a running server refuses it from its next request."""
+    from homevision.api_keys import revoke_key
+
+    try:
+        record = revoke_key(key_id)
+    except KeyError as err:
+        console.print(f"[bold red]error:[/] {err.args[0]}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"Revoked API key {record.id} (scope {record.scope}).", highlight=False)
+
+
+app.add_typer(keys_app, name="keys")
 
 from homevision.flow.cli import flow_app  # noqa: E402
 

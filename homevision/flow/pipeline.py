@@ -73,6 +73,7 @@ SCHEDULE_NAME = "continuous_training_schedule"
 DEFAULT_CRON = "0 6 * * *"
 DEFAULT_MIN_NEW_SALES = 30
 RELOAD_TIMEOUT_SECONDS = 30
+API_KEY_ENV = "HOMEVISION_API_KEY"  # an admin key for POST /model/reload
 MLFLOW_RUN_FILE = "mlflow_run_id"
 # `homevision flow serve` passes its options to the definitions through these variables.
 ENV_INCOMING = "HOMEVISION_FLOW_INCOMING"
@@ -566,10 +567,12 @@ def retrain(
 
 
 def post_reload(api_url: str, timeout: float = RELOAD_TIMEOUT_SECONDS) -> Reload:
-    """POST API_URL/model/reload and return the outcome (never raises: a server that is down
-    is a failed reload to report, not a failed flow)."""
+    """POST API_URL/model/reload, with the admin key in HOMEVISION_API_KEY as a bearer token
+    when set, and return the outcome (never raises: a server that is down is a failed reload
+    to report, not a failed flow)."""
     url = api_url.rstrip("/") + "/model/reload"
-    request = urllib.request.Request(url, data=b"", method="POST")
+    headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get(API_KEY_ENV)) else {}
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return Reload(True, True, f"{url}: HTTP {response.status}")

@@ -7,6 +7,9 @@ stays up, and no answer carries internal exception text (it goes to the log). Va
 through valuation.predict.value_frame, as in the CLI and the Python API, so a valuation the
 model cannot support is refused (error, null prices) and an extrapolation warned, per listing.
 
+Guarded: every route says who may call it (serving.auth): valuations and model info need a
+`value` API key, reload an `admin` key, the health probes and /metrics are open.
+
 Observable: GET /metrics answers Prometheus metrics (requests and latency by route and status,
 valuations, refused and extrapolated listings, the model served), every worker's together when
 the server runs several (serving.metrics describes each metric).
@@ -25,14 +28,17 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from homevision.api_keys import KeyRing
+from homevision.api_keys import Scope as KeyScope
 from homevision.config import load_params
 from homevision.data.fields import NONE_WHEN_MISSING
+from homevision.serving.auth import requirement
 from homevision.serving.metrics import Metrics, RequestMetrics
 from homevision.serving.metrics import metrics as process_metrics
 from homevision.serving.schemas import (
@@ -191,10 +197,13 @@ def create_app(
     max_body_bytes: int | None = None,
     max_explain_batch: int | None = None,
     metrics: bool = True,
+    keys: KeyRing | None = None,
 ) -> FastAPI:
     """Return the API; the model is loaded at start-up and on POST /model/reload. Limits
     default to params.yaml's `serving` section. `metrics=False` leaves out the Prometheus
-    metrics and GET /metrics (to measure what they cost)."""
+    metrics and GET /metrics (to measure what they cost). `keys`: the API keys that may call
+    it (default: the project's key file, homevision.api_keys; serving.auth says who may call
+    which route)."""
     settings = serving_settings()
     body_cap = settings["max_body_bytes"] if max_body_bytes is None else max_body_bytes
     explain_cap = settings["max_explain_batch"] if max_explain_batch is None else max_explain_batch
@@ -255,6 +264,13 @@ def create_app(
         return current
 
     unavailable = {503: {"model": Problem, "description": "No model is loaded"}}
+    ring = keys or KeyRing()
+    may_value = [Depends(requirement(KeyScope.value, ring))]
+    may_admin = [Depends(requirement(KeyScope.admin, ring))]
+    refused = {
+        401: {"model": Problem, "description": "No API key, or one that is not valid"},
+        403: {"model": Problem, "description": "The key's scope does not reach this route"},
+    }
 
     @app.get(
         "/health",
@@ -277,16 +293,27 @@ def create_app(
         response.headers[WORKER_HEADER] = str(os.getpid())
         return Health(status="ok", model_loaded=state["served"] is not None)
 
-    @app.get("/model", response_model=ModelInfo, responses=unavailable)
+    @app.get(
+        "/model",
+        response_model=ModelInfo,
+        responses={**refused, **unavailable},
+        dependencies=may_value,
+    )
     def model_info() -> ModelInfo:
+        """The model being served (needs a `value` key when keys are configured)."""
         return served().info
 
     @app.post(
         "/model/reload",
         response_model=ModelInfo,
-        responses={503: {"model": Problem, "description": "The model could not be loaded"}},
+        responses={
+            **refused,
+            503: {"model": Problem, "description": "The model could not be loaded"},
+        },
+        dependencies=may_admin,
     )
     def reload() -> ModelInfo:
+        """Load the model reference again (needs an `admin` key; off without keys)."""
         with lock:
             fresh = load()
             if recorder is not None:
@@ -314,8 +341,10 @@ def create_app(
                 f"more than {explain_cap:,} with explain=true",
             },
             422: {"description": "A field is missing or breaks its rule"},
+            **refused,
             **unavailable,
         },
+        dependencies=may_value,
     )
     def valuations(
         listings: Annotated[

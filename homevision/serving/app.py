@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ APP_FACTORY = "homevision.serving.app:create_from_env"
 MODEL_REF_ENV = "HOMEVISION_MODEL_REF"
 VERBOSE_ENV = "HOMEVISION_VERBOSE"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in every worker
+# The files prometheus_client writes there: `<type>_<pid>.db` (prometheus_client/values.py).
+METRIC_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +62,16 @@ def multiprocess_metrics(workers: int) -> Iterator[Path | None]:
 
     Several workers: a new temporary folder, removed when the block ends (a server killed with
     SIGKILL leaves it behind, in the temporary directory). A folder already named by the
-    environment is used, even for one worker, and emptied of metric files first: files left by
-    an earlier server would add its counts (and its workers' model versions) to this one's."""
+    environment is used, even for one worker, and emptied of prometheus_client's own files first
+    (files left by an earlier server would add its counts and model versions to this one's);
+    any other file there, a database included, is left alone."""
     given = os.environ.get(METRICS_DIR_ENV)
     if given:
         folder = Path(given)
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob("*.db"):
-            stale.unlink()
+            if METRIC_FILE.fullmatch(stale.name):  # never another program's database
+                stale.unlink()
         log.info("Metrics of the workers are gathered in %s (%s)", folder, METRICS_DIR_ENV)
         yield folder
         return

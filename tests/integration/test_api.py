@@ -126,8 +126,8 @@ def test_unsupported_confidence_is_a_422(client):
     assert response.json()["detail"][0]["loc"] == ["query", "confidence"]
 
 
-def test_no_model_is_a_503_not_a_crash(tmp_path):
-    with TestClient(create_app()) as c:
+def test_no_model_is_a_503_not_a_crash(tmp_path, admin_headers):
+    with TestClient(create_app(), headers=admin_headers) as c:
         assert c.get("/health").json()["model_loaded"] is False
         response = c.post("/valuations", json=HOME)
         assert response.status_code == 503 and "homevision train" in response.json()["detail"]
@@ -136,11 +136,11 @@ def test_no_model_is_a_503_not_a_crash(tmp_path):
         assert reload.json()["detail"].endswith("could not be loaded; no model is being served")
 
 
-def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch):
+def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch, admin_headers):
     export = write_listings(generate_listings(400, seed=4), tmp_path / "listings.csv")
     train_in(tmp_path, export, ["median_ppsf"])
     monkeypatch.setenv("HOMEVISION_HOME", str(tmp_path))
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), headers=admin_headers) as c:
         assert c.get("/model").json()["version"] == "1"
         train_in(tmp_path, export, ["median_ppsf", "ridge"], "--promote")
         assert c.get("/model").json()["version"] == "1"  # loaded once, until asked

@@ -146,8 +146,8 @@ def test_the_default_cap_takes_a_full_batch_of_listings():
         mlflow.exceptions.RestException({"error_code": "INTERNAL_ERROR", "message": SECRET}),
     ],
 )
-def test_any_loading_failure_at_start_up_leaves_the_server_up_answering_503(error):
-    with TestClient(create_app(loader=_failing(error))) as c:
+def test_any_loading_failure_at_start_up_leaves_the_server_up_answering_503(error, admin_headers):
+    with TestClient(create_app(loader=_failing(error)), headers=admin_headers) as c:
         assert c.get("/health").json() == {"status": "ok", "model_loaded": False}
         for response in (
             c.post("/valuations", json=HOME),
@@ -160,7 +160,7 @@ def test_any_loading_failure_at_start_up_leaves_the_server_up_answering_503(erro
             _clean(response)
 
 
-def test_a_failed_reload_is_a_503_and_the_old_model_is_still_served(served_home):
+def test_a_failed_reload_is_a_503_and_the_old_model_is_still_served(served_home, admin_headers):
     calls = []
 
     def flaky(ref):
@@ -169,7 +169,7 @@ def test_a_failed_reload_is_a_503_and_the_old_model_is_still_served(served_home)
             raise OSError(SECRET)
         return load_served(ref)
 
-    with TestClient(create_app(loader=flaky)) as c:
+    with TestClient(create_app(loader=flaky), headers=admin_headers) as c:
         before = c.post("/valuations", json=HOME).json()["valuations"][0]
         reload = c.post("/model/reload")
         assert reload.status_code == 503

@@ -97,7 +97,7 @@ def served_versions(samples: Samples, run_id: str) -> set[str]:
     }
 
 
-def test_model_info_follows_reloads(served_home):
+def test_model_info_follows_reloads(served_home, admin_headers):
     loads = []
 
     def loader(ref):
@@ -109,7 +109,7 @@ def test_model_info_follows_reloads(served_home):
         served.info = served.info.model_copy(update={"version": str(len(loads))})
         return served
 
-    with TestClient(create_app(loader=loader)) as c:
+    with TestClient(create_app(loader=loader), headers=admin_headers) as c:
         info = c.get("/model").json()
         first = scrape(c)
         labels = {

@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from streamlit.testing.v1 import AppTest
 
+from homevision.api_keys import Scope, create_key
 from homevision.data.synthetic import generate_listings, write_listings
 from homevision.tracking import CHAMPION, MODEL_NAME
 from homevision.ui import APP
@@ -85,6 +86,9 @@ def test_serve_loads_from_the_server_and_reloads_a_new_champion(
     home.mkdir()
     port = free_port()
     env = {**os.environ, "HOMEVISION_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_server}
+    env.pop("HOMEVISION_API_KEYS", None)
+    key, _ = create_key(Scope.admin, "ops", path=home / ".homevision" / "api-keys.json")
+    auth = {"Authorization": f"Bearer {key}"}
     server = subprocess.Popen(
         [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port), "--workers", "1"],
         env=env,
@@ -95,9 +99,9 @@ def test_serve_loads_from_the_server_and_reloads_a_new_champion(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{base}/health", server, seconds=180)
-        info = httpx.get(f"{base}/model", timeout=30).json()
+        info = httpx.get(f"{base}/model", headers=auth, timeout=30).json()
         assert str(info["version"]) == first_champion
-        first = httpx.post(f"{base}/valuations", json=HOME, timeout=60)
+        first = httpx.post(f"{base}/valuations", json=HOME, headers=auth, timeout=60)
         assert first.status_code == 200, first.text
 
         # A second model (another family) is trained and promoted by another member of the team.
@@ -109,10 +113,10 @@ def test_serve_loads_from_the_server_and_reloads_a_new_champion(
         second = _champion(tracking_server).version
         assert second != first_champion
 
-        reloaded = httpx.post(f"{base}/model/reload", timeout=120)
+        reloaded = httpx.post(f"{base}/model/reload", headers=auth, timeout=120)
         assert reloaded.status_code == 200, reloaded.text
         assert str(reloaded.json()["version"]) == second
-        valued = httpx.post(f"{base}/valuations", json=HOME, timeout=60)
+        valued = httpx.post(f"{base}/valuations", json=HOME, headers=auth, timeout=60)
         assert valued.status_code == 200, valued.text
         assert valued.json() != first.json()
     finally:

@@ -34,13 +34,18 @@ def test_a_folder_the_user_names_is_emptied_of_metric_files_and_kept(tmp_path, m
     given = tmp_path / "metrics"
     given.mkdir()
     (given / "counter_999.db").write_bytes(b"an earlier server's counts")
+    (given / "gauge_livesum_998.db").write_bytes(b"an earlier server's gauge")
     (given / "notes.txt").write_text("not ours")
+    (given / "mlflow.db").write_bytes(b"the tracking store")  # issue 22, defect 7
+    (given / "counter.db").write_bytes(b"not a prometheus_client name either")
     monkeypatch.setenv(METRICS_DIR_ENV, str(given))
     for workers in (1, 3):
         with multiprocess_metrics(workers) as folder:
-            assert folder == given and not list(given.glob("*.db"))
+            assert folder == given
+            assert sorted(p.name for p in given.glob("*.db")) == ["counter.db", "mlflow.db"]
             (given / "counter_1000.db").write_bytes(b"this server's")
     assert (given / "notes.txt").exists() and os.environ[METRICS_DIR_ENV] == str(given)
+    assert (given / "mlflow.db").read_bytes() == b"the tracking store"
 
 
 def test_observe_many_matches_one_observe_per_value():

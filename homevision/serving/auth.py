@@ -1,0 +1,87 @@
+"""Who may call which route: API keys sent as a bearer token (homevision.api_keys).
+
+- `value` routes (valuations, model info) need a `value` or `admin` key; with no key configured
+  they answer callers on the loopback interface only (`serve` also refuses to listen beyond it).
+- `admin` routes (reload) need an `admin` key; with no key configured they are off (403, with a
+  sentence saying how to create one).
+- The health probes and /metrics carry no data and stay open.
+
+401 means no key or an unknown one (with `WWW-Authenticate: Bearer`), 403 a key whose scope does
+not reach the route. A key never appears in an answer or a log line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from homevision.api_keys import KeyRing, Scope, match_key
+
+log = logging.getLogger(__name__)
+CREATE_HINT = "homevision keys create --scope {scope}"
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="APIKey",
+    description="An API key (`homevision keys create --scope value|admin`), sent as "
+    "`Authorization: Bearer hv_...`. With no key configured, valuations are open to loopback "
+    "callers only and the admin routes are off.",
+)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and the test client's `testclient` host name."""
+    if host in ("localhost", "testclient"):
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def requirement(scope: Scope, ring: KeyRing) -> Callable:
+    """Return the FastAPI dependency that lets a request through to a `scope` route or answers
+    401/403 with one sentence (its Security(bearer) puts the scheme in the OpenAPI document)."""
+
+    # async: a stat and a hash, no blocking work, so it never waits for a pool thread.
+    async def check(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
+    ) -> None:
+        try:
+            keys = ring.keys()
+        except (OSError, ValueError) as err:  # unreadable, unsafe or corrupt key file
+            log.error("API keys unavailable: %s", err)
+            detail = "the API key file cannot be used; see the server log"
+            raise HTTPException(503, detail) from None
+        if not keys:
+            if scope is Scope.admin:
+                raise HTTPException(
+                    403,
+                    "the admin routes are off: no API key is configured; create one with "
+                    f"`{CREATE_HINT.format(scope='admin')}` and send it as a bearer token",
+                )
+            if is_loopback(request.client.host if request.client else None):
+                return
+            raise _unauthorized("an API key is required from beyond this machine")
+        if credentials is None:
+            raise _unauthorized(
+                "an API key is required: send `Authorization: Bearer <key>` "
+                f"(`{CREATE_HINT.format(scope=scope.value)}`)"
+            )
+        record = match_key(credentials.credentials, keys)
+        if record is None:
+            raise _unauthorized("the API key is not valid (unknown or revoked)")
+        if not record.allows(scope):
+            raise HTTPException(
+                403, f"this key's scope is {record.scope!r}; this route needs {scope.value!r}"
+            )
+
+    return check

@@ -1,0 +1,159 @@
+"""Who may call the API (issue 22): API keys with scopes, stored hashed, checked on every route
+that carries data or changes state; open health probes and metrics; `serve` refuses to listen
+beyond loopback without keys. In-process through the test client, then against `homevision
+serve` over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from homevision.api_keys import Scope, create_key, read_keys, revoke_key
+from homevision.serving.api import create_app
+
+from .conftest import cli, free_port, wait_until_up
+from .test_api import HOME
+
+
+@pytest.fixture
+def key_file(tmp_path, monkeypatch) -> Path:
+    """This test's own key file (the trained project is shared by other tests)."""
+    path = tmp_path / "keys" / "api-keys.json"
+    monkeypatch.setenv("HOMEVISION_API_KEYS", str(path))
+    return path
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_a_key_is_stored_hashed_in_a_file_only_its_owner_can_read(key_file):
+    key, record = create_key(Scope.value, "valuation desk")
+    assert key.startswith(f"hv_{record.id}_") and len(key) > 40
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    text = key_file.read_text()
+    assert key.split("_", 2)[2] not in text and record.sha256 in text
+    assert read_keys()[record.id].name == "valuation desk"
+    key_file.chmod(0o644)
+    with pytest.raises(PermissionError, match="readable by other users"):
+        read_keys()
+
+
+def test_without_keys_valuations_are_loopback_only_and_admin_routes_are_off(served_home, key_file):
+    assert not key_file.exists()
+    with TestClient(create_app()) as c:
+        assert c.post("/valuations", json=HOME).status_code == 200
+        reload = c.post("/model/reload")
+        assert reload.status_code == 403
+        assert "homevision keys create --scope admin" in reload.json()["detail"]
+    with TestClient(create_app(), client=("192.0.2.7", 40000)) as remote:
+        refused = remote.post("/valuations", json=HOME)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert remote.get("/health").status_code == 200  # probes carry no data
+
+
+def test_with_keys_each_route_needs_its_scope(served_home, key_file):
+    value_key, _ = create_key(Scope.value, "desk")
+    admin_key, admin = create_key(Scope.admin, "ops")
+    with TestClient(create_app()) as c:
+        missing = c.post("/valuations", json=HOME)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        assert "Authorization: Bearer" in missing.json()["detail"]
+        wrong = c.post("/valuations", json=HOME, headers=bearer(value_key[:-2] + "xx"))
+        assert wrong.status_code == 401
+        assert c.get("/model").status_code == 401
+        assert c.post("/valuations", json=HOME, headers=bearer(value_key)).status_code == 200
+        assert c.get("/model", headers=bearer(value_key)).status_code == 200
+        scope = c.post("/model/reload", headers=bearer(value_key))
+        assert scope.status_code == 403 and "needs 'admin'" in scope.json()["detail"]
+        assert c.post("/model/reload", headers=bearer(admin_key)).json()["version"] == "1"
+        assert c.post("/valuations", json=HOME, headers=bearer(admin_key)).status_code == 200
+        # Open without a key: the probes and the metrics carry no listing data.
+        assert c.get("/health").status_code == 200 and c.get("/metrics").status_code == 200
+        # Revoked: refused from the next request, without a restart.
+        revoke_key(admin.id)
+        assert c.post("/model/reload", headers=bearer(admin_key)).status_code == 401
+        for response in (missing, wrong, scope):
+            assert value_key not in response.text and admin_key not in response.text
+
+
+def test_the_openapi_document_declares_the_bearer_scheme_on_each_guarded_route(served_home):
+    with TestClient(create_app()) as c:
+        spec = c.get("/openapi.json").json()
+    scheme = spec["components"]["securitySchemes"]["APIKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    guarded = {
+        (path, method)
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if op.get("security") == [{"APIKey": []}]
+    }
+    assert guarded == {("/valuations", "post"), ("/model", "get"), ("/model/reload", "post")}
+    assert "401" in spec["paths"]["/valuations"]["post"]["responses"]
+
+
+def test_keys_cli_creates_lists_and_revokes_without_showing_a_stored_key(tmp_path):
+    created = cli(tmp_path, "keys", "create", "--scope", "admin", "--name", "flow")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    key_id = key.split("_")[1]
+    assert f"Created API key {key_id} (scope admin)" in created.stderr
+    listed = cli(tmp_path, "keys", "list")
+    assert key_id in listed.stdout and "flow" in listed.stdout
+    assert key.split("_", 2)[2] not in listed.stdout + listed.stderr
+    assert cli(tmp_path, "keys", "revoke", key_id).returncode == 0
+    again = cli(tmp_path, "keys", "revoke", key_id)
+    assert again.returncode == 2 and f"no API key '{key_id}'" in again.stdout
+    stored = json.loads((tmp_path / ".homevision" / "api-keys.json").read_text())
+    assert stored == []
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
+    proc = cli(tmp_path, "serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("error: refusing to listen on 0.0.0.0 without API keys")
+
+
+def test_the_real_server_refuses_requests_without_the_right_key(served_home, tmp_path):
+    keys = tmp_path / "api-keys.json"
+    env = {**os.environ, "HOMEVISION_HOME": str(served_home), "HOMEVISION_API_KEYS": str(keys)}
+    # Issue 22, defect 7: a metrics folder that holds a database (here a copy of the project's
+    # tracking store) keeps it; only prometheus_client's files of an earlier server go.
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    shutil.copyfile(served_home / "mlflow.db", metrics / "mlflow.db")
+    store = (metrics / "mlflow.db").read_bytes()
+    (metrics / "counter_4242.db").write_bytes(b"an earlier server's counts")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    value_key, _ = create_key(Scope.value, "desk", path=keys)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        cwd=served_home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until_up(f"{base}/health", server).json()["model_loaded"]
+        assert httpx.post(f"{base}/valuations", json=HOME, timeout=30).status_code == 401
+        ok = httpx.post(f"{base}/valuations", json=HOME, headers=bearer(value_key), timeout=30)
+        assert ok.status_code == 200 and ok.json()["valuations"][0]["predicted_close_price"] > 0
+        reload = httpx.post(f"{base}/model/reload", headers=bearer(value_key), timeout=30)
+        assert reload.status_code == 403
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=60)
+    assert value_key not in err.decode()  # never in a log line
+    assert (metrics / "mlflow.db").read_bytes() == store
+    assert not (metrics / "counter_4242.db").exists()
