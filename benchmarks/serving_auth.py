@@ -28,20 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from api_metrics import HOME as LISTING
 from measure import project, train_model
 from serving import _ms, free_port, wait_ready
 
 from homevision.api_keys import Scope, create_key
 
-LISTING = {
-    "MLSNumber": 1,
-    "SqFtTotal": 2400,
-    "BedsTotal": 4,
-    "BathsTotal": "2.1",
-    "CDOM": 30,
-    "LotSizeAreaSQFT": 7000,
-    "ElementarySchoolName": "Aspen",
-}
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

@@ -11,6 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -131,6 +134,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A `homevision serve` started by `served_api`: its base URL and, once stopped, stderr."""
+
+    base: str
+    proc: subprocess.Popen
+    stderr: str = ""
+
+
+@contextmanager
+def served_api(
+    home: Path, env: dict[str, str], *args: str, seconds: float = 90
+) -> Iterator[Server]:
+    """Start `homevision serve --port P ARGS` in `home` with environment `env`; yield it once
+    /health answers 200; stop it (SIGTERM) and keep its stderr when the block ends."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port), *args],
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    server = Server(f"http://127.0.0.1:{port}", proc)
+    try:
+        wait_until_up(f"{server.base}/health", proc, seconds=seconds)
+        yield server
+    finally:
+        proc.terminate()
+        server.stderr = proc.communicate(timeout=60)[1].decode()
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 90) -> httpx.Response:

@@ -4,8 +4,6 @@ serve` started on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -15,7 +13,7 @@ from homevision.data.synthetic import generate_listings, write_listings
 from homevision.serving.api import create_app
 from homevision.serving.schemas import MAX_BATCH
 
-from .conftest import free_port, train_in, wait_until_up
+from .conftest import served_api, train_in
 
 HOME = {
     "MLSNumber": 1,
@@ -149,18 +147,10 @@ def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch, admin_headers):
 
 
 def test_over_http_against_homevision_serve(served_home):
-    port = free_port()
     env = {**os.environ, "HOMEVISION_HOME": str(served_home)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=served_home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_until_up(f"{base}/health", server).json()["model_loaded"]
+    with served_api(served_home, env) as server:
+        base = server.base
+        assert httpx.get(f"{base}/health", timeout=30).json()["model_loaded"]
         ok = httpx.post(f"{base}/valuations", json=[HOME] * 3, timeout=30)
         assert ok.status_code == 200 and len(ok.json()["valuations"]) == 3
         bad = httpx.post(f"{base}/valuations", json={**HOME, "BedsTotal": -1}, timeout=30)
@@ -172,9 +162,6 @@ def test_over_http_against_homevision_serve(served_home):
             timeout=30,
         )
         assert 400 <= garbage.status_code < 500
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_an_offmarket_listing_without_association_or_feature_lists_is_accepted():

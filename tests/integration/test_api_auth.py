@@ -9,8 +9,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -20,7 +18,7 @@ from fastapi.testclient import TestClient
 from homevision.api_keys import Scope, create_key, read_keys, revoke_key
 from homevision.serving.api import create_app
 
-from .conftest import cli, free_port, wait_until_up
+from .conftest import cli, free_port, served_api
 from .test_api import HOME
 
 
@@ -135,25 +133,14 @@ def test_the_real_server_refuses_requests_without_the_right_key(served_home, tmp
     (metrics / "counter_4242.db").write_bytes(b"an earlier server's counts")
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     value_key, _ = create_key(Scope.value, "desk", path=keys)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port), "--workers", "1"],
-        env=env,
-        cwd=served_home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_until_up(f"{base}/health", server).json()["model_loaded"]
+    with served_api(served_home, env, "--workers", "1") as server:
+        base = server.base
+        assert httpx.get(f"{base}/health", timeout=30).json()["model_loaded"]
         assert httpx.post(f"{base}/valuations", json=HOME, timeout=30).status_code == 401
         ok = httpx.post(f"{base}/valuations", json=HOME, headers=bearer(value_key), timeout=30)
         assert ok.status_code == 200 and ok.json()["valuations"][0]["predicted_close_price"] > 0
         reload = httpx.post(f"{base}/model/reload", headers=bearer(value_key), timeout=30)
         assert reload.status_code == 403
-    finally:
-        server.terminate()
-        _, err = server.communicate(timeout=60)
-    assert value_key not in err.decode()  # never in a log line
+    assert value_key not in server.stderr  # never in a log line
     assert (metrics / "mlflow.db").read_bytes() == store
     assert not (metrics / "counter_4242.db").exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,7 @@ from homevision.data.synthetic import generate_listings, write_listings
 from homevision.tracking import CHAMPION, MODEL_NAME
 from homevision.ui import APP
 
-from .conftest import ROOT, free_port, run_cli, tiny_params, wait_until_up
+from .conftest import ROOT, run_cli, served_api, tiny_params
 from .test_api import HOME
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -84,21 +83,12 @@ def test_serve_loads_from_the_server_and_reloads_a_new_champion(
 ):
     home = tmp_path / "serve"
     home.mkdir()
-    port = free_port()
     env = {**os.environ, "HOMEVISION_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_server}
     env.pop("HOMEVISION_API_KEYS", None)
     key, _ = create_key(Scope.admin, "ops", path=home / ".homevision" / "api-keys.json")
     auth = {"Authorization": f"Bearer {key}"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port), "--workers", "1"],
-        env=env,
-        cwd=home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{base}/health", server, seconds=180)
+    with served_api(home, env, "--workers", "1", seconds=180) as server:
+        base = server.base
         info = httpx.get(f"{base}/model", headers=auth, timeout=30).json()
         assert str(info["version"]) == first_champion
         first = httpx.post(f"{base}/valuations", json=HOME, headers=auth, timeout=60)
@@ -119,9 +109,6 @@ def test_serve_loads_from_the_server_and_reloads_a_new_champion(
         valued = httpx.post(f"{base}/valuations", json=HOME, headers=auth, timeout=60)
         assert valued.status_code == 200, valued.text
         assert valued.json() != first.json()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert not (home / "mlflow.db").exists()
 
 
