@@ -388,6 +388,14 @@ def predict(
     spark_master: Annotated[
         str, typer.Option(help="With --engine spark: the Spark master, e.g. spark://host:7077.")
     ] = "local[*]",
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="With --engine spark: replace an --output path that holds other files than "
+            "an earlier valuation (Spark deletes everything in it).",
+        ),
+    ] = False,
 ) -> None:
     """Value every row of an export: MLSNumber, price, range, error (and reasons). A --data
     export is streamed chunk by chunk unless --explain."""
@@ -399,7 +407,9 @@ def predict(
 
     source = resolve_data_path(data)
     if engine is Engine.spark:
-        _predict_on_spark(model, source, output, confidence, explain, spark_master, data is None)
+        _predict_on_spark(
+            model, source, output, confidence, explain, spark_master, data is None, overwrite
+        )
         return
     streamed = data is not None and not explain
     try:
@@ -451,6 +461,7 @@ def _predict_on_spark(
     explain: bool,
     master: str,
     unsold_only: bool,
+    overwrite: bool = False,
 ) -> None:
     """`predict --engine spark`: value on Spark (homevision.valuation.spark), print the summary."""
     from homevision.tracking import ModelNotFoundError
@@ -462,7 +473,9 @@ def _predict_on_spark(
     target = output or paths().processed / "valuations.parquet"
     try:
         with console.status(f"Valuing on Spark ({master})..."):
-            summary = value_on_spark(source, target, model, master, confidence, unsold_only)
+            summary = value_on_spark(
+                source, target, model, master, confidence, unsold_only, overwrite=overwrite
+            )
     except (NotAnExportError, ModelNotFoundError, ValueError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None

@@ -159,6 +159,12 @@ def _fmt(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
 
 
+# Plausible sale prices of a home: a Sold row outside them is set aside before training (a
+# ClosePrice of 1 or 425,000,000 would be learned from and widen the refusal band a billionfold).
+SALE_PRICE_BOUNDS = (10_000.0, 100_000_000.0)  # USD
+SALE_PRICE_PER_SQFT_BOUNDS = (10.0, 10_000.0)  # USD per square foot of SqFtTotal
+
+
 def _text(name: str, label: str, description: str, example: str | None = None, **kw) -> FieldRule:
     return FieldRule(
         name, "text", description, label, max_length=MAX_TEXT_LENGTH, example=example, **kw
@@ -448,6 +454,12 @@ RULES: dict[str, str] = {
     "too_long": "text too long",
     "duplicate": "MLSNumber already used by an earlier row (ids compared as numbers)",
     "sold_price_invalid": "a Sold listing needs a ClosePrice greater than 0",
+    "sold_price_implausible": (
+        f"a Sold listing's ClosePrice must lie between ${_fmt(SALE_PRICE_BOUNDS[0])} and "
+        f"${_fmt(SALE_PRICE_BOUNDS[1])}, and between ${_fmt(SALE_PRICE_PER_SQFT_BOUNDS[0])} and "
+        f"${_fmt(SALE_PRICE_PER_SQFT_BOUNDS[1])} per square foot of SqFtTotal: outside them it is "
+        "a typo (thousands, a digit too many), not a sale, and is not learned from"
+    ),
     "cdom_negative": "negative days on market: sign repaired",
     "cdom_missing": "days on market missing: imputed",
     "lot_size_missing": "lot size missing: imputed",

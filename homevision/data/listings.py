@@ -42,7 +42,7 @@ BOOLEAN_TOKENS = TRUE_TOKENS | FALSE_TOKENS
 VIOLATION_COLUMNS = ["MLSNumber", "row", "column", "value", "rule", "fatal"]
 # pandera's built-in check names, mapped to this project's rule ids.
 _PANDERA_RULES = {"not_nullable": "missing_value"}
-_FRAME_CHECK_COLUMNS = {"sold_price_invalid": TARGET}
+_FRAME_CHECK_COLUMNS = {"sold_price_invalid": TARGET, "sold_price_implausible": TARGET}
 
 
 @dataclass

@@ -22,6 +22,8 @@ from homevision.data.fields import (
     FIELDS,
     REPAIRABLE_RULES,
     RULES,
+    SALE_PRICE_BOUNDS,
+    SALE_PRICE_PER_SQFT_BOUNDS,
     TRUE_TOKENS,
     FieldRule,
     baths_problem,
@@ -53,6 +55,7 @@ TARGET = "ClosePrice"
 SOLD = "Sold"
 BATHS = "BathsTotal"
 SCHOOL = "ElementarySchoolName"
+SQFT = "SqFtTotal"
 
 # The header must hold these for a file to count as a listings export: the fields whose value is
 # required, and those whose absence is a repairable quirk.
@@ -191,6 +194,24 @@ def _sold_price_ok(frame: pd.DataFrame) -> pd.Series:
     return ~bad
 
 
+def _sold_price_plausible(frame: pd.DataFrame) -> pd.Series:
+    """False on a Sold row whose positive ClosePrice lies outside SALE_PRICE_BOUNDS, or outside
+    SALE_PRICE_PER_SQFT_BOUNDS per square foot where SqFtTotal is a positive number."""
+    sold = frame[STATUS].astype("string").str.strip().eq(SOLD).fillna(False).to_numpy(bool)
+    price = to_number(frame[TARGET]).to_numpy(dtype=float)
+    # <= 0 is sold_price_invalid's, beyond the field's own maximum its `implausible` check's.
+    priced = sold & (price > 0) & (price <= float(FIELDS[TARGET].maximum or np.inf))
+    low, high = SALE_PRICE_BOUNDS
+    bad = priced & ((price < low) | (price > high))
+    if SQFT in frame.columns:
+        area = to_number(frame[SQFT]).to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ppsf = np.where(area > 0, price / area, np.nan)
+        low, high = SALE_PRICE_PER_SQFT_BOUNDS
+        bad |= priced & np.isfinite(ppsf) & ((ppsf < low) | (ppsf > high))
+    return pd.Series(~bad, index=frame.index)
+
+
 def build_schema(columns: list[str]) -> pa.DataFrameSchema:
     """Return the schema for an export whose header is `columns`: every field of FIELDS that
     every export has, plus the optional ones present. Every check is element-wise in effect, so
@@ -204,4 +225,5 @@ def build_schema(columns: list[str]) -> pa.DataFrameSchema:
     checks = []
     if TARGET in present and STATUS in present:
         checks.append(pa.Check(_sold_price_ok, name="sold_price_invalid"))
+        checks.append(pa.Check(_sold_price_plausible, name="sold_price_implausible"))
     return pa.DataFrameSchema(cols, checks=checks, strict=False, coerce=False)

@@ -33,6 +33,7 @@ from homevision.valuation.intervals import (
 
 log = logging.getLogger(__name__)
 ENGINE_SWITCH = "HOMEVISION_ENGINE"
+PRICE_RANGE_QUANTILES = (0.01, 0.99)  # the training prices that bound the refusal band
 
 
 class ValuationModel(RegressorMixin, BaseEstimator):
@@ -91,7 +92,9 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         # What the model has seen: prediction flags listings outside these ranges (a warning)
         # and refuses valuations far outside the training prices (see valuation.predict).
         self.training_ranges_ = training_ranges(X, fs)
-        self.price_range_ = (float(np.min(y)), float(np.max(y)))
+        # Robust ends (1% and 99% quantiles): one mistyped sale cannot widen the refusal band.
+        low, high = np.quantile(np.asarray(y, dtype=float), PRICE_RANGE_QUANTILES)
+        self.price_range_ = (float(low), float(high))
         self.encoder_ = RawEncoder.fit(X, fs)
         self._compile(X)
         return self

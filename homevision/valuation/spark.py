@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -446,13 +447,16 @@ def value_on_spark(
     confidence: float | None = None,
     unsold_only: bool = False,
     spark: SparkSession | None = None,
+    overwrite: bool = False,
 ) -> SparkSummary:
     """Value every row of `data` (CSV or Parquet) with the model behind `model_ref` on Spark and
     write OUTPUT_COLUMNS as Parquet to `output` (Spark's folder of part files, file order
     kept); return the counts. Uses `spark` when given, else a session on `master` (stopped at
-    the end)."""
+    the end). An `output` that holds anything but an earlier valuation's part files is refused
+    (ValueError) unless `overwrite`: Spark's overwrite deletes the whole path first."""
     import mlflow
 
+    check_output(Path(output), overwrite)
     from homevision.tracking import load_model, resolve_model_uri, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -474,6 +478,30 @@ def value_on_spark(
     finally:
         if own:
             session.stop()
+
+
+# What Spark writes into a Parquet folder: part files, their checksums and the success marker.
+SPARK_OUTPUT_FILE = re.compile(r"\.?(part-.*|_SUCCESS)(\.crc)?")
+
+
+def check_output(output: Path, overwrite: bool) -> None:
+    """Raise ValueError when writing to `output` would delete something that is not an earlier
+    Spark valuation (a file, or a folder holding other files), unless `overwrite`."""
+    if overwrite or not output.exists():
+        return
+    if output.is_dir():
+        others = [p.name for p in output.iterdir() if not SPARK_OUTPUT_FILE.fullmatch(p.name)]
+        if not others:
+            return
+        shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+        raise ValueError(
+            f"{output} holds other files than an earlier valuation ({shown}): Spark would delete "
+            "everything in it; choose an empty or new path, or pass --overwrite"
+        )
+    raise ValueError(
+        f"{output} is a file: Spark writes a folder there and would delete it; choose a new "
+        "path, or pass --overwrite"
+    )
 
 
 def summarize(spark: SparkSession, output: str | Path, confidence: float) -> SparkSummary:

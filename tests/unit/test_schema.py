@@ -84,6 +84,11 @@ def test_clean_export_is_all_accepted():
         ("MLSNumber", "12a", "not_a_number"),
         ("ClosePrice", "0", "sold_price_invalid"),
         ("ClosePrice", "n/a", "not_a_number"),
+        # Issue 22, defect 11: a typo'd sale is set aside, not learned from.
+        ("ClosePrice", "1", "sold_price_implausible"),
+        ("ClosePrice", "9999", "sold_price_implausible"),
+        ("ClosePrice", "425000000", "sold_price_implausible"),
+        ("ClosePrice", "13000000", "sold_price_implausible"),  # $10,833 per sq ft of 1,200
     ],
 )
 def test_fatal_violation_names_row_column_value_and_rule(column, value, rule):
@@ -96,6 +101,16 @@ def test_fatal_violation_names_row_column_value_and_rule(column, value, rule):
     assert result.rejected.index.tolist() == [2]
     assert column in result.rejected[REASON_COLUMN].iloc[0]
     assert result.exit_code == 1
+
+
+def test_an_unsold_rows_close_price_is_not_held_to_the_sale_bounds():
+    result = validate_listings(_export(ClosePrice=(1, "1")))  # row 2 is Active
+    assert result.rejected.empty and result.exit_code == 0
+
+
+def test_a_plausible_sale_per_square_foot_needs_a_living_area_to_be_judged():
+    result = validate_listings(_export(ClosePrice=(2, "9000000"), SqFtTotal=(2, None)))
+    assert "sold_price_implausible" not in set(result.violations["rule"])
 
 
 @pytest.mark.parametrize(
