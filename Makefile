@@ -61,10 +61,10 @@ sample-data: install ## Write the synthetic sample to data/raw/synthetic-listing
 
 TEST_WORKERS ?= 2
 test: install data ## Run the whole test suite (TEST_WORKERS=2 processes; prints the 25 slowest tests)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 coverage: install data ## Run the whole test suite with line coverage of the package (term + coverage.xml)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 \
 		--cov=homevision --cov-report=term --cov-report=xml
 
 lint: install ## Ruff lint and format check; actionlint on the GitHub workflows

@@ -35,22 +35,6 @@ def pytest_addoption(parser):
     parser.addoption("--real-data", default=None, help="Path to the real MLS sample export.")
 
 
-# Under pytest-xdist (`make test`: two workers, `--dist loadgroup`) a file's tests run on one
-# worker, in order, sharing its module fixtures (a model trained once per file); tests that share
-# a service's global state (the MLflow server's registered model and experiment, Spark's JVM)
-# run on one worker, one at a time, whatever their file.
-SERIAL_GROUPS = ("server", "spark")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = next(
-            (g for g in SERIAL_GROUPS if item.get_closest_marker(g) is not None),
-            item.nodeid.split("::", 1)[0],
-        )
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def real_data_path(request) -> Path:
     """The real Frisco sample; tests that need it skip (with the reason) when it is absent."""
