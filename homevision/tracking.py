@@ -80,6 +80,23 @@ def resolve_model_uri(ref: str | None) -> str:
     )
 
 
+def pin_model_uri(ref: str | None) -> str:
+    """Return the URI of the one version a reference points at now: models:/NAME/VERSION for
+    models:/NAME@ALIAS (other forms as resolve_model_uri gives them). Load and describe that
+    URI, so the version reported is the version loaded even if the alias moves meanwhile.
+    Raises ModelNotFoundError when the alias does not resolve."""
+    uri = resolve_model_uri(ref)
+    if not (uri.startswith("models:/") and "@" in uri):
+        return uri
+    name, alias = uri.removeprefix("models:/").split("@", 1)
+    try:
+        version = MlflowClient(tracking_uri()).get_model_version_by_alias(name, alias).version
+    except Exception as err:  # MLflow raises several types for a missing name or alias
+        hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""
+        raise ModelNotFoundError(f"no model at {uri}{hint}: {_first_line(err)}") from None
+    return f"models:/{name}/{version}"
+
+
 def load_model(ref: str | None = None):
     """Return the fitted ValuationModel (raw listing columns -> dollars, ranges, reasons)
     behind a model reference."""
@@ -199,13 +216,17 @@ def set_champion(version: str, name: str = MODEL_NAME, expected: str | None = No
     return True
 
 
-def describe_model(ref: str | None = None) -> dict[str, Any]:
+def describe_model(ref: str | None = None, pinned: str | None = None) -> dict[str, Any]:
     """Return what a model reference points at: name, version, alias, run id, feature set,
     CV and honest metrics, trained-at, data hash, and the range figures per carried level
     (`ranges`: level, coverage, median_width, time_ordered_coverage, from the run's
     range_{pct}_coverage / _width / _coverage_time metrics; for /model and the app's Model
-    page)."""
+    page). With `pinned` (pin_model_uri's answer for `ref`) the version described is that
+    one, whatever the alias points at by now; `uri` and `alias` still name the reference."""
     uri = resolve_model_uri(ref)
+    if pinned is not None and pinned != uri:
+        info = describe_model(pinned)
+        return info | {"uri": uri, "alias": uri.partition("@")[2] or None}
     client = MlflowClient(tracking_uri())
     info: dict[str, Any] = {"uri": uri, "name": None, "version": None, "alias": None}
     run_id = None

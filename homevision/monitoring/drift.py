@@ -126,8 +126,9 @@ def run_monitor(
     started = time.perf_counter()
     cfg = _settings()
     listings = load_listings(current)
-    model = tracking.load_model(model_ref)
-    info = tracking.describe_model(model_ref)
+    pinned = tracking.pin_model_uri(model_ref)  # one version for the model and its reference
+    model = tracking.load_model(pinned)
+    info = tracking.describe_model(model_ref, pinned)
     fs = get_feature_set(model.feature_set)
     numeric, categorical = ck.input_columns(fs)
     ref = _reference_frame(model, info, reference)

@@ -17,11 +17,12 @@ the server runs several (serving.metrics describes each metric).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -53,7 +54,7 @@ from homevision.serving.schemas import (
     Valuation,
     ValuationResponse,
 )
-from homevision.tracking import DEFAULT_REF, describe_model, load_model
+from homevision.tracking import DEFAULT_REF, describe_model, load_model, pin_model_uri
 from homevision.valuation import predict
 from homevision.valuation.model import engine_note
 
@@ -69,10 +70,14 @@ class Served:
 
 
 def load_served(ref: str | None) -> Served:
-    """Load the model behind `ref` and describe it."""
-    model = load_model(ref)
+    """Load the model behind `ref` and describe it: the alias is resolved once, so the version
+    described is the version loaded (issue 22, defect 5)."""
+    pinned = pin_model_uri(ref)
+    model = load_model(pinned)
     info = ModelInfo(
-        **describe_model(ref), confidence_levels=list(model.levels), engine=engine_note(model)
+        **describe_model(ref, pinned),
+        confidence_levels=list(model.levels),
+        engine=engine_note(model),
     )
     return Served(model, info)
 
@@ -209,7 +214,10 @@ def create_app(
     explain_cap = settings["max_explain_batch"] if max_explain_batch is None else max_explain_batch
     target = model_ref or DEFAULT_REF
     state: dict[str, Served | None] = {"served": None}
-    lock = threading.Lock()
+    # Reloads run on their own thread, never on the pool that values listings, and concurrent
+    # reload requests share the one in flight (issue 22, defect 6: 50 reloads starved /valuations).
+    reloader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="homevision-reload")
+    in_flight: dict[str, asyncio.Future | None] = {"load": None}
     recorder: Metrics | None = process_metrics() if metrics else None
 
     def load() -> Served | None:
@@ -229,6 +237,16 @@ def create_app(
         if served_now is not None:
             log.info("Serving %s", served_now.info.uri)
         yield
+        reloader.shutdown(wait=False, cancel_futures=True)
+
+    async def load_once() -> Served | None:
+        """Load on the reload thread; a call while a load is in flight awaits that load."""
+        pending = in_flight["load"]
+        if pending is None:
+            pending = asyncio.get_running_loop().run_in_executor(reloader, load)
+            in_flight["load"] = pending
+            pending.add_done_callback(lambda _: in_flight.update(load=None))
+        return await asyncio.shield(pending)
 
     app = FastAPI(
         title="homevision",
@@ -312,23 +330,22 @@ def create_app(
         },
         dependencies=may_admin,
     )
-    def reload() -> ModelInfo:
+    async def reload() -> ModelInfo:
         """Load the model reference again (needs an `admin` key; off without keys)."""
-        with lock:
-            fresh = load()
-            if recorder is not None:
-                recorder.reloaded(fresh is not None)
-            if fresh is None:
-                current = state["served"]
-                still = (
-                    f"still serving version {current.info.version or current.info.uri}"
-                    if current is not None
-                    else "no model is being served"
-                )
-                raise HTTPException(503, f"the model at {target} could not be loaded; {still}")
-            state["served"] = fresh
-            if recorder is not None:
-                recorder.serving(fresh.info)
+        fresh = await load_once()
+        if recorder is not None:
+            recorder.reloaded(fresh is not None)
+        if fresh is None:
+            current = state["served"]
+            still = (
+                f"still serving version {current.info.version or current.info.uri}"
+                if current is not None
+                else "no model is being served"
+            )
+            raise HTTPException(503, f"the model at {target} could not be loaded; {still}")
+        state["served"] = fresh  # on the event loop: requests see the old or the new, whole
+        if recorder is not None:
+            recorder.serving(fresh.info)
         return fresh.info
 
     @app.post(

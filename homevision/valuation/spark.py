@@ -196,18 +196,6 @@ def model_inputs(model_uri: str) -> list[tuple[str, str]]:
     ]
 
 
-def pinned_uri(model_uri: str) -> str:
-    """Return models:/NAME/VERSION for models:/NAME@ALIAS (other URIs unchanged), so the facts
-    and the UDF use one version even if the alias moves meanwhile."""
-    if not (model_uri.startswith("models:/") and "@" in model_uri):
-        return model_uri
-    from mlflow import MlflowClient
-
-    name, alias = model_uri.removeprefix("models:/").split("@", 1)
-    version = MlflowClient().get_model_version_by_alias(name, alias).version
-    return f"models:/{name}/{version}"
-
-
 # ---- stage 1: clean -------------------------------------------------------------------------
 
 
@@ -457,10 +445,10 @@ def value_on_spark(
     import mlflow
 
     check_output(Path(output), overwrite)
-    from homevision.tracking import load_model, resolve_model_uri, tracking_uri
+    from homevision.tracking import load_model, pin_model_uri, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
-    uri = pinned_uri(resolve_model_uri(model_ref))
+    uri = pin_model_uri(model_ref)
     model = load_model(uri)
     level = model.confidence if confidence is None else confidence
     if level not in model.levels:

@@ -145,6 +145,31 @@ def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch, admin_headers):
         assert c.post("/model/reload").json()["version"] == "2"
         assert c.post("/valuations", json=HOME).json()["model"]["version"] == "2"
 
+    # Issue 22, defect 5: the alias moves back to v1 while v2 is being loaded; the server must
+    # report the version it loaded (v2), not the one the alias names by the time it asks.
+    from mlflow.tracking import MlflowClient
+
+    import homevision.serving.api as api
+    from homevision.tracking import CHAMPION, MODEL_NAME, tracking_uri
+
+    loaded: list[str] = []
+    original = api.load_model
+
+    def load_then_move(ref):
+        model = original(ref)
+        loaded.append(ref)
+        MlflowClient(tracking_uri()).set_registered_model_alias(MODEL_NAME, CHAMPION, "1")
+        return model
+
+    monkeypatch.setattr(api, "load_model", load_then_move)
+    client = MlflowClient(tracking_uri())
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, "2")
+    with TestClient(create_app(), headers=admin_headers) as c:
+        info = c.get("/model").json()
+        assert loaded == ["models:/homevision-price/2"]
+        assert (info["version"], info["alias"]) == ("2", "champion")
+        assert info["run_id"] == client.get_model_version(MODEL_NAME, "2").run_id
+
 
 def test_over_http_against_homevision_serve(served_home):
     env = {**os.environ, "HOMEVISION_HOME": str(served_home)}

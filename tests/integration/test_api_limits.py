@@ -10,6 +10,7 @@ import asyncio
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 import numpy as np
@@ -339,3 +340,32 @@ def test_lean_and_explained_paths_value_alike(served_home):
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
     assert "SqFtTotal 60,000 above" in lean[4]["warning"]
     assert all(v["predicted_close_price"] for v in lean[:4])
+
+
+def test_concurrent_reloads_share_one_load_and_never_stall_valuations(served_home, admin_headers):
+    """Issue 22, defect 6: 50 reloads held the threads that value listings while each waited
+    for a lock, so a valuation waited for all of them."""
+    calls: list[float] = []
+
+    def slow(ref):
+        calls.append(time.monotonic())
+        if len(calls) > 1:  # start-up is quick; every reload takes 2 s
+            time.sleep(2)
+        return load_served(ref)
+
+    with (
+        TestClient(create_app(loader=slow), headers=admin_headers) as c,
+        ThreadPoolExecutor(max_workers=50) as pool,
+    ):
+        reloads = [pool.submit(c.post, "/model/reload") for _ in range(50)]
+        deadline = time.monotonic() + 30
+        while len(calls) < 2 and time.monotonic() < deadline:  # a reload is loading
+            time.sleep(0.01)
+        start = time.perf_counter()
+        valued = c.post("/valuations", json=HOME)
+        waited = time.perf_counter() - start
+        answers = [f.result(timeout=60) for f in reloads]
+    assert valued.status_code == 200 and waited < 1.0, waited
+    assert [a.status_code for a in answers] == [200] * 50
+    assert {a.json()["version"] for a in answers} == {"1"}
+    assert len(calls) - 1 <= 2  # the 50 requests shared one load (two if some came late)
