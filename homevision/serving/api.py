@@ -114,6 +114,8 @@ def _missing_required(listings: list[Listing], required: list[str]) -> list[dict
 
 DEFAULT_MAX_BODY_BYTES = 8_000_000  # a 10,000-listing batch with every field fits
 DEFAULT_MAX_EXPLAIN_BATCH = 100
+DEFAULT_WATCH_SECONDS = 30.0  # how often each worker checks its alias (0: never)
+FIRST_RETRY_SECONDS = 1.0  # a failed load is retried after 1, 2, 4... s, up to the watch period
 WORKER_HEADER = "X-Worker-Pid"  # on /health: which worker process answered
 INTERNAL_ERROR = "internal error: the request could not be completed (the cause has been logged)"
 
@@ -127,6 +129,7 @@ def serving_settings() -> dict[str, int]:
     return {
         "max_body_bytes": int(section.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
         "max_explain_batch": int(section.get("max_explain_batch", DEFAULT_MAX_EXPLAIN_BATCH)),
+        "watch_seconds": float(section.get("watch_seconds", DEFAULT_WATCH_SECONDS)),
     }
 
 
@@ -203,15 +206,19 @@ def create_app(
     max_explain_batch: int | None = None,
     metrics: bool = True,
     keys: KeyRing | None = None,
+    watch_seconds: float | None = None,
 ) -> FastAPI:
     """Return the API; the model is loaded at start-up and on POST /model/reload. Limits
     default to params.yaml's `serving` section. `metrics=False` leaves out the Prometheus
     metrics and GET /metrics (to measure what they cost). `keys`: the API keys that may call
     it (default: the project's key file, homevision.api_keys; serving.auth says who may call
-    which route)."""
+    which route). Every `watch_seconds` (params.yaml serving.watch_seconds) the app checks
+    whether its alias moved and loads the new version, so every worker of a server serves the
+    champion within that time of a promotion; a load that failed is retried with backoff."""
     settings = serving_settings()
     body_cap = settings["max_body_bytes"] if max_body_bytes is None else max_body_bytes
     explain_cap = settings["max_explain_batch"] if max_explain_batch is None else max_explain_batch
+    watch = settings["watch_seconds"] if watch_seconds is None else float(watch_seconds)
     target = model_ref or DEFAULT_REF
     state: dict[str, Served | None] = {"served": None}
     # Reloads run on their own thread, never on the pool that values listings, and concurrent
@@ -228,6 +235,41 @@ def create_app(
             log.exception("Could not load the model %s", target)
             return None
 
+    def adopt(fresh: Served) -> None:
+        """Serve `fresh` from the next request on (called on the event loop: a request sees
+        the old model or the new one, whole)."""
+        state["served"] = fresh
+        if recorder is not None:
+            recorder.serving(fresh.info)
+
+    async def watch_model() -> None:
+        """Retry a failed load with backoff; reload when the alias names another version."""
+        retry = FIRST_RETRY_SECONDS
+        while True:
+            current = state["served"]
+            await asyncio.sleep(min(retry, watch) if current is None else watch)
+            if current is None:
+                fresh = await load_once()
+                if fresh is not None:
+                    adopt(fresh)
+                    log.info("Serving %s (loaded on retry)", fresh.info.uri)
+                retry = FIRST_RETRY_SECONDS if fresh is not None else retry * 2
+                continue
+            if "@" not in target:  # a version or a run never moves
+                continue
+            try:
+                pinned = await asyncio.get_running_loop().run_in_executor(
+                    reloader, pin_model_uri, model_ref
+                )
+            except Exception as err:  # the registry is down: keep serving, ask again later
+                log.warning("Could not check %s: %s", target, err)
+                continue
+            if pinned != f"models:/{current.info.name}/{current.info.version}":
+                fresh = await load_once()
+                if fresh is not None:
+                    adopt(fresh)
+                    log.info("Serving %s v%s (the alias moved)", target, fresh.info.version)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         served_now = await run_in_threadpool(load)
@@ -236,7 +278,10 @@ def create_app(
             recorder.serving(None if served_now is None else served_now.info)
         if served_now is not None:
             log.info("Serving %s", served_now.info.uri)
+        watcher = asyncio.create_task(watch_model()) if watch > 0 else None
         yield
+        if watcher is not None:
+            watcher.cancel()
         reloader.shutdown(wait=False, cancel_futures=True)
 
     async def load_once() -> Served | None:
@@ -311,6 +356,27 @@ def create_app(
         response.headers[WORKER_HEADER] = str(os.getpid())
         return Health(status="ok", model_loaded=state["served"] is not None)
 
+    @app.get("/health/live", response_model=Health)
+    async def live(response: Response) -> Health:
+        """Liveness (Kubernetes' livenessProbe): the process answers; 200 whether or not a model
+        is loaded, so a worker waiting for its model is not restarted for it."""
+        response.headers[WORKER_HEADER] = str(os.getpid())
+        return Health(status="ok", model_loaded=state["served"] is not None)
+
+    @app.get(
+        "/health/ready",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "No model is loaded yet"}},
+    )
+    async def ready(response: Response) -> Health:
+        """Readiness (Kubernetes' readinessProbe): 200 once a model is loaded, 503 until then,
+        so a load balancer sends valuations only to workers that can answer them."""
+        response.headers[WORKER_HEADER] = str(os.getpid())
+        loaded = state["served"] is not None
+        if not loaded:
+            response.status_code = 503
+        return Health(status="ok" if loaded else "loading", model_loaded=loaded)
+
     @app.get(
         "/model",
         response_model=ModelInfo,
@@ -343,9 +409,7 @@ def create_app(
                 else "no model is being served"
             )
             raise HTTPException(503, f"the model at {target} could not be loaded; {still}")
-        state["served"] = fresh  # on the event loop: requests see the old or the new, whole
-        if recorder is not None:
-            recorder.serving(fresh.info)
+        adopt(fresh)
         return fresh.info
 
     @app.post(

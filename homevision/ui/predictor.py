@@ -29,7 +29,13 @@ import streamlit as st
 from homevision.data.fields import FIELDS, FieldRule, format_baths, parse_baths
 from homevision.data.listings import NotAnExportError, coerce_types, read_export
 from homevision.data.sources import resolve_data_path
-from homevision.tracking import ModelNotFoundError, describe_model, load_model, tracking_uri
+from homevision.tracking import (
+    ModelNotFoundError,
+    describe_model,
+    load_model,
+    pin_model_uri,
+    tracking_uri,
+)
 from homevision.ui.charts import money, waterfall_figure
 from homevision.valuation.predict import unsold_rows, value_frame, value_listings
 
@@ -51,23 +57,38 @@ def model_ref() -> str | None:
     return args[0] if args else os.environ.get("HOMEVISION_MODEL") or None
 
 
+ALIAS_CHECK_SECONDS = 30  # a new champion shows in the app within this long (issue 22)
+
+
+def pinned(ref: str | None) -> str:
+    """The version `ref` names now (models:/NAME/VERSION for an alias), asked of the registry
+    at most every ALIAS_CHECK_SECONDS: models and figures are cached per version, so the app
+    notices a new champion instead of keeping the first one for ever."""
+    return _pinned(ref, tracking_uri())
+
+
+@st.cache_data(ttl=ALIAS_CHECK_SECONDS, show_spinner=False)
+def _pinned(ref: str | None, store: str) -> str:
+    return pin_model_uri(ref)
+
+
 def get_model(ref: str | None):
-    """The model behind `ref` in the tracking store in force (loaded once per store and ref)."""
-    return _model(ref, tracking_uri())
+    """The model behind `ref` in the tracking store in force (loaded once per version)."""
+    return _model(pinned(ref), tracking_uri())
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def _model(ref: str | None, store: str):
-    return load_model(ref)
+def _model(version_uri: str, store: str):
+    return load_model(version_uri)
 
 
 def get_info(ref: str | None) -> dict:
-    return _info(ref, tracking_uri())
+    return _info(ref, pinned(ref), tracking_uri())
 
 
 @st.cache_data(show_spinner="Reading the model's run...")
-def _info(ref: str | None, store: str) -> dict:
-    return describe_model(ref)
+def _info(ref: str | None, version_uri: str, store: str) -> dict:
+    return describe_model(ref, version_uri)
 
 
 def flag_listings(table: pd.DataFrame) -> pd.DataFrame:
@@ -100,11 +121,11 @@ def valued_listings(ref: str | None) -> pd.DataFrame:
     modification time)."""
     path = resolve_data_path(None)
     stamp = path.stat().st_mtime_ns if path.exists() else 0
-    return _valued_listings(ref, tracking_uri(), str(path), stamp)
+    return _valued_listings(pinned(ref), tracking_uri(), str(path), stamp)
 
 
 @st.cache_data(show_spinner="Valuing the listings...")
-def _valued_listings(ref: str | None, store: str, path: str, stamp: int) -> pd.DataFrame:
+def _valued_listings(ref: str, store: str, path: str, stamp: int) -> pd.DataFrame:
     raw = read_export(path)
     rows = unsold_rows(raw).reset_index(drop=True)
     frame = value_listings(get_model(ref), rows).frame

@@ -4,6 +4,7 @@ serve` started on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import time
 
 import httpx
 import pytest
@@ -138,7 +139,7 @@ def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch, admin_headers):
     export = write_listings(generate_listings(400, seed=4), tmp_path / "listings.csv")
     train_in(tmp_path, export, ["median_ppsf"])
     monkeypatch.setenv("HOMEVISION_HOME", str(tmp_path))
-    with TestClient(create_app(), headers=admin_headers) as c:
+    with TestClient(create_app(watch_seconds=0), headers=admin_headers) as c:
         assert c.get("/model").json()["version"] == "1"
         train_in(tmp_path, export, ["median_ppsf", "ridge"], "--promote")
         assert c.get("/model").json()["version"] == "1"  # loaded once, until asked
@@ -164,11 +165,22 @@ def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch, admin_headers):
     monkeypatch.setattr(api, "load_model", load_then_move)
     client = MlflowClient(tracking_uri())
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, "2")
-    with TestClient(create_app(), headers=admin_headers) as c:
+    with TestClient(create_app(watch_seconds=0), headers=admin_headers) as c:
         info = c.get("/model").json()
         assert loaded == ["models:/homevision-price/2"]
         assert (info["version"], info["alias"]) == ("2", "champion")
         assert info["run_id"] == client.get_model_version(MODEL_NAME, "2").run_id
+    monkeypatch.setattr(api, "load_model", original)
+
+    # Issue 22, defect 4: a worker notices that the alias moved (here back to v1, above) within
+    # its watch period, without being asked to reload.
+    with TestClient(create_app(watch_seconds=0.2), headers=admin_headers) as c:
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, "2")
+        deadline = time.monotonic() + 30
+        while c.get("/model").json()["version"] != "2" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert c.get("/model").json()["version"] == "2"
+        assert c.post("/valuations", json=HOME).json()["model"]["version"] == "2"
 
 
 def test_over_http_against_homevision_serve(served_home):

@@ -369,3 +369,26 @@ def test_concurrent_reloads_share_one_load_and_never_stall_valuations(served_hom
     assert [a.status_code for a in answers] == [200] * 50
     assert {a.json()["version"] for a in answers} == {"1"}
     assert len(calls) - 1 <= 2  # the 50 requests shared one load (two if some came late)
+
+
+def test_a_failed_start_up_load_is_retried_and_ready_says_when_it_succeeded(served_home):
+    """Issue 22, defect 4: a worker whose start-up load failed answered 503 for ever while
+    /health said ok."""
+    calls = []
+
+    def failing_twice(ref):
+        calls.append(ref)
+        if len(calls) <= 2:
+            raise OSError(SECRET)
+        return load_served(ref)
+
+    with TestClient(create_app(loader=failing_twice, watch_seconds=5)) as c:
+        assert c.get("/health/ready").status_code == 503
+        assert c.get("/health/live").status_code == 200
+        deadline = time.monotonic() + 30
+        while c.get("/health/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ready = c.get("/health/ready")
+        assert ready.status_code == 200 and ready.json()["model_loaded"] is True
+        assert c.post("/valuations", json=HOME).status_code == 200
+    assert len(calls) == 3  # start-up, then retries after 1 s and 2 s
