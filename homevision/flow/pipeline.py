@@ -595,7 +595,10 @@ def reload_api(
     else:
         reload = post_reload(settings.api_url)
         if reload.ok:
-            context.log.info(f"API reloaded the champion: {reload.detail}")
+            context.log.info(
+                f"The API worker that answered reloaded the champion ({reload.detail}); the "
+                "others load it within their watch period (serving.watch_seconds)"
+            )
         else:
             context.log.warning(f"API reload failed: {reload.detail}")
     if intake.new:
