@@ -14,12 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from homevision.api_keys import Scope, create_key, read_keys, revoke_key
+from homevision.cli import app
 from homevision.serving.api import create_app
 
-from .conftest import cli, free_port, served_api
+from .conftest import free_port, served_api
 from .test_api import HOME
+
+runner = CliRunner()
 
 
 @pytest.fixture
@@ -100,25 +104,26 @@ def test_the_openapi_document_declares_the_bearer_scheme_on_each_guarded_route(s
 
 
 def test_keys_cli_creates_lists_and_revokes_without_showing_a_stored_key(tmp_path):
-    created = cli(tmp_path, "keys", "create", "--scope", "admin", "--name", "flow")
-    assert created.returncode == 0, created.stderr
+    created = runner.invoke(app, ["keys", "create", "--scope", "admin", "--name", "flow"])
+    assert created.exit_code == 0, created.output
     key = created.stdout.strip()
     key_id = key.split("_")[1]
     assert f"Created API key {key_id} (scope admin)" in created.stderr
-    listed = cli(tmp_path, "keys", "list")
+    listed = runner.invoke(app, ["keys", "list"])
     assert key_id in listed.stdout and "flow" in listed.stdout
-    assert key.split("_", 2)[2] not in listed.stdout + listed.stderr
-    assert cli(tmp_path, "keys", "revoke", key_id).returncode == 0
-    again = cli(tmp_path, "keys", "revoke", key_id)
-    assert again.returncode == 2 and f"no API key '{key_id}'" in again.stdout
+    assert key.split("_", 2)[2] not in listed.output
+    assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 0
+    again = runner.invoke(app, ["keys", "revoke", key_id])
+    assert again.exit_code == 2 and f"no API key '{key_id}'" in again.stdout
     stored = json.loads((tmp_path / ".homevision" / "api-keys.json").read_text())
     assert stored == []
+    assert "No keys" in runner.invoke(app, ["keys", "list"]).stdout
 
 
 def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
-    proc = cli(tmp_path, "serve", "--host", "0.0.0.0", "--port", str(free_port()))
-    assert proc.returncode == 2
-    assert proc.stdout.startswith("error: refusing to listen on 0.0.0.0 without API keys")
+    refused = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", str(free_port())])
+    assert refused.exit_code == 2
+    assert refused.stdout.startswith("error: refusing to listen on 0.0.0.0 without API keys")
 
 
 def test_the_real_server_refuses_requests_without_the_right_key(served_home, tmp_path):
