@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from homevision.config import PACKAGE_DIR, project_root
+from homevision.service_secrets import apply_to_environment
+from homevision.signing import UnverifiedModelError, signature_tags, signing_key, verify
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "homevision-price"
@@ -40,7 +43,10 @@ class ModelNotFoundError(LookupError):
 
 
 def tracking_uri() -> str:
-    """Return the tracking URI in force (env, else the project's SQLite store)."""
+    """Return the tracking URI in force (env, else the project's SQLite store). Also points the
+    MLflow client and libpq at the team services' credentials when they exist (every command
+    asks for the URI before it opens a store)."""
+    apply_to_environment()
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
@@ -99,14 +105,50 @@ def pin_model_uri(ref: str | None) -> str:
 
 def load_model(ref: str | None = None):
     """Return the fitted ValuationModel (raw listing columns -> dollars, ranges, reasons)
-    behind a model reference."""
+    behind a model reference. With a signing key configured the model's files are checked
+    against its signature before anything is unpickled (UnverifiedModelError otherwise)."""
     uri = resolve_model_uri(ref)
     mlflow.set_tracking_uri(tracking_uri())
     try:
-        return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+        if signing_key() is None:
+            return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+        with tempfile.TemporaryDirectory(prefix="homevision-model-") as tmp:
+            local = fetch_verified(uri, Path(tmp))
+            return mlflow.pyfunc.load_model(str(local)).unwrap_python_model().model
+    except (UnverifiedModelError, ModelNotFoundError):
+        raise
     except Exception as err:  # MLflow raises several types for a reference that does not exist
         hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""
         raise ModelNotFoundError(f"no model at {uri}{hint}: {_first_line(err)}") from None
+
+
+def fetch_verified(ref: str | None, folder: Path) -> Path:
+    """Download the model behind `ref` into `folder` and return its local path; with a signing
+    key configured, first check its files against the signature in its version's tags (a run's
+    tags for runs:/ references). Load from the returned path: what was checked is what runs.
+    Raises UnverifiedModelError, or ModelNotFoundError for a reference that resolves to none."""
+    uri = pin_model_uri(ref)
+    key = signing_key()
+    tags = _signature_source(uri) if key is not None else {}
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
+    except Exception as err:
+        raise ModelNotFoundError(f"no model at {uri}: {_first_line(err)}") from None
+    if key is not None:
+        verify(local, tags, key, uri)
+    return local
+
+
+def _signature_source(uri: str) -> dict[str, str]:
+    """Return the tags that carry `uri`'s signature: its model version's, or its run's."""
+    client = MlflowClient(tracking_uri())
+    try:
+        if uri.startswith("models:/"):
+            name, _, number = uri.removeprefix("models:/").partition("/")
+            return dict(client.get_model_version(name, number).tags)
+        return dict(client.get_run(uri.removeprefix("runs:/").split("/")[0]).data.tags)
+    except Exception as err:
+        raise ModelNotFoundError(f"no model at {uri}: {_first_line(err)}") from None
 
 
 def _first_line(err: Exception) -> str:
@@ -183,36 +225,63 @@ def register(
     model_id: str | None = None,
 ) -> str:
     """Register a logged model as a new version of `name`; return the version. A tracking
-    server refuses a `models:/m-...` source without the logged model's id, so pass it."""
+    server refuses a `models:/m-...` source without the logged model's id, so pass it. With a
+    signing key the version is created already carrying its artifacts' signed digest (also
+    set on the run, for runs:/ references): there is no moment at which it exists unsigned.
+    Two trains registering the first version of a name together both succeed."""
     client = MlflowClient(tracking_uri())
-    try:
-        client.get_registered_model(name)
-    except Exception:
-        client.create_registered_model(
-            name, description="Sale price of a home from its MLS listing, in dollars."
-        )
+    key = signing_key()
+    if key is not None:
+        with tempfile.TemporaryDirectory(prefix="homevision-sign-") as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+            signed = signature_tags(Path(local), key)
+        tags = {**tags, **signed}
+        for tag, value in signed.items():
+            client.set_tag(run_id, tag, value)
+    _ensure_registered_model(client, name)
     version = client.create_model_version(
         name, model_uri, run_id=run_id, tags=tags, model_id=model_id
     )
     return str(version.version)
 
 
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    """Create the registered model `name` unless it exists; another train creating it at the
+    same moment is not an error (issue 22, defect 12: the loser used to fail after logging)."""
+    try:
+        client.get_registered_model(name)
+        return
+    except Exception:  # absent (MLflow raises several types)
+        pass
+    try:
+        client.create_registered_model(
+            name, description="Sale price of a home from its MLS listing, in dollars."
+        )
+    except Exception as err:
+        if "RESOURCE_ALREADY_EXISTS" not in str(err) and "already exists" not in str(err):
+            raise
+        client.get_registered_model(name)  # it exists now: the other train created it
+
+
 def set_champion(version: str, name: str = MODEL_NAME, expected: str | None = None) -> bool:
     """Move the champion alias of `name` to `version`, unless it moved since the caller looked
-    (it then held `expected`, None meaning no champion): a guard against two trains deciding
-    on the same champion and the last one winning whatever its score. Return whether it moved.
-    """
-    current = champion(name)
-    now = None if current is None else str(current.version)
-    if now != expected:
-        log.warning(
-            "Champion of %s moved from v%s to v%s during this run: alias left as it is",
-            name,
-            expected,
-            now,
-        )
-        return False
-    MlflowClient(tracking_uri()).set_registered_model_alias(name, CHAMPION, version)
+    (it then held `expected`, None meaning no champion): compare-and-set under a lock
+    (homevision.locks.champion_lock), so of two trains that decided on the same champion only
+    the first moves it. Return whether it moved."""
+    from homevision.locks import champion_lock
+
+    with champion_lock(name):
+        current = champion(name)
+        now = None if current is None else str(current.version)
+        if now != expected:
+            log.warning(
+                "Champion of %s moved from v%s to v%s during this run: alias left as it is",
+                name,
+                expected,
+                now,
+            )
+            return False
+        MlflowClient(tracking_uri()).set_registered_model_alias(name, CHAMPION, version)
     return True
 
 

@@ -66,6 +66,10 @@ def _isolated_project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("HOMEVISION_OPTUNA_STORAGE", raising=False)
     monkeypatch.delenv("HOMEVISION_API_KEYS", raising=False)
+    # The services' secrets (signing key, credentials) are found through the project root: a
+    # test sees them only where it asks for them (SERVICES_DIR, the `server` fixtures).
+    monkeypatch.delenv("HOMEVISION_SERVICES_DIR", raising=False)
+    monkeypatch.delenv("HOMEVISION_SIGNING_KEY", raising=False)
     # pytest-xdist sets COLUMNS=80 in its workers; a command run off a terminal has none.
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("LINES", raising=False)
@@ -87,12 +91,31 @@ def _service_missing(what: str) -> None:
     pytest.skip(message)
 
 
+SERVICES_DIR = Path(os.environ.get("HOMEVISION_TEST_SERVICES_DIR", ROOT / ".services"))
+
+
+def _use_service_credentials() -> None:
+    """Give this test process (and the commands it starts) the services' credentials: the
+    MLflow server's user and libpq's password file, as `scripts/services.sh env` would."""
+    from homevision.service_secrets import MLFLOW_PASSWORD, MLFLOW_USER, PGPASS, read_secret
+
+    password = read_secret(MLFLOW_PASSWORD, SERVICES_DIR)
+    if password and "MLFLOW_TRACKING_PASSWORD" not in os.environ:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = MLFLOW_USER
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    pgpass = SERVICES_DIR / "secrets" / PGPASS
+    if pgpass.is_file():
+        os.environ.setdefault("PGPASSFILE", str(pgpass))
+
+
 @pytest.fixture(scope="session")
 def tracking_server() -> str:
-    """The MLflow tracking server's URI (skip, or fail in CI, when it does not answer)."""
+    """The MLflow tracking server's URI (skip, or fail in CI, when it does not answer); the
+    session then holds its credentials."""
     try:
         with urllib.request.urlopen(f"{MLFLOW_SERVER}/health", timeout=5) as response:
             if response.status == 200:
+                _use_service_credentials()
                 return MLFLOW_SERVER
     except OSError:
         pass
@@ -105,6 +128,7 @@ def optuna_postgres() -> str:
     """The PostgreSQL URL that holds Optuna studies (skip, or fail in CI, when it is down)."""
     import psycopg
 
+    _use_service_credentials()
     try:
         psycopg.connect(OPTUNA_POSTGRES, connect_timeout=5).close()
     except psycopg.OperationalError:

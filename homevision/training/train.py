@@ -26,6 +26,7 @@ from homevision.config import PACKAGE_DIR, load_params, paths
 from homevision.data.listings import Listings, load_listings, write_rejected
 from homevision.data.schema import MLS_ID
 from homevision.features import FeatureSet, get_feature_set
+from homevision.locks import reports_lock
 from homevision.monitoring.reference import ARTIFACT_DIR as REFERENCE_DIR
 from homevision.monitoring.reference import (
     OOF_VALUATION,
@@ -745,8 +746,9 @@ def _champion_version(name: str) -> str | None:
 def _write_artifacts(ctx: dict[str, Any], workdir: Path) -> Path:
     """Write the card, leaderboard, plots, metrics.json (`dvc metrics`) and model.json (the
     registered version and the champion) into this run's own folder, log them to the active
-    run, then publish them to reports/ file by file with atomic replaces (two trains at once
-    never leave a half-written card). Return the published card's path."""
+    run, then publish them to reports/ with atomic replaces, the whole set under one lock (two
+    trains at once never leave a half-written card, nor one run's card beside the other's
+    metrics). Return the published card's path."""
     figures = {
         "shap_summary.png": summary_plot(ctx["contributions"], ctx["encoder"]),
         "leaderboard.png": plots.leaderboard_chart(ctx["table"]),
@@ -767,13 +769,14 @@ def _write_artifacts(ctx: dict[str, Any], workdir: Path) -> Path:
         (workdir / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     (workdir / "honest_estimate.json").write_text(json.dumps(ctx["honest"], indent=2, default=str))
     published = paths().reports
-    for path in sorted(workdir.iterdir()):
-        if path.name == "rejected.csv":
-            continue  # logged at the start of the run
+    files = [p for p in sorted(workdir.iterdir()) if p.name != "rejected.csv"]  # logged earlier
+    for path in files:
         mlflow.log_artifact(str(path))
-        tmp = published / f".{path.name}.{ctx['run_id']}"
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, published / path.name)
+    with reports_lock(published):  # one run's set at a time (issue 22, defect 12)
+        for path in files:
+            tmp = published / f".{path.name}.{ctx['run_id']}"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, published / path.name)
     return published / "model_card.md"
 
 

@@ -1,0 +1,90 @@
+"""`python -m homevision.services start|stop|status|env` (what scripts/services.sh runs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+
+from homevision.service_secrets import MLFLOW_USER, SIGNING_KEY, ensure_secret, write_private
+from homevision.services import mlflow_server, postgres
+from homevision.services.postgres import ServiceError, create_databases
+from homevision.services.settings import Settings, external_pgpass_line
+
+USAGE = "usage: scripts/services.sh start|stop|status|env"
+
+
+def say(text: str) -> None:
+    """Write the command's answer (stdout: the exports are meant for `eval`)."""
+    sys.stdout.write(text + "\n")
+
+
+def start(settings: Settings) -> None:
+    """Secrets first (generated once), then PostgreSQL (ours, or the given database), then the
+    MLflow server."""
+    ensure_secret(SIGNING_KEY, settings.dir)
+    if settings.external_url:
+        line = external_pgpass_line(settings.external_url)
+        if line is not None:
+            write_private(settings.pgpass, line)
+        create_databases(settings.external_url, settings)
+    else:
+        postgres.start(settings)
+    mlflow_server.start(settings)
+
+
+def stop(settings: Settings) -> None:
+    mlflow_server.stop(settings)
+    if not settings.external_url:
+        postgres.stop(settings)
+
+
+def status(settings: Settings) -> int:
+    """Print one line per service; return 1 when one is down."""
+    lines = [] if settings.external_url else [postgres.status(settings)]
+    lines.append(mlflow_server.status(settings))
+    say("\n".join(line for _, line in lines))
+    return 0 if all(up for up, _ in lines) else 1
+
+
+def env_lines(settings: Settings) -> list[str]:
+    """Return the exports that point a shell at the services: no secret, only where it is."""
+    q = shlex.quote
+    password = q(str(settings.mlflow_password_file))
+    return [
+        f"export HOMEVISION_SERVICES_DIR={q(str(settings.dir))}",
+        f"export MLFLOW_TRACKING_URI={q(settings.mlflow_uri)}",
+        f"export MLFLOW_TRACKING_USERNAME={MLFLOW_USER}",
+        f'export MLFLOW_TRACKING_PASSWORD="$(cat {password})"',
+        f"export PGPASSFILE={q(str(settings.pgpass))}",
+        f"export HOMEVISION_OPTUNA_STORAGE={q(settings.database_url('optuna'))}",
+    ]
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="services: %(message)s", stream=sys.stderr)
+    settings = Settings.from_env()
+    os.environ["PGPASSFILE"] = str(settings.pgpass)  # our own connections: the password file
+    command = argv[0] if argv else ""
+    try:
+        if command == "start":
+            start(settings)
+            say("\n".join(env_lines(settings)))
+        elif command == "stop":
+            stop(settings)
+        elif command == "status":
+            return status(settings)
+        elif command == "env":
+            say("\n".join(env_lines(settings)))
+        else:
+            sys.stderr.write(USAGE + "\n")
+            return 2
+    except ServiceError as err:
+        sys.stderr.write(f"services: {err}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

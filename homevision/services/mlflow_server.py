@@ -1,0 +1,174 @@
+"""The MLflow tracking server for the team: backend store on PostgreSQL, artifacts served from
+`<services dir>/mlartifacts`, MLflow's basic-auth app in front (every REST call needs a user;
+the `admin` password is generated on first start). The store URL reaches the server through its
+environment (MLFLOW_BACKEND_STORE_URI) and the password through the libpq password file: no
+secret is on its command line, in `ps`, or in what `status` and `env` print.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from homevision.service_secrets import MLFLOW_PASSWORD, MLFLOW_USER, ensure_secret, write_private
+from homevision.services.postgres import ServiceError
+from homevision.services.processes import (
+    own_process,
+    port_in_use,
+    recorded_pid,
+    stop_group,
+    write_pid,
+)
+from homevision.services.settings import Settings
+
+log = logging.getLogger("homevision.services")
+FLASK_KEY = "mlflow-flask-key"
+MARKER = "mlflow"  # in the command line of the server we start (and of no stranger we adopt)
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.dir / "mlflow.pid"
+
+
+def answers(settings: Settings) -> bool:
+    """Return whether something answers 200 on the server's /health (open: no credentials)."""
+    try:
+        url = f"{settings.mlflow_uri}/health"
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def auth_config(settings: Settings) -> Path:
+    """Write the basic-auth app's configuration (mode 0600: it holds the admin password) and
+    return its path. Users and permissions live in the `mlflow_auth` database."""
+    password = ensure_secret(MLFLOW_PASSWORD, settings.dir)
+    text = "\n".join(
+        [
+            "[mlflow]",
+            "default_permission = READ",
+            f"database_uri = {settings.database_url('mlflow_auth', with_password=True)}",
+            f"admin_username = {MLFLOW_USER}",
+            f"admin_password = {password}",
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+            "grant_default_workspace_access = false",
+            # A credential check is PBKDF2: cache a good one for a minute per worker.
+            "auth_cache_ttl_seconds = 60",
+            "",
+        ]
+    )
+    return write_private(settings.secrets / "mlflow-auth.ini", text)
+
+
+def start(settings: Settings) -> None:
+    """Start the server unless ours already runs; refuse a port held by anything else."""
+    pids = pid_file(settings)
+    if own_process(pids, MARKER) is not None and answers(settings):
+        log.info("MLflow server already answers on %s", settings.mlflow_uri)
+        return
+    if port_in_use(settings.mlflow_port):
+        raise ServiceError(
+            f"port {settings.mlflow_port} on 127.0.0.1 is taken by a program this project did not "
+            "start (no live MLflow server of ours is recorded in "
+            f"{pids}): stop it or set HOMEVISION_MLFLOW_PORT"
+        )
+    env = {
+        **os.environ,
+        "PGPASSFILE": str(settings.pgpass),
+        "MLFLOW_BACKEND_STORE_URI": settings.database_url("mlflow", with_password=True),
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config(settings)),
+        # Signs the auth app's CSRF tokens; the same on every start.
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": ensure_secret(FLASK_KEY, settings.dir),
+    }
+    _upgrade_store(env)
+    artifacts = settings.dir / "mlartifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(settings.mlflow_bin),
+        "server",
+        "--app-name",
+        "basic-auth",
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.mlflow_port),
+        "--workers",
+        "1",
+    ]
+    logfile = settings.dir / "mlflow.log"
+    with logfile.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop signals it and its workers
+        )
+    write_pid(pids, process.pid)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if answers(settings):
+            log.info("MLflow server started on %s (log: %s)", settings.mlflow_uri, logfile)
+            return
+        if process.poll() is not None:
+            tail = logfile.read_text(errors="replace").splitlines()[-30:]
+            raise ServiceError("the MLflow server exited; its log ends:\n" + "\n".join(tail))
+        time.sleep(0.5)
+    raise ServiceError(f"the MLflow server did not answer within 90 s (log: {logfile})")
+
+
+def _upgrade_store(env: dict[str, str]) -> None:
+    """Create or migrate the tracking tables (what `mlflow db upgrade` does), with the URL
+    passed through the environment rather than argv."""
+    import sys
+
+    code = (
+        "import os\n"
+        "from mlflow.db import upgrade\n"
+        "upgrade.callback(os.environ['MLFLOW_BACKEND_STORE_URI'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise ServiceError(
+            "the MLflow database could not be created or upgraded: "
+            + (done.stderr.strip().splitlines() or ["no output"])[-1]
+        )
+
+
+def stop(settings: Settings) -> None:
+    """Stop the server we started; a pid file naming any other process is removed unsignalled."""
+    pids = pid_file(settings)
+    pid = own_process(pids, MARKER)
+    if pid is not None:
+        stop_group(pid)
+        log.info("MLflow server stopped")
+    elif pids.exists():
+        log.warning(
+            "%s names process %s, which is not the MLflow server this project started: "
+            "nothing signalled, the stale pid file removed",
+            pids,
+            recorded_pid(pids),
+        )
+    pids.unlink(missing_ok=True)
+
+
+def status(settings: Settings) -> tuple[bool, str]:
+    """Return (up, one line) for `status`."""
+    ours = own_process(pid_file(settings), MARKER) is not None
+    if ours and answers(settings):
+        return True, f"MLflow server: up ({settings.mlflow_uri}, password required)"
+    if answers(settings):
+        return False, (
+            f"MLflow server: something this project did not start answers on {settings.mlflow_uri}"
+        )
+    return False, "MLflow server: down"

@@ -1,0 +1,245 @@
+"""PostgreSQL for the team services: a cluster of Debian's `postgresql` package that accepts
+password logins only (scram-sha-256, no `trust`), on 127.0.0.1, created and started here.
+
+The role's password is generated on first start (service_secrets, mode 0600) and reaches initdb
+through a password file, and every client through the libpq password file: it is on no argv.
+A cluster made by an older homevision with `trust` is given the password and hardened in place.
+As root the cluster runs as the user `postgres`; when that user cannot reach the services dir,
+the cluster lives in its home instead (nothing's permissions are widened).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from homevision.service_secrets import PG_PASSWORD, ensure_secret, write_private
+from homevision.services.processes import port_in_use
+from homevision.services.settings import DATABASES, PG_USER, Settings, pgpass_line
+
+log = logging.getLogger("homevision.services")
+POSTGRES_HOME = Path("/var/lib/postgresql")
+
+
+class ServiceError(RuntimeError):
+    """A service that cannot be started or stopped as asked, in one sentence."""
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def find_bin(settings: Settings, install: bool = False) -> Path | None:
+    """Return the newest PostgreSQL bin folder; with `install`, apt-get installs the package
+    when there is none (only `start` installs: `status` never changes the machine)."""
+    found = sorted(settings.pg_root.glob("*/bin"), key=lambda p: _version(p.parent.name))
+    if found or not install:
+        return found[-1] if found else None
+    log.info("installing PostgreSQL (Debian package postgresql)")
+    sudo = [] if is_root() else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "postgresql"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    return find_bin(settings)
+
+
+def _version(name: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", name))
+
+
+def as_pg(cmd: list[str]) -> list[str]:
+    """Return `cmd` run as the cluster's owner: postgres when we are root, else ourselves."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if is_root() else cmd
+
+
+def pgdata(settings: Settings) -> Path:
+    """Return the cluster's folder: `<services dir>/pg`, or, as root when the user postgres
+    cannot reach the services dir, a folder of its own home named after the services dir."""
+    if not is_root() or _postgres_reaches(settings.dir):
+        return settings.pgdata
+    digest = hashlib.sha256(str(settings.dir).encode()).hexdigest()[:12]
+    return POSTGRES_HOME / f"homevision-{digest}"
+
+
+def _postgres_reaches(folder: Path) -> bool:
+    probe = folder if folder.exists() else folder.parent
+    return subprocess.run(as_pg(["test", "-x", str(probe)]), check=False).returncode == 0
+
+
+def running(settings: Settings, bindir: Path) -> bool:
+    """Return whether our cluster runs (pg_ctl's own pid check of its data folder)."""
+    data = pgdata(settings)
+    if not (data / "postmaster.pid").exists():
+        return False
+    status = subprocess.run(
+        as_pg([str(bindir / "pg_ctl"), "-D", str(data), "status"]),
+        capture_output=True,
+        check=False,
+    )
+    return status.returncode == 0
+
+
+def start(settings: Settings) -> None:
+    """Create (first time), harden (a trust cluster of old), start the cluster and create the
+    databases; idempotent."""
+    bindir = find_bin(settings, install=True)
+    if bindir is None:
+        raise ServiceError("PostgreSQL is not installed and apt-get could not install it")
+    password = ensure_secret(PG_PASSWORD, settings.dir)
+    write_private(settings.pgpass, pgpass_line("127.0.0.1", settings.pg_port, PG_USER, password))
+    data = pgdata(settings)
+    if data != settings.pgdata:
+        log.info("the user postgres cannot reach %s: the cluster lives in %s", settings.dir, data)
+    if not (data / "PG_VERSION").exists():
+        _init_cluster(data, bindir, password)
+    if running(settings, bindir):
+        log.info("PostgreSQL already runs on 127.0.0.1:%d", settings.pg_port)
+    else:
+        if port_in_use(settings.pg_port):
+            raise ServiceError(
+                f"port {settings.pg_port} on 127.0.0.1 is taken by a program that is not this "
+                "project's PostgreSQL: stop it or set HOMEVISION_PG_PORT"
+            )
+        subprocess.run(
+            as_pg(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(data / "postgres.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-h 127.0.0.1 -p {settings.pg_port} -k ''",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        log.info("PostgreSQL started on 127.0.0.1:%d", settings.pg_port)
+    if _trusting(data):
+        _harden(settings, bindir, data, password)
+    create_databases(settings.database_url("postgres"), settings)
+
+
+def _init_cluster(data: Path, bindir: Path, password: str) -> None:
+    """initdb with password authentication only; the password goes through a private file."""
+    log.info("creating the PostgreSQL cluster in %s", data)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if is_root():
+        shutil.chown(data, "postgres", "postgres")
+    folder = Path(tempfile.mkdtemp(prefix="homevision-initdb-"))  # 0700
+    pwfile = folder / "pwfile"
+    try:
+        write_private(pwfile, password + "\n")
+        if is_root():
+            shutil.chown(folder, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        subprocess.run(
+            as_pg(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    PG_USER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+    except subprocess.CalledProcessError as err:
+        raise ServiceError(f"initdb failed: {err.stderr.decode(errors='replace')[-500:]}") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _hba_lines(data: Path) -> list[str]:
+    return (data / "pg_hba.conf").read_text().splitlines(keepends=True)
+
+
+def _trusting(data: Path) -> bool:
+    """Return whether pg_hba.conf lets anyone in without a password (an older cluster)."""
+    return any(
+        line.split()[-1:] == ["trust"] for line in _hba_lines(data) if not line.startswith("#")
+    )
+
+
+def _harden(settings: Settings, bindir: Path, data: Path, password: str) -> None:
+    """Give the role its password (over the connection, still trusted), then switch every
+    `trust` line of pg_hba.conf to scram-sha-256 and reload."""
+    import psycopg
+    from psycopg import sql
+
+    log.info("hardening the PostgreSQL cluster: password logins only from now on")
+    with psycopg.connect(settings.database_url("postgres"), autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(PG_USER), sql.Literal(password)
+            )
+        )
+    hba = data / "pg_hba.conf"
+    lines = [
+        line if line.startswith("#") else re.sub(r"\btrust(\s*)$", r"scram-sha-256\1", line)
+        for line in _hba_lines(data)
+    ]
+    hba.write_text("".join(lines))
+    subprocess.run(
+        as_pg([str(bindir / "pg_ctl"), "-D", str(data), "reload"]),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def create_databases(admin_url: str, settings: Settings) -> None:
+    """Create the databases the services use (mlflow, optuna, mlflow_auth) when missing."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        for name in DATABASES:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def stop(settings: Settings) -> None:
+    """Stop our cluster (its data is kept)."""
+    bindir = find_bin(settings)
+    if bindir is None or not running(settings, bindir):
+        return
+    subprocess.run(
+        as_pg([str(bindir / "pg_ctl"), "-D", str(pgdata(settings)), "-m", "fast", "-w", "stop"]),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    log.info("PostgreSQL stopped")
+
+
+def status(settings: Settings) -> tuple[bool, str]:
+    """Return (up, one line) for `status`; never installs anything."""
+    bindir = find_bin(settings)
+    if bindir is None:
+        return False, "PostgreSQL: not installed (make services installs it)"
+    if running(settings, bindir):
+        return True, f"PostgreSQL: up (127.0.0.1:{settings.pg_port}, password logins only)"
+    return False, "PostgreSQL: down"

@@ -1,0 +1,183 @@
+"""`make services` (homevision.services): URLs without passwords, the exports, and the checks
+that keep it from adopting or signalling what it did not start (issue 22, defects 3 and 8)."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import pwd
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from homevision.services import mlflow_server, postgres
+from homevision.services.__main__ import env_lines
+from homevision.services.postgres import ServiceError
+from homevision.services.processes import own_process, start_time, write_pid
+from homevision.services.settings import (
+    Settings,
+    database_url,
+    external_pgpass_line,
+    pgpass_line,
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _settings(tmp_path: Path, **changes) -> Settings:
+    values = {
+        "dir": tmp_path / ".services",
+        "pg_port": _free_port(),
+        "mlflow_port": _free_port(),
+        "external_url": None,
+        "mlflow_bin": Path(sys.executable).with_name("mlflow"),
+        "pg_root": Path("/usr/lib/postgresql"),
+    }
+    return Settings(**(values | changes))
+
+
+def test_a_given_database_url_keeps_its_query_string_and_loses_its_password():
+    given = "postgresql+psycopg://ana:s%3Acret@db.example.com:6543/postgres?sslmode=require"
+    assert (
+        database_url(given, "mlflow")
+        == "postgresql+psycopg://ana@db.example.com:6543/mlflow?sslmode=require"
+    )
+    assert database_url(given, "optuna", with_password=True) == (
+        "postgresql+psycopg://ana:s%3Acret@db.example.com:6543/optuna?sslmode=require"
+    )
+    assert external_pgpass_line(given) == "db.example.com:6543:*:ana:s\\:cret\n"
+    assert external_pgpass_line("postgresql://ana@db/x") is None
+    assert pgpass_line("127.0.0.1", 5433, "homevision", "a\\b") == (
+        "127.0.0.1:5433:*:homevision:a\\\\b\n"
+    )
+
+
+def test_the_exports_name_where_secrets_are_never_the_secrets(tmp_path):
+    from homevision.service_secrets import MLFLOW_PASSWORD, ensure_secret
+
+    settings = _settings(tmp_path, external_url="postgresql://u:topsecret@h:5432/postgres")
+    password = ensure_secret(MLFLOW_PASSWORD, settings.dir)
+    text = "\n".join(env_lines(settings))
+    assert "topsecret" not in text and password not in text
+    assert "HOMEVISION_OPTUNA_STORAGE=postgresql://u@h:5432/optuna" in text
+    assert f'MLFLOW_TRACKING_PASSWORD="$(cat {settings.mlflow_password_file})"' in text
+
+
+@pytest.fixture
+def stranger():
+    """A process this project did not start, in its own process group."""
+    process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_pid_is_ours_only_with_its_start_time_and_command(tmp_path, stranger):
+    pids = tmp_path / "mlflow.pid"
+    write_pid(pids, stranger.pid)
+    assert own_process(pids, "sleep") == stranger.pid
+    assert own_process(pids, "mlflow") is None  # alive, but not an MLflow server
+    pids.write_text(f"{stranger.pid} {start_time(stranger.pid) + 1}\n")  # a reused pid
+    assert own_process(pids, "sleep") is None
+    pids.write_text(f"{stranger.pid}\n")  # an old or hand-written file
+    assert own_process(pids, "sleep") is None
+
+
+def test_stop_never_signals_a_process_named_by_a_stale_pid_file(tmp_path, stranger, caplog):
+    settings = _settings(tmp_path)
+    settings.dir.mkdir()
+    write_pid(mlflow_server.pid_file(settings), stranger.pid)
+    mlflow_server.stop(settings)
+    time.sleep(0.3)
+    assert stranger.poll() is None, "stop signalled a process it did not start"
+    assert not mlflow_server.pid_file(settings).exists()
+    assert "not the MLflow server this project started" in caplog.text
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_start_refuses_a_port_that_something_else_answers_on(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = _settings(tmp_path, mlflow_port=server.server_address[1])
+        up, line = mlflow_server.status(settings)
+        assert not up and "something this project did not start answers" in line
+        with pytest.raises(ServiceError, match=r"is taken by a program this project did not start"):
+            mlflow_server.start(settings)
+        assert not mlflow_server.pid_file(settings).exists()
+    finally:
+        server.shutdown()
+
+
+def test_status_installs_nothing(tmp_path):
+    """`status` on a machine without PostgreSQL says so; it never runs sudo or apt-get."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    marker = tmp_path / "ran"
+    for name in ("sudo", "apt-get"):
+        tool = fake / name
+        tool.write_text(f"#!/bin/sh\necho {name} >> {marker}\n")
+        tool.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "HOMEVISION_SERVICES_DIR": str(tmp_path / ".services"),
+        "HOMEVISION_PG_ROOT": str(tmp_path / "no-postgresql"),
+        "HOMEVISION_MLFLOW_PORT": str(_free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "homevision.services", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "PostgreSQL: not installed (make services installs it)",
+        "MLflow server: down",
+    ]
+    assert not marker.exists(), marker.read_text()
+
+
+def _postgres_user() -> bool:
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _postgres_user(), reason="needs root and postgres")
+def test_as_root_a_folder_postgres_cannot_reach_is_not_opened_up(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    settings = _settings(private)
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [private, *private.parents]}
+    data = postgres.pgdata(settings)
+    assert data.parent == postgres.POSTGRES_HOME and data.name.startswith("homevision-")
+    assert {p: stat.S_IMODE(p.stat().st_mode) for p in modes} == modes
+    reachable = _settings(tmp_path / "open")
+    (tmp_path / "open").mkdir()
+    if postgres._postgres_reaches(tmp_path / "open"):
+        assert postgres.pgdata(reachable) == reachable.pgdata
