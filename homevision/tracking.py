@@ -113,13 +113,17 @@ def load_model(ref: str | None = None):
         if signing_key() is None:
             return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
         with tempfile.TemporaryDirectory(prefix="homevision-model-") as tmp:
-            local = fetch_verified(uri, Path(tmp))
-            return mlflow.pyfunc.load_model(str(local)).unwrap_python_model().model
+            return load_local(fetch_verified(uri, Path(tmp)))
     except (UnverifiedModelError, ModelNotFoundError):
         raise
     except Exception as err:  # MLflow raises several types for a reference that does not exist
         hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""
         raise ModelNotFoundError(f"no model at {uri}{hint}: {_first_line(err)}") from None
+
+
+def load_local(folder: str | Path):
+    """Return the ValuationModel of a model folder already on this machine (fetch_verified's)."""
+    return mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().model
 
 
 def fetch_verified(ref: str | None, folder: Path) -> Path:

@@ -54,7 +54,14 @@ from homevision.serving.schemas import (
     Valuation,
     ValuationResponse,
 )
-from homevision.tracking import DEFAULT_REF, describe_model, load_model, pin_model_uri
+from homevision.signing import UnverifiedModelError
+from homevision.tracking import (
+    DEFAULT_REF,
+    ModelNotFoundError,
+    describe_model,
+    load_model,
+    pin_model_uri,
+)
 from homevision.valuation import predict
 from homevision.valuation.model import engine_note
 
@@ -227,11 +234,20 @@ def create_app(
     in_flight: dict[str, asyncio.Future | None] = {"load": None}
     recorder: Metrics | None = process_metrics() if metrics else None
 
+    failure: dict[str, str] = {"reason": ""}  # why the last load failed, safe to answer
+
     def load() -> Served | None:
-        """Load the model, or log why not and return None (never raises)."""
+        """Load the model, or log why not and return None (never raises). A refusal the
+        registry or the signature check explains in one sentence is kept for reload's answer;
+        anything else only goes to the log."""
         try:
             return loader(model_ref)
+        except (UnverifiedModelError, ModelNotFoundError) as err:
+            failure["reason"] = str(err)
+            log.error("Could not load the model %s: %s", target, err)
+            return None
         except Exception:  # MLflow, a corrupt artifact, unpickling: all mean "no model"
+            failure["reason"] = "see the server's log"
             log.exception("Could not load the model %s", target)
             return None
 
@@ -408,7 +424,9 @@ def create_app(
                 if current is not None
                 else "no model is being served"
             )
-            raise HTTPException(503, f"the model at {target} could not be loaded; {still}")
+            raise HTTPException(
+                503, f"the model at {target} could not be loaded ({failure['reason']}); {still}"
+            )
         adopt(fresh)
         return fresh.info
 

@@ -625,7 +625,9 @@ def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id
     example = X[fs.raw_columns].head(5)
     pyfunc = ValuationPyfunc(model)
     signature = infer_signature(
-        example, pyfunc.predict(None, example), params={"confidence": model.confidence}
+        example,
+        pyfunc.predict(None, example),
+        params={"confidence": model.confidence, "checked": False},
     )
     # The package travels with the model (code_paths): `mlflow models serve` needs no install.
     # The pyfunc is logged as code (valuation/pyfunc_model.py), the fitted model as an artifact.

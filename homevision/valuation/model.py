@@ -13,7 +13,7 @@ from sklearn import config_context
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from homevision.data.schema import BATHS, MIN_LIST_PRICE
+from homevision.data.schema import BATHS, MIN_LIST_PRICE, MLS_ID
 from homevision.features import FeatureSet, get_feature_set
 from homevision.valuation.comps import ComparablesIndex
 from homevision.valuation.engine import (
@@ -296,11 +296,15 @@ MODEL_ARTIFACT = "valuation_model"  # the fitted ValuationModel, a joblib file b
 
 
 class ValuationPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc face of a ValuationModel: `mlflow models serve` returns point and range.
+    """MLflow pyfunc face of a ValuationModel: `mlflow models serve` returns point and range,
+    with the same rules as the API and the CLI (issue 22, defect 9): a row that breaks the data
+    contract or that the model refuses has no prices and says why in `error`, an extrapolation
+    says so in `warning`.
 
     Logged as a model from code (homevision/valuation/pyfunc_model.py) with the fitted model as
     the `valuation_model` artifact, which `load_context` reads; built with a model in hand, it
-    predicts straight away (signatures, tests)."""
+    predicts straight away (signatures, tests). The param `checked=True` is for callers that
+    validated and refused rows themselves (the Spark engine): the three prices only."""
 
     def __init__(self, model: ValuationModel | None = None):
         self.model = model
@@ -313,8 +317,17 @@ class ValuationPyfunc(mlflow.pyfunc.PythonModel):
             self.model = joblib.load(context.artifacts[MODEL_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        confidence = (params or {}).get("confidence", self.model.confidence)
-        point, low, high = self.model.predict_interval(model_input, float(confidence))
-        return pd.DataFrame(
-            {"predicted_close_price": point, "close_price_low": low, "close_price_high": high}
-        )
+        params = params or {}
+        confidence = float(params.get("confidence", self.model.confidence))
+        if params.get("checked"):
+            point, low, high = self.model.predict_interval(model_input, confidence)
+            return pd.DataFrame(
+                {"predicted_close_price": point, "close_price_low": low, "close_price_high": high}
+            )
+        from homevision.valuation.predict import value_listings
+
+        frame = model_input.astype(object).where(model_input.notna(), None)
+        if MLS_ID not in frame:
+            frame.insert(0, MLS_ID, [str(i) for i in range(1, len(frame) + 1)])
+        valued = value_listings(self.model, frame, confidence=confidence).frame
+        return valued.drop(columns=[MLS_ID]).reset_index(drop=True)

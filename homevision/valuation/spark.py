@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,7 +400,7 @@ def score(
         model_uri,
         result_type=RESULT_TYPE,
         env_manager="local",
-        params={"confidence": float(confidence)},
+        params={"confidence": float(confidence), "checked": True},  # rows prepared above
     )
     args = sf.struct(*[sf.col(f"`{n}`") for n, _ in facts.inputs])
     valued = prepared.withColumn(PRICES, udf(args)).select(
@@ -445,27 +446,30 @@ def value_on_spark(
     import mlflow
 
     check_output(Path(output), overwrite)
-    from homevision.tracking import load_model, pin_model_uri, tracking_uri
+    from homevision.tracking import fetch_verified, load_local, tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
-    uri = pin_model_uri(model_ref)
-    model = load_model(uri)
-    level = model.confidence if confidence is None else confidence
-    if level not in model.levels:
-        levels = ", ".join(str(v) for v in model.levels)
-        raise ValueError(f"this model carries ranges at {levels} only")
-    facts = ModelFacts.of(model, model_inputs(uri))
-    own = spark is None
-    session = create_session(master) if own else spark
-    try:
-        frame = read_listings(session, data)
-        csv = not _is_parquet(Path(data))
-        valued = score(frame, uri, facts, level, csv=csv, unsold_only=unsold_only)
-        valued.write.mode("overwrite").parquet(str(output))
-        return summarize(session, output, level)
-    finally:
-        if own:
-            session.stop()
+    with tempfile.TemporaryDirectory(prefix="homevision-spark-model-") as tmp:
+        # One download, checked against its signature when a key is configured; the driver and
+        # spark_udf both load that copy, so what was checked is what values.
+        local = str(fetch_verified(model_ref, Path(tmp)))
+        model = load_local(local)
+        level = model.confidence if confidence is None else confidence
+        if level not in model.levels:
+            levels = ", ".join(str(v) for v in model.levels)
+            raise ValueError(f"this model carries ranges at {levels} only")
+        facts = ModelFacts.of(model, model_inputs(local))
+        own = spark is None
+        session = create_session(master) if own else spark
+        try:
+            frame = read_listings(session, data)
+            csv = not _is_parquet(Path(data))
+            valued = score(frame, local, facts, level, csv=csv, unsold_only=unsold_only)
+            valued.write.mode("overwrite").parquet(str(output))
+            return summarize(session, output, level)
+        finally:
+            if own:
+                session.stop()
 
 
 # What Spark writes into a Parquet folder: part files, their checksums and the success marker.

@@ -132,7 +132,9 @@ def test_no_model_is_a_503_not_a_crash(tmp_path, admin_headers):
         assert response.status_code == 503 and "homevision train" in response.json()["detail"]
         reload = c.post("/model/reload")
         assert reload.status_code == 503
-        assert reload.json()["detail"].endswith("could not be loaded; no model is being served")
+        detail = reload.json()["detail"]
+        assert "could not be loaded (no model at models:/homevision-price@champion" in detail
+        assert detail.endswith("; no model is being served")
 
 
 def test_reload_picks_up_a_new_champion(tmp_path, monkeypatch, admin_headers):

@@ -174,7 +174,9 @@ def test_a_failed_reload_is_a_503_and_the_old_model_is_still_served(served_home,
         before = c.post("/valuations", json=HOME).json()["valuations"][0]
         reload = c.post("/model/reload")
         assert reload.status_code == 503
-        assert reload.json()["detail"].endswith("could not be loaded; still serving version 1")
+        assert reload.json()["detail"].endswith(
+            "could not be loaded (see the server's log); still serving version 1"
+        )
         _clean(reload)
         assert c.get("/health").json()["model_loaded"] is True
         after = c.post("/valuations", json=HOME).json()["valuations"][0]

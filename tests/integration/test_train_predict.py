@@ -20,6 +20,7 @@ from homevision.cli import app
 from homevision.data.synthetic import generate_listings, write_listings
 from homevision.tracking import CHAMPION, MODEL_NAME, load_model, tracking_uri
 from homevision.training.checks import sqft_monotonicity_violations
+from homevision.valuation.predict import PRICE_COLUMNS
 
 from .conftest import empty_store, tiny_params
 
@@ -156,9 +157,18 @@ def test_python_api_and_pyfunc_give_ranges_and_reasons(monkeypatch, tmp_path, ex
     from homevision.data.listings import coerce_types
 
     typed = coerce_types(listings)
-    out = served.predict(typed[load_model().raw_columns_])
-    assert list(out.columns) == ["predicted_close_price", "close_price_low", "close_price_high"]
+    rows = typed[load_model().raw_columns_].reset_index(drop=True)
+    out = served.predict(rows)
+    assert list(out.columns) == [*PRICE_COLUMNS, "error", "warning"]
     assert (out["close_price_low"] <= out["close_price_high"]).all()
+    # The registered model keeps the API's rules (issue 22, defect 9): no price for a home of
+    # -5 square feet, and the reason.
+    rows.loc[0, "SqFtTotal"] = -5.0
+    refused = served.predict(rows.head(1))
+    assert refused["predicted_close_price"].isna().all()
+    assert refused["error"].iloc[0].startswith("SqFtTotal: must be greater than 0")
+    checked = served.predict(rows.tail(2), params={"checked": True})
+    assert list(checked.columns) == PRICE_COLUMNS
 
 
 def test_predict_defaults_to_the_unsold_listings(monkeypatch, tmp_path, export):

@@ -119,8 +119,33 @@ def test_comparables_are_other_sold_homes_same_school_first(fitted):
 def test_pyfunc_returns_point_and_range(fitted):
     model, train = fitted
     out = ValuationPyfunc(model).predict(None, train.head(3), params={"confidence": 0.8})
-    assert list(out.columns) == ["predicted_close_price", "close_price_low", "close_price_high"]
+    assert list(out.columns) == [
+        "predicted_close_price",
+        "close_price_low",
+        "close_price_high",
+        "error",
+        "warning",
+    ]
     assert (out["close_price_low"] <= out["close_price_high"]).all()
+    assert (out["error"] == "").all()
+
+
+def test_pyfunc_applies_the_apis_rules(fitted):
+    """`mlflow models serve` of a registered model refuses what the API refuses and warns
+    where it warns (issue 22, defect 9): SqFtTotal=-5 gets no price but a reason."""
+    model, train = fitted
+    rows = train[model.raw_columns_].head(3).reset_index(drop=True)
+    rows.loc[1, "SqFtTotal"] = -5.0
+    rows.loc[2, "SqFtTotal"] = 40_000.0  # far beyond the homes it learnt from
+    out = ValuationPyfunc(model).predict(None, rows)
+    assert out["predicted_close_price"].iloc[0] > 0 and out["error"].iloc[0] == ""
+    assert np.isnan(out["predicted_close_price"].iloc[1])
+    assert "SqFtTotal" in out["error"].iloc[1]
+    assert out["error"].iloc[2] != "" or "SqFtTotal" in out["warning"].iloc[2]
+    checked = ValuationPyfunc(model).predict(None, rows.head(1), params={"checked": True})
+    assert list(checked.columns) == ["predicted_close_price", "close_price_low", "close_price_high"]
+    point = out["predicted_close_price"].iloc[0]  # in whole dollars
+    assert checked["predicted_close_price"].iloc[0] == pytest.approx(point, abs=0.5)
 
 
 def test_choose_variant_prefers_narrowest_that_keeps_coverage():
