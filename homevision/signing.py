@@ -17,7 +17,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from homevision.model_errors import UnverifiedModelError
 from homevision.service_secrets import SIGNING_KEY, read_secret
+
+__all__ = ["UnverifiedModelError", "artifact_digest", "sign", "signature_tags", "verify"]
 
 KEY_ENV = "HOMEVISION_SIGNING_KEY"
 # MLflow adds this file (the registered name and version) to a model it downloads through a
@@ -25,10 +28,6 @@ KEY_ENV = "HOMEVISION_SIGNING_KEY"
 REGISTRY_META = "registered_model_meta"
 DIGEST_TAG = "homevision.artifact_digest"
 SIGNATURE_TAG = "homevision.signature"
-
-
-class UnverifiedModelError(RuntimeError):
-    """A model whose artifacts are unsigned, or differ from what was signed."""
 
 
 def signing_key() -> bytes | None:

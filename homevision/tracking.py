@@ -25,8 +25,9 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from homevision.config import PACKAGE_DIR, project_root
+from homevision.model_errors import ModelNotFoundError
 from homevision.service_secrets import apply_to_environment
-from homevision.signing import UnverifiedModelError, signature_tags, signing_key, verify
+from homevision.signing import signature_tags, signing_key, verify
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "homevision-price"
@@ -36,10 +37,6 @@ EXPERIMENT = "homevision"
 DEFAULT_REF = f"models:/{MODEL_NAME}@{CHAMPION}"
 SPEC_TAG = "homevision.spec"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-class ModelNotFoundError(LookupError):
-    """A model reference that does not resolve to a logged model."""
 
 
 def tracking_uri() -> str:
@@ -114,7 +111,7 @@ def load_model(ref: str | None = None):
             return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
         with tempfile.TemporaryDirectory(prefix="homevision-model-") as tmp:
             return load_local(fetch_verified(uri, Path(tmp)))
-    except (UnverifiedModelError, ModelNotFoundError):
+    except ModelNotFoundError:  # UnverifiedModelError included
         raise
     except Exception as err:  # MLflow raises several types for a reference that does not exist
         hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""

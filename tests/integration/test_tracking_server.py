@@ -19,18 +19,26 @@ from streamlit.testing.v1 import AppTest
 
 from homevision.api_keys import Scope, create_key
 from homevision.data.synthetic import generate_listings, write_listings
+from homevision.signing import DIGEST_TAG, SIGNATURE_TAG
 from homevision.tracking import CHAMPION, MODEL_NAME
 from homevision.ui import APP
 
-from .conftest import ROOT, run_cli, served_api, tiny_params
+from ..conftest import SERVICES_DIR
+from .conftest import ROOT, cli, run_cli, served_api, tiny_params
 from .test_api import HOME
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
+def _env(server: str) -> dict[str, str]:
+    """The team set-up as `make services` leaves it: the server, and the services' folder whose
+    secrets every command reads (credentials, and the key that signs and checks models)."""
+    return {"MLFLOW_TRACKING_URI": server, "HOMEVISION_SERVICES_DIR": str(SERVICES_DIR)}
+
+
 def _cli(home: Path, server: str, *args: str, params: Path | None = None) -> str:
     """Run `homevision ARGS` in `home` against the tracking server; return its stdout."""
-    env = {"MLFLOW_TRACKING_URI": server}
+    env = _env(server)
     if params is not None:
         env["HOMEVISION_PARAMS"] = str(params)
     return run_cli(home, *args, env=env)
@@ -83,7 +91,7 @@ def test_serve_loads_from_the_server_and_reloads_a_new_champion(
 ):
     home = tmp_path / "serve"
     home.mkdir()
-    env = {**os.environ, "HOMEVISION_HOME": str(home), "MLFLOW_TRACKING_URI": tracking_server}
+    env = {**os.environ, "HOMEVISION_HOME": str(home), **_env(tracking_server)}
     env.pop("HOMEVISION_API_KEYS", None)
     key, _ = create_key(Scope.admin, "ops", path=home / ".homevision" / "api-keys.json")
     auth = {"Authorization": f"Bearer {key}"}
@@ -161,3 +169,77 @@ def test_services_script_is_idempotent(tracking_server):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "MLflow server already answers" in proc.stderr, proc.stderr
     assert f"MLFLOW_TRACKING_URI={tracking_server}" in proc.stdout
+
+
+def _tampered_copy(client: MlflowClient, signed, folder: Path) -> str:
+    """Register a copy of the signed version with one byte of its pickle changed, carrying the
+    original's signature tags (what an attacker with artifact access would do); return it."""
+    import mlflow
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{MODEL_NAME}/{signed.version}", dst_path=str(folder)
+        )
+    )
+    pickle = local / "artifacts" / "valuation_model.joblib"
+    data = bytearray(pickle.read_bytes())
+    data[len(data) // 2] ^= 1
+    pickle.write_bytes(bytes(data))
+    client.log_artifacts(signed.run_id, str(local), artifact_path="tampered-model")
+    source = f"runs:/{signed.run_id}/tampered-model"
+    return client.create_model_version(
+        MODEL_NAME, source, run_id=signed.run_id, tags=dict(signed.tags)
+    ).version
+
+
+def test_a_changed_or_unsigned_model_is_refused_and_the_api_keeps_its_own(
+    tracking_server, first_champion, export, tmp_path
+):
+    """Issue 22, defect 1: versions carry a signed digest; a version whose pickle changed by one
+    byte, or one registered without a signature, is refused by predict and by the API's reload
+    (which keeps serving its model), in one sentence."""
+    client = MlflowClient(tracking_server)
+    signed = client.get_model_version(MODEL_NAME, first_champion)
+    assert {DIGEST_TAG, SIGNATURE_TAG} <= set(signed.tags)
+    model_id = signed.source.removeprefix("models:/")
+    unsigned = client.create_model_version(
+        MODEL_NAME, signed.source, run_id=signed.run_id, model_id=model_id
+    ).version
+    tampered = _tampered_copy(client, signed, tmp_path / "download")
+    refusals = {
+        unsigned: f"models:/{MODEL_NAME}/{unsigned} is not signed",
+        tampered: "its artifact files differ from the ones that were signed",
+    }
+    for version, reason in refusals.items():
+        ref = f"models:/{MODEL_NAME}/{version}"
+        out = tmp_path / f"v{version}.csv"
+        proc = cli(tmp_path, "predict", "--data", str(export), "--model", ref,
+                   "--output", str(out), env=_env(tracking_server))  # fmt: skip
+        said = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and reason in said, said[-2000:]
+        assert not out.exists()
+
+    home = tmp_path / "serve"
+    home.mkdir()
+    env = {**os.environ, "HOMEVISION_HOME": str(home), **_env(tracking_server)}
+    key, _ = create_key(Scope.admin, "ops", path=home / ".homevision" / "api-keys.json")
+    auth = {"Authorization": f"Bearer {key}"}
+    before = _champion(tracking_server).version
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, first_champion)
+    try:
+        with served_api(home, env, "--workers", "1", seconds=180) as server:
+            for version, reason in refusals.items():
+                client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+                reloaded = httpx.post(f"{server.base}/model/reload", headers=auth, timeout=120)
+                assert reloaded.status_code == 503, reloaded.text
+                assert reason in reloaded.json()["detail"]
+                assert reloaded.json()["detail"].endswith(f"still serving version {first_champion}")
+                info = httpx.get(f"{server.base}/model", headers=auth, timeout=30).json()
+                assert str(info["version"]) == first_champion
+                valued = httpx.post(
+                    f"{server.base}/valuations", json=HOME, headers=auth, timeout=60
+                )
+                assert valued.status_code == 200, valued.text
+    finally:
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, before)

@@ -1,0 +1,10 @@
+"""Why a model reference gives no model to use (light: no MLflow import)."""
+
+
+class ModelNotFoundError(LookupError):
+    """A model reference that does not resolve to a logged model that may be used."""
+
+
+class UnverifiedModelError(ModelNotFoundError):
+    """A model whose artifacts are unsigned, or differ from what was signed: every command
+    that reports a missing model reports this one the same way, in its sentence."""
