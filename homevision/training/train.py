@@ -774,12 +774,19 @@ def _write_artifacts(ctx: dict[str, Any], workdir: Path) -> Path:
     files = [p for p in sorted(workdir.iterdir()) if p.name != "rejected.csv"]  # logged earlier
     for path in files:
         mlflow.log_artifact(str(path))
-    with reports_lock(published):  # one run's set at a time (issue 22, defect 12)
-        for path in files:
-            tmp = published / f".{path.name}.{ctx['run_id']}"
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, published / path.name)
+    publish(files, published, ctx["run_id"])
     return published / "model_card.md"
+
+
+def publish(files: list[Path], folder: Path, run_id: str) -> None:
+    """Copy `files` into `folder` (reports/), each by an atomic replace, the whole set under
+    one lock: two trains finishing together leave one run's set, never a mix (issue 22,
+    defect 12)."""
+    with reports_lock(folder):
+        for path in files:
+            tmp = folder / f".{path.name}.{run_id}"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, folder / path.name)
 
 
 def run_selection(data_path: Path, feature_set_name: str = "task6") -> SelectionResult:
