@@ -6,7 +6,9 @@ MLflow, Prometheus) lives in homevision/monitoring/drift.py.
 
 Groups of checks, each on the model's own view of the data:
 - inputs: the model's raw input columns, all accepted rows (drift when at least `drift_share` of
-  them drifted);
+  them drifted), plus what the model derives from them: the annual association fee, and per
+  feature list (ExteriorFeatures...) the share of homes holding each of its common items, the
+  items of one list counting as one column;
 - valuations: the model's valuations of all rows;
 - sale_price and errors, on the sales only: the sale price, and the valuation's log error
   log(price / valuation) against the reference's out-of-fold errors (the model was never fitted
@@ -17,17 +19,28 @@ Groups of checks, each on the model's own view of the data:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from homevision.features import FeatureSet
+from homevision.features import ANNUAL_FEE as FEE_FEATURE
+from homevision.features import (
+    AnnualFee,
+    ColumnSelector,
+    FeatureSet,
+    count_tokens,
+    split_tokens,
+)
 from homevision.monitoring._compat import import_evidently
 
 import_evidently()
 from evidently import DataDefinition, Dataset  # noqa: E402  (after the pandas shim)
+from evidently.legacy.calculations.stattests import (  # noqa: E402
+    jensenshannon_stat_test,
+    z_stat_test,
+)
 from evidently.metrics import (  # noqa: E402
     MissingValueCount,
     OutListValueCount,
@@ -40,6 +53,17 @@ VALUATION = "valuation"
 LOG_ERROR = "log_error"
 PRICE = "ClosePrice"
 GROUPS = ("inputs", "valuations", "sale_price", "errors", "quality")
+ANNUAL_FEE = "AnnualAssociationFee"
+TOKEN_SEP = ": "  # a feature-list item's column: "ExteriorFeatures: Gutters"
+MAX_TOKENS = 10  # items tested per feature list (its most common): bounds the tests and the table
+# Evidently's own rule for a two-valued column: up to this many reference rows a two-proportion
+# z-test (p-value, 0.05), above it the Jensen-Shannon distance (0.1), as for any category.
+SMALL_REFERENCE = 1000
+ALPHA = 0.05
+DISTANCE = 0.1
+# A method named in the preset is reported by that name ("z"): read back by its display name,
+# which says whether its score is a p-value (see _drifted).
+DISPLAY_NAMES = {t.name: t.display_name for t in (z_stat_test, jensenshannon_stat_test)}
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,115 @@ def input_columns(fs: FeatureSet) -> tuple[list[str], list[str]]:
     numeric = [*fs.numeric, fs.baths]
     categorical = [fs.school, *fs.categorical]
     return numeric, categorical
+
+
+def annual_fee(frame: pd.DataFrame, fee: tuple[str, str]) -> pd.Series:
+    """Return each row's annual association fee as the model computes it: the amount and the
+    frequency read by the model's ColumnSelector, converted by its AnnualFee step (no amount is
+    0 a year, an amount with an unknown frequency is missing)."""
+    amount, frequency = fee
+    selected = ColumnSelector(numeric=(amount,), text=(frequency,)).transform(frame)
+    return AnnualFee(amount, frequency).transform(selected)[FEE_FEATURE].rename(ANNUAL_FEE)
+
+
+def token_column(list_column: str, token: str) -> str:
+    """Return the name of the column of a feature-list item ("ExteriorFeatures: Gutters")."""
+    return f"{list_column}{TOKEN_SEP}{token}"
+
+
+def list_of(column: str) -> str | None:
+    """Return the feature list an item column belongs to ("ExteriorFeatures: Gutters" ->
+    "ExteriorFeatures"); None for any other column."""
+    return column.split(TOKEN_SEP, 1)[0] if TOKEN_SEP in column else None
+
+
+def token_vocabulary(
+    reference: pd.DataFrame, lists: list[str], min_count: int, most: int = MAX_TOKENS
+) -> dict[str, list[str]]:
+    """Return, per feature list column, the items whose share of homes is compared: the `most`
+    most common of those held by at least `min_count` reference homes (the model's rule for an
+    item to have an indicator, features.token_min_count), by name. Rarer items have too few
+    homes for a share to say much, and the cap bounds the number of tests."""
+    out = {}
+    for column in lists:
+        counts = count_tokens(reference[column])
+        common = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: -counts[t])
+        out[column] = sorted(common[:most])
+    return out
+
+
+def token_presence(frame: pd.DataFrame, vocabulary: dict[str, list[str]]) -> pd.DataFrame:
+    """Return one two-valued column per item of `vocabulary`, True where the home's list holds
+    it (items split as the model splits them; a missing list holds none)."""
+    out = {}
+    for column, tokens in vocabulary.items():
+        held = [split_tokens(v) for v in frame[column]]
+        for token in tokens:
+            out[token_column(column, token)] = pd.Series(
+                [token in items for items in held], index=frame.index, dtype=object
+            )
+    return pd.DataFrame(out, index=frame.index)
+
+
+def token_tests(
+    vocabulary: dict[str, list[str]], reference_rows: int
+) -> dict[str, tuple[str, float]]:
+    """Return, per item column, the Evidently drift method and threshold of its presence share.
+    Up to SMALL_REFERENCE reference rows: the two-proportion z-test at ALPHA / k, Bonferroni over
+    the list's k items, so a list (one input column in the share) false-alarms no more often
+    than a column. Above: the Jensen-Shannon distance at DISTANCE, an effect size that needs no
+    correction. Either is what Evidently would pick for a two-valued category itself."""
+    out = {}
+    for column, tokens in vocabulary.items():
+        for token in tokens:
+            if reference_rows <= SMALL_REFERENCE:
+                test = (z_stat_test.name, ALPHA / len(tokens))
+            else:
+                test = (jensenshannon_stat_test.name, DISTANCE)
+            out[token_column(column, token)] = test
+    return out
+
+
+@dataclass(frozen=True)
+class Derived:
+    """The columns the monitor derives from a feature set's raw ones, as the model does: the
+    annual association fee (from `fee`'s amount and frequency columns), and the presence of
+    each item of `tokens` (per feature list column, its items)."""
+
+    fee: tuple[str, str] | None = None
+    tokens: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def numeric(self) -> list[str]:
+        """The derived numeric columns: the annual fee, when there is one."""
+        return [ANNUAL_FEE] if self.fee else []
+
+    @property
+    def token_columns(self) -> list[str]:
+        """The item columns, list by list."""
+        return [token_column(c, t) for c, tokens in self.tokens.items() for t in tokens]
+
+    def add(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return `frame` with the derived columns added (a copy)."""
+        parts = [frame]
+        if self.fee:
+            parts.append(annual_fee(frame, self.fee).to_frame())
+        if self.tokens:
+            parts.append(token_presence(frame, self.tokens))
+        return pd.concat(parts, axis=1) if len(parts) > 1 else frame.copy()
+
+
+def derive(
+    fs: FeatureSet, reference: pd.DataFrame, current: pd.DataFrame, min_count: int
+) -> Derived:
+    """Return what the monitor derives for `fs`: the annual fee when it has one, the common items
+    of its feature lists in `reference` (token_vocabulary). A source column that one of the frames
+    lacks is skipped (a reference logged before the feature set read it); a feature set with
+    neither (task6) derives nothing."""
+    has = set(reference.columns) & set(current.columns)
+    fee = fs.fee if fs.fee and all(c in has for c in fs.fee) else None
+    lists = [c for c in fs.token_lists if c in has]
+    return Derived(fee, token_vocabulary(reference, lists, min_count))
 
 
 def as_typed(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
@@ -95,11 +228,20 @@ def row_metrics(
     categorical: list[str],
     drift_share: float,
     missing_only: list[str] | None = None,
+    tests: dict[str, tuple[str, float]] | None = None,
 ) -> list:
     """Return the Evidently metrics for all rows: input drift (the preset), valuation drift,
-    per column the quality counts against the reference's range and categories, and the
-    missing-value count alone for `missing_only` columns."""
-    metrics: list = [DataDriftPreset(columns=[*numeric, *categorical], drift_share=drift_share)]
+    per column the quality counts against the reference's range and categories, the
+    missing-value count alone for `missing_only` columns, and the drift alone of the columns of
+    `tests` with its (method, threshold) (feature-list items, see token_tests)."""
+    tests = tests or {}
+    preset = DataDriftPreset(
+        columns=[*numeric, *categorical, *tests],
+        drift_share=drift_share,
+        per_column_method={c: method for c, (method, _) in tests.items()} or None,
+        per_column_threshold={c: threshold for c, (_, threshold) in tests.items()} or None,
+    )
+    metrics: list = [preset]
     metrics.append(ValueDrift(column=VALUATION))
     for column in [*numeric, *categorical, *(missing_only or [])]:
         metrics.append(MissingValueCount(column=column))
@@ -151,7 +293,7 @@ def read_checks(
         if kind == "ValueDrift":
             score, threshold = float(value), float(config["threshold"])
             group = group_of.get(column, "inputs")
-            method = str(config["method"])
+            method = DISPLAY_NAMES.get(str(config["method"]), str(config["method"]))
             checks.append(
                 Check(group, column, method, score, threshold, _drifted(method, score, threshold))
             )
@@ -193,10 +335,21 @@ def detected(group_verdicts: dict[str, bool], triggers: list[str]) -> bool:
     return any(flag for group, flag in group_verdicts.items() if group in triggers)
 
 
+def input_verdicts(checks: list[Check]) -> list[bool]:
+    """Return, per input column, whether it drifted: one per input check, except that the item
+    checks of a feature list make one column, drifted when any item did (a list's many items
+    weigh as one column in the share, as it is one column of the export)."""
+    units: dict[object, bool] = {}
+    for i, check in enumerate(c for c in checks if c.group == "inputs"):
+        key = list_of(check.column) or i
+        units[key] = units.get(key, False) or check.drifted
+    return list(units.values())
+
+
 def input_drift_share(checks: list[Check]) -> float:
-    """Return the share of the input columns that drifted (0 to 1)."""
-    inputs = [c for c in checks if c.group == "inputs"]
-    return sum(c.drifted for c in inputs) / len(inputs) if inputs else 0.0
+    """Return the share of the input columns that drifted (0 to 1; see input_verdicts)."""
+    units = input_verdicts(checks)
+    return sum(units) / len(units) if units else 0.0
 
 
 def drifted_columns(checks: list[Check]) -> list[str]:

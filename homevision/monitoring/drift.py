@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -29,7 +30,7 @@ from homevision import tracking
 from homevision.config import load_params, paths
 from homevision.data.listings import is_labelled, load_listings
 from homevision.data.schema import MLS_ID
-from homevision.features import get_feature_set
+from homevision.features import FeatureSet, get_feature_set
 from homevision.monitoring import checks as ck
 from homevision.monitoring.reference import OOF_VALUATION, load_reference
 from homevision.valuation.predict import value_frame
@@ -39,6 +40,7 @@ HTML_ALL = "drift_report.html"
 HTML_SALES = "drift_sales.html"
 SUMMARY = "drift_summary.json"
 PROM_FILE = "drift.prom"
+GROUP_OF = {ck.VALUATION: "valuations", ck.PRICE: "sale_price", ck.LOG_ERROR: "errors"}
 
 
 @dataclass
@@ -112,6 +114,54 @@ def _error_figures(sales: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def _limits(cfg: dict[str, Any]) -> dict[str, float]:
+    """Return the quality limits of the monitoring settings, as floats."""
+    return {
+        k: float(cfg[k]) for k in ("max_missing_increase", "max_out_of_range", "max_new_category")
+    }
+
+
+def compare_rows(
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    fs: FeatureSet,
+    cfg: dict[str, Any],
+    token_min_count: int,
+) -> tuple[Any, list[ck.Check]]:
+    """Return the Evidently snapshot of all rows of `cur` against `ref` (both holding the model's
+    valuations) and its checks: drift of the feature set's input columns, of the annual fee and
+    feature-list items derived from them (checks.derive; items common in `ref` by
+    `token_min_count`) and of the valuations, and the quality counts. `cfg` is params'
+    monitoring section."""
+    numeric, categorical = ck.input_columns(fs)
+    derived = ck.derive(fs, ref, cur, token_min_count)
+    ref, cur = derived.add(ref), derived.add(cur)
+    numeric += derived.numeric
+    tokens = derived.token_columns
+    # High-cardinality columns and the raw feature lists only get the missing check (see
+    # checks.input_columns; a list's items are tested one by one instead).
+    hidden = [c for c in fs.high_cardinality if c in ref.columns and c in cur.columns]
+    hidden += list(derived.tokens)
+    ref_rows = ck.as_typed(ref, [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens])
+    cur_rows = ck.as_typed(cur, [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens])
+    missing = {c: float(ref_rows[c].isna().mean()) for c in ref_rows.columns}
+    metrics = ck.row_metrics(
+        ref_rows,
+        numeric,
+        categorical,
+        float(cfg["drift_share"]),
+        hidden,
+        ck.token_tests(derived.tokens, len(ref_rows)),
+    )
+    all_numeric, all_categorical = [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens]
+    snapshot = _run_report(
+        metrics,
+        ck.dataset(cur_rows, all_numeric, all_categorical),
+        ck.dataset(ref_rows, all_numeric, all_categorical),
+    )
+    return snapshot, ck.read_checks(snapshot.dict(), missing, _limits(cfg), GROUP_OF)
+
+
 def run_monitor(
     current: Path,
     model_ref: str | None = None,
@@ -130,30 +180,13 @@ def run_monitor(
     model = tracking.load_model(pinned)
     info = tracking.describe_model(model_ref, pinned)
     fs = get_feature_set(model.feature_set)
-    numeric, categorical = ck.input_columns(fs)
     ref = _reference_frame(model, info, reference)
     cur = listings.typed.reset_index(drop=True)
     cur[ck.VALUATION] = value_frame(model, cur).frame["predicted_close_price"].to_numpy()
-
-    hidden = [c for c in fs.high_cardinality if c in ref.columns and c in cur.columns]
-    ref_rows = ck.as_typed(ref, [*numeric, ck.VALUATION], [*categorical, *hidden])
-    cur_rows = ck.as_typed(cur, [*numeric, ck.VALUATION], [*categorical, *hidden])
-    group_of = {ck.VALUATION: "valuations", ck.PRICE: "sale_price", ck.LOG_ERROR: "errors"}
-    limits = {k: float(cfg[k]) for k in ("max_missing_increase", "max_out_of_range")}
-    limits["max_new_category"] = float(cfg["max_new_category"])
-    missing = {c: float(ref_rows[c].isna().mean()) for c in ref_rows.columns}
-
-    # High-cardinality columns only get the missing check (see checks.input_columns).
-    metrics = ck.row_metrics(ref_rows, numeric, categorical, float(cfg["drift_share"]), hidden)
-    all_numeric, all_categorical = [*numeric, ck.VALUATION], [*categorical, *hidden]
-    snapshots = {
-        HTML_ALL: _run_report(
-            metrics,
-            ck.dataset(cur_rows, all_numeric, all_categorical),
-            ck.dataset(ref_rows, all_numeric, all_categorical),
-        )
-    }
-    checks = ck.read_checks(snapshots[HTML_ALL].dict(), missing, limits, group_of)
+    token_min_count = int(load_params()["features"]["token_min_count"])
+    snapshot, checks = compare_rows(ref, cur, fs, cfg, token_min_count)
+    snapshots = {HTML_ALL: snapshot}
+    limits = _limits(cfg)
 
     ref_valuation = OOF_VALUATION if ref[OOF_VALUATION].notna().any() else ck.VALUATION
     ref_sales = _errors(ref, ref_valuation)
@@ -172,7 +205,7 @@ def run_monitor(
             ck.dataset(ck.as_typed(cur_sales, cols, []), cols, []),
             ck.dataset(ck.as_typed(ref_sales, cols, []), cols, []),
         )
-        checks += ck.read_checks(snapshots[HTML_SALES].dict(), {}, limits, group_of)
+        checks += ck.read_checks(snapshots[HTML_SALES].dict(), {}, limits, GROUP_OF)
     else:
         sales_note = (
             f"price and error checks skipped: {len(cur_sales)} sales in the export the model "
@@ -276,6 +309,12 @@ def push(summary: dict[str, Any], gateway: str) -> None:
     push_to_gateway(gateway, job="homevision-monitor", registry=drift_gauges(summary))
 
 
+def metric_key(check: ck.Check) -> str:
+    """Return the MLflow metric name of a check, `group.column`, with each character MLflow
+    refuses or reads as a path (spaces, a feature-list item's colon, slash or brackets) as _."""
+    return re.sub(r"[^\w.\-]", "_", f"{check.group}.{check.column}")
+
+
 def _log_run(report: DriftReport, current: Path) -> None:
     """Log the report as an MLflow run (stage monitor): the verdicts, one score per check,
     and the files."""
@@ -296,8 +335,7 @@ def _log_run(report: DriftReport, current: Path) -> None:
         metrics = {"drift_detected": float(report.detected)}
         metrics["input_drift_share"] = float(summary["input_drift_share"])
         for check in report.checks:
-            key = f"{check.group}.{check.column}".replace(" ", "_")
-            metrics[key] = float(check.score) if np.isfinite(check.score) else -1.0
+            metrics[metric_key(check)] = float(check.score) if np.isfinite(check.score) else -1.0
         for side in ("current", "reference"):
             for name, value in summary["errors"][side].items():
                 metrics[f"{side}_{name}"] = float(value)

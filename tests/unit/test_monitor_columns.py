@@ -1,0 +1,186 @@
+"""The monitor watches what the model derives from its newer columns: the annual association fee
+(amount x payments a year) and the items of comma-separated feature lists (ExteriorFeatures...).
+Small synthetic markets where only one of them moves, run through Evidently as `monitor` does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.utils.validation import _validate_metric_name
+
+from homevision.config import load_params
+from homevision.features import FeatureSet, get_feature_set
+from homevision.monitoring import checks as ck
+from homevision.monitoring.drift import compare_rows, metric_key
+
+ROWS = 400
+MIN_COUNT = 10
+LIST = "ExteriorFeatures"
+GUTTERS = ck.token_column(LIST, "Gutters")
+PER_YEAR = {"Monthly": 12, "Quarterly": 4, "Annual": 1}
+# task6's columns plus an association fee and one feature list: the two new kinds of input.
+FS = FeatureSet(
+    name="fee_and_list",
+    numeric=("BedsTotal", "CDOM", "LotSizeAreaSQFT", "SqFtTotal"),
+    baths="BathsTotal",
+    school="ElementarySchoolName",
+    fee=("AssociationFee", "AssociationFeeFrequency"),
+    token_lists=(LIST,),
+)
+
+
+def homes(
+    seed: int,
+    gutters: float = 0.8,
+    monthly_billed_as: str = "Monthly",
+    unknown_frequency: float = 0.0,
+) -> pd.DataFrame:
+    """Return `ROWS` listings of one market with valuations: an annual fee of about $600 billed
+    monthly, quarterly or annually (10% of homes without an association), Gutters on `gutters`
+    of the homes, a sprinkler on half, a patio on 30%, an outdoor kitchen on 1% (too rare to
+    test). `monthly_billed_as="Annual"` keeps the monthly amounts but bills them once a year;
+    `unknown_frequency` of the homes get the frequency "Other"."""
+    rng = np.random.default_rng(seed)
+    sqft = rng.normal(2500, 400, ROWS).round()
+    frequency = rng.choice(list(PER_YEAR), ROWS, p=[0.5, 0.2, 0.3])
+    annual = rng.lognormal(np.log(600), 0.3, ROWS)
+    amount = (annual / np.array([PER_YEAR[f] for f in frequency])).round()
+    frequency = np.where(frequency == "Monthly", monthly_billed_as, frequency).astype(object)
+    frequency[rng.random(ROWS) < unknown_frequency] = "Other"
+    no_association = rng.random(ROWS) < 0.1
+    items = {"Gutters": gutters, "Sprinkler System": 0.5, "Covered Patio/Porch": 0.3}
+    items["Outdoor Kitchen"] = 0.01
+    held = {item: rng.random(ROWS) < share for item, share in items.items()}
+    lists = [", ".join(i for i in items if held[i][row]) or None for row in range(ROWS)]
+    return pd.DataFrame(
+        {
+            "BedsTotal": rng.integers(2, 6, ROWS).astype(float),
+            "CDOM": rng.integers(0, 90, ROWS).astype(float),
+            "LotSizeAreaSQFT": sqft * rng.uniform(2, 4, ROWS),
+            "SqFtTotal": sqft,
+            "BathsTotal": rng.choice(["2", "2.1", "3", "3.1"], ROWS),
+            "ElementarySchoolName": rng.choice(["Anderson", "Bledsoe", "Curtsinger"], ROWS),
+            "AssociationFee": pd.Series(amount).where(~no_association),
+            "AssociationFeeFrequency": pd.Series(frequency).where(~no_association),
+            LIST: lists,
+            ck.VALUATION: sqft * 180.0,
+        }
+    )
+
+
+def run(current: pd.DataFrame, fs: FeatureSet = FS) -> list[ck.Check]:
+    """Return the all-rows checks of `current` against the market's reference (seed 1)."""
+    cfg = load_params()["monitoring"]
+    return compare_rows(homes(seed=1), current, fs, cfg, MIN_COUNT)[1]
+
+
+def drifted(checks: list[ck.Check], group: str) -> set[str]:
+    return {c.column for c in checks if c.group == group and c.drifted}
+
+
+def one(checks: list[ck.Check], group: str, column: str, method: str = "") -> ck.Check:
+    """Return the one check of `column` in `group` whose method starts with `method`."""
+    found = [c for c in checks if (c.group, c.column) == (group, column)]
+    found = [c for c in found if c.method.startswith(method)]
+    assert len(found) == 1, (group, column, [(c.group, c.column, c.method) for c in checks])
+    return found[0]
+
+
+def test_a_new_sample_of_the_same_market_drifts_nowhere_and_each_new_column_is_tested():
+    checks = run(homes(seed=2))
+    assert drifted(checks, "inputs") == set() and drifted(checks, "quality") == set()
+    tested = {c.column for c in checks if c.group == "inputs"}
+    items = {
+        ck.token_column(LIST, t) for t in ("Covered Patio/Porch", "Gutters", "Sprinkler System")
+    }
+    assert {ck.ANNUAL_FEE, *items} <= tested
+    assert ck.token_column(LIST, "Outdoor Kitchen") not in tested  # ~4 homes: under MIN_COUNT
+    assert one(checks, "quality", ck.ANNUAL_FEE, "missing").score == pytest.approx(0.0)
+
+
+def test_monthly_fees_billed_as_annual_drift_the_annual_fee_only():
+    # Same amounts, once a year instead of twelve times: half the homes' fee falls 12x.
+    checks = run(homes(seed=2, monthly_billed_as="Annual"))
+    assert drifted(checks, "inputs") == {ck.ANNUAL_FEE}
+    assert "p_value" in one(checks, "inputs", ck.ANNUAL_FEE).method
+    assert ck.ANNUAL_FEE in ck.drifted_columns(checks)
+
+
+def test_an_items_share_falling_drifts_that_item_by_its_list_and_name():
+    checks = run(homes(seed=2, gutters=0.1))  # Gutters on 80% of the homes, then 10%
+    assert drifted(checks, "inputs") == {GUTTERS} == {"ExteriorFeatures: Gutters"}
+    check = one(checks, "inputs", GUTTERS)
+    assert check.method == "Z-test p_value" and check.threshold == pytest.approx(0.05 / 3)
+    # The list is one input column of the share, however many of its items drifted.
+    assert ck.input_drift_share(checks) == pytest.approx(1 / 8)  # 4 + baths + school + fee + list
+
+
+def test_fees_at_an_unknown_frequency_raise_the_annual_fees_missing_share():
+    checks = run(homes(seed=2, unknown_frequency=0.2))  # "Other": the model cannot annualise it
+    assert one(checks, "quality", ck.ANNUAL_FEE, "missing").score == pytest.approx(0.2, abs=0.05)
+    assert drifted(checks, "quality") == {ck.ANNUAL_FEE}
+
+
+def test_a_feature_set_without_fee_or_lists_is_checked_as_before():
+    task6 = get_feature_set("task6")
+    reference = homes(seed=1)
+    derived = ck.derive(task6, reference, homes(seed=2), MIN_COUNT)
+    assert derived == ck.Derived() and derived.add(reference).equals(reference)
+    checks = run(homes(seed=2, gutters=0.1, monthly_billed_as="Annual"), task6)
+    numeric, categorical = ck.input_columns(task6)
+    assert {c.column for c in checks} == {*numeric, *categorical, ck.VALUATION}
+    assert drifted(checks, "inputs") == set()
+
+
+def test_a_reference_without_the_new_columns_skips_them():
+    reference = homes(seed=1).drop(columns=["AssociationFeeFrequency", LIST])
+    assert ck.derive(FS, reference, homes(seed=2), MIN_COUNT) == ck.Derived()
+
+
+def test_the_annual_fee_is_the_models_own():
+    frame = pd.DataFrame(
+        {
+            "AssociationFee": [50.0, "600", 150.0, np.nan, 300.0],
+            "AssociationFeeFrequency": ["Monthly", "Annual", "Quarterly", None, "Other"],
+        }
+    )
+    fee = ck.annual_fee(frame, ("AssociationFee", "AssociationFeeFrequency"))
+    assert fee.name == ck.ANNUAL_FEE
+    np.testing.assert_array_equal(fee.to_numpy()[:4], [600.0, 600.0, 600.0, 0.0])
+    assert np.isnan(fee.iloc[4])
+
+
+def test_items_tested_are_the_common_ones_capped_and_split_as_the_model_splits():
+    reference = pd.DataFrame({LIST: ["A, B", "A,C", " A ", None, "B, A", "D"]})
+    assert ck.token_vocabulary(reference, [LIST], min_count=2) == {LIST: ["A", "B"]}
+    assert ck.token_vocabulary(reference, [LIST], min_count=1, most=2) == {LIST: ["A", "B"]}
+    presence = ck.token_presence(reference, {LIST: ["A", "B"]})
+    assert presence[ck.token_column(LIST, "A")].tolist() == [True, True, True, False, True, False]
+    assert presence[ck.token_column(LIST, "B")].tolist() == [True, False, False, False, True, False]
+
+
+def test_item_tests_are_bonferroni_z_tests_on_small_references_and_distances_on_large():
+    vocabulary = {LIST: ["A", "B", "C", "D"], "CommunityFeatures": ["Pool"]}
+    small = ck.token_tests(vocabulary, reference_rows=1000)
+    assert small[ck.token_column(LIST, "A")] == ("z", pytest.approx(0.05 / 4))
+    assert small[ck.token_column("CommunityFeatures", "Pool")] == ("z", pytest.approx(0.05))
+    large = ck.token_tests(vocabulary, reference_rows=1001)
+    assert set(large.values()) == {("jensenshannon", 0.1)}
+
+
+def test_a_lists_items_count_once_in_the_input_share():
+    def check(column: str, flag: bool) -> ck.Check:
+        return ck.Check("inputs", column, "Z-test p_value", 0.0, 0.05, flag)
+
+    checks = [check("SqFtTotal", False), check(GUTTERS, True), check(f"{LIST}: Stone", True)]
+    assert ck.input_verdicts(checks) == [False, True]
+    assert ck.input_drift_share([*checks, check(ck.ANNUAL_FEE, False)]) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("item", ["Covered Patio/Porch", "Pool (Private)", "Deck & Rail"])
+def test_an_items_metric_name_is_one_mlflow_accepts(item):
+    key = metric_key(ck.Check("inputs", ck.token_column(LIST, item), "z", 0.0, 0.05, False))
+    _validate_metric_name(key)  # raises on a character MLflow refuses or a path it rewrites
+    assert key.startswith("inputs.ExteriorFeatures_")
+    assert metric_key(ck.Check("inputs", "SqFtTotal", "z", 0.0, 0.05, False)) == "inputs.SqFtTotal"
