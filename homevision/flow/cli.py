@@ -55,6 +55,18 @@ ApiOption = Annotated[
 ]
 
 
+SettleOption = Annotated[
+    float | None,
+    typer.Option(
+        "--settle-seconds",
+        min=0,
+        help="Take a file only once its size and time have been still this long (default: "
+        "flow.settle_seconds of params.yaml). Producers may instead write NAME.csv.part and "
+        "rename it when done.",
+    ),
+]
+
+
 @flow_app.command("run")
 def run(
     incoming: IncomingOption,
@@ -62,12 +74,14 @@ def run(
     budget: BudgetOption = None,
     min_new_sales: MinSalesOption = 30,
     api: ApiOption = None,
+    settle_seconds: SettleOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the flow once (a Dagster run in this process, kept in .dagster/'s run history).
 
     Exit 0 when it committed (or had nothing to do), 1 when a step failed: then the history,
-    the manifest, the drop folder and the champion are as they were.
+    the manifest, the drop folder and the champion are as they were. The last line says what
+    changed.
     """
     from homevision.flow.pipeline import FlowError, run_flow
 
@@ -80,14 +94,19 @@ def run(
             budget=budget,
             min_new_sales=min_new_sales,
             api_url=api,
+            settle_seconds=settle_seconds,
         )
     except FlowError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
+        console.print(
+            "Nothing changed: the history, manifest, drop folder and champion are as they were."
+        )
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(summary, default=str))
     else:
         console.print(decision_table(summary))
+        console.print(summary["changed"], highlight=False)
 
 
 def decision_table(summary: dict[str, Any]) -> Table:
@@ -100,9 +119,14 @@ def decision_table(summary: dict[str, Any]) -> Table:
         table.add_row(
             "rows",
             f"{summary['rows_added']:,} added, {summary['rows_updated']:,} updated, "
-            f"{summary['rows_rejected']:,} rejected -> {summary['history_rows']:,} in the history",
+            f"{summary['rows_rejected']:,} rejected, {summary['rows_stale']:,} older than the "
+            f"history (left out) -> {summary['history_rows']:,} in the history",
         )
-        table.add_row("new sales", f"{summary['new_sales']:,}")
+        table.add_row(
+            "sales",
+            f"{summary['new_sales']:,} new, {summary['sales_updated']:,} updated, "
+            f"{summary['sales_removed']:,} removed",
+        )
         if summary["drift_checked"]:
             drift = "detected in " + ", ".join(summary["drifted_columns"] or ["the data"])
             table.add_row("drift", drift if summary["drift_detected"] else "none")
@@ -114,10 +138,19 @@ def decision_table(summary: dict[str, Any]) -> Table:
             table.add_row("model", f"{summary['model_name']} v{summary['version']}")
             table.add_row("champion", summary["champion_note"])
             table.add_row("API reload", summary["reload_detail"])
+    if summary.get("recovered"):
+        table.add_row("recovery", summary["recovered"])
+    for warning in summary.get("warnings", []):
+        table.add_row("warning", warning)
     if summary["files_skipped"]:
         table.add_row("already merged", ", ".join(summary["files_skipped"]) + " (archived)")
     for refused in summary["files_refused"]:
         table.add_row("refused", f"{refused['file']}: {refused['reason']} (moved to failed/)")
+    for label, key in (("waiting", "files_waiting"), ("left alone", "files_left")):
+        for entry in summary.get(key, []):
+            table.add_row(label, f"{entry['file']}: {entry['reason']}")
+    for entry in summary.get("files_vanished", []):
+        table.add_row("vanished", f"{entry['file']}: {entry['reason']}")
     table.add_row("runs", f"Dagster {summary['dagster_run_id']}, MLflow {summary['mlflow_run_id']}")
     return table
 

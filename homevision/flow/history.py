@@ -1,10 +1,14 @@
 """The training history: every export the flow took in, merged into one listings file.
 
-One row per MLSNumber; a later export's row replaces an earlier one (files are taken in name
-order, so name them by date). Every merge is reproducible: the same history and the same files
-give the same bytes, and `manifest.json` records each file merged (name, SHA-256, rows added and
-updated) with the SHA-256 of the history it produced. Nothing here moves files or talks to
-MLflow: the flow (homevision.flow.pipeline) decides when a staged history is committed.
+One row per MLSNumber, holding the newest fact about that listing by the export's own clock:
+its StatusChangeTimestamp, else the time of the snapshot it came from (SnapshotTimestamp, kept
+as a column of the history: the newest timestamp the file carries, else its modification
+time). A late, older export never turns a sale back into an active listing: a row older than
+the one held is left out and counted as stale. Every merge is reproducible: the same history
+and the same files give the same bytes, and `manifest.json` records each file merged (name,
+SHA-256, rows and sales added, updated and removed) with the SHA-256 of the history it
+produced. Nothing here moves files or talks to MLflow: the flow (homevision.flow.pipeline)
+decides when a staged history is committed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from homevision.config import project_root
@@ -24,7 +29,9 @@ from homevision.data.listings import is_labelled, read_export
 from homevision.data.schema import MLS_ID
 
 EXPORT_SUFFIXES = (".csv", ".parquet")
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+STATUS_TIME = "StatusChangeTimestamp"  # the MLS's own time of a listing's last status change
+SNAPSHOT_TIME = "SnapshotTimestamp"  # the time of the export a history row came from
 
 
 @dataclass(frozen=True)
@@ -32,9 +39,12 @@ class MergeCounts:
     """What one export changed in the history."""
 
     added: int  # MLSNumbers the history did not hold
-    updated: int  # MLSNumbers it held, with a different row now
+    updated: int  # MLSNumbers it held, with a different (newer) row now
     unchanged: int  # MLSNumbers it held with the very same row
+    stale: int  # rows older than the history's row for their number: left out
     new_sales: int  # rows Sold with a ClosePrice that were absent or not sold before
+    sales_updated: int  # sales held that a newer sale row replaced (a corrected price...)
+    sales_removed: int  # sales held that a newer non-sale replaced (a sale taken back)
     without_id: int  # rows with no usable MLSNumber: not merged
 
     def as_dict(self) -> dict[str, int]:
@@ -86,11 +96,52 @@ def _keys(frame: pd.DataFrame) -> pd.Series:
 
 
 def _keyed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Return the rows with an MLSNumber, indexed by it, one per number (the last row wins)."""
+    """Return the rows with an MLSNumber, indexed by it, one per number: the newest by
+    fact_times, the last in file order among equals."""
     keys = _keys(frame)
     out = frame.loc[keys.notna()].reindex(columns=columns)
     out.index = pd.Index(keys[keys.notna()].astype("int64"), name=None)
+    order = np.lexsort((np.arange(len(out)), _order_key(fact_times(out)), out.index.to_numpy()))
+    out = out.iloc[order]
     return out[~out.index.duplicated(keep="last")]
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """Return export timestamps (ISO 8601, e.g. '2020-02-22 17:03:34') as datetimes, NaT where
+    missing or unreadable."""
+    text = values.astype("string").str.strip()
+    return pd.to_datetime(text, errors="coerce", format="ISO8601")
+
+
+def fact_times(frame: pd.DataFrame) -> pd.Series:
+    """Return when each row's fact was true: its StatusChangeTimestamp, else its snapshot's
+    time (NaT when neither is known: such a row is older than any dated one)."""
+    none = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    status = parse_times(frame[STATUS_TIME]) if STATUS_TIME in frame else none
+    snapshot = parse_times(frame[SNAPSHOT_TIME]) if SNAPSHOT_TIME in frame else none
+    return status.fillna(snapshot).astype("datetime64[ns]")
+
+
+def _order_key(times: pd.Series) -> np.ndarray:
+    """Return sortable integers for fact times, NaT first (the oldest)."""
+    values = times.to_numpy(dtype="datetime64[ns]").astype("int64")
+    return np.where(times.isna().to_numpy(), np.iinfo(np.int64).min, values)
+
+
+def newest_status_time(frame: pd.DataFrame) -> str | None:
+    """Return the newest StatusChangeTimestamp of an export (ISO text), None without one."""
+    if STATUS_TIME not in frame or not len(frame):
+        return None
+    newest = parse_times(frame[STATUS_TIME]).max()
+    return None if pd.isna(newest) else newest.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def snapshot_time(frame: pd.DataFrame, modified: float) -> str:
+    """Return the time of an export as a snapshot: the newest StatusChangeTimestamp it
+    carries, else its file's modification time (`modified`, seconds since the epoch); ISO
+    text, the history's SnapshotTimestamp for its rows."""
+    newest = newest_status_time(frame)
+    return newest or pd.Timestamp(modified, unit="s").strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.Series:
@@ -100,31 +151,59 @@ def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.Series:
     return equal.all(axis=1)
 
 
-def merge_export(history: pd.DataFrame, export: pd.DataFrame) -> tuple[pd.DataFrame, MergeCounts]:
+def merge_export(
+    history: pd.DataFrame, export: pd.DataFrame, snapshot: str | None = None
+) -> tuple[pd.DataFrame, MergeCounts]:
     """Return the history with an export's rows merged in, and what changed.
 
-    One row per MLSNumber: the export's row replaces the history's whole row (its status,
-    price and every other column), and within the export the last row of a number wins. Columns
-    are the history's followed by any new ones; rows are sorted by MLSNumber, so the result
-    depends only on its inputs' contents. Rows without a usable MLSNumber are left out.
+    One row per MLSNumber, the newest fact winning (fact_times; an export row as new as the
+    history's wins, so a re-export of the same moment updates it): the export's row replaces
+    the history's whole row, and a row older than the history's is left out (stale). Within
+    the export the newest row of a number wins, the last among equals. `snapshot` (the
+    export's snapshot_time) fills SnapshotTimestamp where the export has none. Columns are the
+    history's followed by any new ones; rows are sorted by MLSNumber, so the result depends
+    only on its inputs' contents. Rows without a usable MLSNumber are left out.
     """
+    export = export.copy()
+    if snapshot is not None:
+        stamped = export.get(SNAPSHOT_TIME)
+        export[SNAPSHOT_TIME] = snapshot if stamped is None else stamped.fillna(snapshot)
     columns = list(history.columns) + [c for c in export.columns if c not in history.columns]
     old = _keyed(history, columns)
     new = _keyed(export, columns)
     held = new.index.isin(old.index)
     common = new.index[held]
-    same = _same_rows(old.loc[common], new.loc[common])
+    older = pd.Series(False, index=new.index)
+    if len(common):
+        t_old, t_new = (
+            _order_key(fact_times(old.loc[common])),
+            _order_key(fact_times(new.loc[common])),
+        )
+        older.loc[common] = t_new < t_old
+    new = new.loc[~older.to_numpy()]
+    common = new.index[new.index.isin(old.index)]
+    facts = [c for c in columns if c != SNAPSHOT_TIME]  # the same facts seen again: unchanged
+    same = _same_rows(old.loc[common, facts], new.loc[common, facts])
     sold_now = is_labelled(new)
     sold_before = is_labelled(old).reindex(new.index, fill_value=False)
+    replaced = pd.Series(new.index.isin(common), index=new.index) & ~same.reindex(
+        new.index, fill_value=False
+    )
     counts = MergeCounts(
-        added=int((~held).sum()),
+        added=int((~new.index.isin(old.index)).sum()),
         updated=int((~same).sum()),
         unchanged=int(same.sum()),
+        stale=int(older.sum()),
         new_sales=int((sold_now & ~sold_before).sum()),
+        sales_updated=int((replaced & sold_now & sold_before).sum()),
+        sales_removed=int((replaced & ~sold_now & sold_before).sum()),
         without_id=int(_keys(export).isna().sum()),
     )
-    merged = pd.concat([old.drop(index=common), new]).sort_index(kind="stable")
-    return merged.reset_index(drop=True), counts
+    # An unchanged row keeps the history's copy (its first snapshot): re-merging a file that
+    # holds nothing new leaves the history's bytes as they were.
+    taken = new.drop(index=same.index[same.to_numpy()])
+    merged = pd.concat([old.drop(index=taken.index, errors="ignore"), taken])
+    return merged.sort_index(kind="stable").reset_index(drop=True), counts
 
 
 def empty_manifest() -> dict[str, Any]:

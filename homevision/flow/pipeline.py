@@ -1,13 +1,16 @@
 """The continuous-training flow as a Dagster job: pick up new exports -> merge them into the
 training history (staged) -> check drift against the champion's reference -> retrain when it is
-worth it (the champion rule inside `train` decides promotion) -> tell the API -> commit.
+worth it (the champion rule decides; the alias does not move yet) -> commit.
 
-Nothing is committed before the last op: the merged history and the drift reports live in
-`data/history/.staging-<dagster run id>/` until `commit` replaces the history and manifest
-atomically and moves the processed files into the drop folder's archive/ (or failed/). A failing
-op leaves the history, the manifest, the drop folder and the champion as they were (a failure
-hook removes the staging folder and marks the flow's MLflow run FAILED). One run at a time: a
-resource holds a lock on data/history/ for the whole run.
+Every drop-folder entry gets a verdict (homevision.flow.intake): a complete export is copied,
+hashed, validated chunk by chunk and merged (the history keeps the newest fact about each
+listing by the export's own timestamps: homevision.flow.history); a file still being written
+stays for the next run; a symlink, an unreadable file or one that is not an export goes to
+failed/ with its reason; anything else is left alone with a sentence. Nothing is committed
+before the last op: `commit` (homevision.flow.commit) writes a journal, then replaces the
+history and manifest, archives the files and moves the champion alias, in that order, all or
+nothing; a run killed midway is completed by the next one. Then the API is told. One run at a
+time: a resource holds a lock on data/history/ for the whole run.
 
 `defs` (Definitions) is what `dagster dev -m homevision.flow.pipeline` loads: the job, its
 resources and a schedule whose run config comes from HOMEVISION_FLOW_* variables
@@ -16,6 +19,7 @@ resources and a schedule whose run config comes from HOMEVISION_FLOW_* variables
 
 # No `from __future__ import annotations`: Dagster reads the ops' type hints at definition time.
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -48,12 +52,14 @@ from dagster import (
     op,
 )
 
-from homevision.config import paths, project_root
-from homevision.data.listings import NotAnExportError, load_listings, read_export, write_rejected
+from homevision.config import DEFAULT_CHUNK_ROWS, load_params, paths, project_root
+from homevision.data.errors import NotAnExportError
+from homevision.data.listings import read_export
 from homevision.data.synthetic import write_listings
+from homevision.flow import commit as journal
+from homevision.flow import intake as drop
+from homevision.flow.faults import failpoint
 from homevision.flow.history import (
-    atomic_replace,
-    atomic_write_text,
     free_name,
     history_dir,
     history_path,
@@ -62,7 +68,6 @@ from homevision.flow.history import (
     manifest_path,
     manifest_text,
     merge_export,
-    pending_exports,
     processed_hashes,
     with_merges,
 )
@@ -72,6 +77,7 @@ JOB_NAME = "continuous_training"
 SCHEDULE_NAME = "continuous_training_schedule"
 DEFAULT_CRON = "0 6 * * *"
 DEFAULT_MIN_NEW_SALES = 30
+DEFAULT_SETTLE_SECONDS = 10.0
 RELOAD_TIMEOUT_SECONDS = 30
 API_KEY_ENV = "HOMEVISION_API_KEY"  # an admin key for POST /model/reload
 MLFLOW_RUN_FILE = "mlflow_run_id"
@@ -93,6 +99,7 @@ class FlowSettings(ConfigurableResource):
     budget: float | None = None
     min_new_sales: int = DEFAULT_MIN_NEW_SALES
     api_url: str | None = None
+    settle_seconds: float | None = None  # None: params.yaml flow.settle_seconds
 
 
 class HistoryLock(ConfigurableResource):
@@ -128,27 +135,46 @@ class NewExport:
     rejected: int
     staged: str | None  # accepted rows, export format (None when none was accepted)
     rejected_report: str | None  # rejected rows with the reason (None when none was)
+    copy: str  # the bytes taken (archived at commit)
+    signature: list[int]  # [size, mtime_ns] of the file when it was read
+    snapshot: str  # the export's snapshot time (history.snapshot_time)
 
 
 @dataclass
 class Refused:
-    """A file in the drop folder that is not a listings export, and why."""
+    """A drop-folder file that goes to failed/, and why."""
 
     name: str
     path: str
-    sha256: str
+    sha256: str | None
     reason: str
 
 
 @dataclass
+class Skipped:
+    """A file merged by an earlier run (same SHA-256): archived again, not merged."""
+
+    name: str
+    path: str
+    sha256: str
+    copy: str
+    signature: list[int]
+
+
+@dataclass
 class Intake:
-    """What the drop folder held: new exports, files merged before, files refused."""
+    """What the drop folder held: new exports, files merged before, files refused, files left
+    in place (still being written, or not the flow's) and files that vanished."""
 
     staging: str
     mlflow_run_id: str
     new: list[NewExport] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # already merged (sha256 in the manifest)
+    skipped: list[Skipped] = field(default_factory=list)
     refused: list[Refused] = field(default_factory=list)
+    waiting: list[dict[str, str]] = field(default_factory=list)  # {file, reason}
+    left: list[dict[str, str]] = field(default_factory=list)
+    gone: list[dict[str, str]] = field(default_factory=list)
+    recovered: str | None = None  # what was done about a commit a killed run left
 
 
 @dataclass
@@ -161,9 +187,13 @@ class Merged:
     rows_added: int = 0
     rows_updated: int = 0
     rows_rejected: int = 0
+    rows_stale: int = 0  # older than the history's row for their listing: left out
     new_sales: int = 0
+    sales_updated: int = 0
+    sales_removed: int = 0
     history_rows: int = 0
     history_sha256: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -187,9 +217,10 @@ class Training:
     reasons: list[str]
     model_name: str
     version: str | None = None
-    promoted: bool = False
+    promoted: bool = False  # the champion rule's verdict; the alias moves at commit
     champion_note: str = ""
     run_id: str | None = None
+    champion_before: str | None = None  # the champion the decision compared against
 
 
 @dataclass
@@ -280,55 +311,41 @@ def _log_mlflow(
 # The ops.
 
 
-@op(description="Take in the drop folder's new exports: validate each, stage its rows.")
+def settle_seconds(settings: FlowSettings) -> float:
+    """Return how long a file must be still before it is taken (the run's option, else
+    params.yaml flow.settle_seconds)."""
+    if settings.settle_seconds is not None:
+        return float(settings.settle_seconds)
+    try:
+        section = load_params().get("flow") or {}
+    except FileNotFoundError:
+        section = {}
+    return float(section.get("settle_seconds", DEFAULT_SETTLE_SECONDS))
+
+
+@op(description="Sort the drop folder: take complete exports (copied, validated), say why not.")
 def pick_up(
     context: OpExecutionContext, settings: FlowSettings, history_lock: HistoryLock
 ) -> Output[Intake]:
-    """Return the drop folder's files sorted into new exports (validated, accepted rows and
-    rejected rows staged), files already merged, and files that are not exports."""
-    from homevision.tracking import file_hash
-
+    """Return the drop folder's entries sorted into new exports (copied, validated chunk by
+    chunk, accepted and rejected rows staged), files already merged, files refused, files
+    left in place and files that vanished. First completes (or undoes) a commit that a killed
+    run left."""
     for stale in history_dir().glob(".staging-*"):  # left by a killed run: we hold the lock
         shutil.rmtree(stale, ignore_errors=True)
+    recovered = journal.recover()
     staging = staging_dir(context.run_id)
     staging.mkdir(parents=True)
     mlflow_run_id = _start_mlflow_run(context.run_id, settings.incoming)
     (staging / MLFLOW_RUN_FILE).write_text(mlflow_run_id)
-    intake = Intake(str(staging), mlflow_run_id)
+    intake = Intake(str(staging), mlflow_run_id, recovered=recovered)
+    if recovered:
+        context.log.warning(f"Recovery: {recovered}")
     seen = processed_hashes(load_manifest(manifest_path()))
-    for path in pending_exports(Path(settings.incoming)):
-        sha = file_hash(path)
-        if sha in seen:
-            intake.skipped.append(str(path))
-            continue
-        seen.add(sha)
-        try:
-            listings = load_listings(path)
-        except NotAnExportError as err:
-            intake.refused.append(Refused(path.name, str(path), sha, str(err)))
-            context.log.warning(f"Refused {path.name}: {err}")
-            continue
-        result = listings.validation
-        staged = report = None
-        if len(result.accepted):
-            staged = str(write_listings(result.accepted, staging / "accepted" / f"{path.name}.csv"))
-        if len(result.rejected):
-            target = staging / "rejected" / f"{path.name}.rejected.csv"
-            report = str(write_rejected(result, target))
-        intake.new.append(
-            NewExport(
-                path.name,
-                str(path),
-                sha,
-                result.rows,
-                len(result.accepted),
-                len(result.rejected),
-                staged,
-                report,
-            )
-        )
+    for verdict in drop.survey(Path(settings.incoming), settle_seconds(settings)):
+        _sort(context, verdict, staging, seen, intake)
     if not intake.new:
-        context.log.info(f"Nothing to do: no new export in {settings.incoming}")
+        context.log.info(f"Nothing to merge: no new complete export in {settings.incoming}")
     _log_mlflow(
         mlflow_run_id,
         params={
@@ -336,24 +353,106 @@ def pick_up(
             "files": ",".join(e.name for e in intake.new) or "none",
             "files_skipped": len(intake.skipped),
             "files_refused": len(intake.refused),
+            "files_waiting": len(intake.waiting),
             "features": settings.features,
         },
     )
+    failpoint("after:pick_up")
     return Output(
         intake,
         metadata={
             "new exports": MetadataValue.json([asdict(e) for e in intake.new]),
-            "already merged (skipped)": MetadataValue.json([Path(p).name for p in intake.skipped]),
-            "refused (not an export)": MetadataValue.json([asdict(r) for r in intake.refused]),
+            "already merged (archived)": MetadataValue.json([e.name for e in intake.skipped]),
+            "refused (to failed/)": MetadataValue.json([asdict(r) for r in intake.refused]),
+            "waiting (still being written)": MetadataValue.json(intake.waiting),
+            "left alone": MetadataValue.json(intake.left),
+            "vanished": MetadataValue.json(intake.gone),
             "mlflow run": MetadataValue.text(mlflow_run_id),
         },
     )
 
 
+def _sort(
+    context: OpExecutionContext,
+    verdict: drop.Verdict,
+    staging: Path,
+    seen: set[str],
+    intake: Intake,
+) -> None:
+    """Put one drop-folder entry where it belongs in `intake` (never raises for the entry's
+    sake: a bad file is a sentence, and the rest of the drop goes on)."""
+    name, path = verdict.name, Path(verdict.path)
+    if verdict.action == drop.WAIT:
+        intake.waiting.append({"file": name, "reason": verdict.reason})
+    elif verdict.action == drop.LEAVE:
+        intake.left.append({"file": name, "reason": verdict.reason})
+    elif verdict.action == drop.GONE:
+        intake.gone.append({"file": name, "reason": verdict.reason})
+    elif verdict.action == drop.FAIL:
+        intake.refused.append(Refused(name, str(path), None, verdict.reason))
+    if verdict.action != drop.TAKE:
+        if verdict.action in (drop.FAIL, drop.WAIT):
+            context.log.warning(f"{name}: {verdict.reason}")
+        return
+    copy = staging / "files" / name
+    try:
+        sha = drop.copy_and_hash(path, copy)
+        info = copy.stat()
+        signature = [info.st_size, info.st_mtime_ns]
+    except FileNotFoundError:
+        intake.gone.append({"file": name, "reason": "removed while it was being read"})
+        return
+    except drop.ChangedWhileReadError:
+        reason = "changed while it was being read: still being written, taken next run"
+        intake.waiting.append({"file": name, "reason": reason})
+        context.log.warning(f"{name}: {reason}")
+        return
+    except OSError as err:
+        reason = f"cannot be read: {err.strerror or type(err).__name__}"
+        intake.refused.append(Refused(name, str(path), None, reason))
+        context.log.warning(f"{name}: {reason}")
+        return
+    if sha in seen:
+        intake.skipped.append(Skipped(name, str(path), sha, str(copy), signature))
+        return
+    seen.add(sha)
+    try:
+        staged = drop.stage_rows(copy, staging / "rows" / name, _chunk_rows())
+    except NotAnExportError as err:
+        intake.refused.append(Refused(name, str(path), sha, str(err)))
+        context.log.warning(f"Refused {name}: {err}")
+        return
+    intake.new.append(
+        NewExport(
+            name,
+            str(path),
+            sha,
+            staged.rows,
+            staged.accepted,
+            staged.rejected,
+            str(staged.accepted_path) if staged.accepted_path else None,
+            str(staged.rejected_path) if staged.rejected_path else None,
+            str(copy),
+            signature,
+            staged.snapshot,
+        )
+    )
+
+
+def _chunk_rows() -> int:
+    """Rows per chunk when reading an export (params.yaml flow.chunk_rows)."""
+    try:
+        section = load_params().get("flow") or {}
+    except FileNotFoundError:
+        section = {}
+    return int(section.get("chunk_rows", DEFAULT_CHUNK_ROWS))
+
+
 @op(description="Merge the new exports into a staged copy of the training history.")
 def merge_history(context: OpExecutionContext, intake: Intake) -> Output[Merged]:
-    """Return the staged history (one row per MLSNumber, a later file's row winning) and this
-    run's manifest entries, one per new export, each with the history SHA-256 it produced."""
+    """Return the staged history (one row per MLSNumber, the newest fact winning) and this
+    run's manifest entries, one per new export, each with what it changed (rows and sales
+    added, updated, removed, rows too old to count) and the history SHA-256 it produced."""
     from homevision.tracking import file_hash
 
     current = history_path()
@@ -366,17 +465,21 @@ def merge_history(context: OpExecutionContext, intake: Intake) -> Output[Merged]
         history_sha256=file_hash(current) if current.exists() else None,
     )
     if not intake.new:
+        failpoint("after:merge_history")
         return Output(merged, metadata={"merged": MetadataValue.text("nothing new")})
     staging = Path(intake.staging)
     new_rows = history.iloc[0:0]
     for export in intake.new:
         rows = read_export(export.staged) if export.staged else new_rows.iloc[0:0]
-        history, counts = merge_export(history, rows)
-        new_rows, _ = merge_export(new_rows, rows)
+        history, counts = merge_export(history, rows, export.snapshot)
+        new_rows, _ = merge_export(new_rows, rows, export.snapshot)
         merged.rows_added += counts.added
         merged.rows_updated += counts.updated
         merged.rows_rejected += export.rejected
+        merged.rows_stale += counts.stale
         merged.new_sales += counts.new_sales
+        merged.sales_updated += counts.sales_updated
+        merged.sales_removed += counts.sales_removed
         sha = merged.history_sha256
         if len(history):
             sha = file_hash(write_listings(history, staging / "listings.csv"))
@@ -386,19 +489,33 @@ def merge_history(context: OpExecutionContext, intake: Intake) -> Output[Merged]
             {
                 "file": export.name,
                 "sha256": export.sha256,
+                "snapshot": export.snapshot,
                 "rows": export.rows,
                 "rows_rejected": export.rejected,
-                **{f"rows_{k}": v for k, v in counts.as_dict().items() if k != "new_sales"},
-                "new_sales": counts.new_sales,
+                **{
+                    f"rows_{k}": v
+                    for k, v in counts.as_dict().items()
+                    if not k.startswith(("new_", "sales_"))
+                },
+                "sales_added": counts.new_sales,
+                "sales_updated": counts.sales_updated,
+                "sales_removed": counts.sales_removed,
                 "history_sha256": sha,
                 "history_rows": len(history),
                 "merged_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "dagster_run_id": context.run_id,
             }
         )
+        if counts.sales_removed:
+            merged.warnings.append(
+                f"{export.name} removed {counts.sales_removed} sale(s) from the history: a "
+                "newer row says those homes are not sold (a sale that fell through?)"
+            )
+            context.log.warning(merged.warnings[-1])
         context.log.info(
             f"Merged {export.name}: {counts.added} added, {counts.updated} updated, "
-            f"{counts.new_sales} new sales, {export.rejected} rejected"
+            f"{counts.stale} older than the history (left out), {counts.new_sales} new sales, "
+            f"{export.rejected} rejected"
         )
     if len(new_rows):
         merged.staged_new = str(write_listings(new_rows, staging / "new-listings.csv"))
@@ -413,18 +530,23 @@ def merge_history(context: OpExecutionContext, intake: Intake) -> Output[Merged]
             "rows_added": merged.rows_added,
             "rows_updated": merged.rows_updated,
             "rows_rejected": merged.rows_rejected,
+            "rows_stale": merged.rows_stale,
             "new_sales": merged.new_sales,
+            "sales_removed": merged.sales_removed,
             "history_rows": merged.history_rows,
         },
         tags={"history_sha256": merged.history_sha256 or ""},
     )
+    failpoint("after:merge_history")
     return Output(
         merged,
         metadata={
             "rows added": merged.rows_added,
             "rows updated": merged.rows_updated,
             "rows rejected": merged.rows_rejected,
+            "rows older than the history": merged.rows_stale,
             "new sales": merged.new_sales,
+            "sales removed": merged.sales_removed,
             "history rows": merged.history_rows,
             "history sha256": MetadataValue.text(merged.history_sha256 or ""),
             "merges": MetadataValue.json(merged.entries),
@@ -475,6 +597,7 @@ def check_drift(
         metadata["reports"] = MetadataValue.text(
             f"MLflow run {intake.mlflow_run_id}, artifacts drift/; reports/flow/{context.run_id}/"
         )
+    failpoint("after:check_drift")
     return Output(drift, metadata=metadata)
 
 
@@ -529,12 +652,14 @@ def retrain(
             settings.features,
             budget=settings.budget,
             promote=False,
+            move_alias=False,  # commit moves it, once the history it learnt from is in place
         )
         training.version = outcome.version
         training.promoted = outcome.promoted
         training.champion_note = outcome.champion_note
         training.run_id = outcome.run_id
         training.model_name = outcome.model_name
+        training.champion_before = outcome.champion_before
         context.log.info(f"{outcome.model_name} v{outcome.version}: {outcome.champion_note}")
     else:
         context.log.info("No retraining: no drift, too few new sales, a champion in place")
@@ -552,6 +677,7 @@ def retrain(
                 "train_run_id": training.run_id or "",
             },
         )
+    failpoint("after:retrain")
     return Output(
         training,
         metadata={
@@ -559,7 +685,7 @@ def retrain(
             "why": MetadataValue.text("; ".join(reasons) or "no reason to retrain"),
             "model": MetadataValue.text(training.model_name),
             "version": MetadataValue.text(training.version or "none"),
-            "promoted": training.promoted,
+            "to promote": training.promoted,
             "champion note": MetadataValue.text(training.champion_note),
             "train mlflow run": MetadataValue.text(training.run_id or ""),
         },
@@ -582,42 +708,7 @@ def post_reload(api_url: str, timeout: float = RELOAD_TIMEOUT_SECONDS) -> Reload
         return Reload(True, False, f"{url}: {getattr(err, 'reason', err)}")
 
 
-@op(description="Tell the API (POST /model/reload) when a new champion was promoted.")
-def reload_api(
-    context: OpExecutionContext, settings: FlowSettings, intake: Intake, training: Training
-) -> Output[Reload]:
-    """Return whether the API reloaded the new champion (no call without a promotion or
-    without an API URL; a failed call is logged and recorded, not fatal)."""
-    if not training.promoted:
-        reload = Reload(False, None, "no new champion")
-    elif not settings.api_url:
-        reload = Reload(False, None, "no API URL given (--api / HOMEVISION_API_URL)")
-    else:
-        reload = post_reload(settings.api_url)
-        if reload.ok:
-            context.log.info(
-                f"The API worker that answered reloaded the champion ({reload.detail}); the "
-                "others load it within their watch period (serving.watch_seconds)"
-            )
-        else:
-            context.log.warning(f"API reload failed: {reload.detail}")
-    if intake.new:
-        _log_mlflow(
-            intake.mlflow_run_id,
-            params={"reloaded": reload.ok if reload.attempted else "not attempted"},
-            tags={"reload_detail": reload.detail},
-        )
-    return Output(
-        reload,
-        metadata={
-            "attempted": reload.attempted,
-            "reloaded": bool(reload.ok),
-            "detail": MetadataValue.text(reload.detail),
-        },
-    )
-
-
-@op(description="Commit: replace history and manifest atomically, archive the processed files.")
+@op(description="Commit all or nothing: history, manifest, files, champion; then tell the API.")
 def commit(
     context: OpExecutionContext,
     settings: FlowSettings,
@@ -626,59 +717,136 @@ def commit(
     merged: Merged,
     drift: DriftCheck,
     training: Training,
-    reload: Reload,
 ) -> Output[dict]:
-    """Commit the run (history first, then the manifest: a crash between them re-merges the same
-    file into the same rows), move the files out of the drop folder, end the MLflow run, and
-    return the run's decisions as one JSON-able dict."""
-    if merged.entries:
-        if merged.staged_history:
-            atomic_replace(Path(merged.staged_history), history_path())
-        manifest = with_merges(
-            load_manifest(manifest_path()),
-            merged.entries,
-            merged.history_sha256,
-            merged.history_rows,
-        )
-        atomic_write_text(manifest_path(), manifest_text(manifest))
-    from homevision.tracking import file_hash
-
-    incoming = Path(settings.incoming)
-    archive, failed = incoming / "archive", incoming / "failed"
-    for export in intake.new:
-        target = _move(Path(export.path), archive, export.sha256)
-        if export.rejected_report:
-            shutil.move(export.rejected_report, target.with_name(target.name + ".rejected.csv"))
-    for path in intake.skipped:
-        _move(Path(path), archive, file_hash(Path(path)))
-    for refused in intake.refused:
-        target = _move(Path(refused.path), failed, refused.sha256)
-        target.with_name(target.name + ".reason.txt").write_text(refused.reason + "\n")
+    """Commit the run through a journal (homevision.flow.commit: history, manifest, archive and
+    failed/, then the champion alias; undone whole if a step fails), tell the API when the
+    champion moved, end the MLflow run, and return the run's decisions as one JSON-able dict."""
+    plan = journal.prepare(
+        context.run_id,
+        Path(merged.staged_history) if merged.entries and merged.staged_history else None,
+        merged.history_sha256,
+        _manifest_text(context.run_id, intake, merged),
+        _moves(settings, intake),
+        _alias_move(training),
+    )
+    try:
+        journal.apply(plan)
+    except Exception as err:
+        raise Failure(
+            f"the commit failed and was undone, nothing changed: {_sentence(err)}"
+        ) from err
+    promoted = training.promoted and _champion_is(training.model_name, training.version)
+    reload = _reload(context, settings, promoted)
     summary = decisions(context.run_id, intake, merged, drift, training, reload)
+    summary["promoted"] = promoted
+    summary["commit_notes"] = plan.notes
+    if training.promoted and not promoted:
+        summary["champion_note"] = "; ".join(plan.notes) or summary["champion_note"]
     kept = paths().reports / "flow" / context.run_id  # the drift reports outlive the staging
     summary["drift_reports"] = [str(_copy(Path(p), kept)) for p in drift.files]
-    _log_mlflow(intake.mlflow_run_id, tags={"nothing_to_do": summary["nothing_to_do"]})
+    summary["changed"] = change_sentence(summary)
+    _log_mlflow(
+        intake.mlflow_run_id,
+        params={
+            "promoted": promoted,
+            "reloaded": reload.ok if reload.attempted else "not attempted",
+        },
+        tags={
+            "nothing_to_do": summary["nothing_to_do"],
+            "reload_detail": reload.detail,
+            "changed": summary["changed"],
+        },
+    )
     _client().log_dict(intake.mlflow_run_id, summary, "flow_decisions.json")
     _client().set_terminated(intake.mlflow_run_id, "FINISHED")
     shutil.rmtree(intake.staging, ignore_errors=True)
-    context.log.info("Nothing to do" if summary["nothing_to_do"] else "Flow run committed")
+    context.log.info(summary["changed"])
     metadata: dict[str, Any] = {"decisions": MetadataValue.json(summary)}
     for path in summary["drift_reports"]:
         metadata[Path(path).name] = MetadataValue.path(path)
     return Output(summary, metadata=metadata)
 
 
+def _manifest_text(run_id: str, intake: Intake, merged: Merged) -> str | None:
+    """Return the new manifest (this run's merges and refusals added), None when unchanged."""
+    if not merged.entries and not intake.refused:
+        return None
+    manifest = load_manifest(manifest_path())
+    if merged.entries:
+        manifest = with_merges(manifest, merged.entries, merged.history_sha256, merged.history_rows)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    refused = [
+        {"file": r.name, "sha256": r.sha256, "reason": r.reason, "at": now, "run": run_id}
+        for r in intake.refused
+    ]
+    return manifest_text({**manifest, "refused": [*manifest.get("refused", []), *refused]})
+
+
+def _moves(settings: FlowSettings, intake: Intake) -> list[journal.Move]:
+    """Return where each file taken or refused goes: archive/ (from the copy that was read,
+    with the rejected rows beside it) or failed/ (the file itself, with its reason)."""
+    incoming = Path(settings.incoming)
+    archive, failed = incoming / "archive", incoming / "failed"
+    moves, taken = [], set()
+
+    def target(folder: Path, name: str, sha: str) -> str:
+        path = free_name(folder, name, sha)
+        while str(path) in taken:  # two files of this run wanting one name
+            path = free_name(folder, f"{sha[:4]}-{path.name}", sha)
+        taken.add(str(path))
+        return str(path)
+
+    for export in intake.new:
+        archived = target(archive, export.name, export.sha256)
+        moves.append(journal.Move(export.path, archived, export.copy, export.signature))
+        if export.rejected_report:
+            moves.append(journal.Move(None, archived + ".rejected.csv", export.rejected_report))
+    for skipped in intake.skipped:
+        archived = target(archive, skipped.name, skipped.sha256)
+        moves.append(journal.Move(skipped.path, archived, skipped.copy, skipped.signature))
+    for refused in intake.refused:
+        sha = refused.sha256 or hashlib.sha256(refused.path.encode()).hexdigest()
+        destination = target(failed, refused.name, sha)
+        moves.append(journal.Move(refused.path, destination, reason=refused.reason))
+    return moves
+
+
+def _alias_move(training: Training) -> journal.AliasMove | None:
+    """Return the champion move the training decided on (None when it did not promote)."""
+    if not (training.retrained and training.promoted and training.version):
+        return None
+    return journal.AliasMove(training.model_name, training.version, training.champion_before)
+
+
+def _champion_is(name: str, version: str | None) -> bool:
+    from homevision import tracking
+
+    current = tracking.champion(name)
+    return version is not None and current is not None and str(current.version) == version
+
+
+def _reload(context: OpExecutionContext, settings: FlowSettings, promoted: bool) -> Reload:
+    """Tell the API about a new champion (no call without one or without an API URL; a failed
+    call is reported, not fatal: each API worker also finds the champion within its watch
+    period)."""
+    if not promoted:
+        return Reload(False, None, "no new champion")
+    if not settings.api_url:
+        return Reload(False, None, "no API URL given (--api / HOMEVISION_API_URL)")
+    reload = post_reload(settings.api_url)
+    if reload.ok:
+        context.log.info(
+            f"The API worker that answered reloaded the champion ({reload.detail}); the "
+            "others load it within their watch period (serving.watch_seconds)"
+        )
+    else:
+        context.log.warning(f"API reload failed: {reload.detail}")
+    return reload
+
+
 def _copy(path: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy2(path, folder / path.name))
-
-
-def _move(path: Path, folder: Path, sha256: str) -> Path:
-    """Move a file into `folder` under a name no earlier file holds; return where it went."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = free_name(folder, path.name, sha256)
-    shutil.move(path, target)
-    return target
 
 
 def decisions(
@@ -694,13 +862,21 @@ def decisions(
         "dagster_run_id": dagster_run_id,
         "mlflow_run_id": intake.mlflow_run_id,
         "nothing_to_do": not intake.new,
+        "recovered": intake.recovered,
         "files_processed": [e.name for e in intake.new],
-        "files_skipped": [Path(p).name for p in intake.skipped],
+        "files_skipped": [e.name for e in intake.skipped],
         "files_refused": [{"file": r.name, "reason": r.reason} for r in intake.refused],
+        "files_waiting": intake.waiting,
+        "files_left": intake.left,
+        "files_vanished": intake.gone,
         "rows_added": merged.rows_added,
         "rows_updated": merged.rows_updated,
         "rows_rejected": merged.rows_rejected,
+        "rows_stale": merged.rows_stale,
         "new_sales": merged.new_sales,
+        "sales_updated": merged.sales_updated,
+        "sales_removed": merged.sales_removed,
+        "warnings": merged.warnings,
         "history_rows": merged.history_rows,
         "history_sha256": merged.history_sha256,
         "drift_checked": drift.checked,
@@ -712,12 +888,42 @@ def decisions(
         "model_name": training.model_name,
         "version": training.version,
         "promoted": training.promoted,
+        "champion_before": training.champion_before,
         "champion_note": training.champion_note,
         "train_run_id": training.run_id,
         "reload_attempted": reload.attempted,
         "reloaded": reload.ok,
         "reload_detail": reload.detail,
     }
+
+
+def change_sentence(summary: dict[str, Any]) -> str:
+    """Return the one sentence that says exactly what this run changed (the CLI's last line)."""
+    parts = []
+    if summary.get("recovered"):
+        parts.append(summary["recovered"])
+    if summary["files_processed"]:
+        parts.append(
+            f"history now {summary['history_rows']:,} rows ({summary['rows_added']:,} added, "
+            f"{summary['rows_updated']:,} updated, {summary['new_sales']:,} new sales, "
+            f"{summary['sales_removed']:,} sales removed)"
+        )
+    archived = len(summary["files_processed"]) + len(summary["files_skipped"])
+    if archived:
+        parts.append(f"{archived} file(s) archived")
+    if summary["files_refused"]:
+        parts.append(f"{len(summary['files_refused'])} file(s) moved to failed/")
+    if summary["promoted"]:
+        before = summary.get("champion_before")
+        moved = f"v{before} -> v{summary['version']}" if before else f"v{summary['version']}"
+        parts.append(f"champion {summary['model_name']} {moved}")
+        if summary["reload_attempted"]:
+            parts.append("API reloaded" if summary["reloaded"] else "API reload failed")
+    elif summary["retrained"]:
+        parts.append(f"v{summary['version']} registered, champion unchanged")
+    if summary["files_waiting"]:
+        parts.append(f"{len(summary['files_waiting'])} file(s) left to settle")
+    return ("Changed: " + "; ".join(parts) + ".") if parts else "Nothing changed."
 
 
 @failure_hook(name="discard_staging")
@@ -746,15 +952,14 @@ def _sentence(err: BaseException) -> str:
     name=JOB_NAME,
     executor_def=in_process_executor,
     hooks={discard_staging},
-    description="Continuous training: new exports -> history -> drift -> retrain -> reload.",
+    description="Continuous training: new exports -> history -> drift -> retrain -> commit.",
 )
 def continuous_training() -> None:
     intake = pick_up()
     merged = merge_history(intake)
     drift = check_drift(intake, merged)
     training = retrain(intake, merged, drift)
-    reload = reload_api(intake, training)
-    commit(intake, merged, drift, training, reload)
+    commit(intake, merged, drift, training)
 
 
 def run_config(
@@ -763,6 +968,7 @@ def run_config(
     budget: float | None = None,
     min_new_sales: int = DEFAULT_MIN_NEW_SALES,
     api_url: str | None = None,
+    settle_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Return the job's run config for these options (the `settings` resource's config)."""
     config: dict[str, Any] = {
@@ -772,6 +978,8 @@ def run_config(
     }
     if budget is not None:
         config["budget"] = float(budget)
+    if settle_seconds is not None:
+        config["settle_seconds"] = float(settle_seconds)
     if api_url:
         config["api_url"] = api_url
     return {"resources": {"settings": {"config": config}}}

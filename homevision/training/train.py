@@ -97,6 +97,7 @@ class TrainOutcome:
     budget_notes: list[str]
     model_name: str
     time_ordered: dict[str, Any] | None = None  # the procedure scored on later sales
+    champion_before: str | None = None  # the champion the decision compared against
 
 
 def base_settings(storage: str | None) -> SelectionSettings:
@@ -156,8 +157,12 @@ def train(
     budget: float | None = None,
     promote: bool = False,
     storage: str | None = None,
+    move_alias: bool = True,
 ) -> TrainOutcome:
-    """Run the whole training job within `budget` seconds and return its outcome."""
+    """Run the whole training job within `budget` seconds and return its outcome. With
+    `move_alias=False` the champion rule decides but the alias stays: `promoted` then says the
+    version should become champion, and `champion_before` which version it must replace (the
+    flow moves it once the history it was trained on is committed)."""
     cfg = load_params()["train"]
     budget = float(budget if budget is not None else cfg["budget_seconds"])
     # Fixed overhead, not budget: a new store's schema set-up (~10 s once) and the CV workers'
@@ -307,7 +312,7 @@ def train(
         importance, contributions = _importance(model, X, clock.remaining * 0.4, notes)
         _log_reference(model, listings, selection)
         version, promoted, note = _log_and_register(
-            model, X, fs, selection, data_hash, decision, name, run_id
+            model, X, fs, selection, data_hash, decision, name, run_id, move_alias
         )
         ctx = locals_for_card(
             listings, fs, selection, honest, data_path, data_hash, version, note, run_id, y
@@ -350,6 +355,7 @@ def train(
         notes,
         name,
         time_ordered,
+        decision.champion_version,
     )
 
 
@@ -618,10 +624,11 @@ def trial_logger(candidate: str) -> TrialRunLogger:
     )
 
 
-def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id):
+def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id, move_alias=True):
     """Log the model, register it as a new version of `name`, and move the champion alias when
-    the decision (taken before) says so and nobody moved it meanwhile. Never fails after the
-    version is registered because of the champion."""
+    the decision (taken before) says so and nobody moved it meanwhile (unless `move_alias` is
+    off: the caller moves it). Never fails after the version is registered because of the
+    champion."""
     example = X[fs.raw_columns].head(5)
     pyfunc = ValuationPyfunc(model)
     signature = infer_signature(
@@ -653,7 +660,7 @@ def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id
         model_id=info.model_id,
     )
     promoted, note = decision.promote, decision.note
-    if promoted:
+    if promoted and move_alias:
         try:
             moved = tracking.set_champion(version, name, expected=decision.champion_version)
         except Exception as err:  # a registry hiccup must not lose the registered version

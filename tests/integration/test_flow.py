@@ -25,9 +25,16 @@ FLOW_BUDGET = "25"
 DRIFT = MarketDrift(month=12, price_trend=0.02, mix_shift=0.5, new_school="Cedar")
 
 
-def flow(home: Path, *args: str, params: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `homevision flow ARGS` in its own project folder; return the finished process."""
-    env = {"HOMEVISION_PARAMS": str(params)} if params is not None else None
+def flow(
+    home: Path, *args: str, params: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `homevision flow ARGS` in its own project folder; return the finished process. A
+    `run` takes files at once (--settle-seconds 0) unless the test says otherwise."""
+    env = dict(env or {})
+    if params is not None:
+        env["HOMEVISION_PARAMS"] = str(params)
+    if args[:1] == ("run",) and "--settle-seconds" not in args:
+        args = (*args, "--settle-seconds", "0")
     return cli(home, "flow", *args, env=env, unset=("HOMEVISION_API_URL",))
 
 
@@ -214,10 +221,14 @@ def test_files_that_are_not_exports_go_to_failed_and_nothing_is_trained(tmp_path
     reason = (incoming / "failed" / "notes.csv.reason.txt").read_text()
     assert "required column(s) missing" in reason
     assert (incoming / "readme.txt").exists()
-    assert not history_path(home).exists() and not manifest_path(home).exists()
+    assert not history_path(home).exists()
+    manifest = json.loads(manifest_path(home).read_text())  # the refusal is on record
+    assert manifest["merges"] == [] and [r["file"] for r in manifest["refused"]] == ["notes.csv"]
+    assert "required column(s) missing" in manifest["refused"][0]["reason"]
 
     table = flow(home, "run", "--incoming", str(incoming))
     assert table.returncode == 0 and "nothing to do" in table.stdout
+    assert "readme.txt: not an export name" in " ".join(table.stdout.split())
 
 
 @pytest.mark.slow
@@ -261,7 +272,6 @@ def test_definitions_load_with_the_schedule_and_its_run_config(tmp_path):
         "merge_history",
         "check_drift",
         "retrain",
-        "reload_api",
         "commit",
     ]
 

@@ -121,3 +121,57 @@ def test_pending_exports_in_name_order_and_free_archive_names(tmp_path):
     assert free_name(tmp_path / "archive", "b.csv", "abcdef0123") == tmp_path / "archive/b.csv"
     (tmp_path / "archive" / "b.csv").write_text("x")
     assert free_name(tmp_path / "archive", "b.csv", "abcdef0123").name == "b.abcdef01.csv"
+
+
+def _dated(*rows: tuple[str, str, str | None, str | None]) -> pd.DataFrame:
+    """(MLSNumber, Status, ClosePrice, StatusChangeTimestamp) rows."""
+    frame = _rows(*[(m, s, p) for m, s, p, _ in rows])
+    frame["StatusChangeTimestamp"] = [t if t else np.nan for *_, t in rows]
+    return frame
+
+
+def test_a_late_older_export_never_turns_a_sale_back(tmp_path):
+    """Issue 23, defect 3: June's sale stays when May's snapshot (Active) arrives after it."""
+    june = _dated(("1", "Sold", "300000", "2020-06-20 10:00:00"), ("2", "Active", None, None))
+    may = _dated(("1", "Active", None, "2020-05-02 09:00:00"), ("3", "Active", None, None))
+    history, _ = merge_export(pd.DataFrame(), june, snapshot="2020-06-30 00:00:00")
+    merged, counts = merge_export(history, may, snapshot="2020-05-31 00:00:00")
+    by_id = merged.set_index("MLSNumber")
+    assert by_id.loc["1", "Status"] == "Sold" and by_id.loc["1", "ClosePrice"] == "300000"
+    assert by_id.loc["2", "SnapshotTimestamp"] == "2020-06-30 00:00:00"
+    assert (counts.added, counts.stale, counts.sales_removed, counts.updated) == (1, 1, 0, 0)
+
+
+def test_a_newer_non_sale_removes_a_sale_and_says_so():
+    history = _dated(("1", "Sold", "300000", "2020-06-20 10:00:00"))
+    later = _dated(("1", "Active", None, "2020-07-01 08:00:00"))  # relisted: the sale fell through
+    merged, counts = merge_export(history, later)
+    assert merged.loc[0, "Status"] == "Active"
+    assert (counts.updated, counts.sales_removed, counts.stale) == (1, 1, 0)
+    corrected = _dated(("1", "Sold", "301000", "2020-07-05 08:00:00"))
+    _, counts = merge_export(history, corrected)
+    assert (counts.sales_updated, counts.sales_removed, counts.new_sales) == (1, 0, 0)
+
+
+def test_without_timestamps_the_snapshot_time_decides():
+    history, _ = merge_export(pd.DataFrame(), _rows(("1", "Sold", "300000")), "2020-06-30")
+    merged, counts = merge_export(history, _rows(("1", "Active", None)), "2020-05-31")
+    assert merged.loc[0, "Status"] == "Sold" and counts.stale == 1
+    merged, counts = merge_export(history, _rows(("1", "Active", None)), "2020-07-31")
+    assert merged.loc[0, "Status"] == "Active" and counts.sales_removed == 1
+
+
+def test_the_same_facts_again_change_nothing():
+    export = _dated(("1", "Sold", "300000", "2020-06-20 10:00:00"), ("2", "Active", None, None))
+    history, _ = merge_export(pd.DataFrame(), export, snapshot="2020-06-30 00:00:00")
+    again, counts = merge_export(history, export, snapshot="2020-07-15 00:00:00")
+    assert again.equals(history)
+    assert (counts.unchanged, counts.updated, counts.added) == (2, 0, 0)
+
+
+def test_snapshot_time_is_the_newest_status_change_else_the_file_time():
+    from homevision.flow.history import snapshot_time
+
+    export = _dated(("1", "Sold", "1", "2020-06-20 10:00:00"), ("2", "Active", None, "bad"))
+    assert snapshot_time(export, 0.0) == "2020-06-20 10:00:00"
+    assert snapshot_time(_rows(("1", "Active", None)), 86_400.0) == "1970-01-02 00:00:00"

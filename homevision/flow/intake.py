@@ -1,0 +1,199 @@
+"""What the flow takes from its drop folder, and what it leaves: every entry gets a verdict.
+
+An export is taken only when complete: its size and modification time have been still for
+`settle_seconds`, and its name does not end in `.part` (the producers' convention: write
+`name.csv.part`, rename to `name.csv` when done). It is then copied into the run's staging
+folder in one pass that also hashes it, and the copy is what gets parsed, chunk by chunk (memory
+bounded by the chunk, whatever the file's size), merged and archived: rows written after the
+copy are never half-taken. Anything else gets one sentence: a symlink, an unreadable or non-
+export file goes to failed/, a folder, a file still being written or a non-export name stays
+where it is, and a file that vanished is reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from homevision.data.errors import NotAnExportError
+from homevision.data.fields import normalise_id
+from homevision.data.listings import read_export_chunks, validate_listings
+from homevision.data.schema import MLS_ID
+from homevision.flow.history import EXPORT_SUFFIXES, newest_status_time, snapshot_time
+
+PART_SUFFIX = ".part"
+KEPT_FOLDERS = {"archive", "failed"}  # the flow's own folders inside the drop folder
+TAKE, WAIT, FAIL, LEAVE, GONE = "take", "wait", "fail", "leave", "gone"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One drop-folder entry and what the flow does with it: take (an export to merge), wait
+    (still being written: left in place), fail (moved to failed/ with the reason), leave (not
+    the flow's: left in place), gone (vanished before it could be read)."""
+
+    name: str
+    path: str
+    action: str
+    reason: str = ""
+
+
+class ChangedWhileReadError(OSError):
+    """A file whose size or modification time changed while it was being copied."""
+
+
+def survey(folder: Path, settle_seconds: float, now: float | None = None) -> list[Verdict]:
+    """Return a verdict for every entry of the drop folder (hidden names and the flow's own
+    archive/ and failed/ aside), in name order: the order exports are taken in."""
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    verdicts = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith(".") or (entry.name in KEPT_FOLDERS and entry.is_dir()):
+            continue
+        verdicts.append(_verdict(entry, settle_seconds, now))
+    return verdicts
+
+
+def _verdict(path: Path, settle_seconds: float, now: float) -> Verdict:
+    name = path.name
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return Verdict(name, str(path), GONE, "removed before it could be read")
+    if stat.S_ISLNK(info.st_mode):
+        return Verdict(
+            name,
+            str(path),
+            FAIL,
+            "a symbolic link: the flow takes regular files only (copy the export in instead)",
+        )
+    if stat.S_ISDIR(info.st_mode):
+        return Verdict(name, str(path), LEAVE, "a folder: exports are files in the drop folder")
+    if not stat.S_ISREG(info.st_mode):
+        return Verdict(name, str(path), LEAVE, "not a regular file")
+    if name.endswith(PART_SUFFIX):
+        return Verdict(
+            name,
+            str(path),
+            WAIT,
+            f"still being written (a {PART_SUFFIX} file: taken once renamed without it)",
+        )
+    if path.suffix.lower() not in EXPORT_SUFFIXES:
+        return Verdict(name, str(path), LEAVE, "not an export name (*.csv or *.parquet)")
+    age = now - info.st_mtime
+    if age < settle_seconds:
+        return Verdict(
+            name,
+            str(path),
+            WAIT,
+            f"still being written: changed {max(age, 0):.0f} s ago, taken once still for "
+            f"{settle_seconds:g} s (flow.settle_seconds)",
+        )
+    if not os.access(path, os.R_OK):
+        return Verdict(name, str(path), FAIL, _unreadable())
+    return Verdict(name, str(path), TAKE)
+
+
+def _unreadable() -> str:
+    return "cannot be read: permission denied (give the flow's user read access, drop it again)"
+
+
+def copy_and_hash(source: Path, target: Path) -> str:
+    """Copy `source` to `target` in one pass and return the copy's SHA-256. Raises
+    ChangedWhileReadError when the source's size or modification time moved meanwhile (a
+    writer is still at it), FileNotFoundError or PermissionError as the OS says."""
+    before = source.stat()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with source.open("rb") as src, target.open("wb") as dst:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+            dst.write(block)
+    after = source.stat()
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        target.unlink(missing_ok=True)
+        raise ChangedWhileReadError(f"{source.name} changed while it was being read")
+    shutil.copystat(source, target)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StagedExport:
+    """An export's rows, validated chunk by chunk and written to the staging folder."""
+
+    rows: int
+    accepted: int
+    rejected: int
+    accepted_path: Path | None  # export format, the accepted rows
+    rejected_path: Path | None  # the rejected rows with their reason
+    snapshot: str  # the export's snapshot time (history.snapshot_time)
+
+
+def stage_rows(copy: Path, folder: Path, chunk_rows: int) -> StagedExport:
+    """Validate the copied export chunk by chunk and append its accepted and rejected rows to
+    `folder/accepted.csv` and `folder/rejected.csv` (written only when there are some).
+    Raises NotAnExportError for a file that is not a listings export, or one that stops
+    parsing part-way."""
+    folder.mkdir(parents=True, exist_ok=True)
+    accepted_path, rejected_path = folder / "accepted.csv", folder / "rejected.csv"
+    seen: set[int] = set()
+    rows = accepted = rejected = 0
+    newest = None
+    for chunk in _chunks(copy, chunk_rows):
+        ids = [normalise_id(v) for v in chunk[MLS_ID]] if MLS_ID in chunk else []
+        repeated = np.array([i is not None and i in seen for i in ids], dtype=bool)
+        seen.update(i for i in ids if i is not None)
+        result = validate_listings(chunk, repeated if len(ids) else None)
+        result.accepted.index = result.accepted.index + rows + 1
+        result.rejected.index = result.rejected.index + rows + 1
+        _append(result.accepted, accepted_path, quoted=True)  # the export's own format
+        _append(result.rejected, rejected_path, quoted=False)  # as write_rejected writes it
+        rows, accepted, rejected = (
+            rows + result.rows,
+            accepted + len(result.accepted),
+            rejected + len(result.rejected),
+        )
+        stamp = newest_status_time(chunk)
+        if stamp and (newest is None or stamp > newest):
+            newest = stamp
+    modified = copy.stat().st_mtime
+    return StagedExport(
+        rows,
+        accepted,
+        rejected,
+        accepted_path if accepted else None,
+        rejected_path if rejected else None,
+        newest or snapshot_time(pd.DataFrame(), modified),
+    )
+
+
+def _chunks(copy: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The copy's rows in chunks; any parsing failure is a NotAnExportError with one sentence."""
+    try:
+        yield from read_export_chunks(copy, chunk_rows)
+    except NotAnExportError:
+        raise
+    except (ValueError, OSError, UnicodeError) as err:  # pandas, pyarrow and codec errors
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise NotAnExportError(f"could not be read as an export: {first}") from None
+
+
+def _append(frame: pd.DataFrame, path: Path, quoted: bool) -> None:
+    """Append rows to a CSV, the header only once: `quoted` in the export's format (every
+    value quoted, CRLF), else pandas' default (the rejected-rows report)."""
+    if not len(frame):
+        return
+    options = {"quoting": csv.QUOTE_ALL, "lineterminator": "\r\n"} if quoted else {}
+    frame.to_csv(path, mode="a", header=not path.exists(), index=False, **options)

@@ -1,0 +1,110 @@
+"""The flow's commit is all or nothing (issue 23, defect 4): a failing step undoes the earlier
+ones, and a journal a killed run left is completed by the next."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from homevision.flow import commit as journal
+from homevision.flow.history import history_path, manifest_path
+
+
+@pytest.fixture
+def project(tmp_path) -> dict[str, Path]:
+    """A committed history and manifest, a staged new history, and a file in the drop folder
+    with the copy the run read."""
+    history_path(tmp_path).parent.mkdir(parents=True)
+    history_path(tmp_path).write_text("old history\n")
+    manifest_path(tmp_path).write_text('{"merges": []}\n')
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "listings.csv").write_text("new history\n")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "2020-01.csv").write_text("export bytes\n")
+    (staging / "2020-01.csv").write_text("export bytes\n")
+    (incoming / "link.csv").symlink_to(incoming / "nowhere.csv")
+    return {"root": tmp_path, "staging": staging, "incoming": incoming}
+
+
+def _plan(project, run_id: str = "r1") -> journal.Journal:
+    incoming = project["incoming"]
+    info = (incoming / "2020-01.csv").stat()
+    moves = [
+        journal.Move(
+            str(incoming / "2020-01.csv"),
+            str(incoming / "archive" / "2020-01.csv"),
+            str(project["staging"] / "2020-01.csv"),
+            [info.st_size, info.st_mtime_ns],
+        ),
+        journal.Move(
+            str(incoming / "link.csv"),
+            str(incoming / "failed" / "link.csv"),
+            reason="a symbolic link",
+        ),
+    ]
+    return journal.prepare(
+        run_id,
+        project["staging"] / "listings.csv",
+        None,
+        '{"merges": ["2020-01.csv"]}\n',
+        moves,
+        None,
+    )
+
+
+def test_a_commit_changes_everything_it_names(project):
+    plan = _plan(project)
+    assert journal.journal_path().exists()
+    journal.apply(plan)
+    incoming = project["incoming"]
+    assert history_path().read_text() == "new history\n"
+    assert json.loads(manifest_path().read_text()) == {"merges": ["2020-01.csv"]}
+    assert (incoming / "archive" / "2020-01.csv").read_text() == "export bytes\n"
+    assert not (incoming / "2020-01.csv").exists()
+    assert (incoming / "failed" / "link.csv").is_symlink()
+    assert (incoming / "failed" / "link.csv.reason.txt").read_text() == "a symbolic link\n"
+    assert not journal.journal_path().exists() and not journal.commit_dir("r1").exists()
+
+
+def test_a_failing_step_undoes_the_earlier_ones(project, monkeypatch):
+    plan = _plan(project)
+    plan.alias = journal.AliasMove("homevision-price", "2", "1")
+
+    def registry_down(alias, notes):
+        raise ConnectionError("the registry is down")
+
+    monkeypatch.setattr(journal, "_move_alias", registry_down)
+    with pytest.raises(ConnectionError):
+        journal.apply(plan)
+    incoming = project["incoming"]
+    assert history_path().read_text() == "old history\n"
+    assert manifest_path().read_text() == '{"merges": []}\n'
+    assert (incoming / "2020-01.csv").read_text() == "export bytes\n"
+    assert (incoming / "link.csv").is_symlink()
+    assert not (incoming / "archive" / "2020-01.csv").exists()
+    assert not (incoming / "failed" / "link.csv").exists()
+    assert not journal.journal_path().exists()
+
+
+def test_a_journal_left_by_a_killed_run_is_completed(project):
+    plan = _plan(project)
+    journal._replace_history(Path(plan.history), None)  # killed after the history step
+    assert journal.recover() == "completed the commit of run r1, interrupted before"
+    assert history_path().read_text() == "new history\n"
+    assert json.loads(manifest_path().read_text()) == {"merges": ["2020-01.csv"]}
+    assert (project["incoming"] / "archive" / "2020-01.csv").exists()
+    assert journal.recover() is None
+
+
+def test_a_file_changed_after_it_was_read_stays_for_the_next_run(project):
+    plan = _plan(project)
+    (project["incoming"] / "2020-01.csv").write_text("export bytes, and more rows\n")
+    journal.apply(plan)
+    incoming = project["incoming"]
+    assert (incoming / "archive" / "2020-01.csv").read_text() == "export bytes\n"  # as merged
+    assert (incoming / "2020-01.csv").read_text() == "export bytes, and more rows\n"
+    assert plan.notes == ["2020-01.csv changed after it was read: left for the next run"]

@@ -1,0 +1,157 @@
+"""What the flow takes from its drop folder and what it leaves, each with a sentence (issue 23,
+defects 1 and 2)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from homevision.data.listings import read_export, validate_listings
+from homevision.data.synthetic import generate_listings, write_listings
+from homevision.flow import intake as drop
+from homevision.flow.pipeline import Intake, _sort
+
+
+def _old(path: Path, seconds: float = 120) -> Path:
+    """Backdate a file's time: written long enough ago to have settled."""
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    _old(write_listings(generate_listings(30, seed=1), incoming / "2020-01.csv"))
+    (incoming / "2020-02.csv.part").write_text("MLSNumber\n1\n")
+    write_listings(generate_listings(30, seed=2), incoming / "2020-03.csv")  # just written
+    (incoming / "folder.csv").mkdir()
+    (incoming / "notes.txt").write_text("hello")
+    os.symlink(incoming / "2020-01.csv", incoming / "link.csv")
+    (incoming / ".hidden.csv").write_text("x")
+    (incoming / "archive").mkdir()
+    return incoming
+
+
+def test_every_entry_gets_a_verdict(folder):
+    verdicts = {v.name: v for v in drop.survey(folder, settle_seconds=30)}
+    assert set(verdicts) == {
+        "2020-01.csv",
+        "2020-02.csv.part",
+        "2020-03.csv",
+        "folder.csv",
+        "notes.txt",
+        "link.csv",
+    }
+    assert verdicts["2020-01.csv"].action == drop.TAKE
+    assert verdicts["2020-02.csv.part"].action == drop.WAIT
+    assert "renamed without it" in verdicts["2020-02.csv.part"].reason
+    assert verdicts["2020-03.csv"].action == drop.WAIT
+    assert "still for 30 s (flow.settle_seconds)" in verdicts["2020-03.csv"].reason
+    assert verdicts["folder.csv"].action == drop.LEAVE
+    assert verdicts["notes.txt"].action == drop.LEAVE
+    assert verdicts["link.csv"].action == drop.FAIL
+    assert "symbolic link" in verdicts["link.csv"].reason
+    settled = {v.name: v.action for v in drop.survey(folder, settle_seconds=0)}
+    assert settled["2020-03.csv"] == drop.TAKE
+
+
+def test_the_copy_is_what_was_hashed(tmp_path):
+    source = write_listings(generate_listings(20, seed=1), tmp_path / "a.csv")
+    from homevision.tracking import file_hash
+
+    sha = drop.copy_and_hash(source, tmp_path / "copy" / "a.csv")
+    assert sha == file_hash(source) == file_hash(tmp_path / "copy" / "a.csv")
+
+
+def test_a_file_that_grows_while_it_is_copied_is_left_for_later(tmp_path, monkeypatch):
+    source = write_listings(generate_listings(20, seed=1), tmp_path / "a.csv")
+    real_open = Path.open
+
+    def open_and_append(self, mode="r", *args, **kwargs):
+        handle = real_open(self, mode, *args, **kwargs)
+        if self == source and "r" in mode:
+            with real_open(source, "ab") as writer:  # the producer writes on meanwhile
+                writer.write(b'"1","2"\r\n')
+        return handle
+
+    monkeypatch.setattr(Path, "open", open_and_append)
+    with pytest.raises(drop.ChangedWhileReadError, match="changed while it was being read"):
+        drop.copy_and_hash(source, tmp_path / "copy.csv")
+    assert not (tmp_path / "copy.csv").exists()
+
+
+def test_a_large_export_is_read_chunk_by_chunk_with_the_same_result(tmp_path):
+    frame = generate_listings(400, seed=5)
+    frame.loc[10, "MLSNumber"] = frame.loc[300, "MLSNumber"]  # a duplicate across chunks
+    frame["SqFtTotal"] = frame["SqFtTotal"].astype(object)
+    frame.loc[50, "SqFtTotal"] = "-5"
+    path = write_listings(frame, tmp_path / "big.csv")
+    staged = drop.stage_rows(path, tmp_path / "rows", chunk_rows=64)
+    whole = validate_listings(read_export(path))
+    assert (staged.rows, staged.accepted, staged.rejected) == (
+        400,
+        len(whole.accepted),
+        len(whole.rejected),
+    )
+    accepted = read_export(staged.accepted_path)
+    expected = whole.accepted.reset_index(drop=True)
+    pd.testing.assert_frame_equal(accepted, expected[accepted.columns], check_dtype=False)
+    rejected = pd.read_csv(staged.rejected_path, dtype=str)
+    assert set(rejected["MLSNumber"]) == set(whole.rejected["MLSNumber"])
+
+
+def test_binary_and_broken_files_are_refused_in_one_sentence(tmp_path):
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(drop.NotAnExportError):
+        drop.stage_rows(garbage, tmp_path / "rows", chunk_rows=100)
+
+
+class _Log:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, text):
+        self.lines.append(text)
+
+    warning = info
+
+
+@pytest.mark.parametrize(
+    ("error", "bucket", "reason"),
+    [
+        (PermissionError(13, "Permission denied"), "refused", "cannot be read: Permission denied"),
+        (FileNotFoundError(2, "No such file"), "gone", "removed while it was being read"),
+        (drop.ChangedWhileReadError("x"), "waiting", "changed while it was being read"),
+    ],
+)
+def test_a_file_that_cannot_be_copied_gets_a_sentence_and_the_rest_goes_on(
+    tmp_path, monkeypatch, error, bucket, reason
+):
+    """Issue 23, defect 1: an unreadable, vanishing or growing file is reported, not fatal."""
+    good = _old(write_listings(generate_listings(30, seed=1), tmp_path / "good.csv"))
+    bad = _old(write_listings(generate_listings(30, seed=2), tmp_path / "bad.csv"))
+    real = drop.copy_and_hash
+
+    def copy(source, target):
+        if source == bad:
+            raise error
+        return real(source, target)
+
+    monkeypatch.setattr(drop, "copy_and_hash", copy)
+    intake = Intake(str(tmp_path / "staging"), "run")
+    context = SimpleNamespace(log=_Log())
+    for verdict in drop.survey(tmp_path, settle_seconds=0):
+        _sort(context, verdict, tmp_path / "staging", set(), intake)
+    assert [e.name for e in intake.new] == ["good.csv"]
+    entries = getattr(intake, bucket)
+    found = [e.reason if hasattr(e, "reason") else e["reason"] for e in entries]
+    assert len(found) == 1 and reason in found[0]
+    assert good.exists() and bad.exists()
