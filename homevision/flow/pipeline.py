@@ -311,16 +311,21 @@ def _log_mlflow(
 # The ops.
 
 
+def flow_param(key: str, default: float) -> float:
+    """Return params.yaml's flow.<key> (the default where the file or key is absent)."""
+    try:
+        section = load_params().get("flow") or {}
+    except FileNotFoundError:
+        section = {}
+    return float(section.get(key, default))
+
+
 def settle_seconds(settings: FlowSettings) -> float:
     """Return how long a file must be still before it is taken (the run's option, else
     params.yaml flow.settle_seconds)."""
     if settings.settle_seconds is not None:
         return float(settings.settle_seconds)
-    try:
-        section = load_params().get("flow") or {}
-    except FileNotFoundError:
-        section = {}
-    return float(section.get("settle_seconds", DEFAULT_SETTLE_SECONDS))
+    return flow_param("settle_seconds", DEFAULT_SETTLE_SECONDS)
 
 
 @op(description="Sort the drop folder: take complete exports (copied, validated), say why not.")
@@ -441,11 +446,7 @@ def _sort(
 
 def _chunk_rows() -> int:
     """Rows per chunk when reading an export (params.yaml flow.chunk_rows)."""
-    try:
-        section = load_params().get("flow") or {}
-    except FileNotFoundError:
-        section = {}
-    return int(section.get("chunk_rows", DEFAULT_CHUNK_ROWS))
+    return int(flow_param("chunk_rows", DEFAULT_CHUNK_ROWS))
 
 
 @op(description="Merge the new exports into a staged copy of the training history.")
