@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from homevision.config import DEFAULT_CHUNK_ROWS, paths
+from homevision.config import DEFAULT_CHUNK_ROWS, load_params, paths, project_root
 from homevision.console import make_console
 from homevision.data.errors import NotAnExportError
 from homevision.data.sources import resolve_data_path
@@ -265,6 +265,34 @@ ModelOption = Annotated[
 ]
 
 
+def _training_plan(path: Path | None, run_id: str | None):
+    """Return the plan to replay: --plan FILE, the plan of run --replay, else params.yaml's
+    train.plan (a path), else None. Raises PlanError in one sentence."""
+    from homevision.training.plan import FILE_NAME, PlanError, load_plan
+
+    if path is not None and run_id is not None:
+        raise PlanError("give --plan or --replay, not both")
+    if run_id is not None:
+        import mlflow
+
+        from homevision.tracking import tracking_uri
+
+        mlflow.set_tracking_uri(tracking_uri())
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=FILE_NAME)
+        except Exception:  # MLflow raises several types for a run or file that is not there
+            raise PlanError(f"run {run_id} has no recorded plan ({FILE_NAME})") from None
+        return load_plan(local)
+    if path is None:
+        pinned = (load_params().get("train") or {}).get("plan")
+        if not pinned:
+            return None
+        path = Path(pinned)
+        if not path.is_absolute():
+            path = project_root() / path
+    return load_plan(path)
+
+
 @app.command()
 def train(
     data: DataOption = None,
@@ -283,16 +311,36 @@ def train(
             "named by data, folds and search space, so no run reuses another's trials.",
         ),
     ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Replay this plan.json exactly (no timing-based decision; --budget is not "
+            "enforced): the same data, plan and code give the same model. Default: "
+            "train.plan of params.yaml, when set.",
+        ),
+    ] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option("--replay", help="Replay the plan a training run recorded (its run id)."),
+    ] = None,
 ) -> None:
-    """Select, tune, honestly evaluate, refit, log and register a model, within --budget."""
+    """Select, tune, honestly evaluate, refit, log and register a model, within --budget (or
+    exactly as a recorded plan says: --plan, --replay)."""
     from homevision.training.card import fmt_metric
+    from homevision.training.plan import PlanError
     from homevision.training.train import train as run_training
 
     source = resolve_data_path(data)
     _load(source)  # fail early, with one sentence, on a file that is not an export
     try:
-        outcome = run_training(source, features, budget=budget, promote=promote, storage=storage)
-    except (KeyError, ValueError) as err:
+        recorded = _training_plan(plan, replay)
+        if recorded is not None:
+            features = recorded.feature_set if features == "task6" else features
+        outcome = run_training(
+            source, features, budget=budget, promote=promote, storage=storage, plan=recorded
+        )
+    except (KeyError, ValueError, PlanError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
     table = Table(title=f"Leaderboard ({outcome.selection.plan.describe()})")

@@ -59,6 +59,8 @@ class SelectionSettings:
     # With both set, the trials are planned after the sweep to fit tuning_seconds (budget.py).
     tuning_seconds: float | None = None
     costs: dict[str, float] | None = None
+    # A replayed plan: exactly these candidates tuned, with these trial counts (no clock).
+    trials_by_candidate: dict[str, int] | None = None
 
 
 @dataclass
@@ -142,6 +144,10 @@ def select_and_tune(
             int(settings.tuning_trials or 0),
             settings.tuning_seconds,
         )
+    per_candidate = {name: trials for name in to_tune}
+    if settings.trials_by_candidate is not None:  # a replay: what the plan recorded
+        per_candidate = {n: t for n, t in settings.trials_by_candidate.items() if t > 0}
+        to_tune = list(per_candidate)
     tuned: dict[str, int] = {}
     studies: dict[str, str] = {}
     data_key = rows_key(X, y, splits)
@@ -154,7 +160,7 @@ def select_and_tune(
             X,
             y,
             splits,
-            n_trials=trials,
+            n_trials=per_candidate[name],
             timeout=timeout,
             storage=settings.storage,
             study_name=study,
@@ -258,12 +264,14 @@ def nested_estimate(
     outer: CVPlan,
     on_fold: Callable[[int, int], None] | None = None,
     seconds: float | None = None,
+    max_folds: int | None = None,
 ) -> NestedEstimate:
     """Re-run `select_and_tune` with `settings` inside each outer training fold and score its
     winner (fitted on that training fold) on the outer test fold; return pooled metrics.
 
     With `seconds`, outer folds stop once the next one is not expected to finish in time (at
     least one always runs); the metrics then cover the rows of the folds done, and say so.
+    With `max_folds` (a replayed plan) exactly that many run, whatever the clock.
     """
     start = time.perf_counter()
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
@@ -273,6 +281,8 @@ def nested_estimate(
     done = 0
     for i, (train, test) in enumerate(folds):
         spent = time.perf_counter() - start
+        if max_folds is not None and done >= max_folds:
+            break
         if seconds is not None and done and spent + spent / done > seconds:
             log.warning(
                 "Honest estimate: budget reached after %d of %d outer folds", done, len(folds)

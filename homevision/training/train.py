@@ -64,6 +64,7 @@ from homevision.training.interval_choice import (
     compare_variants,
     time_ordered_scores,
 )
+from homevision.training.plan import FILE_NAME, PlanError, TrainPlan, check_plan, replay_selection
 from homevision.training.scale import large_data_plan
 from homevision.training.selection import (
     SelectionResult,
@@ -158,12 +159,21 @@ def train(
     promote: bool = False,
     storage: str | None = None,
     move_alias: bool = True,
+    plan: TrainPlan | None = None,
 ) -> TrainOutcome:
     """Run the whole training job within `budget` seconds and return its outcome. With
     `move_alias=False` the champion rule decides but the alias stays: `promoted` then says the
     version should become champion, and `champion_before` which version it must replace (the
-    flow moves it once the history it was trained on is committed)."""
+    flow moves it once the history it was trained on is committed). With `plan` (a recorded
+    TrainPlan) the run makes no timing-based decision: it replays the plan exactly, and the
+    budget is not enforced."""
     cfg = load_params()["train"]
+    if plan is not None:
+        check_plan(plan)
+        if plan.feature_set != feature_set_name:
+            raise PlanError(
+                f"the plan is for feature set {plan.feature_set}, not {feature_set_name}"
+            )
     budget = float(budget if budget is not None else cfg["budget_seconds"])
     # Fixed overhead, not budget: a new store's schema set-up (~10 s once) and the CV workers'
     # start-up (~5 s once per process).
@@ -197,25 +207,32 @@ def train(
             }
         )
         settings = base_settings(storage)
-        kept, scale_notes = large_data_plan(len(X), settings.candidates, cfg["large_data"])
-        settings = replace(settings, candidates=kept)
-        costs = probe_costs(
-            X,
-            y,
-            fs,
-            list(settings.candidates),
-            settings.plan.seed,
-            clock.remaining * float(shares["pricing"]),
-        )
-        unpriced = [n for n in settings.candidates if n not in costs]
-        settings = replace(settings, candidates=tuple(n for n in settings.candidates if n in costs))
-        outer_folds = int(cfg["nested_outer_folds"])
-        procedure_seconds = clock.remaining * float(shares["procedure"])
-        # One replay more than the outer folds: the time-ordered estimate.
-        settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds + 1)
-        if unpriced:
-            notes.insert(0, f"not priced in time, skipped: {', '.join(unpriced)}")
-        notes[:0] = scale_notes
+        if plan is None:
+            kept, scale_notes = large_data_plan(len(X), settings.candidates, cfg["large_data"])
+            settings = replace(settings, candidates=kept)
+            costs = probe_costs(
+                X,
+                y,
+                fs,
+                list(settings.candidates),
+                settings.plan.seed,
+                clock.remaining * float(shares["pricing"]),
+            )
+            unpriced = [n for n in settings.candidates if n not in costs]
+            kept = tuple(n for n in settings.candidates if n in costs)
+            settings = replace(settings, candidates=kept)
+            outer_folds = int(cfg["nested_outer_folds"])
+            procedure_seconds = clock.remaining * float(shares["procedure"])
+            # One replay more than the outer folds: the time-ordered estimate.
+            settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds + 1)
+            if unpriced:
+                notes.insert(0, f"not priced in time, skipped: {', '.join(unpriced)}")
+            notes[:0] = scale_notes
+        else:
+            settings = replay_selection(plan, settings)
+            costs, outer_folds = {}, plan.outer_folds
+            notes = [f"replays the plan of run {plan.source_run or 'unknown'}: no timing decided"]
+            mlflow.set_tag("plan_source", plan.source_run or "file")
         mlflow.log_params(
             {
                 "feature_set": fs.name,
@@ -236,7 +253,9 @@ def train(
         )
         table = selection.table
         planned_trials = settings.tuning_trials
-        if selection.tuned and min(selection.tuned.values()) < (planned_trials or 0):
+        if plan is not None:
+            pass  # the plan's own trial counts ran
+        elif selection.tuned and min(selection.tuned.values()) < (planned_trials or 0):
             notes.append(f"Optuna trials {planned_trials} -> {min(selection.tuned.values())}")
         elif not selection.tuned and settings.tune_top:
             notes.append("no tuning (not even 4 trials fit the budget)")
@@ -275,7 +294,10 @@ def train(
             outer,
             on_fold=lambda i, n: log.info("  outer fold %d/%d done", i, n),
             # Whatever the rest of the run will not need goes to the honest estimate.
-            seconds=max(1.0, clock.remaining - _after_procedure_seconds(selection, costs)),
+            seconds=None
+            if plan is not None
+            else max(1.0, clock.remaining - _after_procedure_seconds(selection, costs)),
+            max_folds=None if plan is None else plan.outer_folds_run,
         )
         if nested.folds_done < nested.folds_planned:
             notes.append(
@@ -295,8 +317,20 @@ def train(
             winner_cost,
             clock.remaining * float(shares["intervals"]) / (1 - float(shares["procedure"])),
             notes,
+            fixed=None if plan is None else (plan.interval_variants, plan.interval_outer_folds),
         )
-        decision = _decide(selection, fs, X, y, promote, winner_cost, clock, shares, notes)
+        decision = _decide(
+            selection,
+            fs,
+            X,
+            y,
+            promote,
+            winner_cost,
+            clock,
+            shares,
+            notes,
+            repeats=None if plan is None else plan.promotion_repeats,
+        )
 
         explain_cfg = load_params()["explain"]
         model = ValuationModel(
@@ -309,7 +343,29 @@ def train(
             comparables=int(explain_cfg["comparables"]),
             seed=settings.plan.seed,
         ).fit(X, y)
-        importance, contributions = _importance(model, X, clock.remaining * 0.4, notes)
+        importance, contributions, shap_rows = _importance(
+            model, X, clock.remaining * 0.4, notes, None if plan is None else plan.shap_rows
+        )
+        made = TrainPlan(
+            feature_set=fs.name,
+            raw_columns=list(fs.raw_columns),
+            seed=settings.plan.seed,
+            folds=settings.plan.folds,
+            repeats=settings.plan.repeats,
+            candidates=list(settings.candidates),
+            trials=dict(selection.tuned),
+            blend_top=settings.blend_top,
+            stack=settings.stack,
+            outer_folds=outer.folds,
+            outer_folds_run=nested.folds_done,
+            interval_variants=intervals["measured"],
+            interval_outer_folds=intervals["folds"],
+            promotion_repeats=int(decision.extra["repeats"]),
+            shap_rows=shap_rows,
+            budget_notes=list(notes),
+            source_run=run_id if plan is None else plan.source_run,
+        )
+        (workdir / FILE_NAME).write_text(made.to_json(), encoding="utf-8")
         _log_reference(model, listings, selection)
         version, promoted, note = _log_and_register(
             model, X, fs, selection, data_hash, decision, name, run_id, move_alias
@@ -399,14 +455,18 @@ def _spec_cost(spec: dict[str, Any], costs: dict[str, float]) -> float:
     return costs.get(spec["name"], 1.0) * (TUNING_COST_FACTOR if spec.get("params") else 1)
 
 
-def _decide(selection, fs, X, y, promote, winner_cost, clock, shares, notes) -> promotion.Decision:
-    """Decide the champion BEFORE anything is registered, on fresh folds sized to the budget."""
+def _decide(
+    selection, fs, X, y, promote, winner_cost, clock, shares, notes, repeats=None
+) -> promotion.Decision:
+    """Decide the champion BEFORE anything is registered, on fresh folds sized to the budget
+    (or on `repeats` of them, a replayed plan's)."""
     pcfg = load_params()["promotion"]
     name = tracking.model_name(fs.name)
     current, logged = tracking.champion_spec(name)
-    repeats = int(pcfg["repeats"])
+    fixed = repeats is not None
+    repeats = int(pcfg["repeats"]) if repeats is None else int(repeats)
     seconds = clock.remaining * float(shares["promotion"]) / (1 - float(shares["procedure"]))
-    if current is not None and not promote:
+    if current is not None and not promote and not fixed:
         per_repeat = cv_seconds(2 * winner_cost, int(pcfg["folds"]), 1)
         fit = max(1, min(repeats, int(seconds // max(per_repeat, 1e-9))))
         if fit < repeats:
@@ -436,6 +496,7 @@ def _decide(selection, fs, X, y, promote, winner_cost, clock, shares, notes) -> 
             }
         )
         mlflow.log_dict(c.as_dict(), "promotion_comparison.json")
+    decision.extra["repeats"] = repeats
     log.info("Champion decision: %s", decision.note)
     return decision
 
@@ -468,17 +529,29 @@ def _deployed(current, name: str, X: pd.DataFrame, min_fresh: int) -> promotion.
 
 
 def _measure_intervals(
-    estimator, X, y, seed: int, winner_cost: float, seconds: float, notes: list[str]
+    estimator,
+    X,
+    y,
+    seed: int,
+    winner_cost: float,
+    seconds: float,
+    notes: list[str],
+    fixed: tuple[list[str], int] | None = None,
 ) -> dict[str, Any]:
-    """Compare the MAPIE variants that fit the budget by outer CV at every level; keep the
-    levels whose coverage holds; check the chosen variant on later sales (time-ordered)."""
+    """Compare the MAPIE variants that fit the budget by outer CV at every level (or, `fixed`,
+    exactly these variants on that many outer folds: a replayed plan); keep the levels whose
+    coverage holds; check the chosen variant on later sales (time-ordered)."""
     cfg = load_params()["intervals"]
     level = float(cfg["confidence"])
     levels = [float(v) for v in cfg["levels"]]
     tolerance = float(cfg["coverage_tolerance"])
     outer_folds = int(cfg["outer_folds"])
-    planned = plan_variants(winner_cost, list(cfg["variants"]), outer_folds, seconds)
-    if len(planned) == 1 and outer_folds > 3:
+    if fixed is not None:
+        planned, outer_folds = list(fixed[0]), int(fixed[1])
+        seconds = float("inf")
+    else:
+        planned = plan_variants(winner_cost, list(cfg["variants"]), outer_folds, seconds)
+    if fixed is None and len(planned) == 1 and outer_folds > 3:
         # Not even one variant fits at full size: measure it on 3 outer folds.
         cost = winner_cost * outer_folds * 6 / PARALLEL_SPEEDUP
         if cost > seconds:
@@ -492,7 +565,7 @@ def _measure_intervals(
             break  # the next variant would overrun: the first one is always measured
         scores += compare_variants(estimator, X, y, [variant], levels, outer_folds, seed)
         variants.append(variant)
-    if len(variants) < len(cfg["variants"]):
+    if fixed is None and len(variants) < len(cfg["variants"]):
         skipped = [v for v in cfg["variants"] if v not in variants]
         notes.append(f"interval variants skipped: {', '.join(skipped)}")
     at_default = [s for s in scores if s.level == level]
@@ -551,24 +624,29 @@ def _measure_intervals(
         "time_ordered": later,
         "later_share": float(cfg["later_share"]),
         "folds": outer_folds,
+        "measured": variants,
     }
 
 
-def _importance(model: ValuationModel, X: pd.DataFrame, seconds: float, notes: list[str]):
-    """Explain a fixed sample of training rows, as many as fit `seconds` (5 to 100); return
-    mean |SHAP| per raw feature and the contributions."""
-    # The first call may pay a one-off set-up (SHAP's JIT compile above 10 columns): untimed.
-    model.explain(X.head(1))
-    start = time.perf_counter()
-    model.explain(X.head(1))
-    one = max(time.perf_counter() - start, 1e-3)
-    rows = int(np.clip(seconds / one, 5, 100))
-    if rows < min(100, len(X)):
-        notes.append(f"SHAP importance on {rows} homes (not 100)")
+def _importance(
+    model: ValuationModel, X: pd.DataFrame, seconds: float, notes: list[str], rows=None
+):
+    """Explain a fixed sample of training rows, as many as fit `seconds` (5 to 100), or
+    `rows` of them (a replayed plan); return mean |SHAP| per raw feature, the contributions
+    and the rows explained."""
+    if rows is None:
+        # The first call may pay a one-off set-up (SHAP's JIT compile above 10 columns): untimed.
+        model.explain(X.head(1))
+        start = time.perf_counter()
+        model.explain(X.head(1))
+        one = max(time.perf_counter() - start, 1e-3)
+        rows = int(np.clip(seconds / one, 5, 100))
+        if rows < min(100, len(X)):
+            notes.append(f"SHAP importance on {rows} homes (not 100)")
     contributions = model.explain(X.sample(min(rows, len(X)), random_state=0))
     importance = global_importance(contributions)
     mlflow.log_metrics({f"importance_{k}": float(v) for k, v in importance.items()})
-    return importance, contributions
+    return importance, contributions, int(rows)
 
 
 def _log_reference(model: ValuationModel, listings: Listings, selection) -> None:
