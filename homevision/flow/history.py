@@ -154,6 +154,15 @@ def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.Series:
 def merge_export(
     history: pd.DataFrame, export: pd.DataFrame, snapshot: str | None = None
 ) -> tuple[pd.DataFrame, MergeCounts]:
+    """Return the history with an export's rows merged in, and what changed (merge_changes
+    without the changed rows)."""
+    merged, counts, _ = merge_changes(history, export, snapshot)
+    return merged, counts
+
+
+def merge_changes(
+    history: pd.DataFrame, export: pd.DataFrame, snapshot: str | None = None
+) -> tuple[pd.DataFrame, MergeCounts, pd.DataFrame]:
     """Return the history with an export's rows merged in, and what changed.
 
     One row per MLSNumber, the newest fact winning (fact_times; an export row as new as the
@@ -162,7 +171,8 @@ def merge_export(
     the export the newest row of a number wins, the last among equals. `snapshot` (the
     export's snapshot_time) fills SnapshotTimestamp where the export has none. Columns are the
     history's followed by any new ones; rows are sorted by MLSNumber, so the result depends
-    only on its inputs' contents. Rows without a usable MLSNumber are left out.
+    only on its inputs' contents. Rows without a usable MLSNumber are left out. Also returns
+    the export's rows that changed the history (added or updated): what drift is checked on.
     """
     export = export.copy()
     if snapshot is not None:
@@ -203,7 +213,8 @@ def merge_export(
     # holds nothing new leaves the history's bytes as they were.
     taken = new.drop(index=same.index[same.to_numpy()])
     merged = pd.concat([old.drop(index=taken.index, errors="ignore"), taken])
-    return merged.sort_index(kind="stable").reset_index(drop=True), counts
+    changed = taken.sort_index(kind="stable").reset_index(drop=True)
+    return merged.sort_index(kind="stable").reset_index(drop=True), counts, changed
 
 
 def empty_manifest() -> dict[str, Any]:

@@ -67,6 +67,7 @@ from homevision.flow.history import (
     load_manifest,
     manifest_path,
     manifest_text,
+    merge_changes,
     merge_export,
     processed_hashes,
     with_merges,
@@ -472,8 +473,10 @@ def merge_history(context: OpExecutionContext, intake: Intake) -> Output[Merged]
     new_rows = history.iloc[0:0]
     for export in intake.new:
         rows = read_export(export.staged) if export.staged else new_rows.iloc[0:0]
-        history, counts = merge_export(history, rows, export.snapshot)
-        new_rows, _ = merge_export(new_rows, rows, export.snapshot)
+        history, counts, changed = merge_changes(history, rows, export.snapshot)
+        # Drift is checked on the rows that changed the history: a late, older export whose
+        # rows are all stale (or unchanged) brings nothing to check nor to retrain on.
+        new_rows, _ = merge_export(new_rows, changed)
         merged.rows_added += counts.added
         merged.rows_updated += counts.updated
         merged.rows_rejected += export.rejected
@@ -638,8 +641,13 @@ def retrain(
     champion rule's verdict (the flow never forces a promotion)."""
     from homevision import tracking
 
-    reasons = retrain_reasons(
-        len(intake.new), drift.has_champion, drift, merged.new_sales, settings.min_new_sales
+    changed = merged.rows_added + merged.rows_updated  # a history that did not change: no
+    reasons = retrain_reasons(  # reason to train again on the same rows
+        len(intake.new) if changed else 0,
+        drift.has_champion,
+        drift,
+        merged.new_sales,
+        settings.min_new_sales,
     )
     training = Training(bool(reasons), reasons, tracking.model_name(settings.features))
     if reasons and merged.staged_history is None:

@@ -175,3 +175,19 @@ def test_snapshot_time_is_the_newest_status_change_else_the_file_time():
     export = _dated(("1", "Sold", "1", "2020-06-20 10:00:00"), ("2", "Active", None, "bad"))
     assert snapshot_time(export, 0.0) == "2020-06-20 10:00:00"
     assert snapshot_time(_rows(("1", "Active", None)), 86_400.0) == "1970-01-02 00:00:00"
+
+
+def test_only_the_rows_that_changed_the_history_are_new():
+    """What drift is checked on: a late, older export brings no new rows (found by the soak
+    benchmark: it used to trigger a retrain on an unchanged history)."""
+    from homevision.flow.history import merge_changes
+
+    june = _dated(("1", "Sold", "300000", "2020-06-20 10:00:00"), ("2", "Active", None, None))
+    history, _ = merge_export(pd.DataFrame(), june, snapshot="2020-06-30 00:00:00")
+    may = _dated(("1", "Active", None, "2020-05-02 09:00:00"))
+    _, _, changed = merge_changes(history, may, snapshot="2020-05-31 00:00:00")
+    assert changed.empty
+    july = _dated(("2", "Sold", "410000", "2020-07-02 09:00:00"), ("1", "Sold", "300000",
+                  "2020-06-20 10:00:00"))  # fmt: skip
+    _, counts, changed = merge_changes(history, july, snapshot="2020-07-31 00:00:00")
+    assert list(changed["MLSNumber"]) == ["2"] and counts.unchanged == 1

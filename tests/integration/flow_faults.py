@@ -1,6 +1,8 @@
-"""The flow under faults (issue 23): killed with SIGKILL at each op boundary and in the middle
-of its commit, then run again, it ends where an uninterrupted run ends: the same history bytes,
-every dropped file accounted for, and the champion a model trained on the committed history."""
+"""The flow under faults (issue 23), shared by test_flow_faults_ops.py (killed at each op
+boundary) and test_flow_faults_commit.py (killed inside the commit): killed with SIGKILL, then
+run again, the flow ends where an uninterrupted run ends: the same history bytes, every dropped
+file accounted for, and the champion a model trained on the committed history. Two files so
+that pytest-xdist runs the two halves side by side."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import shutil
 import signal
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from homevision.data.synthetic import generate_listings, write_listings
@@ -18,12 +19,8 @@ from homevision.tracking import file_hash
 
 from .conftest import cli, empty_store, tiny_params
 
-pytestmark = [pytest.mark.slow]
-FAULTS = [
-    "after:pick_up",
-    "after:merge_history",
-    "after:check_drift",
-    "after:retrain",
+OP_FAULTS = ["after:pick_up", "after:merge_history", "after:check_drift", "after:retrain"]
+COMMIT_FAULTS = [
     "commit:journal",
     "commit:history-half",
     "commit:history",
@@ -41,8 +38,7 @@ def _flow(home: Path, fault: str | None = None):
                "0", "--budget", "10", "--json", env=env, unset=("HOMEVISION_API_URL",))  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
+def make_template(tmp_path_factory) -> Path:
     """A project with one export in its drop folder, an empty store and tiny training params."""
     home = tmp_path_factory.mktemp("flow-template")
     write_listings(generate_listings(500, seed=8), home / "incoming" / "2020-03.csv")
@@ -56,8 +52,7 @@ def _copy(template: Path, folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(template, tmp_path_factory) -> bytes:
+def run_uninterrupted(template: Path, tmp_path_factory) -> bytes:
     """The history an uninterrupted run commits."""
     home = _copy(template, tmp_path_factory.mktemp("flow-clean") / "home")
     proc = _flow(home)
@@ -72,8 +67,8 @@ def _champion_data_hash(home: Path) -> str:
     return client.get_run(version.run_id).data.tags["data_hash"]
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-def test_a_killed_run_is_completed_by_the_next_one(template, uninterrupted, tmp_path, fault):
+def check_killed_then_completed(template: Path, uninterrupted: bytes, tmp_path: Path, fault: str):
+    """Kill a run at `fault`, run again, and check the end state (see the module docstring)."""
     home = _copy(template, tmp_path / "home")
     killed = _flow(home, fault)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
