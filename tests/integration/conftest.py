@@ -183,3 +183,19 @@ def wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 90) -> http
         time.sleep(0.5)
     err = proc.stderr.read().decode()[-2000:] if proc.stderr and proc.poll() is not None else ""
     pytest.fail(f"{url} did not come up: {err}")
+
+
+@pytest.fixture(scope="module")
+def flow_template(tmp_path_factory) -> Path:
+    """A project with one export in its drop folder (tests/integration/flow_faults.py)."""
+    from .flow_faults import make_template
+
+    return make_template(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def flow_uninterrupted(flow_template, tmp_path_factory) -> bytes:
+    """The history an uninterrupted flow run commits from flow_template."""
+    from .flow_faults import run_uninterrupted
+
+    return run_uninterrupted(flow_template, tmp_path_factory)

@@ -4,30 +4,15 @@ checked)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from .flow_faults import (
-    COMMIT_FAULTS,
-    check_killed_then_completed,
-    make_template,
-    run_uninterrupted,
-)
+from .flow_faults import COMMIT_FAULTS, check_killed_then_completed
 
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    return make_template(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(template, tmp_path_factory) -> bytes:
-    return run_uninterrupted(template, tmp_path_factory)
-
-
 @pytest.mark.parametrize("fault", COMMIT_FAULTS)
-def test_a_killed_run_is_completed_by_the_next_one(template, uninterrupted, tmp_path, fault):
-    check_killed_then_completed(template, uninterrupted, tmp_path, fault)
+def test_a_killed_run_is_completed_by_the_next_one(
+    flow_template, flow_uninterrupted, tmp_path, fault
+):
+    check_killed_then_completed(flow_template, flow_uninterrupted, tmp_path, fault)
