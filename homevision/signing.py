@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from homevision.hashing import file_hash
 from homevision.model_errors import UnverifiedModelError
 from homevision.service_secrets import SIGNING_KEY, read_secret
 
@@ -44,11 +45,7 @@ def artifact_digest(folder: Path) -> str:
     lines = []
     files = (p for p in folder.rglob("*") if p.is_file() and p != folder / REGISTRY_META)
     for path in sorted(files):
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        lines.append(f"{path.relative_to(folder).as_posix()}\t{digest.hexdigest()}\n")
+        lines.append(f"{path.relative_to(folder).as_posix()}\t{file_hash(path)}\n")
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 

@@ -10,7 +10,6 @@ or a bare run id. Each feature set has its own registered model and champion:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from homevision.config import PACKAGE_DIR, project_root
+from homevision.hashing import file_hash as file_hash  # re-exported: the dataset identity
 from homevision.model_errors import ModelNotFoundError
 from homevision.service_secrets import apply_to_environment
 from homevision.signing import signature_tags, signing_key, verify
@@ -155,15 +155,6 @@ def _signature_source(uri: str) -> dict[str, str]:
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0][:200] if text else type(err).__name__
-
-
-def file_hash(path: Path) -> str:
-    """Return the SHA-256 of a file: the dataset identity logged with every run."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def git_commit() -> str:

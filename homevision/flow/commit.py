@@ -23,17 +23,16 @@ they change nothing a later run relies on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from homevision.flow.faults import failpoint
 from homevision.flow.history import atomic_write_text, history_dir, history_path, manifest_path
+from homevision.hashing import file_hash
 
 log = logging.getLogger(__name__)
 JOURNAL = "commit.json"
@@ -167,7 +166,7 @@ def _replace_history(staged: Path, sha256: str | None) -> None:
     """Put the new history in place: copied beside the current one, then renamed over it (a
     reader, or a crash, sees the old bytes or the new ones)."""
     target = history_path()
-    if sha256 and target.exists() and _sha256(target) == sha256:
+    if sha256 and target.exists() and file_hash(target) == sha256:
         return  # done before a crash
     tmp = target.with_name(f".{target.name}.incoming")
     size = staged.stat().st_size
@@ -181,14 +180,6 @@ def _replace_history(staged: Path, sha256: str | None) -> None:
         dst.flush()
         os.fsync(dst.fileno())
     os.replace(tmp, target)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _unchanged(path: Path, signature: list[int] | None) -> bool:
@@ -297,8 +288,3 @@ def recover() -> str | None:
     for stale in history_dir().glob(".commit-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return sentence
-
-
-def result(journal: Journal) -> dict[str, Any]:
-    """Return the journal as the JSON-able record the run's summary keeps."""
-    return asdict(journal)

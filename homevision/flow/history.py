@@ -66,21 +66,6 @@ def manifest_path(root: Path | None = None) -> Path:
     return history_dir(root) / "manifest.json"
 
 
-def pending_exports(folder: Path) -> list[Path]:
-    """Return the exports waiting in a drop folder (*.csv, *.parquet, not hidden), by name:
-    the order they are merged in, so a later name's rows win."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        (
-            p
-            for p in folder.iterdir()
-            if p.is_file() and p.suffix.lower() in EXPORT_SUFFIXES and not p.name.startswith(".")
-        ),
-        key=lambda p: p.name,
-    )
-
-
 def load_history(path: Path) -> pd.DataFrame:
     """Return the history as a frame of strings (empty when there is none yet)."""
     if not path.exists():
@@ -252,13 +237,6 @@ def manifest_text(manifest: dict[str, Any]) -> str:
     """Return the manifest as stable JSON text (sorted keys), so equal manifests are equal
     bytes."""
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-
-
-def atomic_replace(source: Path, target: Path) -> None:
-    """Move `source` onto `target` in one step (os.replace), creating the folder; a reader sees
-    the old file or the new one, never half of one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, target)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -15,7 +15,6 @@ from homevision.flow.history import (
     load_manifest,
     manifest_text,
     merge_export,
-    pending_exports,
     processed_hashes,
     with_merges,
 )
@@ -112,12 +111,15 @@ def test_manifest_records_merges_without_changing_the_input(tmp_path):
     assert load_manifest(tmp_path / "absent.json") == empty_manifest()
 
 
-def test_pending_exports_in_name_order_and_free_archive_names(tmp_path):
+def test_exports_are_taken_in_name_order_and_archive_names_are_free(tmp_path):
+    from homevision.flow.intake import TAKE, survey
+
     for name in ("b.csv", "a.parquet", "notes.txt", ".hidden.csv"):
         (tmp_path / name).write_text("x")
     (tmp_path / "archive").mkdir()
-    assert [p.name for p in pending_exports(tmp_path)] == ["a.parquet", "b.csv"]
-    assert pending_exports(tmp_path / "absent") == []
+    taken = [v.name for v in survey(tmp_path, settle_seconds=0, now=1e12) if v.action == TAKE]
+    assert taken == ["a.parquet", "b.csv"]
+    assert survey(tmp_path / "absent", settle_seconds=0) == []
     assert free_name(tmp_path / "archive", "b.csv", "abcdef0123") == tmp_path / "archive/b.csv"
     (tmp_path / "archive" / "b.csv").write_text("x")
     assert free_name(tmp_path / "archive", "b.csv", "abcdef0123").name == "b.abcdef01.csv"
