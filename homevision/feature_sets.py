@@ -24,6 +24,8 @@ class FeatureSet:
     description: str = ""
     fee: tuple[str, str] | None = None  # (amount column, frequency column) -> an annual fee
     token_lists: tuple[str, ...] = ()  # comma-separated feature lists -> token indicators
+    tax: str | None = None  # the tax record (annual tax) -> cleaned, per square foot, a flag
+    garage: tuple[str, str] | None = None  # (length, width) in feet -> the garage's area
 
     @property
     def text_columns(self) -> list[str]:
@@ -32,11 +34,19 @@ class FeatureSet:
         return [self.school, *self.categorical, *self.high_cardinality, *fee_frequency]
 
     @property
+    def numeric_inputs(self) -> list[str]:
+        """The numeric export columns read, before any is combined: the listed numbers, the tax
+        record and the garage's sides."""
+        tax = [self.tax] if self.tax else []
+        garage = list(self.garage) if self.garage else []
+        return [*self.numeric, *tax, *garage]
+
+    @property
     def raw_columns(self) -> list[str]:
         """The export columns a model built on this feature set reads."""
         fee_amount = [self.fee[0]] if self.fee else []
         return [
-            *self.numeric,
+            *self.numeric_inputs,
             *fee_amount,
             self.baths,
             *self.text_columns,
@@ -65,6 +75,8 @@ def get_feature_set(name: str) -> FeatureSet:
         description=spec.get("description", ""),
         fee=(spec["fee"]["amount"], spec["fee"]["frequency"]) if spec.get("fee") else None,
         token_lists=tuple(spec.get("token_lists") or ()),
+        tax=spec.get("tax"),
+        garage=(spec["garage"]["length"], spec["garage"]["width"]) if spec.get("garage") else None,
     )
     leaky = [c for c in fs.raw_columns if is_leaky(c)]
     if leaky:

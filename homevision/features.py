@@ -55,6 +55,8 @@ LOG_SCALE = {
     "ListPrice",
     "UnexemptTaxes",
     "association_fee_annual",
+    "tax_per_sqft",
+    "garage_area",
     "sqft_per_bed",
     "lot_to_living",
 }
@@ -214,6 +216,71 @@ class AnnualFee(_FrameTransformer):
         return [c for c in columns if c not in gone] + [ANNUAL_FEE]
 
 
+TAX_PER_SQFT = "tax_per_sqft"
+TAX_MISSING = "tax_missing"
+GARAGE_AREA = "garage_area"
+
+
+class TaxRecord(_FrameTransformer):
+    """Clean the tax record (annual tax in dollars) the way an appraiser reads it: a zero and a
+    land-only bill (under `min_share` of the training median tax per square foot of living
+    area: a new build assessed before the house stood) say nothing about the house, so they
+    become missing, flagged in `tax_missing`, and imputed as the training median tax per square
+    foot x the living area. Adds `tax_per_sqft`. Fitted on the training rows only."""
+
+    def __init__(self, tax: str = "UnexemptTaxes", sqft: str = "SqFtTotal", min_share: float = 0.3):
+        self.tax = tax
+        self.sqft = sqft
+        self.min_share = min_share
+
+    def _fit(self, X: pd.DataFrame) -> None:
+        tax = pd.to_numeric(X[self.tax], errors="coerce").to_numpy(float)
+        sqft = pd.to_numeric(X[self.sqft], errors="coerce").to_numpy(float)
+        per_sqft = (tax / sqft)[(tax > 0) & (sqft > 0)]
+        self.per_sqft_ = float(np.median(per_sqft)) if per_sqft.size else np.nan
+
+    def clean(self, tax: np.ndarray, sqft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (tax with zero, land-only and missing bills imputed, missing flag)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            usable = (tax > 0) & (tax / sqft >= self.min_share * self.per_sqft_)
+        imputed = np.where(usable, tax, self.per_sqft_ * sqft)
+        return imputed, (~usable).astype(float)
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.copy()
+        sqft = pd.to_numeric(X[self.sqft], errors="coerce").to_numpy(float)
+        tax, missing = self.clean(pd.to_numeric(X[self.tax], errors="coerce").to_numpy(float), sqft)
+        out[self.tax] = tax
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[TAX_PER_SQFT] = np.where(sqft > 0, tax / sqft, np.nan)
+        out[TAX_MISSING] = missing
+        return out
+
+    def _out_columns(self, columns: list[str]) -> list[str]:
+        return [*columns, TAX_PER_SQFT, TAX_MISSING]
+
+
+class GarageArea(_FrameTransformer):
+    """Replace a garage's length and width (feet) by its area: 0 when either side is 0 (no
+    garage), missing when neither is known."""
+
+    def __init__(self, length: str = "GarageLength", width: str = "GarageWidth"):
+        self.length = length
+        self.width = width
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = X.drop(columns=[self.length, self.width])
+        length = pd.to_numeric(X[self.length], errors="coerce").to_numpy(float)
+        width = pd.to_numeric(X[self.width], errors="coerce").to_numpy(float)
+        none = (length == 0) | (width == 0)
+        out[GARAGE_AREA] = np.where(none, 0.0, np.clip(length * width, 0, RATIO_CAP))
+        return out
+
+    def _out_columns(self, columns: list[str]) -> list[str]:
+        gone = (self.length, self.width)
+        return [c for c in columns if c not in gone] + [GARAGE_AREA]
+
+
 def split_tokens(value: object) -> set[str]:
     """Return the set of items of a comma-separated feature list ("Gutters, Patio Open" ->
     {"Gutters", "Patio Open"}); empty for a missing value."""
@@ -363,6 +430,7 @@ def build_preprocessor(
     family: Family = "tree",
     school_min_count: int | None = None,
     token_min_count: int | None = None,
+    subdivision_min_count: int | None = None,
 ) -> Pipeline:
     """Return the Pipeline from raw export columns to a numeric feature frame.
 
@@ -377,8 +445,10 @@ def build_preprocessor(
         school_min_count = int(load_params()["features"]["school_min_count"])
     if token_min_count is None:
         token_min_count = int(load_params()["features"].get("token_min_count", 10))
+    if subdivision_min_count is None:
+        subdivision_min_count = int(load_params()["features"].get("subdivision_min_count", 0))
     text = (fs.baths, *fs.text_columns, *fs.token_lists)
-    numeric_in = (*fs.numeric, fs.fee[0]) if fs.fee else fs.numeric
+    numeric_in = (*fs.numeric_inputs, *([fs.fee[0]] if fs.fee else []))
     steps: list[tuple[str, object]] = [
         ("select", ColumnSelector(numeric=numeric_in, text=text)),
         ("baths", BathsSplitter(fs.baths)),
@@ -390,9 +460,20 @@ def build_preprocessor(
         steps.append(("list_price", ImplausibleToMissing("ListPrice", MIN_LIST_PRICE)))
     if fs.fee:
         steps.append(("fee", AnnualFee(*fs.fee)))
+    if fs.tax:
+        share = float(load_params()["features"].get("tax_min_share", 0.5))
+        steps.append(("tax", TaxRecord(fs.tax, "SqFtTotal", share)))
+    if fs.garage:
+        steps.append(("garage", GarageArea(*fs.garage)))
     steps.append(("ratios", RatioFeatures()))
 
-    numeric = [*fs.numeric, *([ANNUAL_FEE] if fs.fee else []), *DERIVED_NUMERIC]
+    numeric = [
+        *fs.numeric,
+        *([ANNUAL_FEE] if fs.fee else []),
+        *([fs.tax, TAX_PER_SQFT, TAX_MISSING] if fs.tax else []),
+        *([GARAGE_AREA] if fs.garage else []),
+        *DERIVED_NUMERIC,
+    ]
     if family == "linear":
         logged = [c for c in numeric if c in LOG_SCALE]
         plain = [c for c in numeric if c not in LOG_SCALE]
@@ -408,7 +489,12 @@ def build_preprocessor(
         ]
     if fs.categorical:
         transformers.append(("cat", _categories(school_min_count), list(fs.categorical)))
-    if fs.high_cardinality:
+    if fs.high_cardinality and family == "linear" and subdivision_min_count:
+        # A linear model prices each well-supported subdivision by its own coefficient (the
+        # appraiser's location adjustment); the rest share one "infrequent" level.
+        hicard = _categories(subdivision_min_count)
+        transformers.append(("hicard", hicard, list(fs.high_cardinality)))
+    elif fs.high_cardinality:
         transformers.append(("hicard", _target_encoded(), list(fs.high_cardinality)))
     if fs.token_lists:
         transformers.append(("tokens", TokenIndicators(token_min_count), list(fs.token_lists)))

@@ -254,3 +254,53 @@ def test_preprocessor_reads_fee_taxes_and_feature_lists_when_the_set_has_them():
         assert any(ANNUAL_FEE in c for c in out.columns)
         assert any("UnexemptTaxes" in c for c in out.columns)
         assert {c.split("__")[-1] for c in out.columns} >= {"Flooring=Wood", "Flooring=Tile"}
+
+
+def test_the_tax_record_is_cleaned_per_square_foot_and_flagged():
+    from homevision.features import TAX_MISSING, TAX_PER_SQFT, TaxRecord
+
+    train = pd.DataFrame({"UnexemptTaxes": [6000.0, 8000.0, 10000.0], "SqFtTotal": [2000.0] * 3})
+    record = TaxRecord(min_share=0.5).fit(train)
+    assert record.per_sqft_ == 4.0  # median of 3, 4, 5 $/sqft
+    homes = pd.DataFrame(
+        {"UnexemptTaxes": [9000.0, 0.0, 1000.0, np.nan], "SqFtTotal": [3000.0] * 4}
+    )
+    out = record.transform(homes)
+    # A real bill is kept; no bill, a land-only one (0.33 $/sqft < half of 4) and a missing one
+    # become the median rate x the living area, flagged.
+    assert out["UnexemptTaxes"].tolist() == [9000.0, 12000.0, 12000.0, 12000.0]
+    assert out[TAX_MISSING].tolist() == [0.0, 1.0, 1.0, 1.0]
+    assert out[TAX_PER_SQFT].tolist() == [3.0, 4.0, 4.0, 4.0]
+
+
+def test_the_garage_area_is_length_times_width_and_zero_without_a_garage():
+    from homevision.features import GARAGE_AREA, GarageArea
+
+    homes = pd.DataFrame(
+        {"GarageLength": [20.0, 0.0, np.nan, 21.0], "GarageWidth": [20.0, 19.0, np.nan, np.nan]}
+    )
+    out = GarageArea().fit(homes).transform(homes)
+    assert list(out.columns) == [GARAGE_AREA]
+    assert out[GARAGE_AREA].tolist()[:2] == [400.0, 0.0]
+    assert out[GARAGE_AREA].isna().tolist()[2:] == [True, True]
+
+
+def test_linear_models_can_give_well_supported_subdivisions_their_own_column():
+    import dataclasses
+
+    from homevision.features import build_preprocessor, get_feature_set
+
+    fs = get_feature_set("offmarket")
+    rows = 60
+    frame = pd.DataFrame({c: [np.nan] * rows for c in fs.raw_columns})
+    frame["SqFtTotal"] = 2000.0
+    frame["BathsTotal"] = "2.1"
+    frame["SubdivisionName"] = ["Big"] * 30 + ["Mid"] * 10 + [f"s{i}" for i in range(20)]
+    y = np.linspace(12, 13, rows)
+    one_hot = build_preprocessor(fs, "linear", subdivision_min_count=10).fit(frame, y)
+    names = [n for n in one_hot.get_feature_names_out() if n.startswith("hicard__")]
+    assert {"hicard__SubdivisionName_Big", "hicard__SubdivisionName_Mid"} <= set(names)
+    assert "hicard__SubdivisionName_infrequent_sklearn" in names
+    encoded = build_preprocessor(dataclasses.replace(fs), "linear", subdivision_min_count=0)
+    names = encoded.fit(frame, y).get_feature_names_out()
+    assert [n for n in names if n.startswith("hicard__")] == ["hicard__SubdivisionName"]

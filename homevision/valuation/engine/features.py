@@ -121,6 +121,20 @@ def _fee(cols: dict[str, np.ndarray], p: dict) -> None:
     cols[feats.ANNUAL_FEE] = np.where(np.isnan(amount), 0.0, amount * per_year)
 
 
+def _tax(cols: dict[str, np.ndarray], p: dict) -> None:
+    sqft = cols[p["sqft"]]
+    tax, missing = p["record"].clean(cols[p["tax"]], sqft)
+    cols[p["tax"]] = tax
+    cols[feats.TAX_PER_SQFT] = np.where(sqft > 0, tax / sqft, np.nan)
+    cols[feats.TAX_MISSING] = missing
+
+
+def _garage(cols: dict[str, np.ndarray], p: dict) -> None:
+    length, width = cols.pop(p["length"]), cols.pop(p["width"])
+    none = (length == 0) | (width == 0)
+    cols[feats.GARAGE_AREA] = np.where(none, 0.0, np.clip(length * width, 0, feats.RATIO_CAP))
+
+
 def _implausible(cols: dict[str, np.ndarray], p: dict) -> None:
     values = cols[p["column"]]
     cols[p["column"]] = np.where(values >= p["minimum"], values, np.nan)
@@ -145,6 +159,8 @@ _STEPS = {
     "lot": _lot,
     "implausible": _implausible,
     "fee": _fee,
+    "tax": _tax,
+    "garage": _garage,
     "ratios": _ratios,
 }
 
@@ -175,6 +191,10 @@ def _step(step: object, encoder: RawEncoder) -> tuple[str, dict] | None:
             "frequency": step.frequency,
             "per_year": np.array(per_year, dtype=float),
         }
+    if isinstance(step, feats.TaxRecord):
+        return "tax", {"tax": step.tax, "sqft": step.sqft, "record": step}
+    if isinstance(step, feats.GarageArea):
+        return "garage", {"length": step.length, "width": step.width}
     if isinstance(step, feats.RatioFeatures):
         return "ratios", {"sqft": step.sqft, "beds": step.beds, "lot": step.lot}
     raise UnsupportedError(f"feature step {type(step).__name__}")
