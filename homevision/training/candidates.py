@@ -33,6 +33,7 @@ from sklearn.tree import DecisionTreeRegressor
 from homevision.features import ColumnSelector, Family, FeatureSet, build_preprocessor
 from homevision.valuation.baselines import PricePerSqftBaseline
 from homevision.valuation.estimators import MonotoneInSqft, SqftElasticityTarget
+from homevision.valuation.sales_comparison import SalesComparison
 
 Params = dict[str, Any]
 SEED = 0
@@ -147,6 +148,18 @@ CANDIDATES: dict[str, Candidate] = {
                 "C": t.suggest_float("C", 0.3, 300.0, log=True),
                 "gamma": t.suggest_float("gamma", 1e-3, 0.3, log=True),
                 "epsilon": t.suggest_float("epsilon", 0.005, 0.2, log=True),
+            },
+        ),
+        Candidate(
+            "comparables",
+            "linear",
+            lambda p: SalesComparison(**p),
+            {"alpha": 3.0, "n_comps": 8, "shrink": 0.7, "bandwidth": 1.0},
+            lambda t: {
+                "alpha": t.suggest_float("alpha", 0.1, 100.0, log=True),
+                "n_comps": t.suggest_int("n_comps", 3, 25),
+                "shrink": t.suggest_float("shrink", 0.2, 1.0),
+                "bandwidth": t.suggest_float("bandwidth", 0.5, 3.0, log=True),
             },
         ),
         Candidate(
@@ -266,6 +279,27 @@ CANDIDATES: dict[str, Candidate] = {
     ]
 }
 BASELINES = ("median_ppsf", "school_median_ppsf")
+# Among candidates whose CV scores are within noise of each other, the earlier is preferred:
+# fewer parameters and smoother in its inputs (a linear model, then kernels; the memory-based
+# comparables and kNN jump as the set of nearest sales changes; then networks and trees).
+SIMPLICITY = (
+    "median_ppsf",
+    "school_median_ppsf",
+    "ridge",
+    "elasticnet",
+    "svr",
+    "gaussian_process",
+    "comparables",
+    "knn",
+    "mlp",
+    "decision_tree",
+    "lightgbm",
+    "xgboost",
+    "hist_gb",
+    "catboost",
+    "random_forest",
+    "extra_trees",
+)
 BLEND = "blend"
 STACK = "stack"
 STACK_FOLDS = 5  # the stack's own out-of-fold predictions: members fit this many times + 1
@@ -291,6 +325,13 @@ def build_model(name: str, feature_set: FeatureSet, params: Params | None = None
             ]
         )
     )
+
+
+def regressor_of(name: str, params: Params | None = None) -> RegressorMixin:
+    """Return the unfitted regressor of learned candidate `name` (defaults overridden by
+    `params`): what its model fits after the feature pipeline, constrained as build_model does."""
+    candidate = CANDIDATES[name]
+    return _constrained(candidate, candidate.make({**candidate.defaults, **(params or {})}))
 
 
 def _constrained(candidate: Candidate, regressor: RegressorMixin) -> RegressorMixin:

@@ -2,10 +2,10 @@
 
 Each program is a plain callable on float arrays. Linear models, the RBF SVR and the MLP are
 re-stated from their coefficients; trees are walked as flat arrays (engine.trees); kNN, the
-Gaussian process and the third-party boosters (XGBoost, LightGBM, CatBoost) run their own
-compiled predict on the encoded matrix, which is already free of pandas. The living-area trend,
-blends and the rule-of-thumb baselines wrap these. `compile_estimator` raises UnsupportedError
-for anything else.
+Gaussian process, the sales-comparison model and the third-party boosters (XGBoost, LightGBM,
+CatBoost) run their own compiled predict on the encoded matrix, which is already free of pandas.
+The living-area trend, blends and the rule-of-thumb baselines wrap these. `compile_estimator`
+raises UnsupportedError for anything else.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from homevision.valuation.estimators import (
     MonotoneInSqft,
     SqftElasticityTarget,
 )
+from homevision.valuation.sales_comparison import SalesComparison
 
 Program = Callable[[np.ndarray], np.ndarray]
 
@@ -209,8 +210,8 @@ def _final(model: object) -> Program:
         return compile_sklearn_trees(model)
     if isinstance(model, HistGradientBoostingRegressor):
         return compile_hist_gb(model)
-    if isinstance(model, KNeighborsRegressor | GaussianProcessRegressor):
-        return Native(model)
+    if isinstance(model, KNeighborsRegressor | GaussianProcessRegressor | SalesComparison):
+        return Native(model)  # SalesComparison's predict is numpy already
     kind = type(model).__name__
     if kind == "XGBRegressor":
         return Native(model.get_booster(), "inplace_predict")
