@@ -19,7 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold
 
 from homevision.features import FeatureSet
-from homevision.training.candidates import BASELINES, build_model
+from homevision.training.candidates import BASELINES, CANDIDATES, STACK_FOLDS, build_model
 
 log = logging.getLogger(__name__)
 # Wall-clock speed-up of CV from its two parallel jobs (two cores, some overhead).
@@ -46,90 +46,63 @@ class Clock:
         return max(0.0, self.seconds - self.elapsed)
 
 
-def probe_costs(
+@dataclass
+class Prices:
+    """What one fold's fit costs, in seconds: `full` the whole model (features + regressor, what
+    a refit or a range costs), `model` the regressor alone on prepared features (what the
+    selection pays per candidate and per Optuna trial, the features being fitted once per fold),
+    `prepare` the feature pipeline of each family."""
+
+    full: dict[str, float]
+    model: dict[str, float]
+    prepare: dict[str, float]
+
+
+def probe_prices(
     X: pd.DataFrame,
     y: pd.Series,
     feature_set: FeatureSet,
     names: list[str],
     seed: int = 0,
     seconds: float | None = None,
-) -> dict[str, float]:
-    """Return seconds for one fit + predict of each candidate (defaults) on one training fold:
+) -> Prices:
+    """Return the price of one fit + predict of each candidate (defaults) on one training fold:
     the unit every later plan is priced in. With `seconds`, pricing stops once that is spent
     (the candidates not priced are not run: the caller says so)."""
-    train, test = next(KFold(5, shuffle=True, random_state=seed).split(X))
-    costs: dict[str, float] = {}
+    from homevision.features import build_preprocessor
+    from homevision.training.fold_cache import _fit_prepared, prepare_fold
+
+    split = next(KFold(5, shuffle=True, random_state=seed).split(X))
+    train, test = split
+    prices = Prices({}, {}, {})
+    values = np.asarray(y, dtype=float)
+    folds = {}
     began = time.perf_counter()
     for name in names:
-        if seconds is not None and costs and time.perf_counter() - began > seconds:
+        if seconds is not None and prices.full and time.perf_counter() - began > seconds:
             break
-        model = build_model(name, feature_set)
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X.iloc[train], y.iloc[train]).predict(X.iloc[test])
-        costs[name] = time.perf_counter() - start
-    return costs
-
-
-@dataclass
-class SweepPlan:
-    """Which candidates the CV sweep runs, with how many repeats, and what was given up."""
-
-    candidates: list[str]
-    repeats: int
-    predicted_seconds: float
-    degraded: list[str] = field(default_factory=list)
+        family = CANDIDATES[name].family
+        if family is None:
+            model = build_model(name, feature_set)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(X.iloc[train], y.iloc[train]).predict(X.iloc[test])
+            prices.full[name] = prices.model[name] = time.perf_counter() - start
+            continue
+        if family not in folds:
+            start = time.perf_counter()
+            features = build_preprocessor(feature_set, family)
+            folds[family] = prepare_fold(X, values, features, split)
+            prices.prepare[family] = time.perf_counter() - start
+        prices.model[name] = _fit_prepared(name, {}, folds[family])[1]
+        prices.full[name] = prices.prepare[family] + prices.model[name]
+    return prices
 
 
 def cv_seconds(fit_seconds: float, folds: int, repeats: int) -> float:
     """Predicted wall seconds of cross-validating a model whose fit costs `fit_seconds`."""
     return fit_seconds * folds * repeats / PARALLEL_SPEEDUP
-
-
-def sweep_seconds(costs: dict[str, float], names: list[str], folds: int, repeats: int) -> float:
-    """Predicted wall seconds of cross-validating `names` with folds x repeats."""
-    return cv_seconds(sum(costs[n] for n in names), folds, repeats)
-
-
-def plan_sweep(
-    costs: dict[str, float],
-    candidates: list[str],
-    folds: int,
-    repeats: int,
-    seconds: float,
-    min_learned: int = 2,
-) -> SweepPlan:
-    """Return the largest sweep that fits `seconds`: first fewer repeats (down to 2), then the
-    costliest learned candidates dropped (down to 4), then 1 repeat, then more candidates
-    dropped (down to `min_learned`). Baselines always stay (they cost nothing)."""
-    names = list(candidates)
-    degraded: list[str] = []
-    reps = repeats
-
-    def fits() -> bool:
-        return sweep_seconds(costs, names, folds, reps) <= seconds
-
-    def drop_costliest(floor: int) -> bool:
-        learned = [n for n in names if n not in BASELINES]
-        if len(learned) <= floor:
-            return False
-        worst = max(learned, key=lambda n: costs[n])
-        names.remove(worst)
-        degraded.append(f"{worst} skipped ({costs[worst]:.2f} s a fit)")
-        return True
-
-    while not fits() and reps > 2:
-        reps -= 1
-    while not fits() and drop_costliest(4):
-        pass
-    if not fits() and reps > 1:
-        reps = 1
-    while not fits() and drop_costliest(min_learned):
-        pass
-    if reps < repeats:
-        degraded.insert(0, f"CV repeats {repeats} -> {reps}")
-    return SweepPlan(names, reps, sweep_seconds(costs, names, folds, reps), degraded)
 
 
 def plan_trials(
@@ -140,20 +113,31 @@ def plan_trials(
     max_trials: int,
     seconds: float,
     min_trials: int = 4,
+    top: int | None = None,
 ) -> tuple[list[str], int]:
-    """Return (candidates to tune, trials each) that fit `seconds`: fewer trials first, then
-    fewer candidates; no tuning at all when even `min_trials` of one does not fit."""
-    chosen = list(to_tune)
+    """Return (candidates to tune, trials each) that fit `seconds`: candidates taken in the
+    order given (best first) while `min_trials` of each still fit, one too costly passed over
+    for the next (so a slow leader does not leave Optuna idle), at most `top` of them; then as
+    many trials each as fit, up to `max_trials`. No tuning at all when none fits."""
     min_trials = min(min_trials, max_trials)
-    while chosen and max_trials > 0:
-        per_trial = (
-            sum(costs[n] for n in chosen) * folds * repeats * TUNING_COST_FACTOR / PARALLEL_SPEEDUP
+    top = len(to_tune) if top is None else top
+
+    def per_trial(names: list[str]) -> float:
+        return (
+            sum(costs[n] for n in names) * folds * repeats * TUNING_COST_FACTOR / PARALLEL_SPEEDUP
         )
-        trials = int(min(max_trials, np.floor(seconds / per_trial))) if per_trial > 0 else 0
-        if trials >= min_trials:
-            return chosen, trials
-        chosen = chosen[:-1]
-    return [], 0
+
+    chosen: list[str] = []
+    for name in to_tune:
+        if len(chosen) >= top or max_trials <= 0:
+            break
+        if per_trial([*chosen, name]) * min_trials <= seconds:
+            chosen.append(name)
+    if not chosen:
+        return [], 0
+    cost = per_trial(chosen)
+    trials = int(min(max_trials, np.floor(seconds / cost))) if cost > 0 else max_trials
+    return chosen, trials
 
 
 def plan_variants(
@@ -172,3 +156,78 @@ def plan_variants(
         chosen.append(variant)
         spent += cost
     return chosen
+
+
+@dataclass
+class HalvingPlan:
+    """The selection's shape for a budget: rungs of repeats, the share kept at each, the later
+    rungs' allowance (CPU seconds), whether the stack is tried, what is left for Optuna."""
+
+    candidates: list[str]
+    rungs: tuple[int, ...]
+    keep: float
+    rung_seconds: float
+    stack: bool
+    tuning_seconds: float
+    predicted_seconds: float
+    degraded: list[str] = field(default_factory=list)
+
+
+def plan_halving(
+    prices: Prices,
+    candidates: list[str],
+    folds: int,
+    repeats: int,
+    seconds: float,
+    keep: float = 0.5,
+    tuning_share: float = 0.4,
+    stack_members: int = 3,
+    stack: bool = True,
+) -> HalvingPlan:
+    """Return the successive-halving selection that fits `seconds` (wall) and leaves at least
+    `tuning_share` of it to Optuna: every candidate on one repeat, the best `keep` of them on
+    the rest. Trimmed in turn: fewer repeats (down to 2), then the costliest candidates before
+    any is scored (down to 4 learned), then the stack; baselines always stay."""
+    names = list(candidates)
+    degraded: list[str] = []
+    model = prices.model
+    prepare = sum(prices.prepare.values())
+
+    def learned() -> list[str]:
+        return [n for n in names if n not in BASELINES]
+
+    def later_cpu(reps: int) -> float:
+        costs = sorted(model[n] for n in learned())
+        room = max(2, int(np.ceil(len(costs) * keep)))
+        typical = float(np.mean(costs)) if costs else 0.0
+        return typical * room * folds * max(0, reps - 1)
+
+    def sweep(reps: int) -> float:
+        first = cv_seconds(sum(model[n] for n in names), folds, 1)
+        return cv_seconds(prepare, folds, reps) + first + later_cpu(reps) / PARALLEL_SPEEDUP
+
+    allowed = seconds * (1 - tuning_share)
+    reps = repeats
+    while sweep(reps) > allowed and reps > 2:
+        reps -= 1
+    while sweep(reps) > allowed and len(learned()) > 4:
+        worst = max(learned(), key=lambda n: model[n])
+        names.remove(worst)
+        degraded.append(f"{worst} skipped ({model[worst]:.2f} s a fit)")
+    if reps < repeats:
+        degraded.insert(0, f"CV repeats {repeats} -> {reps}")
+    predicted = sweep(reps)
+    first_wall = cv_seconds(prepare, folds, reps) + cv_seconds(
+        sum(model[n] for n in names), folds, 1
+    )
+    rung_seconds = max(0.0, allowed - first_wall) * PARALLEL_SPEEDUP
+    costly = sorted((prices.full[n] for n in learned()), reverse=True)[:stack_members]
+    stack_cost = cv_seconds(sum(costly) * (STACK_FOLDS + 1), folds, reps)
+    keep_stack = stack and stack_cost <= 0.5 * max(0.0, seconds - predicted)
+    if stack and not keep_stack:
+        degraded.append("stacking skipped (it would take half of the tuning time or more)")
+    used = predicted + (stack_cost if keep_stack else 0.0)
+    rungs = (1, reps) if reps > 1 else (1,)
+    return HalvingPlan(
+        names, rungs, keep, rung_seconds, keep_stack, max(0.0, seconds - used), used, degraded
+    )

@@ -40,6 +40,18 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def optimism_text(honest: dict[str, Any], cv: dict[str, Any]) -> str:
+    """Return the selection optimism in words: the honest estimate less the winner's selection
+    CV, per metric (positive: the CV flattered the winner that much)."""
+    parts = []
+    for m in ("rmse", "mape", "mdape"):
+        if m in honest and m in cv and pd.notna(cv[m]):
+            gap = float(honest[m]) - float(cv[m])
+            sign = "+" if gap >= 0 else "-"
+            parts.append(f"{m.upper()} {sign}{fmt_metric(m, abs(gap))}")
+    return ", ".join(parts) or "n/a"
+
+
 def time_ordered_markdown(timed: dict[str, Any] | None) -> str:
     """Return the card's time-ordered paragraph and table (how well the procedure values the
     sales that came later), or why there is none."""
@@ -171,6 +183,12 @@ only.
 | metric | honest (nested) | selection CV ({ctx["plan"]}) |
 |---|---|---|
 {chr(10).join(rows)}
+
+Selection optimism (how much the winner's selection CV flatters it, honest minus CV):
+{optimism_text(honest, cv)}.
+
+How the winner was chosen: {ctx.get("choice") or "best CV RMSE"}.
+Successive halving: {ctx.get("halving") or "every candidate on every repeat"}.
 
 Not eligible (valued some homes lower for more living area): {ctx["excluded"]}.
 

@@ -17,7 +17,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: successive halving and the one-standard-error choice
 FILE_NAME = "plan.json"
 
 
@@ -45,6 +45,15 @@ class TrainPlan:
     promotion_repeats: int
     shap_rows: int
     budget_notes: list[str] = field(default_factory=list)  # what the budget gave up, and why
+    # The successive-halving sweep: repeats per rung (empty: one rung, all on every repeat),
+    # the share kept, the later rungs' allowance and the model prices it was decided with.
+    rungs: list[int] = field(default_factory=list)
+    keep: float = 0.5
+    rung_seconds: float | None = None
+    costs: dict[str, float] = field(default_factory=dict)
+    one_se: bool = True
+    tuning_seconds: float | None = None  # the tuning allowance the trial counts were planned in
+    slowdown: float | None = None  # the price calibration measured by the run
     source_run: str | None = None  # the run that made the plan (or that it replays)
     version: int = PLAN_VERSION
 
@@ -137,8 +146,13 @@ def replay_selection(plan: TrainPlan, base):
         tune_top=len(plan.trials),
         tuning_trials=max(plan.trials.values()) if plan.trials else None,
         tuning_timeout=None,
-        tuning_seconds=None,
-        costs=None,
+        tuning_seconds=plan.tuning_seconds,
+        slowdown=plan.slowdown,
+        costs=dict(plan.costs) or None,
+        rungs=tuple(plan.rungs) or None,
+        keep=plan.keep,
+        rung_seconds=plan.rung_seconds,
+        one_se=plan.one_se,
         blend_top=plan.blend_top,
         stack=plan.stack,
         storage=None,

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from homevision.features import FeatureSet
-from homevision.training.budget import plan_trials, sweep_seconds
+from homevision.training.budget import cv_seconds, plan_trials
 from homevision.training.candidates import (
     BASELINES,
     BLEND,
     CANDIDATES,
+    SIMPLICITY,
     STACK,
     build_from_spec,
 )
@@ -29,10 +30,12 @@ from homevision.training.checks import sqft_monotonicity_violations
 from homevision.training.evaluation import (
     CVPlan,
     CVResult,
+    Split,
     cross_validate_model,
     leaderboard,
     time_ordered_split,
 )
+from homevision.training.fold_cache import FoldCache, blend_result, cross_validate_cached
 from homevision.training.metrics import valuation_metrics
 from homevision.training.tuning import TrialCallback, rows_key, study_name, tune
 
@@ -61,6 +64,16 @@ class SelectionSettings:
     costs: dict[str, float] | None = None
     # A replayed plan: exactly these candidates tuned, with these trial counts (no clock).
     trials_by_candidate: dict[str, int] | None = None
+    # Successive halving: repeats at each rung (the last is plan.repeats), the share of the
+    # learned candidates kept from one rung to the next, and each later rung's allowance in
+    # CPU seconds (with `costs`; None: no allowance). None rungs: one rung, every candidate on
+    # every repeat.
+    rungs: tuple[int, ...] | None = None
+    keep: float = 0.5
+    rung_seconds: float | None = None
+    one_se: bool = True  # pick within one standard error of the best (blend, then simplest)
+    # A replay's price calibration: the slowdown the first run measured (None: measure it).
+    slowdown: float | None = None
 
 
 @dataclass
@@ -77,6 +90,8 @@ class SelectionResult:
     tuned: dict[str, int] = field(default_factory=dict)  # candidate -> trials completed
     studies: dict[str, str] = field(default_factory=dict)  # candidate -> Optuna study name
     slowdown: float = 1.0  # how much slower the sweep ran than its costs predicted
+    reached: dict[str, int] = field(default_factory=dict)  # candidate -> repeats it ran
+    choice: str = ""  # the selection rule applied, in words (for the card)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -99,50 +114,82 @@ def select_and_tune(
     on_result: ResultCallback | None = None,
     on_trial: Callable[[str], TrialCallback] | None = None,
 ) -> SelectionResult:
-    """Run the selection procedure on (X, y) and return its leaderboard and winner."""
+    """Run the selection procedure on (X, y) and return its leaderboard and winner.
+
+    Successive halving: every candidate is cross-validated on the first rung's repeats, the
+    weakest are dropped, the rest get the next rung's repeats (a candidate enters a rung in the
+    order of its score while the rung's cost allowance has room: a strong slow candidate is not
+    dropped for its cost alone). The survivors of the last rung are tuned with Optuna, blended
+    and stacked; the winner is chosen within one standard error of the best (blend, then the
+    simplest model) and must pass the living-area monotonicity gate. Every decision depends on
+    the CV scores and the recorded settings only, so the nested estimate replays it exactly.
+    """
     splits = settings.plan.splits(y)
+    repeats = settings.plan.repeats
+    y_values = np.asarray(y, dtype=float)
+    cache = FoldCache(X, y_values, feature_set, splits, n_jobs=settings.n_jobs)
     results: dict[str, CVResult] = {}
     specs: dict[str, Spec] = {}
 
-    def evaluate(name: str, spec: Spec) -> None:
-        start = time.perf_counter()
-        result = cross_validate_model(
-            build_from_spec(spec, feature_set), X, y, splits, n_jobs=settings.n_jobs
-        )
+    def record(name: str, spec: Spec, result: CVResult, start: float) -> None:
         results[name], specs[name] = result, spec
         log.debug(
-            "%-22s RMSE %10.0f  (%.1f s)",
+            "%-22s RMSE %10.0f  (%d repeats, %.1f s)",
             name,
             result.summary()["rmse"],
+            len(result.per_repeat),
             time.perf_counter() - start,
         )
         if on_result is not None:
             on_result(name, spec, result)
 
+    def evaluate(name: str, spec: Spec) -> None:  # the whole model, refitted per fold
+        start = time.perf_counter()
+        model = build_from_spec(spec, feature_set)
+        record(name, spec, cross_validate_model(model, X, y, splits, n_jobs=settings.n_jobs), start)
+
+    def evaluate_cached(name: str, spec: Spec, reps: int, earlier=None) -> None:
+        start = time.perf_counter()
+        result = cross_validate_cached(spec["name"], spec["params"], cache, reps, None, earlier)
+        record(name, spec, result, start)
+
     sweep_start = time.perf_counter()
+    learned = [n for n in settings.candidates if n not in BASELINES]
     for name in settings.candidates:
-        evaluate(name, single_spec(name))
-    slowdown = 1.0
-    if settings.costs is not None:
+        if name in BASELINES:
+            evaluate(name, single_spec(name))
+    rungs = [min(r, repeats) for r in (settings.rungs or (repeats,))]
+    if rungs[-1] != repeats:
+        rungs.append(repeats)
+    reached: dict[str, int] = {}
+    alive = list(learned)
+    for i, reps in enumerate(rungs):
+        for name in alive:
+            evaluate_cached(name, single_spec(name), reps, results.get(name))
+            reached[name] = reps
+        if i + 1 < len(rungs):
+            alive = promote(alive, results, settings, rungs[i + 1] - reps)
+    slowdown = 1.0 if settings.slowdown is None else settings.slowdown
+    if settings.costs is not None and settings.slowdown is None:
         # Calibrate the price list on what the sweep really took (a busy machine, logging,
         # overheads): later plans use costs x slowdown.
-        predicted = sweep_seconds(
-            settings.costs, list(settings.candidates), settings.plan.folds, settings.plan.repeats
-        )
-        taken = time.perf_counter() - sweep_start
+        predicted = halving_seconds(settings.costs, alive, learned, settings)
+        taken = time.perf_counter() - sweep_start - cache.prepare_seconds
         slowdown = float(np.clip(taken / predicted, 1.0, 10.0)) if predicted > 0 else 1.0
 
-    ranked = [n for n in leaderboard(results).index if n not in BASELINES]
-    to_tune = [n for n in ranked if CANDIDATES[n].tunable][: settings.tune_top]
+    ranked = sorted(alive, key=lambda n: results[n].summary()["rmse"])
+    tunable = [n for n in ranked if CANDIDATES[n].tunable]
+    to_tune = tunable[: settings.tune_top]
     trials = settings.tuning_trials
     if settings.tuning_seconds is not None and settings.costs is not None and to_tune:
         to_tune, trials = plan_trials(
             {k: v * slowdown for k, v in settings.costs.items()},
-            to_tune,
+            tunable,
             settings.plan.folds,
             settings.plan.repeats,
             int(settings.tuning_trials or 0),
             settings.tuning_seconds,
+            top=settings.tune_top,
         )
     per_candidate = {name: trials for name in to_tune}
     if settings.trials_by_candidate is not None:  # a replay: what the plan recorded
@@ -152,8 +199,14 @@ def select_and_tune(
     studies: dict[str, str] = {}
     data_key = rows_key(X, y, splits)
     for name in to_tune:
+        if not per_candidate[name]:
+            continue
         timeout = settings.tuning_timeout / len(to_tune) if settings.tuning_timeout else None
         study = study_name(settings.study_prefix, feature_set.name, name, data_key)
+
+        def scored(params, report, name=name):
+            return cross_validate_cached(name, params, cache, repeats, report)
+
         result = tune(
             name,
             feature_set,
@@ -169,29 +222,157 @@ def select_and_tune(
             show_progress=settings.show_progress,
             on_trial=on_trial(name) if on_trial else None,
             data_key=data_key,
+            evaluate=scored,
         )
         tuned[name], studies[name] = result.trials, result.study_name
         if result.rmse < results[name].summary()["rmse"]:
-            evaluate(f"{name}_tuned", single_spec(name, result.params))
+            evaluate_cached(f"{name}_tuned", single_spec(name, result.params), repeats)
+            reached[f"{name}_tuned"] = repeats
 
-    # Blend the best distinct models (tuned versions where tuning helped).
+    # Blend the best distinct models of the last rung (tuned versions where tuning helped),
+    # chosen forward: a member joins only when it lowers the blend's CV RMSE.
+    full = [n for n in leaderboard(results).index if len(results[n].per_repeat) == repeats]
     best_of: dict[str, str] = {}
-    for entry in leaderboard(results).index:
+    for entry in full:
         base = specs[entry].get("name")
         if base in BASELINES or base is None or base in best_of:
             continue
         best_of[base] = entry
-    members = list(best_of.values())[: settings.blend_top]
+    members = forward_blend(list(best_of.values()), results, y_values, settings.blend_top)
     if len(members) >= 2:
         chosen = [[specs[m]["name"], specs[m]["params"]] for m in members]
-        evaluate(BLEND, {"kind": "blend", "members": chosen})
-        if settings.stack:
-            evaluate(STACK, {"kind": "stack", "members": chosen})
+        start = time.perf_counter()
+        blended = blend_result([results[m] for m in members], y_values)  # type: ignore[misc]
+        record(BLEND, {"kind": "blend", "members": chosen}, blended, start)
+    top = list(best_of.values())[: settings.blend_top]
+    if settings.stack and len(top) >= 2:  # the stack weighs the best few itself
+        evaluate(
+            STACK,
+            {"kind": "stack", "members": [[specs[m]["name"], specs[m]["params"]] for m in top]},
+        )
 
-    winner, fitted, gate = _first_monotone(X, y, feature_set, specs, leaderboard(results).index)
+    order, choice = preference_order(results, splits, y_values, repeats, settings.one_se)
+    winner, fitted, gate = _first_monotone(X, y, feature_set, specs, order)
     return SelectionResult(
-        results, specs, winner, fitted, settings.plan, gate, tuned, studies, slowdown
+        results,
+        specs,
+        winner,
+        fitted,
+        settings.plan,
+        gate,
+        tuned,
+        studies,
+        slowdown,
+        reached=reached,
+        choice=choice if winner == order[0] else f"{choice}; {winner} passed the gate first",
     )
+
+
+def forward_blend(
+    ranked: list[str], results: dict[str, CVResult], y: np.ndarray, most: int
+) -> list[str]:
+    """Return the blend's members: starting from the best, the candidate (of `ranked`, best
+    first) whose addition lowers the equal-weight blend's CV RMSE most, until none does or
+    `most` are in. A weaker model joins only if it corrects the others, so a blend is never
+    worse in CV than its best member; blends cost nothing to score (fold_cache.blend_result)."""
+    if not ranked:
+        return []
+    members = [ranked[0]]
+
+    def rmse(names: list[str]) -> float:
+        return float(blend_result([results[n] for n in names], y).per_repeat["rmse"].mean())
+
+    current = rmse(members)
+    while len(members) < most:
+        trials = {n: rmse([*members, n]) for n in ranked if n not in members}
+        if not trials:
+            break
+        name = min(trials, key=lambda n: trials[n])
+        if trials[name] >= current:
+            break
+        members.append(name)
+        current = trials[name]
+    return members
+
+
+def promote(
+    alive: list[str], results: dict[str, CVResult], settings: SelectionSettings, more: int
+) -> list[str]:
+    """Return the candidates that go on to the next rung (in their original order): the best
+    `keep` share by CV RMSE, weakest dropped first; with costs, each enters in order of its
+    score while the rung's allowance (`rung_seconds`, CPU seconds for `more` repeats) has room,
+    so a strong candidate is kept unless it alone would overrun, and a cheaper one behind it
+    may take its place."""
+    by_score = sorted(alive, key=lambda n: results[n].summary()["rmse"])
+    room = max(2, int(np.ceil(len(alive) * settings.keep)))
+    if settings.costs is None or settings.rung_seconds is None:
+        kept = by_score[:room]
+    else:
+        kept, spent = [], 0.0
+        for name in by_score:
+            cost = settings.costs.get(name, 0.0) * settings.plan.folds * more
+            if len(kept) < room and (not kept or spent + cost <= settings.rung_seconds):
+                kept.append(name)
+                spent += cost
+    return [n for n in alive if n in kept]
+
+
+def halving_seconds(
+    costs: dict[str, float], alive: list[str], learned: list[str], settings: SelectionSettings
+) -> float:
+    """Predicted wall seconds of the halving sweep that ended with `alive` (for calibration)."""
+    rungs = settings.rungs or (settings.plan.repeats,)
+    first = cv_seconds(sum(costs.get(n, 0.0) for n in learned), settings.plan.folds, rungs[0])
+    rest = settings.plan.repeats - rungs[0]
+    return first + cv_seconds(sum(costs.get(n, 0.0) for n in alive), settings.plan.folds, rest)
+
+
+def fold_rmse_se(result: CVResult, splits: list[list[Split]], y: np.ndarray) -> float:
+    """Return the standard error of a candidate's CV RMSE across its folds (every fold of every
+    repeat it ran): the noise a difference in CV score must beat to mean anything."""
+    values = []
+    for r, folds in enumerate(splits[: len(result.oof)]):
+        for _, test in folds:
+            error = result.oof[r, test] - y[test]
+            values.append(float(np.sqrt(np.mean(error**2))))
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def preference_order(
+    results: dict[str, CVResult],
+    splits: list[list[Split]],
+    y: np.ndarray,
+    repeats: int,
+    one_se: bool = True,
+) -> tuple[list[str], str]:
+    """Return the entries in the order the winner is picked (the first that passes the gate)
+    and the rule in words. With `one_se`, the entries within one standard error of the best CV
+    RMSE come first: the blend (or stack), then the simplest single model; then the rest by
+    score. Only entries scored on every repeat compete."""
+    table = leaderboard(results)
+    full = [n for n in table.index if len(results[n].per_repeat) == repeats]
+    rest = [n for n in table.index if n not in full]
+    best = full[0]
+    if not one_se:
+        return full + rest, f"best CV RMSE ({best})"
+    se = fold_rmse_se(results[best], splits, y)
+    limit = float(table.loc[best, "rmse"]) + se
+    near = [n for n in full if float(table.loc[n, "rmse"]) <= limit]
+    near.sort(key=simplicity)
+    choice = (
+        f"within one standard error (${se:,.0f}) of the best CV RMSE ({best}): "
+        f"{', '.join(near)}; preferred {near[0]} (blends first, then the simplest)"
+    )
+    return near + [n for n in full if n not in near] + rest, choice
+
+
+def simplicity(name: str) -> int:
+    """Return a rank, lower for what is preferred among equals: blends, then simpler models."""
+    if name in (BLEND, STACK):
+        return 0 if name == BLEND else 1
+    base = name.removesuffix("_tuned")
+    order = list(SIMPLICITY)
+    return 2 + (order.index(base) if base in order else len(order))
 
 
 def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, Any, dict[str, float]]:
@@ -213,9 +394,20 @@ def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, Any, dict[st
 
 
 def replay_settings(settings: SelectionSettings, done: SelectionResult) -> SelectionSettings:
-    """Return the settings that re-run exactly what `done` did: same CV plan and candidates,
-    as many candidates tuned with as many trials (in memory, no clock), same blend size.
-    The nested estimate runs the procedure with these in every outer fold."""
+    """Return the settings that re-run what `done` did, as a procedure: same CV plan, rungs,
+    candidates, blend and choice rule, and the same tuning rule with the prices `done` used
+    (calibrated by its measured slowdown), so every decision is a function of the rows alone
+    (in memory, no clock). The nested estimate runs the procedure with these in every outer
+    fold. Without prices (a replayed plan), as many candidates tuned with as many trials."""
+    if settings.costs is not None and settings.tuning_seconds is not None:
+        return replace(
+            settings,
+            tuning_timeout=None,
+            slowdown=done.slowdown,
+            storage=None,
+            show_progress=False,
+            trials_by_candidate=None,
+        )
     trials = min(done.tuned.values()) if done.tuned else 0
     return replace(
         settings,
@@ -223,9 +415,9 @@ def replay_settings(settings: SelectionSettings, done: SelectionResult) -> Selec
         tuning_trials=trials or None,
         tuning_timeout=None,
         tuning_seconds=None,
-        costs=None,
         storage=None,
         show_progress=False,
+        trials_by_candidate=None,
     )
 
 
@@ -248,11 +440,23 @@ def describe_procedure(settings: SelectionSettings) -> str:
         if settings.tune_top and settings.tuning_trials
         else "no tuning"
     )
+    rungs = settings.rungs or (settings.plan.repeats,)
+    halving = (
+        f" (successive halving: all on {rungs[0]} repeat(s), the best {settings.keep:.0%} on "
+        f"{rungs[-1]})"
+        if len(rungs) > 1
+        else ""
+    )
+    choice = (
+        "within one standard error of the best: blend, then the simplest"
+        if (settings.one_se)
+        else "the best CV RMSE"
+    )
     return (
         f"{len(settings.candidates)} candidates ({', '.join(settings.candidates)}) on "
-        f"{settings.plan.describe()}, {tuning}, a blend of the best {settings.blend_top}"
-        f"{' and their stack' if settings.stack else ''}, "
-        "then the living-area monotonicity gate"
+        f"{settings.plan.describe()}{halving}, {tuning}, a blend of the best "
+        f"{settings.blend_top}{' and their stack' if settings.stack else ''}, "
+        f"the winner {choice}, then the living-area monotonicity gate"
     )
 
 

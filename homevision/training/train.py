@@ -40,12 +40,13 @@ from homevision.training.budget import (
     PARALLEL_SPEEDUP,
     TUNING_COST_FACTOR,
     Clock,
+    Prices,
     cv_seconds,
-    plan_sweep,
+    plan_halving,
     plan_variants,
-    probe_costs,
+    probe_prices,
 )
-from homevision.training.candidates import BASELINES, CANDIDATES, STACK_FOLDS, build_from_spec
+from homevision.training.candidates import CANDIDATES, STACK_FOLDS, build_from_spec
 from homevision.training.card import (
     leaderboard_markdown,
     metrics_summary,
@@ -118,38 +119,37 @@ def base_settings(storage: str | None) -> SelectionSettings:
 
 
 def plan_procedure(
-    costs: dict[str, float], settings: SelectionSettings, seconds: float, outer_folds: int
+    prices: Prices, settings: SelectionSettings, seconds: float, outer_folds: int
 ) -> tuple[SelectionSettings, list[str]]:
     """Return the selection settings that fit `seconds` together with their replay in every
-    outer fold of the nested estimate, and the degradations made to fit."""
-    shares = load_params()["train"]["budget_shares"]
+    outer fold of the nested estimate, and the degradations made to fit: a successive-halving
+    sweep (budget.plan_halving) that always leaves Optuna its share."""
+    cfg = load_params()["train"]
     own = seconds / (1 + NESTED_ROW_FACTOR * outer_folds)
-    sweep = plan_sweep(
-        costs,
+    halving = plan_halving(
+        prices,
         list(settings.candidates),
         settings.plan.folds,
         settings.plan.repeats,
-        own * float(shares["sweep"]),
+        own,
+        keep=float(cfg.get("keep", 0.5)),
+        tuning_share=float(cfg.get("tuning_share", 0.4)),
+        stack_members=settings.blend_top,
+        stack=settings.stack,
     )
-    learned = sorted(costs[n] for n in sweep.candidates if n not in BASELINES)
-    blend = cv_seconds(sum(learned[-settings.blend_top :]), settings.plan.folds, sweep.repeats)
-    degraded = list(sweep.degraded)
-    # The stack fits its members once per inner fold and once on all rows of each CV fold.
-    stack = blend * (STACK_FOLDS + 1) if settings.stack else 0.0
-    if stack and sweep.predicted_seconds + blend + stack > own:
-        degraded.append("stacking skipped (it costs about 6 blends)")
-        stack = 0.0
-    tuning = max(0.0, own - sweep.predicted_seconds - blend - stack)
     planned = replace(
         settings,
-        stack=bool(stack),
-        plan=replace(settings.plan, repeats=sweep.repeats),
-        candidates=tuple(sweep.candidates),
-        tuning_seconds=tuning,
-        tuning_timeout=1.5 * tuning + 1.0,  # safety net; the planned trial count rules
-        costs=costs,
+        stack=halving.stack,
+        plan=replace(settings.plan, repeats=halving.rungs[-1]),
+        candidates=tuple(halving.candidates),
+        rungs=halving.rungs,
+        keep=halving.keep,
+        rung_seconds=halving.rung_seconds,
+        tuning_seconds=halving.tuning_seconds,
+        tuning_timeout=1.5 * halving.tuning_seconds + 1.0,  # safety net; the trial count rules
+        costs=prices.model,
     )
-    return planned, degraded
+    return planned, list(halving.degraded)
 
 
 def train(
@@ -210,7 +210,7 @@ def train(
         if plan is None:
             kept, scale_notes = large_data_plan(len(X), settings.candidates, cfg["large_data"])
             settings = replace(settings, candidates=kept)
-            costs = probe_costs(
+            prices = probe_prices(
                 X,
                 y,
                 fs,
@@ -218,13 +218,14 @@ def train(
                 settings.plan.seed,
                 clock.remaining * float(shares["pricing"]),
             )
+            costs = prices.full
             unpriced = [n for n in settings.candidates if n not in costs]
             kept = tuple(n for n in settings.candidates if n in costs)
             settings = replace(settings, candidates=kept)
             outer_folds = int(cfg["nested_outer_folds"])
             procedure_seconds = clock.remaining * float(shares["procedure"])
             # One replay more than the outer folds: the time-ordered estimate.
-            settings, notes = plan_procedure(costs, settings, procedure_seconds, outer_folds + 1)
+            settings, notes = plan_procedure(prices, settings, procedure_seconds, outer_folds + 1)
             if unpriced:
                 notes.insert(0, f"not priced in time, skipped: {', '.join(unpriced)}")
             notes[:0] = scale_notes
@@ -307,6 +308,12 @@ def train(
         mlflow.log_metrics({f"honest_{k}": v for k, v in nested.metrics.items()})
         winner_cv = table.loc[selection.winner]
         mlflow.log_metrics({f"cv_{k}": float(winner_cv[k]) for k in table.columns})
+        mlflow.log_metrics(
+            {
+                f"selection_optimism_{m}": float(nested.metrics[m]) - float(winner_cv[m])
+                for m in ("rmse", "mape", "mdape")
+            }
+        )
 
         winner_cost = _spec_cost(selection.spec, costs) * selection.slowdown
         intervals = _measure_intervals(
@@ -356,6 +363,13 @@ def train(
             trials=dict(selection.tuned),
             blend_top=settings.blend_top,
             stack=settings.stack,
+            rungs=list(settings.rungs or ()),
+            keep=settings.keep,
+            rung_seconds=settings.rung_seconds,
+            costs={k: round(v, 6) for k, v in (settings.costs or {}).items()},
+            one_se=settings.one_se,
+            tuning_seconds=settings.tuning_seconds,
+            slowdown=selection.slowdown,
             outer_folds=outer.folds,
             outer_folds_run=nested.folds_done,
             interval_variants=intervals["measured"],
@@ -376,6 +390,8 @@ def train(
         ctx |= {
             "table": table,
             "leaderboard_md": leaderboard_markdown(table),
+            "choice": selection.choice,
+            "halving": halving_text(selection),
             "time_ordered": time_ordered,
             "model_name": name,
             "intervals": intervals,
@@ -412,6 +428,18 @@ def train(
         name,
         time_ordered,
         decision.champion_version,
+    )
+
+
+def halving_text(selection: SelectionResult) -> str:
+    """Return how far each candidate went in the successive-halving sweep, in words."""
+    full = selection.plan.repeats
+    dropped = sorted(n for n, r in selection.reached.items() if r < full)
+    if not dropped:
+        return f"every candidate ran all {full} repeats"
+    return (
+        f"dropped after fewer repeats (weakest first): {', '.join(dropped)}; the rest ran all "
+        f"{full} repeats"
     )
 
 
@@ -818,6 +846,8 @@ def locals_for_card(
         )
         or "none",
         "leaderboard_md": leaderboard_markdown(table),
+        "choice": selection.choice,
+        "halving": halving_text(selection),
         "table": table,
         "y": y.to_numpy(),
         "oof": selection.results[selection.winner].oof_mean,

@@ -31,6 +31,7 @@ from homevision.training.evaluation import CVResult, Split, cross_validate_model
 
 log = logging.getLogger(__name__)
 TrialCallback = Callable[[optuna.trial.FrozenTrial, Params, CVResult | None], None]
+Evaluate = Callable[[Params, Callable[[int, float], None]], CVResult]
 WORKER_ATTR = "worker"  # trial user attr: "host:pid" of the process that ran it
 
 
@@ -82,12 +83,15 @@ def tune(
     on_trial: TrialCallback | None = None,
     enqueue_defaults: bool = True,
     data_key: str | None = None,
+    evaluate: Evaluate | None = None,
 ) -> TuningResult:
     """Tune `candidate` with TPE and median pruning; return the best params found.
 
     `storage` is any Optuna/SQLAlchemy URL (None: in memory); with a name the study is resumed
     when it exists, which is how several `homevision tune` processes share one study.
-    `show_progress` draws Optuna's bar when stderr is a terminal.
+    `show_progress` draws Optuna's bar when stderr is a terminal. `evaluate(params, on_repeat)`
+    scores a trial instead of cross-validating the whole model (the selection passes its fold
+    cache: the same predictions, the feature pipeline fitted once per fold).
     """
     name = study_name or f"homevision-{feature_set.name}-{candidate}"
     study = prepare_study(
@@ -98,7 +102,7 @@ def tune(
         data_key=data_key or rows_key(X, y, splits),
         enqueue_defaults=enqueue_defaults,
     )
-    objective = make_objective(candidate, feature_set, X, y, splits, n_jobs, on_trial)
+    objective = make_objective(candidate, feature_set, X, y, splits, n_jobs, on_trial, evaluate)
     # Optuna's bar redraws in place: in a log file or CI it is a line of carriage returns.
     bar = show_progress and _stderr_is_terminal()
     study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=bar)
@@ -181,6 +185,7 @@ def make_objective(
     splits: list[list[Split]],
     n_jobs: int,
     on_trial: TrialCallback | None = None,
+    evaluate: Evaluate | None = None,
 ) -> Callable[[optuna.Trial], float]:
     """Return the objective: CV RMSE of the trial's params, pruned per repeat; each trial
     records the process that ran it (user attr `worker`) and is reported to `on_trial`."""
@@ -190,7 +195,6 @@ def make_objective(
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER_ATTR, worker)
         params = spec.space(trial)  # type: ignore[misc]
-        model = build_model(candidate, feature_set, params)
 
         def report(step: int, rmse: float) -> None:
             trial.report(rmse, step)
@@ -199,7 +203,11 @@ def make_objective(
 
         result = None
         try:
-            result = cross_validate_model(model, X, y, splits, n_jobs=n_jobs, on_repeat=report)
+            if evaluate is not None:
+                result = evaluate(params, report)
+            else:
+                model = build_model(candidate, feature_set, params)
+                result = cross_validate_model(model, X, y, splits, n_jobs=n_jobs, on_repeat=report)
         finally:
             if on_trial is not None:
                 on_trial(trial, params, result)

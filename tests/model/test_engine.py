@@ -173,3 +173,30 @@ def test_engine_survives_pickling(train, rows):
         np.column_stack(again.predict_interval(rows.head(200))),
         np.column_stack(model.predict_interval(rows.head(200))),
     )
+
+
+def test_engine_covers_the_tax_record_and_the_garage(train, rows):
+    import dataclasses
+
+    X, y = train
+    fs = dataclasses.replace(
+        get_feature_set("offmarket"), tax="UnexemptTaxes", garage=("GarageLength", "GarageWidth")
+    )
+    rng = np.random.default_rng(3)
+
+    def with_garage(frame):
+        frame = frame.copy()
+        frame["GarageLength"] = rng.choice([0.0, 20.0, 22.0, np.nan], len(frame))
+        frame["GarageWidth"] = rng.choice([0.0, 19.0, 24.0, np.nan], len(frame))
+        return frame
+
+    X = with_garage(X)
+    model = build_blend([("ridge", {}), ("hist_gb", {})], fs).fit(X, y)
+    from homevision.valuation.engine import compile_model
+
+    engine = compile_model(model, RawEncoder.fit(X, fs), X)
+    odd = with_garage(rows.head(200))
+    odd.loc[:5, "UnexemptTaxes"] = 0.0  # no bill
+    odd.loc[6:10, "UnexemptTaxes"] = 150.0  # land only
+    odd.loc[11:15, "UnexemptTaxes"] = None
+    np.testing.assert_allclose(engine.predict(odd), model.predict(odd), atol=TOLERANCE, rtol=0)

@@ -16,18 +16,18 @@ def test_pricing_stops_when_its_seconds_are_spent_in_total(monkeypatch):
     ticks = itertools.count()  # every clock read is one second later: each fit costs 1 s
     monkeypatch.setattr(budget.time, "perf_counter", lambda: float(next(ticks)))
     names = ["median_ppsf", "ridge", "elasticnet", "knn"]
-    costs = budget.probe_costs(
+    costs = budget.probe_prices(
         sold, sold["ClosePrice"].astype(float), get_feature_set("task6"), names, seconds=2.5
-    )
+    ).full
     assert costs == {"median_ppsf": 1.0}  # 3 s spent after the first > 2.5 s: stop
 
 
 def test_pricing_without_a_limit_prices_everyone():
     listings = generate_listings(300, seed=1)
     sold = coerce_types(listings[listings["ClosePrice"].notna()]).reset_index(drop=True)
-    costs = budget.probe_costs(
+    costs = budget.probe_prices(
         sold, sold["ClosePrice"].astype(float), get_feature_set("task6"), ["median_ppsf", "ridge"]
-    )
+    ).full
     assert set(costs) == {"median_ppsf", "ridge"} and all(c > 0 for c in costs.values())
 
 
