@@ -366,7 +366,7 @@ def train(
             rungs=list(settings.rungs or ()),
             keep=settings.keep,
             rung_seconds=settings.rung_seconds,
-            costs={k: round(v, 6) for k, v in (settings.costs or {}).items()},
+            costs=dict(settings.costs or {}),
             one_se=settings.one_se,
             tuning_seconds=settings.tuning_seconds,
             slowdown=selection.slowdown,

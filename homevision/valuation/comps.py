@@ -224,6 +224,29 @@ class ComparablesIndex:
         return found
 
 
+def model_comparables(
+    index: ComparablesIndex, features, model, X: pd.DataFrame, k: int | None = None
+) -> list[pd.DataFrame]:
+    """Return, per row of X, the comparable sales the sales-comparison `model` (behind the
+    fitted `features`) uses for it, as COMP_COLUMNS frames: nearest first in its learned metric
+    (the `distance` column), never the listing itself; `same_school` says whether each shares
+    the home's school. `index` (fitted on the same sales, in the same order) gives the rows."""
+    k = k or index.k
+    attrs = index._attributes(X)
+    ids = np.array([str(v) for v in attrs["MLSNumber"].to_numpy()], dtype=object)
+    with np.errstate(all="ignore"):
+        points = np.asarray(features.transform(X), dtype=float)
+    rows, d2 = model.nearest(points, k + 1)  # one more: the listing itself may be among them
+    chosen = []
+    for i in range(len(X)):
+        keep = index.ids_[rows[i]] != ids[i]
+        chosen.append((rows[i][keep][:k], np.sqrt(d2[i][keep][:k]), 0))
+    frames = _frames(index.sold_, attrs, chosen)
+    for frame, school in zip(frames, attrs["school"].to_numpy(object), strict=True):
+        frame["same_school"] = frame["ElementarySchoolName"].to_numpy(object) == school
+    return frames
+
+
 def _frames(
     sold: pd.DataFrame, homes: pd.DataFrame, chosen: list[tuple[np.ndarray, np.ndarray, int]]
 ) -> list[pd.DataFrame]:

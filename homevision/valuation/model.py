@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from homevision.data.schema import BATHS, MIN_LIST_PRICE, MLS_ID
 from homevision.features import FeatureSet, get_feature_set
-from homevision.valuation.comps import ComparablesIndex
+from homevision.valuation.comps import ComparablesIndex, model_comparables
 from homevision.valuation.engine import (
     RawEncoder,
     UnsupportedError,
@@ -30,6 +30,7 @@ from homevision.valuation.intervals import (
     interval_bounds,
     make_conformal,
 )
+from homevision.valuation.sales_comparison import find_sales_comparison
 
 log = logging.getLogger(__name__)
 ENGINE_SWITCH = "HOMEVISION_ENGINE"
@@ -223,8 +224,14 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         return self.explainer(engine).explain(X)
 
     def comparable_sales(self, X: pd.DataFrame, k: int | None = None) -> list[pd.DataFrame]:
-        """Return, per row, the k most similar sold listings (never the listing itself)."""
-        return self.comps_.query(X.reset_index(drop=True), k)
+        """Return, per row, the k most similar sold listings (never the listing itself): the
+        comparables the comparable-sales model used when it is (or is in) the model, else the
+        nearest sales of the same school first."""
+        X = X.reset_index(drop=True)
+        found = find_sales_comparison(self.estimator_)
+        if found is not None:
+            return model_comparables(self.comps_, *found, X, k)
+        return self.comps_.query(X, k)
 
 
 def engine_enabled() -> bool:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import VotingRegressor
 from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 
@@ -57,12 +59,12 @@ class SalesComparison(RegressorMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def comparables(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Return (rows of the training sales, weights), each (n, k): every home's comparables,
-        nearest first, and their similarity weights (summing to 1 per home)."""
+    def nearest(self, X, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return (rows of the training sales, squared distances), each (n, k): every home's
+        `k` (default `n_comps`) nearest sales in the learned metric, nearest first."""
         check_is_fitted(self, "sales_")
         points = np.asarray(X, dtype=float) * self.metric_
-        k = int(min(max(1, self.n_comps), len(self.sales_)))
+        k = int(min(max(1, k or self.n_comps), len(self.sales_)))
         # Squared distances to every sale: |p|^2 - 2 p.s + |s|^2, clipped at 0 against rounding.
         d2 = (points * points).sum(axis=1)[:, None] - 2.0 * points @ self.sales_.T
         d2 += (self.sales_ * self.sales_).sum(axis=1)[None, :]
@@ -70,7 +72,12 @@ class SalesComparison(RegressorMixin, BaseEstimator):
         rows = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.argsort(d2, 1)
         near = np.take_along_axis(d2, rows, axis=1)
         order = np.argsort(near, axis=1, kind="stable")
-        rows, near = np.take_along_axis(rows, order, 1), np.take_along_axis(near, order, 1)
+        return np.take_along_axis(rows, order, 1), np.take_along_axis(near, order, 1)
+
+    def comparables(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Return (rows of the training sales, weights), each (n, k): every home's comparables,
+        nearest first, and their similarity weights (summing to 1 per home)."""
+        rows, near = self.nearest(X)
         scale = self.bandwidth**2 * np.maximum(near[:, -1:], 1e-12)
         weights = np.exp(-near / scale)
         weights /= weights.sum(axis=1, keepdims=True)
@@ -81,3 +88,15 @@ class SalesComparison(RegressorMixin, BaseEstimator):
         rows, weights = self.comparables(X)
         carried = (self.residuals_[rows] * weights).sum(axis=1)
         return X @ self.coef_ + self.intercept_ + self.shrink * carried
+
+
+def find_sales_comparison(estimator: object) -> tuple[Pipeline, SalesComparison] | None:
+    """Return (fitted feature pipeline, SalesComparison) when a fitted valuation estimator is
+    the comparable-sales model or a blend with it as a member; else None. The explanation
+    then shows the comparables that model used."""
+    inner = getattr(estimator, "estimator_", None)  # SqftElasticityTarget's fitted model
+    members = inner.estimators_ if isinstance(inner, VotingRegressor) else [inner]
+    for member in members:
+        if isinstance(member, Pipeline) and isinstance(member.steps[-1][1], SalesComparison):
+            return member[:-1], member.steps[-1][1]
+    return None

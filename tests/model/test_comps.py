@@ -227,3 +227,38 @@ def test_a_thousand_homes_against_100k_sold_take_seconds():
     assert [len(c) for c in comps] == [5] * len(rows)
     sample = [0, 1, 2, 450, 899, 900, 999]
     assert_same_comps([comps[i] for i in sample], brute_force(index, rows.iloc[sample]))
+
+
+def test_with_the_comparable_sales_model_the_explanation_shows_its_comparables():
+    from homevision.training.candidates import build_blend, build_model
+    from homevision.valuation.model import ValuationModel
+    from homevision.valuation.sales_comparison import find_sales_comparison
+
+    frame = coerce_types(generate_listings(500, seed=4).astype(object))
+    sold = frame[frame["Status"] == "Sold"].reset_index(drop=True)
+    X, y = sold.head(200), sold["ClosePrice"].head(200).astype(float)
+    fs = get_feature_set("task6")
+    for estimator in (
+        build_model("comparables", fs, {"n_comps": 4}),
+        build_blend([("svr", {}), ("comparables", {"n_comps": 4})], fs),
+    ):
+        model = ValuationModel(estimator, interval_variant="cv_base", background_rows=8)
+        model.fit(X, y)
+        features, sales = find_sales_comparison(model.estimator_)
+        homes = X.head(3)
+        frames = model.comparable_sales(homes, k=4)
+        rows, _ = sales.nearest(features.transform(homes), 5)
+        for i, comps in enumerate(frames):
+            assert list(comps.columns) == COMP_COLUMNS and len(comps) == 4
+            own = str(homes["MLSNumber"].iloc[i])
+            assert own not in comps["MLSNumber"].astype(str).tolist()  # never itself
+            expected = [
+                str(X["MLSNumber"].iloc[r]) for r in rows[i] if str(X["MLSNumber"].iloc[r]) != own
+            ][:4]
+            assert comps["MLSNumber"].astype(str).tolist() == expected
+            assert (np.diff(comps["distance"].to_numpy()) >= 0).all()
+            same = comps[SCHOOL].to_numpy(object) == homes[SCHOOL].iloc[i]
+            assert comps["same_school"].tolist() == same.tolist()
+    assert (
+        find_sales_comparison(ValuationModel(build_model("ridge", fs)).fit(X, y).estimator_) is None
+    )
