@@ -735,27 +735,9 @@ def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id
     the decision (taken before) says so and nobody moved it meanwhile (unless `move_alias` is
     off: the caller moves it). Never fails after the version is registered because of the
     champion."""
-    example = X[fs.raw_columns].head(5)
-    pyfunc = ValuationPyfunc(model)
-    signature = infer_signature(
-        example,
-        pyfunc.predict(None, example),
-        params={"confidence": model.confidence, "checked": False},
-    )
-    # The package travels with the model (code_paths): `mlflow models serve` needs no install.
-    # The pyfunc is logged as code (valuation/pyfunc_model.py), the fitted model as an artifact.
     with tempfile.TemporaryDirectory() as folder:
-        fitted = Path(folder) / "valuation_model.joblib"
-        joblib.dump(model, fitted)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PACKAGE_DIR / "valuation" / "pyfunc_model.py"),
-            artifacts={MODEL_ARTIFACT: str(fitted)},
-            signature=signature,
-            input_example=example,
-            code_paths=[str(PACKAGE_DIR)],
-            pip_requirements=_requirements(),
-        )
+        arguments = pyfunc_arguments(model, X[fs.raw_columns].head(5), Path(folder))
+        info = mlflow.pyfunc.log_model(name="model", **arguments)
     mlflow.set_tag(tracking.SPEC_TAG, json.dumps({"spec": selection.spec, "feature_set": fs.name}))
     new_rmse = float(selection.table.loc[selection.winner, "rmse"])
     version = tracking.register(
@@ -780,6 +762,29 @@ def _log_and_register(model, X, fs, selection, data_hash, decision, name, run_id
     mlflow.set_tag("champion_decision", note[:5000])
     log.info("Registered %s version %s: %s", name, version, note)
     return version, promoted, note
+
+
+def pyfunc_arguments(model, example: pd.DataFrame, folder: Path) -> dict[str, Any]:
+    """Return the arguments of mlflow.pyfunc.log_model (or save_model) that log `model` as
+    homevision registers it, its fitted form dumped into `folder` (keep it until logged):
+    the pyfunc as code (valuation/pyfunc_model.py) with the fitted model as an artifact, the
+    package beside it (code_paths: `mlflow models serve` needs no install), the signature
+    and input example of `example` (rows of the raw columns), pinned requirements."""
+    signature = infer_signature(
+        example,
+        ValuationPyfunc(model).predict(None, example),
+        params={"confidence": model.confidence, "checked": False},
+    )
+    fitted = folder / "valuation_model.joblib"
+    joblib.dump(model, fitted)
+    return {
+        "python_model": str(PACKAGE_DIR / "valuation" / "pyfunc_model.py"),
+        "artifacts": {MODEL_ARTIFACT: str(fitted)},
+        "signature": signature,
+        "input_example": example,
+        "code_paths": [str(PACKAGE_DIR)],
+        "pip_requirements": _requirements(),
+    }
 
 
 def _requirements() -> list[str]:
