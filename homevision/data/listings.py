@@ -34,6 +34,7 @@ from homevision.data.schema import (
     STATUS,
     TARGET,
     build_schema,
+    shared_problems,
     to_number,
 )
 
@@ -216,7 +217,8 @@ def validate_listings(raw: pd.DataFrame, repeated: np.ndarray | None = None) -> 
     checked = raw[[c for c in schema.columns if c in raw.columns] + _frame_check_inputs(raw)]
     failures = pd.DataFrame(columns=["column", "check", "failure_case", "index"])
     try:
-        schema.validate(checked, lazy=True)
+        with shared_problems():
+            schema.validate(checked, lazy=True)
     except pa.errors.SchemaErrors as err:
         failures = err.failure_cases
     if repeated is not None and np.any(repeated):

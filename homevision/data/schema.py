@@ -11,7 +11,9 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import pandas as pd
@@ -99,6 +101,42 @@ def _number_problems(rule: FieldRule, s: pd.Series) -> pd.Series:
     return out
 
 
+# Within one validation (`shared_problems`), each column's problems are computed once and read
+# by the checks of all its rule ids: pandera runs one check per rule id, each on a new Series of
+# the same column, and each reads the same per-value rule ids (a Python call per value).
+_SHARED: ContextVar[dict[tuple[int, object], pd.Series] | None] = ContextVar(
+    "homevision_shared_problems", default=None
+)
+
+
+@contextmanager
+def shared_problems() -> Iterator[None]:
+    """Let the checks of one validation share each column's problems (see _Memo)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+class _Memo:
+    """A column's problems, computed once per validation under `shared_problems` (keyed by this
+    memo and the column's name; reused only for a Series with the same index), else each call."""
+
+    def __init__(self, problems: Callable[[pd.Series], pd.Series]):
+        self.problems = problems
+
+    def __call__(self, s: pd.Series) -> pd.Series:
+        shared = _SHARED.get()
+        if shared is None:
+            return self.problems(s)
+        key = (id(self), s.name)
+        found = shared.get(key)
+        if found is None or not found.index.equals(s.index):
+            found = shared[key] = self.problems(s)
+        return found
+
+
 def _is_not(problems: Callable[[pd.Series], pd.Series], rid: str) -> CheckFn:
     def check(s: pd.Series) -> pd.Series:
         return problems(s).ne(rid).fillna(True).astype(bool)
@@ -157,20 +195,17 @@ def column_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
     pandera's nullable=False reports)."""
     checks: list[tuple[str, CheckFn]] = []
     if rule.kind in ("integer", "number"):
-
-        def problems(s: pd.Series) -> pd.Series:
-            return _number_problems(rule, s)
-
+        problems = _Memo(lambda s: _number_problems(rule, s))
         ids = ["not_a_number", *rule.below_rules(), "implausible"]
         ids += ["not_an_integer"] if rule.kind == "integer" else []
         checks += [(rid, _is_not(problems, rid)) for rid in dict.fromkeys(ids)]
     elif rule.kind == "id":
-        id_problems = _elementwise(lambda v: check_id(v)[1])
+        id_problems = _Memo(_elementwise(lambda v: check_id(v)[1]))
         for rid in ("not_a_number", "not_positive", "not_an_integer", "implausible"):
             checks.append((rid, _is_not(id_problems, rid)))
         checks.append(("duplicate", _ids_unique))
     elif rule.kind == "baths":
-        baths = _elementwise(baths_problem)
+        baths = _Memo(_elementwise(baths_problem))
         for rid in ("baths_format", "baths_ambiguous", "baths_half_implausible", "implausible"):
             checks.append((rid, _is_not(baths, rid)))
     elif rule.kind == "boolean":
