@@ -151,10 +151,50 @@ def _elementwise(fn: Callable[[object], str | None]) -> Callable[[pd.Series], pd
     return problems
 
 
+def _read_ids(s: pd.Series) -> pd.DataFrame:
+    """Return each MLSNumber read once: `number` (the normalised id, None when missing or
+    invalid) and `rule` (the rule id it breaks, None when it keeps them)."""
+    read = [check_id(v) for v in s.to_numpy()]
+    return pd.DataFrame(
+        {
+            "number": pd.Series([r[0] for r in read], index=s.index, dtype=object),
+            "rule": pd.Series([r[1] for r in read], index=s.index, dtype=object),
+        }
+    )
+
+
+_IDS = _Memo(_read_ids)  # one reading of the id column serves its five checks
+
+
+def _id_problems(s: pd.Series) -> pd.Series:
+    return _IDS(s)["rule"]
+
+
+def _by_value(fn: Callable[[object], str | None]) -> Callable[[pd.Series], pd.Series]:
+    """Like _elementwise, with `fn` called once per distinct value (a column of few distinct
+    values, like BathsTotal, costs a dictionary lookup per row). Values are told apart by type
+    as well (True, 1 and 1.0 are three values); an unhashable one is checked on its own."""
+
+    def problems(s: pd.Series) -> pd.Series:
+        seen: dict[tuple[type, object], str | None] = {}
+        out = []
+        for value in s.to_numpy():
+            try:
+                key = (type(value), value)
+                if key not in seen:
+                    seen[key] = fn(value)
+                out.append(seen[key])
+            except TypeError:  # unhashable
+                out.append(fn(value))
+        return pd.Series(out, index=s.index, dtype=object)
+
+    return problems
+
+
 def _ids_unique(s: pd.Series) -> pd.Series:
     """False on a row whose MLSNumber, once normalised ("1.0" and " 1" are 1), an earlier row
     already used."""
-    ids = pd.Series([check_id(v)[0] for v in s.to_numpy()], index=s.index, dtype=object)
+    ids = _IDS(s)["number"]
     return ~(ids.notna() & ids.duplicated(keep="first"))
 
 
@@ -200,12 +240,11 @@ def column_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
         ids += ["not_an_integer"] if rule.kind == "integer" else []
         checks += [(rid, _is_not(problems, rid)) for rid in dict.fromkeys(ids)]
     elif rule.kind == "id":
-        id_problems = _Memo(_elementwise(lambda v: check_id(v)[1]))
         for rid in ("not_a_number", "not_positive", "not_an_integer", "implausible"):
-            checks.append((rid, _is_not(id_problems, rid)))
+            checks.append((rid, _is_not(_id_problems, rid)))
         checks.append(("duplicate", _ids_unique))
     elif rule.kind == "baths":
-        baths = _Memo(_elementwise(baths_problem))
+        baths = _Memo(_by_value(baths_problem))
         for rid in ("baths_format", "baths_ambiguous", "baths_half_implausible", "implausible"):
             checks.append((rid, _is_not(baths, rid)))
     elif rule.kind == "boolean":

@@ -61,3 +61,14 @@ def test_outside_a_validation_nothing_is_shared():
         # Same name and index within one validation: the column's problems are reused.
         assert memo(pd.Series([1, 2], name="a")).tolist() == [2, 4]
         assert memo(pd.Series([5], name="a")).tolist() == [10]  # another index: recomputed
+
+
+def test_checking_each_distinct_value_once_gives_every_rows_answer():
+    from homevision.data.fields import baths_problem
+
+    values = pd.Series(
+        [*HOSTILE["BathsTotal"], *HOSTILE["BathsTotal"], 1, 1.0, True, "1", np.nan, float("nan")]
+    )
+    by_value = schema._by_value(baths_problem)(values)
+    pd.testing.assert_series_equal(by_value, schema._elementwise(baths_problem)(values))
+    assert by_value.iloc[-6:-2].tolist() == [None, None, "baths_format", None]  # 1 vs True
