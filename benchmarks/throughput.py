@@ -6,9 +6,10 @@ ridge candidate, log price beyond the living-area trend, fitted here on a few th
 sales of the same market, with --variant ranges) three ways, chunk by chunk (--chunk-rows, the
 CLI's default):
 
-1. today's path, `homevision predict --data`: stream_valuations over read_export_chunks, run
-   twice. Once with each function it calls wrapped by a clock (the functions themselves, not a
-   copy: the stages partition the run), once bare for the end-to-end time. Each stage's seconds
+1. today's path, `homevision predict --data`: stream_valuations over read_export_chunks (the
+   columns of predict.export_columns, as the CLI reads them), run twice. Once with each
+   function it calls wrapped by a clock (the functions themselves, not a copy: the stages
+   partition the run), once bare for the end-to-end time. Each stage's seconds
    are its own (a stage timed inside another counts for the inner one only):
    read (read_export_chunks: Arrow/CSV decode to pandas), read: values as text (_as_strings,
    Parquet only), parse (coerce_types), validate (validate_listings), encode (RawEncoder.encode),
@@ -73,7 +74,7 @@ from homevision.valuation import predict, stream  # noqa: E402
 from homevision.valuation.engine.programs import Chain, Elasticity, Linear  # noqa: E402
 from homevision.valuation.estimators import LOG_PRICE_MAX, LOG_PRICE_MIN  # noqa: E402
 from homevision.valuation.model import ValuationModel  # noqa: E402
-from homevision.valuation.predict import PRICE_COLUMNS  # noqa: E402
+from homevision.valuation.predict import PRICE_COLUMNS, export_columns  # noqa: E402
 
 log = logging.getLogger("throughput")
 MARKET_SEED = 0  # the export and the training sales come from one synthetic market
@@ -233,7 +234,7 @@ def staged_path(model, export: Path, target: Path, chunk_rows: int, rows: int) -
         hooks.enter_context(mock.patch.object(stream, "value_chunks", chunked))
         progress = Progress("today's path, stages timed", rows)
         with clock(READ):
-            chunks = read_export_chunks(export, chunk_rows)
+            chunks = read_export_chunks(export, chunk_rows, export_columns(model))
         stream.stream_valuations(model, clock.each(READ, chunks), target, on_chunk=progress)
     wall = time.perf_counter() - progress.start
     seconds = {stage: clock.seconds.get(stage, 0.0) for stage in STAGES}
@@ -245,9 +246,8 @@ def whole_path(model, export: Path, target: Path, chunk_rows: int, rows: int) ->
     """Run stream_valuations on `export` as `homevision predict --data` does; return its wall
     time and summary."""
     progress = Progress("today's path, end to end", rows)
-    summary = stream.stream_valuations(
-        model, read_export_chunks(export, chunk_rows), target, on_chunk=progress
-    )
+    chunks = read_export_chunks(export, chunk_rows, export_columns(model))
+    summary = stream.stream_valuations(model, chunks, target, on_chunk=progress)
     return {"wall_s": time.perf_counter() - progress.start, "summary": summary}
 
 

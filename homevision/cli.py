@@ -450,7 +450,12 @@ def predict(
     from homevision.config import load_params
     from homevision.data.listings import read_export, read_export_chunks
     from homevision.tracking import ModelNotFoundError, load_model
-    from homevision.valuation.predict import explanation_columns, unsold_rows, value_listings
+    from homevision.valuation.predict import (
+        explanation_columns,
+        export_columns,
+        unsold_rows,
+        value_listings,
+    )
     from homevision.valuation.stream import stream_valuations, summarize, write_frame
 
     source = resolve_data_path(data)
@@ -461,8 +466,12 @@ def predict(
         return
     streamed = data is not None and not explain
     try:
-        raw = read_export_chunks(source, chunk_rows) if streamed else read_export(source)
-        fitted = load_model(model)
+        if streamed:  # the model first: only the columns it and the contract read are read
+            fitted = load_model(model)
+            raw = read_export_chunks(source, chunk_rows, export_columns(fitted))
+        else:
+            raw = read_export(source)
+            fitted = load_model(model)
     except (NotAnExportError, ModelNotFoundError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None

@@ -11,7 +11,7 @@ import codecs
 import csv
 import io
 import itertools
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,17 +73,24 @@ def read_export(path: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def read_export_chunks(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def read_export_chunks(
+    path: str | Path, chunk_rows: int, columns: Collection[str] | None = None
+) -> Iterator[pd.DataFrame]:
     """Return the export's rows as frames of at most `chunk_rows`, parsed exactly as read_export
-    parses the whole file, so memory is bounded by the chunk, not the file.
+    parses the whole file, so memory is bounded by the chunk, not the file. With `columns`, only
+    those of them the file has are read (Parquet column projection, CSV `usecols`): a valuation
+    needs the contract's fields and the model's columns, not all 250 of an MLS export.
 
     Everything read_export checks up front (a file, not empty, UTF-8, the required columns, some
     rows) is checked before this returns, with the same sentence; a CSV that stops parsing
     further on raises the same NotAnExportError when its chunk is reached.
     """
     path = Path(path)
+    wanted = None if columns is None else frozenset(columns)
     chunks = (
-        _parquet_chunks(path, chunk_rows) if _is_parquet(path) else _csv_chunks(path, chunk_rows)
+        _parquet_chunks(path, chunk_rows, wanted)
+        if _is_parquet(path)
+        else _csv_chunks(path, chunk_rows, wanted)
     )
     first = next(chunks, None)
     _check_listings(path, pd.DataFrame() if first is None else first)
@@ -130,14 +137,22 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise _unreadable_csv(path, err) from None
 
 
-def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Yield _read_csv's frames `chunk_rows` at a time (the file is checked as UTF-8 first)."""
+def _csv_chunks(
+    path: Path, chunk_rows: int, columns: frozenset[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield _read_csv's frames `chunk_rows` at a time (the file is checked as UTF-8 first),
+    only `columns` when given (in the file's order)."""
     position = _first_undecodable_byte(path)
     if position is not None:
         raise _undecodable(path, position)
     try:
         with pd.read_csv(
-            path, dtype=str, keep_default_na=True, encoding="utf-8-sig", chunksize=chunk_rows
+            path,
+            dtype=str,
+            keep_default_na=True,
+            encoding="utf-8-sig",
+            chunksize=chunk_rows,
+            usecols=None if columns is None else columns.__contains__,
         ) as reader:
             yield from reader
     except _CSV_ERRORS as err:
@@ -185,11 +200,16 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return _as_strings(frame)
 
 
-def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Yield _read_parquet's frames `chunk_rows` at a time (pd.read_parquet's conversion)."""
+def _parquet_chunks(
+    path: Path, chunk_rows: int, columns: frozenset[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield _read_parquet's frames `chunk_rows` at a time (pd.read_parquet's conversion), only
+    `columns` when given (in the file's order)."""
     try:
         file = pq.ParquetFile(path)
-        for batch in file.iter_batches(batch_size=chunk_rows):
+        names = file.schema_arrow.names
+        read = None if columns is None else [n for n in names if n in columns]
+        for batch in file.iter_batches(batch_size=chunk_rows, columns=read):
             yield _as_strings(pyarrow.Table.from_batches([batch]).to_pandas())
     except Exception as err:  # pyarrow raises many types for a damaged file
         raise _unreadable_parquet(path, err) from None

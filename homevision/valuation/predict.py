@@ -323,6 +323,16 @@ def explanation_columns(valuations: Valuations, top: int) -> pd.DataFrame:
     return frame.assign(base_value=base, top_contributions=reasons, comparables=comps)
 
 
+def export_columns(model) -> set[str]:
+    """Return the export columns a valuation by `model` reads: every field of the data contract
+    (a row breaking any of its rules is refused, whatever the model uses), MLSNumber, and the
+    model's own columns. Reading only these gives the same valuations, errors and warnings."""
+    from homevision.data.fields import FIELDS
+    from homevision.data.schema import STATUS, TARGET
+
+    return {*FIELDS, STATUS, TARGET, MLS_ID, *model.encoder_.columns}
+
+
 def unsold_rows(raw: pd.DataFrame) -> pd.DataFrame:
     """Return the rows that are not labelled sales (the homes to value), rejected ones included."""
     return raw[~is_labelled(coerce_types(raw))]
