@@ -18,8 +18,9 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold
 
-from homevision.features import FeatureSet
+from homevision.features import FeatureSet, build_preprocessor
 from homevision.training.candidates import BASELINES, CANDIDATES, STACK_FOLDS, build_model
+from homevision.training.fold_cache import fit_prepared, prepare_fold
 
 log = logging.getLogger(__name__)
 # Wall-clock speed-up of CV from its two parallel jobs (two cores, some overhead).
@@ -69,9 +70,6 @@ def probe_prices(
     """Return the price of one fit + predict of each candidate (defaults) on one training fold:
     the unit every later plan is priced in. With `seconds`, pricing stops once that is spent
     (the candidates not priced are not run: the caller says so)."""
-    from homevision.features import build_preprocessor
-    from homevision.training.fold_cache import _fit_prepared, prepare_fold
-
     split = next(KFold(5, shuffle=True, random_state=seed).split(X))
     train, test = split
     prices = Prices({}, {}, {})
@@ -95,7 +93,7 @@ def probe_prices(
             features = build_preprocessor(feature_set, family)
             folds[family] = prepare_fold(X, values, features, split)
             prices.prepare[family] = time.perf_counter() - start
-        prices.model[name] = _fit_prepared(name, {}, folds[family])[1]
+        prices.model[name] = fit_prepared(name, {}, folds[family])[1]
         prices.full[name] = prices.prepare[family] + prices.model[name]
     return prices
 
@@ -197,14 +195,16 @@ def plan_halving(
         return [n for n in names if n not in BASELINES]
 
     def later_cpu(reps: int) -> float:
-        costs = sorted(model[n] for n in learned())
+        costs = [model[n] for n in learned()]
         room = max(2, int(np.ceil(len(costs) * keep)))
         typical = float(np.mean(costs)) if costs else 0.0
         return typical * room * folds * max(0, reps - 1)
 
+    def first_rung(reps: int) -> float:  # the features of every repeat, every model once
+        return cv_seconds(prepare, folds, reps) + cv_seconds(sum(model[n] for n in names), folds, 1)
+
     def sweep(reps: int) -> float:
-        first = cv_seconds(sum(model[n] for n in names), folds, 1)
-        return cv_seconds(prepare, folds, reps) + first + later_cpu(reps) / PARALLEL_SPEEDUP
+        return first_rung(reps) + later_cpu(reps) / PARALLEL_SPEEDUP
 
     allowed = seconds * (1 - tuning_share)
     reps = repeats
@@ -217,10 +217,7 @@ def plan_halving(
     if reps < repeats:
         degraded.insert(0, f"CV repeats {repeats} -> {reps}")
     predicted = sweep(reps)
-    first_wall = cv_seconds(prepare, folds, reps) + cv_seconds(
-        sum(model[n] for n in names), folds, 1
-    )
-    rung_seconds = max(0.0, allowed - first_wall) * PARALLEL_SPEEDUP
+    rung_seconds = max(0.0, allowed - first_rung(reps)) * PARALLEL_SPEEDUP
     costly = sorted((prices.full[n] for n in learned()), reverse=True)[:stack_members]
     stack_cost = cv_seconds(sum(costly) * (STACK_FOLDS + 1), folds, reps)
     keep_stack = stack and stack_cost <= 0.5 * max(0.0, seconds - predicted)

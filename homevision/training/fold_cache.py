@@ -30,7 +30,7 @@ from homevision.features import Family, FeatureSet, build_preprocessor
 from homevision.training.candidates import CANDIDATES, Params, regressor_of
 from homevision.training.evaluation import CVResult, Split
 from homevision.training.metrics import valuation_metrics
-from homevision.valuation.estimators import LOG_PRICE_MAX, LOG_PRICE_MIN, SqftElasticityTarget
+from homevision.valuation.estimators import SqftElasticityTarget, to_price
 
 
 @dataclass
@@ -51,11 +51,7 @@ def prepare_fold(X: pd.DataFrame, y: np.ndarray, features: Pipeline, split: Spli
     params.yaml) and cloned here."""
     train, test = split
     trend = SqftElasticityTarget(None)
-    log_y = np.log(y[train])
-    log_s = trend._log_sqft(X.iloc[train])
-    slope = np.polyfit(log_s, log_y, 1)[0] if np.ptp(log_s) > 0 else 1.0
-    elasticity = float(np.clip(slope, 0.2, 1.5))
-    target = log_y - elasticity * log_s
+    elasticity, target = trend.trend(X.iloc[train], y[train])
     features = clone(features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # rare categories in small folds
@@ -65,7 +61,7 @@ def prepare_fold(X: pd.DataFrame, y: np.ndarray, features: Pipeline, split: Spli
     return PreparedFold(encoded, target, encoded_test, offset, np.asarray(test))
 
 
-def _fit_prepared(name: str, params: Params, fold: PreparedFold) -> tuple[np.ndarray, float]:
+def fit_prepared(name: str, params: Params, fold: PreparedFold) -> tuple[np.ndarray, float]:
     """Return (log price predicted for the fold's test rows, seconds the fit took)."""
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -132,7 +128,7 @@ def cross_validate_cached(
     with Parallel(n_jobs=cache.n_jobs) as parallel:
         for r in range(len(logs), repeats):
             log_oof = np.full(n, np.nan)
-            fitted = parallel(delayed(_fit_prepared)(name, params, f) for f in folds[r])
+            fitted = parallel(delayed(fit_prepared)(name, params, f) for f in folds[r])
             for fold, (log_price, took) in zip(folds[r], fitted, strict=True):
                 log_oof[fold.test_rows] = log_price
                 seconds += took
@@ -154,8 +150,3 @@ def blend_result(members: list[LogCVResult], y: np.ndarray) -> LogCVResult:
     rows = [valuation_metrics(y, to_price(r)) for r in log_oof]
     seconds = float(sum(m.fit_seconds for m in members))
     return LogCVResult(pd.DataFrame(rows), to_price(log_oof), seconds, log_oof=log_oof)
-
-
-def to_price(log_price: np.ndarray) -> np.ndarray:
-    """Return dollars from log prices, clipped as SqftElasticityTarget clips them."""
-    return np.exp(np.clip(log_price, LOG_PRICE_MIN, LOG_PRICE_MAX))

@@ -371,8 +371,7 @@ def simplicity(name: str) -> int:
     if name in (BLEND, STACK):
         return 0 if name == BLEND else 1
     base = name.removesuffix("_tuned")
-    order = list(SIMPLICITY)
-    return 2 + (order.index(base) if base in order else len(order))
+    return 2 + (SIMPLICITY.index(base) if base in SIMPLICITY else len(SIMPLICITY))
 
 
 def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, Any, dict[str, float]]:
@@ -449,7 +448,7 @@ def describe_procedure(settings: SelectionSettings) -> str:
     )
     choice = (
         "within one standard error of the best: blend, then the simplest"
-        if (settings.one_se)
+        if settings.one_se
         else "the best CV RMSE"
     )
     return (

@@ -234,8 +234,7 @@ def model_comparables(
     k = k or index.k
     attrs = index._attributes(X)
     ids = np.array([str(v) for v in attrs["MLSNumber"].to_numpy()], dtype=object)
-    with np.errstate(all="ignore"):
-        points = np.asarray(features.transform(X), dtype=float)
+    points = np.asarray(features.transform(X), dtype=float)
     rows, d2 = model.nearest(points, k + 1)  # one more: the listing itself may be among them
     chosen = []
     for i in range(len(X)):

@@ -28,24 +28,35 @@ class SqftElasticityTarget(RegressorMixin, BaseEstimator):
     def _log_sqft(self, X: pd.DataFrame) -> np.ndarray:
         return np.log(pd.to_numeric(X[self.sqft], errors="coerce").to_numpy(float))
 
-    def fit(self, X: pd.DataFrame, y):
+    def trend(self, X: pd.DataFrame, y) -> tuple[float, np.ndarray]:
+        """Return (elasticity, log price less the trend) of training rows: what the inner
+        estimator is fitted on (the selection's fold cache computes it once per fold)."""
         log_y, log_s = np.log(np.asarray(y, dtype=float)), self._log_sqft(X)
         if self.elasticity is None:
             slope = np.polyfit(log_s, log_y, 1)[0] if np.ptp(log_s) > 0 else 1.0
-            self.elasticity_ = float(np.clip(slope, 0.2, 1.5))
+            elasticity = float(np.clip(slope, 0.2, 1.5))
         else:
-            self.elasticity_ = float(self.elasticity)
-        self.estimator_ = clone(self.estimator).fit(X, log_y - self.elasticity_ * log_s)
+            elasticity = float(self.elasticity)
+        return elasticity, log_y - elasticity * log_s
+
+    def fit(self, X: pd.DataFrame, y):
+        self.elasticity_, target = self.trend(X, y)
+        self.estimator_ = clone(self.estimator).fit(X, target)
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        log_price = self.estimator_.predict(X) + self.elasticity_ * self._log_sqft(X)
-        # Keep prices positive and finite even for absurd inputs (conformal scores need > 0).
-        return np.exp(np.clip(log_price, LOG_PRICE_MIN, LOG_PRICE_MAX))
+        return to_price(self.estimator_.predict(X) + self.elasticity_ * self._log_sqft(X))
 
 
 LOG_PRICE_MIN, LOG_PRICE_MAX = np.log(1.0), np.log(1e10)  # $1 .. $10 billion
+
+
+def to_price(log_price: np.ndarray) -> np.ndarray:
+    """Return dollars from log prices, kept positive and finite even for absurd inputs
+    (conformal scores need > 0): $1 to $10 billion."""
+    return np.exp(np.clip(log_price, LOG_PRICE_MIN, LOG_PRICE_MAX))
+
 
 # Third-party boosters name the parameter differently from scikit-learn's trees.
 _BOOSTERS = frozenset({"XGBRegressor", "LGBMRegressor", "CatBoostRegressor"})

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from homevision.config import load_params
+from homevision.data.fields import FIELDS
 from homevision.data.listings import REASON_COLUMN, coerce_types, is_labelled, validate_listings
-from homevision.data.schema import MLS_ID
+from homevision.data.schema import MLS_ID, STATUS, TARGET
 from homevision.valuation.model import matrix_support_values, support_values
 
 log = logging.getLogger(__name__)
@@ -327,9 +328,6 @@ def export_columns(model) -> set[str]:
     """Return the export columns a valuation by `model` reads: every field of the data contract
     (a row breaking any of its rules is refused, whatever the model uses), MLSNumber, and the
     model's own columns. Reading only these gives the same valuations, errors and warnings."""
-    from homevision.data.fields import FIELDS
-    from homevision.data.schema import STATUS, TARGET
-
     return {*FIELDS, STATUS, TARGET, MLS_ID, *model.encoder_.columns}
 
 

@@ -39,10 +39,9 @@ from homevision.valuation.engine.features import CompiledFeatures, compile_featu
 from homevision.valuation.engine.raw import RawEncoder
 from homevision.valuation.engine.trees import compile_hist_gb, compile_sklearn_trees
 from homevision.valuation.estimators import (
-    LOG_PRICE_MAX,
-    LOG_PRICE_MIN,
     MonotoneInSqft,
     SqftElasticityTarget,
+    to_price,
 )
 from homevision.valuation.sales_comparison import SalesComparison
 
@@ -167,7 +166,7 @@ class Elasticity:
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             log_price = self.inner(raw) + self.elasticity * np.log(raw[:, self.sqft])
-        return np.exp(np.clip(log_price, LOG_PRICE_MIN, LOG_PRICE_MAX))
+        return to_price(log_price)
 
 
 @dataclass
