@@ -19,7 +19,7 @@ import pytest
 from homevision.services import mlflow_server, postgres
 from homevision.services.__main__ import env_lines
 from homevision.services.postgres import ServiceError
-from homevision.services.processes import own_process, start_time, write_pid
+from homevision.services.processes import command_line, own_process, start_time, write_pid
 from homevision.services.settings import (
     Settings,
     database_url,
@@ -77,6 +77,11 @@ def test_the_exports_name_where_secrets_are_never_the_secrets(tmp_path):
 def stranger():
     """A process this project did not start, in its own process group."""
     process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    # Popen returns once the child has begun exec; the kernel writes the new argv a moment
+    # later, so /proc/<pid>/cmdline can still be empty (seen under load in CI).
+    deadline = time.monotonic() + 10
+    while "sleep" not in command_line(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
     yield process
     process.kill()
     process.wait()
