@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from homevision.valuation import quantiles
+from homevision.valuation import cv_plus, quantiles
 from homevision.valuation.estimators import SqftElasticityTarget
 
 VARIANTS = ("cv_base", "cv_plus", "cv_minmax", "jackknife_plus_ab", "cqr")
@@ -162,15 +162,18 @@ def constant_factors(conformal, X: pd.DataFrame, levels: list[float]) -> dict[fl
 def interval_bounds(
     conformal, X: pd.DataFrame, levels: list[float], block_rows: int = BLOCK_ROWS
 ) -> dict[float, np.ndarray]:
-    """Return {level: array (n, 2) of low, high} from a fitted MAPIE regressor (its quantiles
-    vectorised: homevision.valuation.quantiles). Rows go through MAPIE `block_rows` at a time:
-    CV+ and jackknife+ build a (rows x calibration sales) matrix per bound, so memory stays
+    """Return {level: array (n, 2) of low, high} from a fitted MAPIE regressor: CV+ by order
+    selection without MAPIE's matrix (homevision.valuation.cv_plus), the others through MAPIE
+    with its quantiles vectorised (homevision.valuation.quantiles). Rows go `block_rows` at a
+    time: jackknife+ builds a (rows x calibration sales) matrix per bound, so memory stays
     bounded by the block, not by the batch."""
     quantiles.install()
+    fast = cv_plus.plan(conformal)
     blocks = []
     for start in range(0, max(len(X), 1), block_rows):
         stop = start + block_rows
         part = X.iloc[start:stop] if isinstance(X, pd.DataFrame) else X[start:stop]
-        blocks.append(conformal.predict_interval(part)[1])
+        pis = fast.bounds(part) if fast is not None else None
+        blocks.append(conformal.predict_interval(part)[1] if pis is None else pis)
     pis = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     return {level: pis[:, :, i] for i, level in enumerate(levels)}

@@ -84,3 +84,24 @@ def test_gaussian_process_values_bigger_homes_higher(small):
     # Its marginal-likelihood fit found a noise level: it does not interpolate the sales.
     in_sample = np.abs(model.predict(X) / y - 1)
     assert np.median(in_sample) > 0.005
+
+
+@pytest.mark.parametrize("candidate", ["ridge", "svr"])
+def test_cv_plus_ranges_of_a_model_are_mapies_own(candidate, labelled, fresh, monkeypatch):
+    """The order-selection CV+ bounds (homevision.valuation.cv_plus) on the compiled engine and
+    on scikit-learn equal what MAPIE computes with its (rows x sales) matrix."""
+    from homevision.valuation import cv_plus
+
+    X, y = labelled
+    estimator = build_model(candidate, get_feature_set("task6"))
+    model = ValuationModel(estimator, interval_variant="cv_plus").fit(X, y)
+    homes = fresh[0].head(400)
+    fast = {
+        (level, engine): model.predict_interval(homes, level, engine=engine)
+        for level in model.levels
+        for engine in (True, False)
+    }
+    monkeypatch.setattr(cv_plus, "plan", lambda conformal: None)
+    for (level, engine), got in fast.items():
+        for a, b in zip(got, model.predict_interval(homes, level, engine=engine), strict=True):
+            np.testing.assert_array_equal(a, b)
