@@ -234,7 +234,7 @@ def staged_path(model, export: Path, target: Path, chunk_rows: int, rows: int) -
         hooks.enter_context(mock.patch.object(stream, "value_chunks", chunked))
         progress = Progress("today's path, stages timed", rows)
         with clock(READ):
-            chunks = read_export_chunks(export, chunk_rows, export_columns(model))
+            chunks = read_export_chunks(export, chunk_rows, export_columns(model), numbers=True)
         stream.stream_valuations(model, clock.each(READ, chunks), target, on_chunk=progress)
     wall = time.perf_counter() - progress.start
     seconds = {stage: clock.seconds.get(stage, 0.0) for stage in STAGES}
@@ -246,7 +246,7 @@ def whole_path(model, export: Path, target: Path, chunk_rows: int, rows: int) ->
     """Run stream_valuations on `export` as `homevision predict --data` does; return its wall
     time and summary."""
     progress = Progress("today's path, end to end", rows)
-    chunks = read_export_chunks(export, chunk_rows, export_columns(model))
+    chunks = read_export_chunks(export, chunk_rows, export_columns(model), numbers=True)
     summary = stream.stream_valuations(model, chunks, target, on_chunk=progress)
     return {"wall_s": time.perf_counter() - progress.start, "summary": summary}
 

@@ -468,7 +468,7 @@ def predict(
     try:
         if streamed:  # the model first: only the columns it and the contract read are read
             fitted = load_model(model)
-            raw = read_export_chunks(source, chunk_rows, export_columns(fitted))
+            raw = read_export_chunks(source, chunk_rows, export_columns(fitted), numbers=True)
         else:
             raw = read_export(source)
             fitted = load_model(model)

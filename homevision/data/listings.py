@@ -22,7 +22,7 @@ import pyarrow
 import pyarrow.parquet as pq
 
 from homevision.data.errors import NotAnExportError
-from homevision.data.fields import FALSE_TOKENS, TRUE_TOKENS, describe, normalise_id
+from homevision.data.fields import FALSE_TOKENS, FIELDS, TRUE_TOKENS, check_ids, describe
 from homevision.data.pandera_api import pa
 from homevision.data.schema import (
     BOOLEAN_COLUMNS,
@@ -74,7 +74,10 @@ def read_export(path: str | Path) -> pd.DataFrame:
 
 
 def read_export_chunks(
-    path: str | Path, chunk_rows: int, columns: Collection[str] | None = None
+    path: str | Path,
+    chunk_rows: int,
+    columns: Collection[str] | None = None,
+    numbers: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """Return the export's rows as frames of at most `chunk_rows`, parsed exactly as read_export
     parses the whole file, so memory is bounded by the chunk, not the file. With `columns`, only
@@ -83,12 +86,14 @@ def read_export_chunks(
 
     Everything read_export checks up front (a file, not empty, UTF-8, the required columns, some
     rows) is checked before this returns, with the same sentence; a CSV that stops parsing
-    further on raises the same NotAnExportError when its chunk is reached.
+    further on raises the same NotAnExportError when its chunk is reached. With `numbers`, the
+    numeric fields a Parquet file holds as numbers are not turned into text (see _as_strings):
+    for a reader that validates and types the rows, as a valuation does, with the same results.
     """
     path = Path(path)
     wanted = None if columns is None else frozenset(columns)
     chunks = (
-        _parquet_chunks(path, chunk_rows, wanted)
+        _parquet_chunks(path, chunk_rows, wanted, numbers)
         if _is_parquet(path)
         else _csv_chunks(path, chunk_rows, wanted)
     )
@@ -201,7 +206,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _parquet_chunks(
-    path: Path, chunk_rows: int, columns: frozenset[str] | None = None
+    path: Path, chunk_rows: int, columns: frozenset[str] | None = None, numbers: bool = False
 ) -> Iterator[pd.DataFrame]:
     """Yield _read_parquet's frames `chunk_rows` at a time (pd.read_parquet's conversion), only
     `columns` when given (in the file's order)."""
@@ -210,7 +215,7 @@ def _parquet_chunks(
         names = file.schema_arrow.names
         read = None if columns is None else [n for n in names if n in columns]
         for batch in file.iter_batches(batch_size=chunk_rows, columns=read):
-            yield _as_strings(pyarrow.Table.from_batches([batch]).to_pandas())
+            yield _as_strings(pyarrow.Table.from_batches([batch]).to_pandas(), numbers)
     except Exception as err:  # pyarrow raises many types for a damaged file
         raise _unreadable_parquet(path, err) from None
 
@@ -219,10 +224,20 @@ def _unreadable_parquet(path: Path, err: Exception) -> NotAnExportError:
     return NotAnExportError(f"{path}: not a readable Parquet file ({type(err).__name__}).")
 
 
-def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
+def _as_strings(frame: pd.DataFrame, numbers: bool = False) -> pd.DataFrame:
     """Same contract as CSV: strings in (missing stays missing), so the validator sees what the
-    file holds."""
-    return frame.apply(lambda col: col.astype(object).where(col.isna(), col.astype(str)))
+    file holds. With `numbers`, a column of a numeric field (integer or number kind) that the
+    file holds as ints or floats stays as it is: its text would be the shortest repr of each
+    value, which every check and coerce_types read back to the same float, and a violation
+    shows str() of it, the same text. Booleans and other fields are text either way."""
+
+    def text(col: pd.Series) -> pd.Series:
+        rule = FIELDS.get(col.name)
+        if numbers and rule is not None and rule.is_numeric and col.dtype.kind in "iuf":
+            return col
+        return col.astype(object).where(col.isna(), col.astype(str))
+
+    return frame.apply(text)
 
 
 def validate_listings(raw: pd.DataFrame, repeated: np.ndarray | None = None) -> ValidationResult:
@@ -335,8 +350,7 @@ def coerce_types(frame: pd.DataFrame) -> pd.DataFrame:
             flags = text.isin(TRUE_TOKENS).fillna(False).astype("float64")
             out[col] = flags.where(known, np.nan)
     if MLS_ID in out.columns:
-        ids = [normalise_id(v) for v in out[MLS_ID].to_numpy()]
-        out[MLS_ID] = pd.array(ids, dtype="Int64")
+        out[MLS_ID] = pd.array(check_ids(out[MLS_ID].to_numpy())[0], dtype="Int64")
     return out
 
 

@@ -29,7 +29,7 @@ from homevision.data.fields import (
     TRUE_TOKENS,
     FieldRule,
     baths_problem,
-    check_id,
+    check_ids,
 )
 from homevision.data.pandera_api import pa
 
@@ -84,10 +84,15 @@ def _number_problems(rule: FieldRule, s: pd.Series) -> pd.Series:
     """Return, per value, the one rule id it breaks among not_a_number, the range rules and
     not_an_integer (None where fine or missing). "inf" or "nan" text is not a number; a number
     too large for a float ("1e999") is out of range."""
-    num = to_number(s)
-    infinite = pd.Series(np.isinf(num.to_numpy()), index=s.index)
-    has_digit = s.astype("string").str.contains("[0-9]", regex=True).fillna(False).astype(bool)
-    not_number = s.notna() & (num.isna() | (infinite & ~has_digit))
+    num = _NUMBERS(s)
+    # An infinite value is a number too large for a float ("1e999": out of range) when its
+    # text has a digit, else "inf" text (not a number); only those values' text is read.
+    infinite = np.isinf(num.to_numpy())
+    spelled = np.zeros(len(s), dtype=bool)
+    if infinite.any():
+        text = s[infinite].astype("string").str.contains("[0-9]", regex=True)
+        spelled[infinite] = ~text.fillna(False).astype(bool).to_numpy()
+    not_number = s.notna() & (num.isna() | pd.Series(spelled, index=s.index))
     valid = s.notna() & ~not_number
     out = pd.Series(None, index=s.index, dtype=object)
     out[not_number] = "not_a_number"
@@ -137,6 +142,9 @@ class _Memo:
         return found
 
 
+_NUMBERS = _Memo(to_number)  # a column read as numbers once per validation, for all its checks
+
+
 def _is_not(problems: Callable[[pd.Series], pd.Series], rid: str) -> CheckFn:
     def check(s: pd.Series) -> pd.Series:
         return problems(s).ne(rid).fillna(True).astype(bool)
@@ -154,11 +162,11 @@ def _elementwise(fn: Callable[[object], str | None]) -> Callable[[pd.Series], pd
 def _read_ids(s: pd.Series) -> pd.DataFrame:
     """Return each MLSNumber read once: `number` (the normalised id, None when missing or
     invalid) and `rule` (the rule id it breaks, None when it keeps them)."""
-    read = [check_id(v) for v in s.to_numpy()]
+    numbers, rules = check_ids(s.to_numpy())
     return pd.DataFrame(
         {
-            "number": pd.Series([r[0] for r in read], index=s.index, dtype=object),
-            "rule": pd.Series([r[1] for r in read], index=s.index, dtype=object),
+            "number": pd.Series(numbers, index=s.index, dtype=object),
+            "rule": pd.Series(rules, index=s.index, dtype=object),
         }
     )
 
@@ -210,7 +218,8 @@ def _length_ok(limit: int) -> CheckFn:
     return check
 
 
-def _quirk_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
+def _quirk_checks(rule: FieldRule, problems: CheckFn) -> list[tuple[str, CheckFn]]:
+    """Return the repairable rules' checks of one field (`problems`: its number problems)."""
     checks: list[tuple[str, CheckFn]] = []
     if rule.missing_quirk:
         present = _present if rule.kind == "text" else (lambda s: s.notna())
@@ -219,13 +228,11 @@ def _quirk_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
         floor = rule.repair_below
 
         def above_floor(s: pd.Series) -> pd.Series:
-            num = to_number(s)
-            in_range = _number_problems(rule, s).isna()
-            return ~(in_range & (num < floor))
+            return ~(problems(s).isna() & (_NUMBERS(s) < floor))
 
         checks.append((rule.repair_rule, above_floor))
     if rule.zero_quirk:
-        checks.append((rule.zero_quirk, lambda s: ~(to_number(s) == 0)))
+        checks.append((rule.zero_quirk, lambda s: ~(_NUMBERS(s) == 0)))
     return checks
 
 
@@ -234,8 +241,8 @@ def column_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
     the value keeps the rule (a missing value keeps every rule but `missing_value`, which
     pandera's nullable=False reports)."""
     checks: list[tuple[str, CheckFn]] = []
+    problems = _Memo(lambda s: _number_problems(rule, s))
     if rule.kind in ("integer", "number"):
-        problems = _Memo(lambda s: _number_problems(rule, s))
         ids = ["not_a_number", *rule.below_rules(), "implausible"]
         ids += ["not_an_integer"] if rule.kind == "integer" else []
         checks += [(rid, _is_not(problems, rid)) for rid in dict.fromkeys(ids)]
@@ -251,7 +258,7 @@ def column_checks(rule: FieldRule) -> list[tuple[str, CheckFn]]:
         checks.append(("not_a_boolean", _boolean_ok))
     elif rule.kind == "text" and rule.max_length is not None:
         checks.append(("too_long", _length_ok(rule.max_length)))
-    return checks + _quirk_checks(rule)
+    return checks + _quirk_checks(rule, problems)
 
 
 def _column(rule: FieldRule) -> pa.Column:
@@ -261,7 +268,7 @@ def _column(rule: FieldRule) -> pa.Column:
 
 def _sold_price_ok(frame: pd.DataFrame) -> pd.Series:
     sold = frame[STATUS].astype("string").str.strip().eq(SOLD).fillna(False)
-    price = to_number(frame[TARGET])
+    price = _NUMBERS(frame[TARGET])
     # A Sold row with no ClosePrice at all is not fatal: it is simply valued, not learned from.
     # A non-number is reported by the column's own not_a_number check.
     bad = sold & price.notna() & (price <= 0)
@@ -272,13 +279,13 @@ def _sold_price_plausible(frame: pd.DataFrame) -> pd.Series:
     """False on a Sold row whose positive ClosePrice lies outside SALE_PRICE_BOUNDS, or outside
     SALE_PRICE_PER_SQFT_BOUNDS per square foot where SqFtTotal is a positive number."""
     sold = frame[STATUS].astype("string").str.strip().eq(SOLD).fillna(False).to_numpy(bool)
-    price = to_number(frame[TARGET]).to_numpy(dtype=float)
+    price = _NUMBERS(frame[TARGET]).to_numpy(dtype=float)
     # <= 0 is sold_price_invalid's, beyond the field's own maximum its `implausible` check's.
     priced = sold & (price > 0) & (price <= float(FIELDS[TARGET].maximum or np.inf))
     low, high = SALE_PRICE_BOUNDS
     bad = priced & ((price < low) | (price > high))
     if SQFT in frame.columns:
-        area = to_number(frame[SQFT]).to_numpy(dtype=float)
+        area = _NUMBERS(frame[SQFT]).to_numpy(dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             ppsf = np.where(area > 0, price / area, np.nan)
         low, high = SALE_PRICE_PER_SQFT_BOUNDS

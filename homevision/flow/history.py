@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from homevision.config import project_root
-from homevision.data.fields import normalise_id
+from homevision.data.fields import check_ids
 from homevision.data.listings import is_labelled, read_export
 from homevision.data.schema import MLS_ID
 
@@ -77,7 +77,7 @@ def _keys(frame: pd.DataFrame) -> pd.Series:
     """Return each row's normalised MLSNumber (an int, or None when missing or invalid)."""
     if MLS_ID not in frame.columns:
         return pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    return pd.Series([normalise_id(v) for v in frame[MLS_ID]], index=frame.index, dtype=object)
+    return pd.Series(check_ids(frame[MLS_ID].to_numpy())[0], index=frame.index, dtype=object)
 
 
 def _keyed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from homevision.data.errors import NotAnExportError
-from homevision.data.fields import normalise_id
+from homevision.data.fields import check_ids
 from homevision.data.listings import read_export_chunks, validate_listings
 from homevision.data.schema import MLS_ID
 from homevision.flow.history import EXPORT_SUFFIXES, newest_status_time, snapshot_time
@@ -152,7 +152,7 @@ def stage_rows(copy: Path, folder: Path, chunk_rows: int) -> StagedExport:
     rows = accepted = rejected = 0
     newest = None
     for chunk in _chunks(copy, chunk_rows):
-        ids = [normalise_id(v) for v in chunk[MLS_ID]] if MLS_ID in chunk else []
+        ids = check_ids(chunk[MLS_ID].to_numpy())[0] if MLS_ID in chunk else []
         repeated = np.array([i is not None and i in seen for i in ids], dtype=bool)
         seen.update(i for i in ids if i is not None)
         result = validate_listings(chunk, repeated if len(ids) else None)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from homevision.data.fields import normalise_id
+from homevision.data.fields import check_ids
 from homevision.data.listings import (
     REASON_COLUMN,
     NotAnExportError,
@@ -224,7 +224,7 @@ def as_read(batch: pd.DataFrame, csv: bool) -> pd.DataFrame:
 def normalised_ids(values: pd.Series) -> pd.Series:
     """Return each MLSNumber as the duplicate check compares it (text of an int; None when
     missing or invalid)."""
-    ids = [normalise_id(v) for v in values.to_numpy()]
+    ids = check_ids(values.to_numpy())[0]
     return pd.Series([None if i is None else str(i) for i in ids], dtype=object)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from homevision.data.fields import normalise_id
+from homevision.data.fields import check_ids
 from homevision.data.listings import REASON_COLUMN, validate_listings
 from homevision.data.schema import MLS_ID
 from homevision.valuation.predict import PRICE_COLUMNS, value_listings
@@ -54,7 +54,7 @@ def summarize(frame: pd.DataFrame, confidence: float) -> StreamSummary:
 def mls_ids(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Return (ids, valid): every row's MLSNumber as the duplicate check reads it (0 where it
     has none or an invalid one) and whether it has a valid one."""
-    ids = [normalise_id(v) for v in raw[MLS_ID].to_numpy()] if MLS_ID in raw else []
+    ids = check_ids(raw[MLS_ID].to_numpy())[0] if MLS_ID in raw else []
     valid = np.array([i is not None for i in ids], dtype=bool)
     return np.array([i or 0 for i in ids], dtype=np.int64), valid
 

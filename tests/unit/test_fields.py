@@ -23,6 +23,7 @@ from homevision.data.fields import (
     RULES,
     BathsError,
     check_id,
+    check_ids,
     field,
     normalise_id,
     parse_baths,
@@ -212,6 +213,28 @@ def test_check_id(value, expected):
 def test_id_parsing_never_raises(value):
     number = normalise_id(value)
     assert number is None or 0 < number <= ID_MAX
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(),
+            st.from_regex(r"\A[0-9]{1,20}\Z"),  # plain digits: the one-pass path, and beyond it
+            st.floats(),
+            st.integers(),
+            st.none(),
+            st.booleans(),
+        ),
+        max_size=30,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_check_ids_is_check_id_value_by_value(values):
+    values = np.array([*values, np.nan, pd.NA, "007", "9" * 18, "9" * 19, "0"], dtype=object)
+    numbers, rules = check_ids(values)
+    expected = [check_id(v) for v in values]
+    assert list(zip(numbers, rules, strict=True)) == expected
+    assert [type(n) for n in numbers] == [type(e[0]) for e in expected]
 
 
 @pytest.mark.parametrize(
