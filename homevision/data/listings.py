@@ -316,7 +316,11 @@ def _violations(raw: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
     f.loc[frame_level, "column"] = f.loc[frame_level, "rule"].map(_FRAME_CHECK_COLUMNS)
     f = f.drop_duplicates(subset=["index", "column", "rule"])
     idx = f["index"].astype("int64").to_numpy()
-    values = [raw.at[i, c] for i, c in zip(idx, f["column"], strict=True)]
+    columns = f["column"].to_numpy()
+    values = np.empty(len(f), dtype=object)  # raw.at[i, column] of each, a column at a time
+    for column in pd.unique(columns):
+        at = columns == column
+        values[at] = raw[column].to_numpy(dtype=object)[idx[at]]
     out = pd.DataFrame(
         {
             "MLSNumber": raw[MLS_ID].to_numpy()[idx],

@@ -53,17 +53,19 @@ class CvPlusPlan:
     low_ranks: np.ndarray  # per level: rank (0-based, ascending) of the lower bound
     up_ranks: np.ndarray
 
-    def bounds(self, X) -> np.ndarray | None:
-        """Return MAPIE's bounds for the rows of X, shape (rows, 2, levels); None when a fold
-        model gives a price that is not positive and finite (MAPIE's own path then answers,
-        with its own error)."""
+    def bounds(self, X, levels: list[int] | None = None) -> np.ndarray | None:
+        """Return MAPIE's bounds for the rows of X, shape (rows, 2, levels), computed for the
+        level positions in `levels` only (all when None; the others are NaN); None when a
+        fold model gives a price that is not positive and finite (MAPIE's own path then
+        answers, with its own error)."""
         scales = np.column_stack([np.asarray(m.predict(X), dtype=float) for m in self.models])
         if not (np.isfinite(scales).all() and (scales > 0).all()):
             return None
-        out = np.empty((scales.shape[0], 2, len(self.low_ranks)))
+        wanted = range(len(self.low_ranks)) if levels is None else levels
+        out = np.full((scales.shape[0], 2, len(self.low_ranks)), np.nan)
         for side, ranks, j in ((self.low, self.low_ranks, 0), (self.up, self.up_ranks, 1)):
-            for i, rank in enumerate(ranks):
-                out[:, j, i] = select(side, scales, int(rank))
+            for i in wanted:
+                out[:, j, i] = select(side, scales, int(ranks[i]))
         return out
 
 

@@ -160,20 +160,26 @@ def constant_factors(conformal, X: pd.DataFrame, levels: list[float]) -> dict[fl
 
 
 def interval_bounds(
-    conformal, X: pd.DataFrame, levels: list[float], block_rows: int = BLOCK_ROWS
+    conformal,
+    X: pd.DataFrame,
+    levels: list[float],
+    block_rows: int = BLOCK_ROWS,
+    wanted: float | None = None,
 ) -> dict[float, np.ndarray]:
     """Return {level: array (n, 2) of low, high} from a fitted MAPIE regressor: CV+ by order
     selection without MAPIE's matrix (homevision.valuation.cv_plus), the others through MAPIE
     with its quantiles vectorised (homevision.valuation.quantiles). Rows go `block_rows` at a
     time: jackknife+ builds a (rows x calibration sales) matrix per bound, so memory stays
-    bounded by the block, not by the batch."""
+    bounded by the block, not by the batch. With `wanted` (one of `levels`), only that level
+    is sure to be returned: CV+ then computes it alone."""
     quantiles.install()
     fast = cv_plus.plan(conformal)
+    only = None if wanted is None else [list(levels).index(wanted)]
     blocks = []
     for start in range(0, max(len(X), 1), block_rows):
         stop = start + block_rows
         part = X.iloc[start:stop] if isinstance(X, pd.DataFrame) else X[start:stop]
-        pis = fast.bounds(part) if fast is not None else None
+        pis = fast.bounds(part, only) if fast is not None else None
         blocks.append(conformal.predict_interval(part)[1] if pis is None else pis)
     pis = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    return {level: pis[:, :, i] for i, level in enumerate(levels)}
+    return {level: pis[:, :, i] for i, level in enumerate(levels) if wanted in (None, level)}

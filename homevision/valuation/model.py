@@ -181,7 +181,7 @@ class ValuationModel(RegressorMixin, BaseEstimator):
             bounds = np.column_stack([point * low_factor, point * high_factor])
         else:
             with config_context(assume_finite=True, skip_parameter_validation=True):
-                bounds = interval_bounds(conformal, rows, list(self.levels))[level]
+                bounds = interval_bounds(conformal, rows, list(self.levels), wanted=level)[level]
         return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
 
     def _level(self, confidence: float | None) -> float:

@@ -236,21 +236,21 @@ def extrapolation_warnings(model, seen: dict[str, np.ndarray], rows: int) -> lis
     (`seen`, one array per column of `model.training_ranges_`) lies outside the training
     min..max. Needs no price, so it can be decided before the valuation (Spark)."""
     ranges = getattr(model, "training_ranges_", None) or {}
-    notes: list[list[str]] = [[] for _ in range(rows)]
+    notes: dict[int, list[str]] = {}  # only the rows with a note: most rows have none
     for column, (lo, hi) in ranges.items():
         values = seen[column]
-        for i in np.flatnonzero(values > hi):
-            notes[i].append(
+        for i in np.flatnonzero(values > hi).tolist():
+            notes.setdefault(i, []).append(
                 f"{column} {_num(values[i])} above the largest seen in training ({_num(hi)})"
             )
-        for i in np.flatnonzero(values < lo):
-            notes[i].append(
+        for i in np.flatnonzero(values < lo).tolist():
+            notes.setdefault(i, []).append(
                 f"{column} {_num(values[i])} below the smallest seen in training ({_num(lo)})"
             )
-    return [
-        "; ".join(n) + ": an extrapolation, treat the valuation with care" if n else ""
-        for n in notes
-    ]
+    out = [""] * rows
+    for i, note in notes.items():
+        out[i] = "; ".join(note) + ": an extrapolation, treat the valuation with care"
+    return out
 
 
 def _num(value: float) -> str:

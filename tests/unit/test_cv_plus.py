@@ -78,3 +78,13 @@ def test_a_price_that_is_not_positive_gets_mapies_error():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="strictly positive"):  # Ridge on log(y) can go <= 0
         interval_bounds(conformal, np.log(X) - rng.uniform(1e6, 2e6, size=X.shape), LEVELS)
+
+
+def test_one_wanted_level_is_the_same_as_all_of_them():
+    X, y = _market(400, 9)
+    conformal = make_conformal("cv_plus", Ridge(), LEVELS, seed=0).fit_conformalize(X, y)
+    every = interval_bounds(conformal, X, LEVELS)
+    for level in LEVELS:
+        one = interval_bounds(conformal, X, LEVELS, wanted=level)
+        assert list(one) == [level]
+        np.testing.assert_array_equal(one[level], every[level])
