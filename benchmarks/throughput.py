@@ -206,6 +206,7 @@ def fit_model(features: str, variant: str) -> tuple[ValuationModel, pd.DataFrame
 def path_hooks(model: ValuationModel) -> list[tuple[object, str, str]]:
     """(owner, attribute, stage) of every function of today's path that is timed."""
     return [
+        (listings.ParquetChunk, "frame", READ),
         (listings, "_as_strings", TEXT),
         (predict, "validate_listings", VALIDATE),
         (predict, "coerce_types", PARSE),
@@ -234,7 +235,9 @@ def staged_path(model, export: Path, target: Path, chunk_rows: int, rows: int) -
         hooks.enter_context(mock.patch.object(stream, "value_chunks", chunked))
         progress = Progress("today's path, stages timed", rows)
         with clock(READ):
-            chunks = read_export_chunks(export, chunk_rows, export_columns(model), numbers=True)
+            chunks = read_export_chunks(
+                export, chunk_rows, export_columns(model), numbers=True, lazy=True
+            )
         stream.stream_valuations(model, clock.each(READ, chunks), target, on_chunk=progress)
     wall = time.perf_counter() - progress.start
     seconds = {stage: clock.seconds.get(stage, 0.0) for stage in STAGES}
@@ -242,12 +245,14 @@ def staged_path(model, export: Path, target: Path, chunk_rows: int, rows: int) -
     return {"stages": seconds, "wall_s": wall}
 
 
-def whole_path(model, export: Path, target: Path, chunk_rows: int, rows: int) -> dict:
-    """Run stream_valuations on `export` as `homevision predict --data` does; return its wall
-    time and summary."""
-    progress = Progress("today's path, end to end", rows)
-    chunks = read_export_chunks(export, chunk_rows, export_columns(model), numbers=True)
-    summary = stream.stream_valuations(model, chunks, target, on_chunk=progress)
+def whole_path(
+    model, export: Path, target: Path, chunk_rows: int, rows: int, workers: int = 1
+) -> dict:
+    """Run stream_valuations on `export` as `homevision predict --data --workers N` does;
+    return its wall time and summary."""
+    progress = Progress(f"today's path, end to end, {workers} process(es)", rows)
+    chunks = read_export_chunks(export, chunk_rows, export_columns(model), True, lazy=True)
+    summary = stream.stream_valuations(model, chunks, target, on_chunk=progress, workers=workers)
     return {"wall_s": time.perf_counter() - progress.start, "summary": summary}
 
 
@@ -481,12 +486,19 @@ def main() -> None:
     parser.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2,
+        help="Processes of the last run (predict --data --workers), on every core here.",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=Path(tempfile.gettempdir()) / "hv-throughput-cache",
         help="Where the synthetic exports are kept between runs.",
     )
     args = parser.parse_args()
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     from threadpoolctl import threadpool_limits
 
@@ -510,6 +522,25 @@ def main() -> None:
             ("today's path: stream_valuations, stages timed", staged["wall_s"]),
             ("floor", bottom["wall_s"]),
         ]
+        if args.workers > 1:  # every core again: the workers inherit this process's CPUs
+            if cores is not None:
+                os.sched_setaffinity(0, cores)
+            spread = whole_path(
+                model, export, out / f"spread{suffix}", chunk_rows, rows, args.workers
+            )
+            if cores is not None:
+                one_core()
+            same = (out / f"spread{suffix}").read_bytes() == (
+                out / f"valuations{suffix}"
+            ).read_bytes()
+            runs.insert(
+                1,
+                (
+                    f"today's path: predict --workers {args.workers} on {len(cores or [])} "
+                    f"cores, end to end (same file: {'yes' if same else 'NO'})",
+                    spread["wall_s"],
+                ),
+            )
         against, notes = None, []
         if args.mlflow:
             flow = mlflow_path(model, sold, export, out / f"mlflow{suffix}", chunk_rows, rows)
@@ -522,6 +553,7 @@ def main() -> None:
                 f"prices equal today's on {same:,} of {summary.rows:,} rows."
             )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         f"## Throughput: {summary.rows:,} rows, {args.format}, features {args.features}, "
         f"ranges {args.variant}, chunks of {chunk_rows:,}, one core ({pinned})\n\n"
@@ -533,7 +565,8 @@ def main() -> None:
         f"${bottom['gap']:.2g}); a constant-factor range; pyarrow writing MLSNumber and the "
         f"prices.\n"
         + "".join(f"\n{note}\n" for note in notes)
-        + f"\nPeak RSS of the run: {peak:,.0f} MiB"
+        + f"\nPeak RSS of the run: {peak:,.0f} MiB; of the largest worker process: "
+        f"{worker_peak:,.0f} MiB"
     )
 
 

@@ -433,6 +433,14 @@ def predict(
             "extra), output as a Parquet folder.",
         ),
     ] = Engine.pandas,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --data: processes valuing chunks side by side (default: one per CPU "
+            "core; a file of one chunk uses this process only).",
+        ),
+    ] = None,
     spark_master: Annotated[
         str, typer.Option(help="With --engine spark: the Spark master, e.g. spark://host:7077.")
     ] = "local[*]",
@@ -449,6 +457,7 @@ def predict(
     export is streamed chunk by chunk unless --explain."""
     from homevision.config import load_params
     from homevision.data.listings import read_export, read_export_chunks
+    from homevision.serving.app import default_workers
     from homevision.tracking import ModelNotFoundError, load_model
     from homevision.valuation.predict import (
         explanation_columns,
@@ -468,7 +477,9 @@ def predict(
     try:
         if streamed:  # the model first: only the columns it and the contract read are read
             fitted = load_model(model)
-            raw = read_export_chunks(source, chunk_rows, export_columns(fitted), numbers=True)
+            raw = read_export_chunks(
+                source, chunk_rows, export_columns(fitted), numbers=True, lazy=True
+            )
         else:
             raw = read_export(source)
             fitted = load_model(model)
@@ -489,6 +500,7 @@ def predict(
                     target,
                     confidence,
                     on_chunk=lambda done: status.update(f"Valued {done:,} listings..."),
+                    workers=workers or default_workers(),
                 )
             except NotAnExportError as err:  # a CSV that stops parsing part way
                 console.print(f"[bold red]error:[/] {err}", highlight=False)

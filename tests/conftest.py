@@ -134,3 +134,22 @@ def optuna_postgres() -> str:
     except psycopg.OperationalError:
         _service_missing(f"PostgreSQL at {OPTUNA_POSTGRES}")
     return OPTUNA_POSTGRES
+
+
+@pytest.fixture
+def workers_start_first(monkeypatch):
+    """Batch valuation on worker processes, made deterministic: the pool is started and a
+    worker holds the model before any job is sent, and workers start after 2 jobs, so every
+    job from the third on runs on a worker (in use, the caller goes on valuing while they
+    start)."""
+    from homevision.valuation import parallel
+
+    start = parallel._start_pool
+
+    def started(model, workers):
+        pool, ready, starter = start(model, workers)
+        assert ready.wait(120), "no worker started within two minutes"
+        return pool, ready, starter
+
+    monkeypatch.setattr(parallel, "_start_pool", started)
+    monkeypatch.setattr(parallel, "START_AFTER", 2)

@@ -19,11 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from homevision.data.fields import check_ids
-from homevision.data.listings import REASON_COLUMN, validate_listings
+from homevision.data.listings import REASON_COLUMN, ParquetChunk, as_frame, validate_listings
 from homevision.data.schema import MLS_ID
+from homevision.valuation.parallel import value_in_order
 from homevision.valuation.predict import PRICE_COLUMNS, value_listings
 
 log = logging.getLogger(__name__)
+Chunk = pd.DataFrame | ParquetChunk  # what read_export_chunks yields
 # The Parquet schema of streamed valuations: the same for every chunk, whatever it holds.
 VALUATION_SCHEMA = pa.schema(
     [
@@ -102,18 +104,38 @@ def refuse_repeated(raw: pd.DataFrame, frame: pd.DataFrame, repeated: np.ndarray
 
 
 def value_chunks(
-    model, chunks: Iterable[pd.DataFrame], confidence: float | None = None
+    model, chunks: Iterable[pd.DataFrame], confidence: float | None = None, workers: int = 1
 ) -> Iterator[tuple[pd.DataFrame, float]]:
     """Yield (valuations, range level) per chunk of an export (OUTPUT_COLUMNS, in row order):
-    together, exactly value_listings over the whole export."""
+    together, exactly value_listings over the whole export. With `workers` > 1, chunks are
+    valued on that many processes (homevision.valuation.parallel), in the same order."""
+    jobs = ((raw, repeated, confidence) for raw, repeated in repeated_ids(chunks))
+    yield from value_in_order(model, jobs, value_chunk, workers)
+
+
+def repeated_ids(chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, np.ndarray]]:
+    """Yield (chunk, repeated) per chunk, `repeated` marking the rows whose MLSNumber an
+    earlier chunk used: the one rule that looks across chunks, decided in file order (of a
+    ParquetChunk, only the id column is turned into a frame here)."""
     seen = SeenIds()
     for chunk in chunks:
-        raw = chunk.reset_index(drop=True)
-        ids, valid = mls_ids(raw)
+        if isinstance(chunk, ParquetChunk):
+            ids, valid = mls_ids(chunk.frame([MLS_ID] if MLS_ID in chunk.columns else []))
+        else:
+            chunk = chunk.reset_index(drop=True)
+            ids, valid = mls_ids(chunk)
         repeated = valid & seen.contains(ids)
-        valued = value_listings(model, raw, confidence=confidence)
         seen.add(ids[valid])
-        yield refuse_repeated(raw, valued.frame, repeated), valued.confidence
+        yield chunk, repeated
+
+
+def value_chunk(
+    model, chunk: Chunk, repeated: np.ndarray, confidence: float | None = None
+) -> tuple[pd.DataFrame, float]:
+    """Return (valuations, range level) of one chunk, its `repeated` rows refused."""
+    raw = as_frame(chunk).reset_index(drop=True)
+    valued = value_listings(model, raw, confidence=confidence)
+    return refuse_repeated(raw, valued.frame, repeated), valued.confidence
 
 
 def write_frame(frame: pd.DataFrame, target: Path) -> Path:
@@ -171,9 +193,11 @@ def stream_valuations(
     target: Path,
     confidence: float | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> StreamSummary:
-    """Value an export's chunks (from read_export_chunks) into `target`; return the summary."""
-    return write_chunks(value_chunks(model, chunks, confidence), target, on_chunk)
+    """Value an export's chunks (from read_export_chunks) into `target`, on `workers`
+    processes; return the summary."""
+    return write_chunks(value_chunks(model, chunks, confidence, workers), target, on_chunk)
 
 
 def _arrow(frame: pd.DataFrame) -> pa.Table:

@@ -3,6 +3,7 @@ fixed 50,000-row Parquet export with hostile and repeated rows: the same output 
 byte (prices to the cent, errors, warnings, order).
 
 Optimised (what `homevision predict --data` runs)    Reference (the path before it)
+- chunks valued on two worker processes               one process
 - numeric fields kept as the file's numbers           every value turned into text and back
 - ids read in one Arrow pass (fields.check_ids)       fields.check_id value by value
 - each column's problems shared within a validation   every check computing its own
@@ -92,12 +93,15 @@ def _reference_ids(values) -> tuple[list, list]:
     return [r[0] for r in read], [r[1] for r in read]
 
 
-def test_optimised_stages_write_the_same_file(model, export, tmp_path, monkeypatch):
+def test_optimised_stages_write_the_same_file(
+    model, export, tmp_path, monkeypatch, workers_start_first
+):
+    """Optimised as `predict --data` runs it: numbers kept, chunks read lazily and valued on
+    two worker processes (every chunk after the first two, the workers started first)."""
     columns = export_columns(model)
     fast = tmp_path / "fast.csv"
-    fast_summary = stream_valuations(
-        model, read_export_chunks(export, CHUNK_ROWS, columns, numbers=True), fast
-    )
+    chunks = read_export_chunks(export, CHUNK_ROWS, columns, numbers=True, lazy=True)
+    fast_summary = stream_valuations(model, chunks, fast, workers=2)
     assert cv_plus.plan(model.fast_conformal_) is not None, "the CV+ ranges took the fast path"
     with monkeypatch.context() as old:
         old.setattr(cv_plus, "plan", lambda conformal: None)
