@@ -273,6 +273,8 @@ def _as_strings(frame: pd.DataFrame, numbers: bool = False) -> pd.DataFrame:
         rule = FIELDS.get(col.name)
         if numbers and rule is not None and rule.is_numeric and col.dtype.kind in "iuf":
             return col
+        if isinstance(col.dtype, pd.StringDtype):  # text already: the same objects, one pass
+            return pd.Series(col.to_numpy(dtype=object), col.index, object, col.name)
         return col.astype(object).where(col.isna(), col.astype(str))
 
     return frame.apply(text)

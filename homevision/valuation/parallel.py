@@ -26,9 +26,9 @@ Result = TypeVar("Result")
 # The module a worker's interpreter imports before it is forked (forkserver): the valuation
 # code, once for all workers.
 PRELOAD = ["homevision.valuation.stream"]
-# Jobs valued here before workers are started: a file of a few chunks is done before they would
+# Jobs valued here before workers are started: a file of one chunk is done before they would
 # be ready (a worker's start, imports and model, takes seconds).
-START_AFTER = 3
+START_AFTER = 1
 
 _model: Any = None  # a worker's copy of the model
 _limits: Any = None  # a worker's BLAS thread limit, kept alive

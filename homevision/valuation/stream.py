@@ -2,8 +2,8 @@
 append each chunk's valuations to the output. Memory is bounded by the chunk, not the file.
 
 The output equals one `value_listings` over the whole file, row for row: the only rule that
-looks across rows (an MLSNumber already used by an earlier row) is carried between chunks by a
-sorted array of MLS numbers per chunk read (8 bytes a listing; SeenIds).
+looks across rows (an MLSNumber already used by an earlier row) is carried between chunks by the
+MLS numbers read so far (homevision.valuation.seen_ids: a bit or 8 bytes a listing).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from homevision.data.listings import REASON_COLUMN, ParquetChunk, as_frame, vali
 from homevision.data.schema import MLS_ID
 from homevision.valuation.parallel import value_in_order
 from homevision.valuation.predict import PRICE_COLUMNS, value_listings
+from homevision.valuation.seen_ids import SeenIds
 
 log = logging.getLogger(__name__)
 Chunk = pd.DataFrame | ParquetChunk  # what read_export_chunks yields
@@ -59,34 +60,6 @@ def mls_ids(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     ids = check_ids(raw[MLS_ID].to_numpy())[0] if MLS_ID in raw else []
     valid = np.array([i is not None for i in ids], dtype=bool)
     return np.array([i or 0 for i in ids], dtype=np.int64), valid
-
-
-class SeenIds:
-    """The MLS numbers of the chunks read so far: one sorted, unique int64 array per chunk (8
-    bytes a listing). Kept apart rather than merged, so remembering a chunk never copies what
-    earlier chunks hold: memory grows by the ids alone, not by a merge's transient copies."""
-
-    def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []
-
-    def contains(self, ids: np.ndarray) -> np.ndarray:
-        """Return, per id, whether an earlier chunk held it."""
-        found = np.zeros(len(ids), dtype=bool)
-        for run in self._runs:
-            at = np.searchsorted(run, ids).clip(max=len(run) - 1)
-            found |= run[at] == ids
-        return found
-
-    def add(self, ids: np.ndarray) -> None:
-        """Remember a chunk's ids (any order, repeats allowed)."""
-        run = np.unique(np.asarray(ids, dtype=np.int64))
-        if run.size:
-            self._runs.append(run)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the remembered ids."""
-        return sum(run.nbytes for run in self._runs)
 
 
 def refuse_repeated(raw: pd.DataFrame, frame: pd.DataFrame, repeated: np.ndarray) -> pd.DataFrame:

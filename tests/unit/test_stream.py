@@ -155,3 +155,29 @@ def test_repeated_rows_break_the_duplicate_rule_as_in_one_frame():
     assert marked.rejected.index.tolist() == [4]
     assert marked.rejected["rejection_reason"].iloc[0] == whole.rejected.loc[5, "rejection_reason"]
     assert "already used" in marked.rejected["rejection_reason"].iloc[0]
+
+
+def test_parquet_text_is_read_as_the_csv_contract_reads_it():
+    """_as_strings: Arrow text becomes the same Python objects as astype(object) and str()
+    give (missing stays missing); with numbers=True, a numeric field held as numbers stays."""
+    import pyarrow as pa
+
+    from homevision.data.listings import _as_strings
+
+    table = pa.table(
+        {
+            "City": pa.array(["Frisco", None, "", " x ", "nan"], pa.large_string()),
+            "SubdivisionName": pa.array(["a", "b", None, "c", "d"], pa.string()),
+            "SqFtTotal": pa.array([1500.0, None, float("inf"), -0.0, 2.5]),
+            "BedsTotal": pa.array([3, 4, 0, -1, 2], pa.int64()),
+        }
+    )
+    frame = table.to_pandas()
+    for numbers in (False, True):
+        got = _as_strings(frame, numbers)
+        for name, col in frame.items():
+            kept = numbers and name in ("SqFtTotal", "BedsTotal")
+            expected = col if kept else col.astype(object).where(col.isna(), col.astype(str))
+            assert got[name].dtype == expected.dtype
+            assert [type(v) for v in got[name]] == [type(v) for v in expected]
+            assert got[name].astype(str).tolist() == expected.astype(str).tolist()
