@@ -3,9 +3,10 @@ flat (within 5%) from 1M to 10M rows and under 1 GB.
 
 Each size is valued in a fresh process, as `homevision predict --data --workers N` does (the
 same model for every size: the ridge of benchmarks/throughput.py, with --variant ranges), while
-a sampler reads the resident memory of that process and of every process under it (the
-forkserver and the workers) from /proc every 0.1 s. The table gives, per size, the peak of the
-whole tree and of the calling process alone, and each against the smallest size.
+a sampler reads the memory of that process and of every process under it (the forkserver and
+the workers) from /proc every 0.1 s. The table gives, per size, the peak of the whole tree
+(proportional set size: shared library pages count once) and the peak resident memory of the
+calling process alone, each against the smallest size.
 
     .venv/bin/python benchmarks/memory.py [--rows 1000000,4000000,10000000] [--workers 2]
         [--variant cv_plus|cv_base]
@@ -64,8 +65,22 @@ def rss_mib(pid: int) -> float:
         return 0.0
 
 
+def pss_mib(pid: int) -> float:
+    """Proportional resident memory of one process in MiB: pages shared with other processes
+    (the libraries a forkserver's workers inherit) count a share each, so the sum over a tree
+    is the memory the tree holds (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0.0
+
+
 class Sampler:
-    """Peaks of the resident memory of a process and of its whole tree, sampled in a thread."""
+    """Peaks of the resident memory of a process (RSS) and of its whole tree (the sum of PSS),
+    sampled in a thread."""
 
     def __init__(self, pid: int, every: float = 0.1) -> None:
         self.pid, self.every = pid, every
@@ -76,7 +91,7 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.self_peak = max(self.self_peak, rss_mib(self.pid))
-            self.tree_peak = max(self.tree_peak, sum(rss_mib(p) for p in tree(self.pid)))
+            self.tree_peak = max(self.tree_peak, sum(pss_mib(p) for p in tree(self.pid)))
             self._stop.wait(self.every)
 
     def __enter__(self) -> Sampler:
@@ -130,7 +145,7 @@ def table(results: list[dict]) -> str:
     """Return the figures per size as a markdown table, each peak against the first size's."""
     base = results[0]
     lines = [
-        "| rows | seconds | rows/s | peak RSS, all processes (MiB) | vs first | "
+        "| rows | seconds | rows/s | peak PSS, all processes (MiB) | vs first | "
         "peak RSS, calling process (MiB) | vs first |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -145,15 +160,19 @@ def table(results: list[dict]) -> str:
 
 def verdict(results: list[dict]) -> str:
     """Return the targets, met or missed, in one line each."""
-    base, peak = results[0], max(r["tree_mib"] for r in results)
-    growth = max(r["tree_mib"] / base["tree_mib"] - 1 for r in results)
-    flat = "met" if growth <= GROWTH_TARGET else "missed"
-    under = "met" if peak <= PEAK_TARGET_MIB else "missed"
-    return (
-        f"- flat within {GROWTH_TARGET:.0%} from {base['rows']:,} rows: {flat} "
-        f"(largest growth {growth:+.1%})\n"
-        f"- peak RSS of all processes <= {PEAK_TARGET_MIB:,} MiB: {under} ({peak:,.0f} MiB)"
-    )
+    base = results[0]
+    lines = []
+    for key, what in (("tree_mib", "PSS of all processes"), ("self_mib", "RSS of the caller")):
+        growth = max(r[key] / base[key] - 1 for r in results)
+        peak = max(r[key] for r in results)
+        flat = "met" if growth <= GROWTH_TARGET else "missed"
+        under = "met" if peak <= PEAK_TARGET_MIB else "missed"
+        lines.append(
+            f"- {what}: flat within {GROWTH_TARGET:.0%} from {base['rows']:,} rows: {flat} "
+            f"(largest growth {growth:+.1%}); peak <= {PEAK_TARGET_MIB:,} MiB: {under} "
+            f"({peak:,.0f} MiB)"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
