@@ -2,10 +2,11 @@
 
 1. scoring - one synthetic Parquet file (default 2,000,000 rows) valued by the same small model
    (median_ppsf + ridge, trained on 2,000 rows in a temporary project) through the CLI:
-   `predict` streamed in pandas (one process) against `predict --engine spark` on local[1] and
-   local[2]: wall time, rows/s, speed-up against local[1], cores kept busy on average (Spark
-   pipelines its Python stages, so local[1] already uses more than one), peak summed RSS of the
-   process tree (driver, JVM and Python workers). Target: local[2] >= 1.7x local[1].
+   `predict` streamed in pandas (--workers: one per core) against `predict --engine spark` on
+   local[1] and local[2]: wall time, rows/s, speed-up against local[1], cores kept busy on
+   average (Spark pipelines its Python stages, so local[1] already uses more than one), peak
+   summed RSS of the process tree (driver, JVM and Python workers). Target: local[2] >= 1.7x
+   local[1].
 2. memory  - the streamed pandas path as the file grows (default 1M and 4M rows): `sample-data`
    and `predict` time, rows/s and peak RSS. Target: peak memory flat as the file grows.
 3. training - `train --features offmarket` on 20k, 50k and 200k rows within the default budget
@@ -36,6 +37,7 @@ from benchmarks.measure import (  # noqa: E402
 )
 from benchmarks.scale_training import train_once, training_table  # noqa: E402
 from homevision.data.synthetic import write_listings_chunked  # noqa: E402
+from homevision.serving.app import default_workers  # noqa: E402
 
 log = logging.getLogger(__name__)
 SECTIONS = ("scoring", "memory", "training")
@@ -48,7 +50,13 @@ def scoring(rows: int, chunk_rows: int) -> list[dict]:
     home = Path(tempfile.mkdtemp(prefix="hv-scale-scoring-"))
     train_model(home)
     data = write_listings_chunked(rows, home / "listings.parquet", seed=11)
-    runs = [("pandas, streamed", ["--chunk-rows", str(chunk_rows)])]
+    workers = default_workers()
+    runs = [
+        (
+            f"pandas, streamed, --workers {workers}",
+            ["--chunk-rows", str(chunk_rows), "--workers", str(workers)],
+        )
+    ]
     runs += [(f"spark {m}", ["--engine", "spark", "--spark-master", m]) for m in SPARK_MASTERS]
     results = []
     for name, args in runs:
