@@ -438,7 +438,7 @@ def predict(
         typer.Option(
             min=1,
             help="With --data: processes valuing chunks side by side (default: one per CPU "
-            "core; a file of one chunk uses this process only).",
+            "core). Parquet only: a CSV, or a file of one chunk, is valued in this process.",
         ),
     ] = None,
     spark_master: Annotated[
