@@ -34,6 +34,10 @@ app = typer.Typer(
 console = make_console()
 log = logging.getLogger("homevision")
 MAX_VIOLATIONS_SHOWN = 100
+# predict --data's default worker processes: one per core, at most this many. Each holds a chunk
+# (about 400 MB at 100,000 rows); the calling process reads, checks ids and writes a chunk in
+# about an eighth of the time a worker takes to value it, so a few workers keep it busy.
+PREDICT_WORKERS = 4
 _LABELS = {"labelled": "labelled (Sold with ClosePrice)", "to_value": "to value"}
 
 DataOption = Annotated[
@@ -438,7 +442,8 @@ def predict(
         typer.Option(
             min=1,
             help="With --data: processes valuing chunks side by side (default: one per CPU "
-            "core). Parquet only: a CSV, or a file of one chunk, is valued in this process.",
+            "core, at most 4: each holds a chunk, and this process feeds about that many). "
+            "Parquet only: a CSV, or a file of one chunk, is valued in this process.",
         ),
     ] = None,
     spark_master: Annotated[
@@ -500,7 +505,7 @@ def predict(
                     target,
                     confidence,
                     on_chunk=lambda done: status.update(f"Valued {done:,} listings..."),
-                    workers=workers or default_workers(),
+                    workers=workers or min(default_workers(), PREDICT_WORKERS),
                 )
             except NotAnExportError as err:  # a CSV that stops parsing part way
                 console.print(f"[bold red]error:[/] {err}", highlight=False)
