@@ -77,6 +77,7 @@ from homevision.training.selection import (
 )
 from homevision.training.tune_job import TrialRunLogger
 from homevision.valuation.explain import global_importance, summary_plot
+from homevision.valuation.intervals import applicable_variants
 from homevision.valuation.model import MODEL_ARTIFACT, ValuationModel, ValuationPyfunc
 from homevision.valuation.predict import value_frame
 
@@ -579,6 +580,10 @@ def _measure_intervals(
         seconds = float("inf")
     else:
         planned = plan_variants(winner_cost, list(cfg["variants"]), outer_folds, seconds)
+    # A variant that cannot range this winner (CQR on a baseline) is not measured, not even
+    # when a plan lists it: it would stop the run after the honest estimate.
+    planned, inapplicable = applicable_variants(estimator, planned)
+    notes.extend(f"interval variant {v} not applicable ({why})" for v, why in inapplicable.items())
     if fixed is None and len(planned) == 1 and outer_folds > 3:
         # Not even one variant fits at full size: measure it on 3 outer folds.
         cost = winner_cost * outer_folds * 6 / PARALLEL_SPEEDUP
@@ -594,7 +599,7 @@ def _measure_intervals(
         scores += compare_variants(estimator, X, y, [variant], levels, outer_folds, seed)
         variants.append(variant)
     if fixed is None and len(variants) < len(cfg["variants"]):
-        skipped = [v for v in cfg["variants"] if v not in variants]
+        skipped = [v for v in cfg["variants"] if v not in variants and v not in inapplicable]
         notes.append(f"interval variants skipped: {', '.join(skipped)}")
     at_default = [s for s in scores if s.level == level]
     chosen = choose_variant(at_default, tolerance, float(cfg.get("fast_within", 0.0)))

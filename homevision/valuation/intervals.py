@@ -83,6 +83,22 @@ def feature_step(estimator) -> object:
     raise ValueError(f"{type(inner).__name__} has no feature pipeline to build quantile models on")
 
 
+def applicable_variants(estimator, variants: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Return (the variants that can range this estimator, in order; why each other one
+    cannot): CQR builds its quantile models on the model's feature pipeline, which a
+    rule-of-thumb baseline has none of."""
+    kept, why = [], {}
+    for variant in variants:
+        if variant == "cqr":
+            try:
+                feature_step(estimator)
+            except ValueError as err:
+                why[variant] = str(err)
+                continue
+        kept.append(variant)
+    return kept, why
+
+
 class QuantileConformal:
     """Conformalized quantile regression (MAPIE's ConformalizedQuantileRegressor, Romano et
     al. 2019) at several levels, shaped like the other variants (`fit_conformalize`,

@@ -40,7 +40,8 @@ def _mlflow_run(entry: str, params: dict[str, object], home: Path, *extra: str):
         text=True,
         timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    # The command's own log and traceback go to stdout or stderr: show the end of both.
+    assert result.returncode == 0, result.stdout[-3000:] + "\n" + result.stderr[-3000:]
     return result
 
 

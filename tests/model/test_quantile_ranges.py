@@ -11,7 +11,13 @@ from homevision.data.synthetic import generate_listings
 from homevision.features import get_feature_set
 from homevision.training.candidates import build_blend, build_model
 from homevision.training.interval_choice import compare_variants
-from homevision.valuation.intervals import QuantileConformal, feature_step, make_conformal
+from homevision.valuation.intervals import (
+    VARIANTS,
+    QuantileConformal,
+    applicable_variants,
+    feature_step,
+    make_conformal,
+)
 from homevision.valuation.model import ValuationModel
 
 LEVELS = [0.5, 0.9]
@@ -105,3 +111,13 @@ def test_cv_plus_ranges_of_a_model_are_mapies_own(candidate, labelled, fresh, mo
     for (level, engine), got in fast.items():
         for a, b in zip(got, model.predict_interval(homes, level, engine=engine), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_baseline_winner_is_not_ranged_by_cqr_even_when_a_plan_lists_it():
+    """A run whose winner was a baseline stopped after its honest estimate ("no feature
+    pipeline to build quantile models on") when the budget let CQR be compared."""
+    fs = get_feature_set("task6")
+    kept, why = applicable_variants(build_model("median_ppsf", fs), list(VARIANTS))
+    assert kept == [v for v in VARIANTS if v != "cqr"]
+    assert "no feature pipeline" in why["cqr"]
+    assert applicable_variants(build_model("ridge", fs), list(VARIANTS)) == (list(VARIANTS), {})
