@@ -26,8 +26,12 @@ CLI's default):
    it (train.pyfunc_arguments), `mlflow.pyfunc.load_model(path).predict` on the same chunks
    (read with pandas, cast to the signature's types), the output written with pyarrow.
 
+With --format csv, the path is run once more with the CSV read by pandas (read_csv with
+usecols, the reader before Arrow's) and its output compared byte for byte; with --wide the
+export is 250 columns wide, as an MLS export is.
+
     .venv/bin/python benchmarks/throughput.py [--rows 2000000] [--features task6|offmarket]
-        [--variant cv_plus|cv_base] [--format parquet|csv] [--no-mlflow]
+        [--variant cv_plus|cv_base] [--format parquet|csv] [--wide] [--no-mlflow]
 
 One core: the BLAS pools are set to one thread before numpy loads, the process is pinned to one
 CPU and Arrow to one thread. Figures are printed, never asserted; run it on an idle machine.
@@ -65,9 +69,16 @@ sys.path.insert(0, str(ROOT))
 
 from homevision.config import DEFAULT_CHUNK_ROWS  # noqa: E402
 from homevision.data import listings  # noqa: E402
-from homevision.data.listings import coerce_types, read_export_chunks  # noqa: E402
+from homevision.data.listings import coerce_types, read_export, read_export_chunks  # noqa: E402
 from homevision.data.schema import MLS_ID  # noqa: E402
-from homevision.data.synthetic import generate_listings, write_listings_chunked  # noqa: E402
+from homevision.data.sources import resolve_data_path  # noqa: E402
+from homevision.data.synthetic import (  # noqa: E402
+    export_csv_bytes,
+    generate_listings,
+    listing_chunks,
+    parquet_schema,
+    write_listings_chunked,
+)
 from homevision.features import get_feature_set  # noqa: E402
 from homevision.training.candidates import build_model  # noqa: E402
 from homevision.valuation import predict, stream  # noqa: E402
@@ -81,6 +92,7 @@ MARKET_SEED = 0  # the export and the training sales come from one synthetic mar
 EXPORT_SEED = 11
 TRAIN_ROWS, TRAIN_SEED = 10_000, 3  # about 3,000 sales
 FLOOR_RANGE = (0.85, 1.15)  # a constant-factor range where the model carries none
+WIDE_COLUMNS = 250  # an MLS export's width (--wide), as the real sample's
 CSV_BLOCK_BYTES = 32 << 20  # pyarrow's CSV reader yields a batch per block
 # How a user maps a yes/no flag held as text (PoolYN) to the number the signature asks for.
 USER_FLAGS = {"true": 1.0, "yes": 1.0, "y": 1.0, "false": 0.0, "no": 0.0, "n": 0.0}
@@ -175,13 +187,52 @@ def one_core() -> str:
     return "not pinned (no sched_setaffinity here): BLAS and Arrow on one thread"
 
 
-def export_file(rows: int, fmt: str, cache: Path) -> Path:
-    """Return the synthetic export of `rows` listings in `fmt`, written once into `cache`."""
-    path = cache / f"listings-{rows}-seed{EXPORT_SEED}-market{MARKET_SEED}.{fmt}"
-    if not path.exists():
-        log.info("writing %s synthetic listings to %s", f"{rows:,}", path)
-        write_listings_chunked(rows, path, seed=EXPORT_SEED, market_seed=MARKET_SEED)
+def export_file(rows: int, fmt: str, cache: Path, wide: bool = False) -> Path:
+    """Return the synthetic export of `rows` listings in `fmt`, written once into `cache`; with
+    `wide`, as wide as an MLS export (wide_extras)."""
+    name = f"listings-{rows}-seed{EXPORT_SEED}-market{MARKET_SEED}{'-wide' if wide else ''}"
+    path = cache / f"{name}.{fmt}"
+    if path.exists():
+        return path
+    log.info("writing %s synthetic listings to %s", f"{rows:,}", path)
+    if not wide:
+        return write_listings_chunked(rows, path, seed=EXPORT_SEED, market_seed=MARKET_SEED)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial, extras, writer = path.with_name(path.name + ".partial"), None, None
+    with partial.open("wb") as out:
+        for index, chunk in enumerate(listing_chunks(rows, EXPORT_SEED, MARKET_SEED)):
+            extras = extras if extras is not None else wide_source(list(chunk.columns))
+            rng = np.random.default_rng([EXPORT_SEED, index])
+            drawn = extras.iloc[rng.integers(0, len(extras), len(chunk))]
+            frame = pd.concat([chunk, drawn.set_axis(chunk.index)], axis=1)
+            if fmt == "csv":
+                out.write(export_csv_bytes(frame, header=index == 0))
+                continue
+            writer = writer or pq.ParquetWriter(out, parquet_schema(frame))
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            writer.write_table(table.cast(writer.schema))
+        if writer is not None:
+            writer.close()
+    partial.replace(path)
     return path
+
+
+def wide_source(have: list[str]) -> pd.DataFrame:
+    """Return rows of the columns an MLS export carries beyond `have` (as text, line breaks as
+    spaces): the real sample's other columns and values when it is here (250 columns, about
+    3.2 KB a row), else WIDE_COLUMNS - len(have) columns of filler text of the same size."""
+    path = resolve_data_path(None)
+    real = read_export(path)
+    if len(real.columns) >= WIDE_COLUMNS:
+        extra = real[[c for c in real.columns if c not in have]]
+        return extra.apply(lambda c: c.str.replace(r"[\r\n]+", " ", regex=True))
+    rng = np.random.default_rng(0)
+    width = WIDE_COLUMNS - len(have)
+    words = np.array(["Frisco", "Yes", "No", "Ceiling Fan(s)", "Attached", "Public", "TX"])
+    filler = rng.choice(words, size=(1000, width))
+    blanks = rng.random((1000, width)) < 0.45  # an export leaves many fields empty
+    text = np.where(blanks, None, filler)
+    return pd.DataFrame(text, columns=[f"Extra{i:03d}" for i in range(width)], dtype=object)
 
 
 def warm(model, path: Path, block: int = 1 << 24) -> None:
@@ -206,7 +257,7 @@ def fit_model(features: str, variant: str) -> tuple[ValuationModel, pd.DataFrame
 def path_hooks(model: ValuationModel) -> list[tuple[object, str, str]]:
     """(owner, attribute, stage) of every function of today's path that is timed."""
     return [
-        (listings.ParquetChunk, "frame", READ),
+        (listings.ArrowChunk, "frame", READ),
         (listings, "_as_strings", TEXT),
         (predict, "validate_listings", VALIDATE),
         (predict, "coerce_types", PARSE),
@@ -483,6 +534,12 @@ def main() -> None:
     parser.add_argument("--features", default="task6", choices=["task6", "offmarket"])
     parser.add_argument("--variant", default="cv_plus", choices=["cv_plus", "cv_base"])
     parser.add_argument("--format", default="parquet", choices=["parquet", "csv"])
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help=f"An export {WIDE_COLUMNS} columns wide, as an MLS export is (the real sample's other "
+        "columns and values when it is here, else filler text).",
+    )
     parser.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument(
@@ -504,7 +561,7 @@ def main() -> None:
 
     threadpool_limits(1)
     pinned = one_core()
-    export = export_file(args.rows, args.format, args.cache)
+    export = export_file(args.rows, args.format, args.cache, args.wide)
     log.info("fitting the model (%s, %s)", args.features, args.variant)
     model, sold = fit_model(args.features, args.variant)
     if not model.uses_engine:
@@ -522,6 +579,20 @@ def main() -> None:
             ("today's path: stream_valuations, stages timed", staged["wall_s"]),
             ("floor", bottom["wall_s"]),
         ]
+        if args.format == "csv":  # the reader before Arrow's: pandas read_csv with usecols
+            with mock.patch.object(listings, "_arrow_csv_chunks", lambda *_: None):
+                before = whole_path(model, export, out / f"pandas{suffix}", chunk_rows, rows)
+            same = (out / f"pandas{suffix}").read_bytes() == (
+                out / f"valuations{suffix}"
+            ).read_bytes()
+            runs.insert(
+                1,
+                (
+                    "before: the same, CSV read by pandas read_csv (usecols), end to end "
+                    f"(same file: {'yes' if same else 'NO'})",
+                    before["wall_s"],
+                ),
+            )
         if args.workers > 1:  # every core again: the workers inherit this process's CPUs
             if cores is not None:
                 os.sched_setaffinity(0, cores)

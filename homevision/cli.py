@@ -443,7 +443,7 @@ def predict(
             min=1,
             help="With --data: processes valuing chunks side by side (default: one per CPU "
             "core, at most 4: each holds a chunk, and this process feeds about that many). "
-            "Parquet only: a CSV, or a file of one chunk, is valued in this process.",
+            "A file of one chunk is valued in this process.",
         ),
     ] = None,
     spark_master: Annotated[

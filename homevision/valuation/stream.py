@@ -20,14 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from homevision.data.fields import check_ids
-from homevision.data.listings import REASON_COLUMN, ParquetChunk, as_frame, validate_listings
+from homevision.data.listings import REASON_COLUMN, ArrowChunk, as_frame, validate_listings
 from homevision.data.schema import MLS_ID
 from homevision.valuation.parallel import value_in_order
 from homevision.valuation.predict import PRICE_COLUMNS, value_listings
 from homevision.valuation.seen_ids import SeenIds
 
 log = logging.getLogger(__name__)
-Chunk = pd.DataFrame | ParquetChunk  # what read_export_chunks yields
+Chunk = pd.DataFrame | ArrowChunk  # what read_export_chunks yields
 # The Parquet schema of streamed valuations: the same for every chunk, whatever it holds.
 VALUATION_SCHEMA = pa.schema(
     [
@@ -82,14 +82,15 @@ def value_chunks(
 ) -> Iterator[tuple[pd.DataFrame, float]]:
     """Yield (valuations, range level) per chunk of an export (OUTPUT_COLUMNS, in row order):
     together, exactly value_listings over the whole export. With `workers` > 1, chunks are
-    valued on that many processes (homevision.valuation.parallel), in the same order: chunks
-    of a Parquet file only (ParquetChunk). A frame's Python strings cost more to send to a
-    worker than to value here (CSV, 200k rows: 24,896 rows/s on two workers, 32,656 here)."""
+    valued on that many processes (homevision.valuation.parallel), in the same order, when
+    the chunks come as Arrow read them (ArrowChunk): a frame's Python strings cost more to send
+    to a worker than to value here (200k rows of CSV as pandas frames: 24,896 rows/s on two
+    workers, 32,656 here)."""
     chunks = iter(chunks)
     first = next(chunks, None)
     if first is None:
         return
-    if not isinstance(first, ParquetChunk):
+    if not isinstance(first, ArrowChunk):
         workers = 1
     chunks = itertools.chain([first], chunks)
     jobs = ((raw, repeated, confidence) for raw, repeated in repeated_ids(chunks))
@@ -98,11 +99,11 @@ def value_chunks(
 
 def repeated_ids(chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, np.ndarray]]:
     """Yield (chunk, repeated) per chunk, `repeated` marking the rows whose MLSNumber an
-    earlier chunk used: the one rule that looks across chunks, decided in file order (of a
-    ParquetChunk, only the id column is turned into a frame here)."""
+    earlier chunk used: the one rule that looks across chunks, decided in file order (of an
+    ArrowChunk, only the id column is turned into a frame here)."""
     seen = SeenIds()
     for chunk in chunks:
-        if isinstance(chunk, ParquetChunk):
+        if isinstance(chunk, ArrowChunk):
             ids, valid = mls_ids(chunk.frame([MLS_ID] if MLS_ID in chunk.columns else []))
         else:
             chunk = chunk.reset_index(drop=True)
