@@ -18,16 +18,21 @@ over encoded columns, not dollars over the raw columns a user entered.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import shap
+from threadpoolctl import threadpool_limits
 
 from homevision.valuation.engine.raw import RawEncoder
 
 EXACT_MAX_FEATURES = 10
+EXPLAIN_THREADS = 4  # a large explanation's threads at most
+_THREADED = threading.Lock()
 
 
 @dataclass
@@ -52,6 +57,7 @@ class DollarExplainer:
     behind a decode on fallback); `background` is a small fixed set of reference homes with
     `weights` (k-medoids of the training homes: `summarize_background`), so the base value is
     the weighted mean valuation of the training distribution and every call costs the same.
+    `threads`: for exact_shapley (1 where `predict_matrix` is not known to be thread-safe).
     """
 
     def __init__(
@@ -60,8 +66,10 @@ class DollarExplainer:
         encoder: RawEncoder,
         background: pd.DataFrame,
         weights: np.ndarray | None = None,
+        threads: int | None = None,
     ):
         self.predict_matrix = predict_matrix
+        self.threads = threads
         self.encoder = encoder
         self.columns = list(encoder.columns)
         self.background = encoder.encode(background[self.columns])
@@ -77,10 +85,15 @@ class DollarExplainer:
         rows = X[self.columns].reset_index(drop=True)
         matrix = self.encoder.encode(rows)
         if len(self.columns) <= EXACT_MAX_FEATURES:
-            values, base = exact_shapley(self._f, matrix, self.background, self.weights)
+            values, base = exact_shapley(
+                self._f, matrix, self.background, self.weights, threads=self.threads
+            )
         else:
             # Too many coalitions to enumerate: SHAP's Permutation explainer (additive by
-            # construction) against the same reference homes, unweighted.
+            # construction) against the same reference homes, unweighted. Imported here: SHAP
+            # costs a second at import, and exact Shapley values do not need it.
+            import shap
+
             masker = shap.maskers.Independent(self.background, max_samples=len(self.background))
             explainer = shap.explainers.Permutation(self._f, masker, seed=0)
             result = explainer(matrix, max_evals=4 * (2 * len(self.columns) + 1), silent=True)
@@ -134,12 +147,14 @@ def exact_shapley(
     background: np.ndarray,
     weights: np.ndarray | None = None,
     max_rows: int = 400_000,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (values, base) of exact interventional Shapley values of `f` for each row of
     `matrix` against `background` rows with `weights` (uniform when None: the same definition as
     SHAP's Exact explainer with an Independent masker): every coalition of every row, all
     background rows, in as few calls of `f` as `max_rows` allows. base + values.sum(1) = f(row),
-    exactly.
+    exactly. Blocks of rows run on `threads` threads (default: explain_threads()), so `f` must
+    be safe to call from several threads at once (the engine's programs are pure).
 
     Where a row and a reference home share a value (same bedrooms, same school), coalitions that
     differ only in such features build the same hybrid home: each distinct hybrid is valued once
@@ -152,7 +167,8 @@ def exact_shapley(
     codes = np.arange(m_count)  # coalition c holds feature j when bit j of c is set
     chunk = max(1, max_rows // (m_count * b_count))
     values, base = np.empty((n, d)), np.empty(n)
-    for start in range(0, n, chunk):
+
+    def explain_block(start: int) -> None:
         rows = matrix[start : start + chunk]
         same = (rows[:, None, :] == background[None]) | (
             np.isnan(rows)[:, None, :] & np.isnan(background)[None]
@@ -166,7 +182,27 @@ def exact_shapley(
         v = np.einsum("rbm,b->rm", np.take_along_axis(out, canonical, axis=2), w)
         values[start : start + len(rows)] = v @ coalition
         base[start : start + len(rows)] = v[:, 0]
+
+    starts = range(0, n, chunk)
+    workers = min(threads or explain_threads(), len(starts))
+    if workers <= 1:
+        for start in starts:
+            explain_block(start)
+    else:
+        # The blocks are the same whatever the number of threads, so are the values, bit for
+        # bit. numpy releases the GIL in the engine's exp and products; BLAS gets one thread
+        # per block (its own threads on small products only add waiting).
+        # BLAS's limit is the process's: one threaded explanation at a time sets and restores it.
+        with _THREADED, threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+            list(pool.map(explain_block, starts))
     return values, base
+
+
+def explain_threads() -> int:
+    """Return how many threads a large explanation runs on: one per CPU this process may use,
+    at most EXPLAIN_THREADS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, EXPLAIN_THREADS))
 
 
 def global_importance(contributions: Contributions) -> pd.Series:
@@ -177,6 +213,7 @@ def global_importance(contributions: Contributions) -> pd.Series:
 def summary_plot(contributions: Contributions, encoder: RawEncoder):
     """Return a matplotlib figure: SHAP beeswarm of dollar contributions per raw feature."""
     import matplotlib.pyplot as plt
+    import shap
 
     explanation = shap.Explanation(
         values=contributions.values.to_numpy(),

@@ -217,7 +217,9 @@ class ValuationModel(RegressorMixin, BaseEstimator):
                 return self._sklearn_predict(encoder.decode(raw))
 
         weights = getattr(self, "background_weights_", None)
-        return DollarExplainer(predict_matrix, encoder, self.background_, weights)
+        # The engine's programs are pure numpy; the scikit-learn path stays on one thread.
+        threads = None if fast else 1
+        return DollarExplainer(predict_matrix, encoder, self.background_, weights, threads)
 
     def explain(self, X: pd.DataFrame, engine: bool = True) -> Contributions:
         """Return per-row SHAP contributions in dollars (base + sum = valuation)."""

@@ -10,6 +10,7 @@ raises UnsupportedError for anything else.
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,16 +136,54 @@ class Chain:
         return self.model(self.features(raw))
 
 
+class _Members:
+    """Programs side by side (a blend's or a stack's members). Members that are Chains over
+    equal features (the same fitted pipeline on the same rows, as a blend of SVR and MLP has)
+    share one CompiledFeatures, so each call computes those features once: the same numbers,
+    one feature pass instead of one per member."""
+
+    members: list[Program]
+
+    def __post_init__(self) -> None:
+        _share_features(self.members)
+
+    def __setstate__(self, state: dict) -> None:  # models pickled before the sharing get it
+        self.__dict__.update(state)
+        _share_features(self.members)
+
+    def outputs(self, raw: np.ndarray) -> np.ndarray:
+        """Return one column per member: its output on `raw`."""
+        encoded: dict[int, np.ndarray] = {}
+        columns = []
+        for member in self.members:
+            if isinstance(member, Chain):
+                key = id(member.features)
+                if key not in encoded:
+                    encoded[key] = member.features(raw)
+                columns.append(member.model(encoded[key]))
+            else:
+                columns.append(member(raw))
+        return np.column_stack(columns)
+
+
+def _share_features(members: list[Program]) -> None:
+    """Make Chains whose features are equal (pickled, byte for byte) hold one of them."""
+    seen: dict[bytes, CompiledFeatures] = {}
+    for member in members:
+        if isinstance(member, Chain):
+            member.features = seen.setdefault(pickle.dumps(member.features), member.features)
+
+
 @dataclass
-class Mean:
+class Mean(_Members):
     members: list[Program]
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return np.mean(np.column_stack([m(raw) for m in self.members]), axis=1)
+        return np.mean(self.outputs(raw), axis=1)
 
 
 @dataclass
-class Weighted:
+class Weighted(_Members):
     """intercept + sum of weight x member: a StackingRegressor's linear meta-model."""
 
     members: list[Program]
@@ -152,7 +191,7 @@ class Weighted:
     intercept: float
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return np.column_stack([m(raw) for m in self.members]) @ self.weights + self.intercept
+        return self.outputs(raw) @ self.weights + self.intercept
 
 
 @dataclass
