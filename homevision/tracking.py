@@ -15,12 +15,14 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import yaml
 from mlflow.tracking import MlflowClient
 
 from homevision.config import PACKAGE_DIR, project_root
@@ -107,8 +109,6 @@ def load_model(ref: str | None = None):
     uri = resolve_model_uri(ref)
     mlflow.set_tracking_uri(tracking_uri())
     try:
-        if signing_key() is None:
-            return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
         with tempfile.TemporaryDirectory(prefix="homevision-model-") as tmp:
             return load_local(fetch_verified(uri, Path(tmp)))
     except ModelNotFoundError:  # UnverifiedModelError included
@@ -119,8 +119,51 @@ def load_model(ref: str | None = None):
 
 
 def load_local(folder: str | Path):
-    """Return the ValuationModel of a model folder already on this machine (fetch_verified's)."""
-    return mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().model
+    """Return the ValuationModel of a model folder already on this machine (fetch_verified's).
+    Its requirements are checked against this environment here (environment_mismatches): what
+    MLflow's own check says, without the second it spends mapping every installed package."""
+    for mismatch in environment_mismatches(Path(folder)):
+        log.warning("The model at %s %s", folder, mismatch)
+    loaded = mlflow.pyfunc.load_model(str(folder), suppress_warnings=True)
+    return loaded.unwrap_python_model().model
+
+
+def environment_mismatches(folder: Path) -> list[str]:
+    """Return, one sentence each, how this environment differs from the one the model in
+    `folder` was logged in: a required package missing or at another version, another Python
+    minor version (its pickles and code may not load, or may value differently)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    found = []
+    requirements = folder / "requirements.txt"
+    lines = requirements.read_text().splitlines() if requirements.exists() else []
+    for line in lines:
+        try:
+            req = Requirement(line.strip())
+        except InvalidRequirement:
+            continue  # a comment, an option line or a URL: nothing to compare
+        try:
+            have = version(req.name)
+        except PackageNotFoundError:
+            found.append(f"needs {req}, which is not installed")
+            continue
+        if req.specifier and not req.specifier.contains(have, prereleases=True):
+            found.append(f"needs {req}; {req.name} {have} is installed")
+    logged = _logged_python(folder / "MLmodel")
+    here = ".".join(map(str, sys.version_info[:2]))
+    if logged and ".".join(logged.split(".")[:2]) != here:
+        found.append(f"was logged with Python {logged}; this is Python {here}")
+    return found
+
+
+def _logged_python(mlmodel: Path) -> str | None:
+    """Return the Python version an MLmodel file records for the pyfunc flavor, if any."""
+    if not mlmodel.exists():
+        return None
+    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+    return (flavors.get("python_function") or {}).get("python_version")
 
 
 def fetch_verified(ref: str | None, folder: Path) -> Path:
@@ -131,6 +174,8 @@ def fetch_verified(ref: str | None, folder: Path) -> Path:
     uri = pin_model_uri(ref)
     key = signing_key()
     tags = _signature_source(uri) if key is not None else {}
+    # A progress bar per model load is noise in a command's output (a user may still ask).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
     except Exception as err:
