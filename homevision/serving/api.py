@@ -496,17 +496,14 @@ def create_app(
             if recorder is not None:
                 recorder.invalid(len(batch))
             raise HTTPException(422, errors)
-        if explain:  # reasons and comparables work on a listing frame
-            valued = predict.value_frame(
-                model, listings_frame(batch, model.raw_columns_), level, True
-            )
-            prices = valued.frame[predict.PRICE_COLUMNS].to_numpy(dtype=float)
-            errors, warnings = list(valued.frame["error"]), list(valued.frame["warning"])
-            explanations = valued.explanations
-        else:  # the lean path: parsed listings straight into the engine's matrix
-            raw = model.encoder_.encode_records([item.model_dump() for item in batch])
-            prices, errors, warnings = predict.value_matrix(model, raw, level)
-            explanations = [None] * len(batch)
+        # Parsed listings straight into the engine's matrix; reasons and comparables work on
+        # a listing frame, for the rows valued.
+        raw = model.encoder_.encode_records([item.model_dump() for item in batch])
+        prices, errors, warnings = predict.value_matrix(model, raw, level)
+        explanations = [None] * len(batch)
+        if explain:
+            frame = listings_frame(batch, model.raw_columns_)
+            explanations = predict.explain_rows(model, frame, errors)
         if recorder is not None:
             recorder.valued(prices[:, 0], errors, warnings)
         response = ValuationResponse(

@@ -107,7 +107,7 @@ def value_frame(
     out = _frame(ids, prices, errors, warnings, typed.index)
     explanations: list[Explanation | None] = []
     if explain:
-        explanations = _explain(model, typed, out)
+        explanations = explain_rows(model, typed, errors)
     return Valuations(out, level, explanations)
 
 
@@ -277,10 +277,10 @@ def _predict(model, raw: np.ndarray, level: float) -> tuple[np.ndarray, list[str
     return prices, errors
 
 
-def _explain(model, typed: pd.DataFrame, out: pd.DataFrame) -> list[Explanation | None]:
-    """Return an Explanation per row of `out` (aligned with `typed`; None for refused rows)."""
-    explanations: list[Explanation | None] = [None] * len(out)
-    rows = np.flatnonzero(out["error"].eq("").to_numpy())
+def explain_rows(model, typed: pd.DataFrame, errors: list[str]) -> list[Explanation | None]:
+    """Return an Explanation per row of `typed` (None for a row with an error: refused)."""
+    explanations: list[Explanation | None] = [None] * len(typed)
+    rows = np.flatnonzero(np.asarray(errors, dtype=object) == "")
     if rows.size == 0:
         return explanations
     valued = typed.iloc[rows]

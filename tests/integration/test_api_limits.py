@@ -324,9 +324,9 @@ def test_describe_model_reads_range_figures_at_every_level(tmp_path):
 
 
 def test_lean_and_explained_paths_value_alike(served_home):
-    """Without explain the API encodes parsed listings straight into the engine's matrix; with
-    explain it goes through a listing frame. Both must give the same prices, errors and
-    warnings, odd values included."""
+    """The API encodes parsed listings straight into the engine's matrix; explanations work on
+    a listing frame. Asking for them must not change a price, an error or a warning, odd values
+    included, and each explanation must add up to the price it explains."""
     batch = [
         HOME,
         {**HOME, "MLSNumber": 2, "ElementarySchoolName": "A school nobody has heard of"},
@@ -342,6 +342,13 @@ def test_lean_and_explained_paths_value_alike(served_home):
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
     assert "SqFtTotal 60,000 above" in lean[4]["warning"]
     assert all(v["predicted_close_price"] for v in lean[:4])
+    for valued in explained:
+        reasons = valued["explanation"]
+        if valued["predicted_close_price"] is None:  # refused: nothing to explain
+            assert reasons is None
+            continue
+        total = reasons["base_value"] + sum(c["dollars"] for c in reasons["contributions"])
+        assert abs(total - valued["predicted_close_price"]) <= 1.0  # prices are whole dollars
 
 
 def test_concurrent_reloads_share_one_load_and_never_stall_valuations(served_home, admin_headers):
