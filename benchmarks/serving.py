@@ -3,9 +3,10 @@
 One run, side by side, on the same model:
 1. HTTP: `homevision serve` on the scikit-learn path (HOMEVISION_ENGINE=0), `homevision serve` on
    the engine, and `mlflow models serve` (whose pyfunc uses the engine), each with one worker per
-   core, at 1, 8 and 32 concurrent clients (an asyncio + httpx load generator on the same
-   machine), single-listing POSTs, with and without ?explain=true; p50/p99 latency, requests/s,
-   errors.
+   core, at 1, 8 and 32 concurrent clients (wrk, else an asyncio + httpx load generator on the
+   same machine), single-listing POSTs, with and without ?explain=true; p50/p99 latency,
+   requests/s, errors. Beside them the ceiling: a FastAPI endpoint on as many uvicorn workers
+   that only parses a two-field pydantic body and multiplies (benchmarks/ceiling_app.py).
 2. In process: valuations with ranges per second, explanations per second, comparable sales per
    second, for both paths.
 3. `homevision predict --explain` end to end on 10,000 synthetic listings (engine; the old path
@@ -36,8 +37,10 @@ import httpx
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 CLIENTS = (1, 8, 32)
+CEILING = "ceiling: FastAPI, parse 2 fields, multiply"
 
 
 def free_port() -> int:
@@ -150,7 +153,7 @@ def start_servers(args, home: Path, env: dict[str, str]) -> dict[str, tuple]:
     from homevision.tracking import resolve_model_uri
 
     model = ["--model", args.model] if args.model else []
-    ports = {name: free_port() for name in ("old", "engine", "mlflow")}
+    ports = {name: free_port() for name in ("old", "engine", "mlflow", "ceiling")}
     hv = [sys.executable, "-m", "homevision.cli", "serve", "--workers", str(args.workers)]
     quiet = {"cwd": home, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     servers = {
@@ -191,6 +194,18 @@ def start_servers(args, home: Path, env: dict[str, str]) -> dict[str, tuple]:
             f"http://127.0.0.1:{ports['mlflow']}",
         ),
     }
+    servers[CEILING] = (
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "ceiling_app:app", "--app-dir", str(HERE)),
+                *("--host", "127.0.0.1", "--port", str(ports["ceiling"]), "--log-level", "warning"),
+                *("--workers", str(args.workers)),
+            ],
+            env=env,
+            **quiet,
+        ),
+        f"http://127.0.0.1:{ports['ceiling']}",
+    )
     for name, (proc, base) in servers.items():
         wait_ready(base + ("/ping" if "mlflow" in name else "/health"), proc)
     return servers
@@ -201,11 +216,13 @@ def http_table(args, servers: dict[str, tuple], listing: dict) -> None:
         f"\n{'server':40s} {'explain':>7s} {'clients':>7s} {'p50 ms':>8s} {'p99 ms':>8s} "
         f"{'req/s':>8s} {'requests':>8s} {'errors':>6s}"
     )
+    from ceiling_app import BODY
+
     for name, (_, base) in servers.items():
-        mlflow = "mlflow" in name
+        mlflow, ceiling = "mlflow" in name, name == CEILING
         url = base + ("/invocations" if mlflow else "/valuations")
-        body = {"dataframe_records": [listing]} if mlflow else listing
-        for explain in (False,) if mlflow else (False, True):
+        body = {"dataframe_records": [listing]} if mlflow else BODY if ceiling else listing
+        for explain in (False,) if mlflow or ceiling else (False, True):
             target = url + ("?explain=true" if explain else "")
             for clients in CLIENTS:
                 if shutil.which("wrk"):

@@ -503,7 +503,7 @@ def create_app(
         explanations = [None] * len(batch)
         if explain:
             frame = listings_frame(batch, model.raw_columns_)
-            explanations = predict.explain_rows(model, frame, errors)
+            explanations = predict.explain_rows(model, frame, errors, raw)
         if recorder is not None:
             recorder.valued(prices[:, 0], errors, warnings)
         response = ValuationResponse(

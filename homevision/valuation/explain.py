@@ -80,10 +80,11 @@ class DollarExplainer:
     def _f(self, matrix: np.ndarray) -> np.ndarray:
         return np.asarray(self.predict_matrix(matrix), dtype=float)
 
-    def explain(self, X: pd.DataFrame) -> Contributions:
-        """Return the dollar contributions of each raw column to each row's valuation."""
+    def explain(self, X: pd.DataFrame, matrix: np.ndarray | None = None) -> Contributions:
+        """Return the dollar contributions of each raw column to each row's valuation (`matrix`:
+        X already encoded, as the API has it)."""
         rows = X[self.columns].reset_index(drop=True)
-        matrix = self.encoder.encode(rows)
+        matrix = self.encoder.encode(rows) if matrix is None else matrix
         if len(self.columns) <= EXACT_MAX_FEATURES:
             values, base = exact_shapley(
                 self._f, matrix, self.background, self.weights, threads=self.threads

@@ -221,9 +221,12 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         threads = None if fast else 1
         return DollarExplainer(predict_matrix, encoder, self.background_, weights, threads)
 
-    def explain(self, X: pd.DataFrame, engine: bool = True) -> Contributions:
-        """Return per-row SHAP contributions in dollars (base + sum = valuation)."""
-        return self.explainer(engine).explain(X)
+    def explain(
+        self, X: pd.DataFrame, engine: bool = True, matrix: np.ndarray | None = None
+    ) -> Contributions:
+        """Return per-row SHAP contributions in dollars (base + sum = valuation); `matrix`: X
+        in the engine's raw matrix already."""
+        return self.explainer(engine).explain(X, matrix)
 
     def comparable_sales(self, X: pd.DataFrame, k: int | None = None) -> list[pd.DataFrame]:
         """Return, per row, the k most similar sold listings (never the listing itself): the

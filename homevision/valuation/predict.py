@@ -277,14 +277,17 @@ def _predict(model, raw: np.ndarray, level: float) -> tuple[np.ndarray, list[str
     return prices, errors
 
 
-def explain_rows(model, typed: pd.DataFrame, errors: list[str]) -> list[Explanation | None]:
-    """Return an Explanation per row of `typed` (None for a row with an error: refused)."""
+def explain_rows(
+    model, typed: pd.DataFrame, errors: list[str], raw: np.ndarray | None = None
+) -> list[Explanation | None]:
+    """Return an Explanation per row of `typed` (None for a row with an error: refused); `raw`:
+    the rows in the engine's raw matrix, when the caller has it (the API)."""
     explanations: list[Explanation | None] = [None] * len(typed)
     rows = np.flatnonzero(np.asarray(errors, dtype=object) == "")
     if rows.size == 0:
         return explanations
     valued = typed.iloc[rows]
-    contributions = model.explain(valued)
+    contributions = model.explain(valued, matrix=None if raw is None else raw[rows])
     comps = model.comparable_sales(valued)
     names = [str(c) for c in contributions.values.columns]
     values = contributions.values.to_numpy(dtype=float)
