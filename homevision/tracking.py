@@ -144,6 +144,8 @@ def environment_mismatches(folder: Path) -> list[str]:
             req = Requirement(line.strip())
         except InvalidRequirement:
             continue  # a comment, an option line or a URL: nothing to compare
+        if req.marker is not None and not req.marker.evaluate():
+            continue  # for another platform or Python: not needed here
         try:
             have = version(req.name)
         except PackageNotFoundError:

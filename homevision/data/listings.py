@@ -339,15 +339,17 @@ def _rebatched(
             yield ArrowChunk(table, csv=True, start=start)
 
 
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+def _first_line(err: Exception, default: str | None = None) -> str:
+    """Return the first line of the error's message (`default`, else its type, when empty)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else default or type(err).__name__
 
 
 _CSV_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error)
 
 
 def _unreadable_csv(path: Path, err: Exception) -> NotAnExportError:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable CSV"
+    reason = _first_line(err, "unreadable CSV")
     return NotAnExportError(f"{path}: not a readable CSV export ({reason}).")
 
 

@@ -192,8 +192,8 @@ def exact_shapley(
     else:
         # The blocks are the same whatever the number of threads, so are the values, bit for
         # bit. numpy releases the GIL in the engine's exp and products; BLAS gets one thread
-        # per block (its own threads on small products only add waiting).
-        # BLAS's limit is the process's: one threaded explanation at a time sets and restores it.
+        # per block (its own threads on small products only add waiting). That limit is the
+        # process's: one threaded explanation at a time sets and restores it.
         with _THREADED, threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
             list(pool.map(explain_block, starts))
     return values, base

@@ -15,6 +15,7 @@ def test_each_difference_from_the_logged_environment_is_named(tmp_path):
         f"numpy=={version('numpy')}\n"
         "pandas==0.0.1\n"
         "surely-not-installed-homevision-pkg==1.0\n"
+        'only-on-python-two-homevision-pkg==1.0; python_version < "3"\n'
         "--extra-index-url https://example.invalid/simple\n"
     )
     (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    python_version: 2.7.18\n")
