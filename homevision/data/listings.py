@@ -12,6 +12,7 @@ import csv
 import io
 import itertools
 import logging
+import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,7 +203,8 @@ def _csv_chunks(
 
     Arrow's CSV reader reads them (a quarter of pandas' time on a 250-column export) while the
     file is one it reads as pandas does: a header pandas keeps as it is, every row as wide as
-    the header. Where Arrow stops (a short or long row, anything it cannot parse), pandas reads
+    the header, no bare CR. Where Arrow stops (a short or long row, a bare CR, anything it
+    cannot parse), pandas reads
     the rest of the file from the first row not yet yielded: it pads a short row with missing
     cells, or raises its own error, as reading the whole file with pandas would."""
     position = _first_undecodable_byte(path)
@@ -217,7 +219,7 @@ def _csv_chunks(
                 done += len(chunk)
             if done:
                 return
-        except pyarrow.ArrowException as err:
+        except (pyarrow.ArrowException, BareCarriageReturnError) as err:
             log.info("%s: pandas reads on from row %d (%s)", path, done + 1, _first_line(err))
     seen = 0  # `done` is whole chunks: pandas' chunks from there on are the ones to yield
     for frame in _pandas_csv_chunks(path, chunk_rows, columns):
@@ -256,7 +258,7 @@ def _arrow_csv_chunks(
             pa_csv.open_csv(source, _arrow_read_options(), _ARROW_PARSE) as probe,
         ):
             names = probe.schema.names
-    except (*_CSV_ERRORS, pyarrow.ArrowException):
+    except (*_CSV_ERRORS, pyarrow.ArrowException, BareCarriageReturnError):
         return None
     read = [n for n in names if columns is None or n in columns]
     # One column: a line of spaces is a value to Arrow, a blank line pandas skips (with two or
@@ -279,10 +281,19 @@ def _arrow_csv_chunks(
     return _rebatched(reader, chunk_rows, source)
 
 
+class BareCarriageReturnError(Exception):
+    """A CR not followed by LF: pandas ends a line there and then drops a delimiter that follows
+    ("\r,,a" is two cells to it, three to Arrow), so such a file is pandas' to read."""
+
+
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
 class _NoTrailingCR(io.RawIOBase):
     """A binary file whose reads never end in a carriage return (one is read on with the next
     byte). Arrow's CSV reader takes each read as a block, and where a block ends between the
-    CR and LF of a quoted line break it drops the LF (pyarrow 25: "a\r\nb" read as "a\rb")."""
+    CR and LF of a quoted line break it drops the LF (pyarrow 25: "a\r\nb" read as "a\rb").
+    A read holding a bare CR raises BareCarriageReturnError."""
 
     def __init__(self, raw: io.BufferedIOBase) -> None:
         super().__init__()
@@ -298,6 +309,8 @@ class _NoTrailingCR(io.RawIOBase):
             if not more:
                 break
             data += more
+        if _BARE_CR.search(data):
+            raise BareCarriageReturnError("a carriage return without a line feed")
         return data
 
     def readinto(self, buffer) -> int:

@@ -145,6 +145,23 @@ def test_a_block_ending_inside_a_quoted_crlf_keeps_the_line_break(tmp_path, monk
     assert got[0].frame().loc[0, "b"] == "note\r\nmore"
 
 
+def test_a_bare_carriage_return_hands_the_file_to_pandas(tmp_path, caplog, monkeypatch):
+    """pandas ends a line at a bare CR and drops a delimiter right after it ("\r,,a": two
+    cells, not three): from the block that holds one, pandas reads, whether at the start or
+    part way."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"a,b,c\r\n\r,,a\r\n")
+    assert listings._arrow_csv_chunks(path, 10, None) is None
+    assert_same(chunks(path, 10, None), pandas_chunks(path, 10, None))
+    path.write_bytes(b"a,b\r\n" + b"5,6\r\n" * 4000 + b'7,"x\ry"\r\n\r,,\r\n')
+    monkeypatch.setattr(listings, "CSV_BLOCK_BYTES", 64)
+    with caplog.at_level("INFO"):
+        got = list(listings._csv_chunks(path, 400, lazy=True))
+    assert isinstance(got[0], ArrowChunk) and isinstance(got[-1], pd.DataFrame)
+    assert "a carriage return without a line feed" in caplog.text
+    assert_same(chunks(path, 400, None), pandas_chunks(path, 400, None))
+
+
 @pytest.mark.parametrize("header", ["a,a,b", "a,,b", "a,b.1,b"])
 def test_a_header_pandas_renames_is_read_by_pandas(tmp_path, header):
     path = tmp_path / "export.csv"
