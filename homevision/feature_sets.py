@@ -6,7 +6,8 @@ can name a set's columns without importing scikit-learn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from homevision.config import load_params
 
@@ -26,6 +27,12 @@ class FeatureSet:
     token_lists: tuple[str, ...] = ()  # comma-separated feature lists -> token indicators
     tax: str | None = None  # the tax record (annual tax) -> cleaned, per square foot, a flag
     garage: tuple[str, str] | None = None  # (length, width) in feet -> the garage's area
+    # Listing statuses whose homes join the training rows at their asking price x the sales'
+    # sale-to-list ratio (homevision.valuation.evidence); empty: sales only.
+    evidence_statuses: tuple[str, ...] = ()
+    # The AskingEvidence of the export being trained on (attached by `with_evidence`); data, not
+    # configuration, so it takes no part in comparing feature sets.
+    evidence: Any = field(default=None, compare=False, repr=False)
 
     @property
     def text_columns(self) -> list[str]:
@@ -77,6 +84,7 @@ def get_feature_set(name: str) -> FeatureSet:
         token_lists=tuple(spec.get("token_lists") or ()),
         tax=spec.get("tax"),
         garage=(spec["garage"]["length"], spec["garage"]["width"]) if spec.get("garage") else None,
+        evidence_statuses=tuple(spec.get("evidence_statuses") or ()),
     )
     leaky = [c for c in fs.raw_columns if is_leaky(c)]
     if leaky:
@@ -85,6 +93,24 @@ def get_feature_set(name: str) -> FeatureSet:
             "(written when or after the sale closes)"
         )
     return fs
+
+
+def with_evidence(fs: FeatureSet, unsold, sold) -> FeatureSet:
+    """Return `fs` carrying the AskingEvidence among the export's `unsold` rows (none when the
+    set names no evidence statuses): what every model built on it fits beside the `sold` rows."""
+    if not fs.evidence_statuses:
+        return fs
+    from homevision.valuation.evidence import AskingEvidence
+
+    columns = [*fs.raw_columns, "SqFtTotal"]
+    found = AskingEvidence.from_listings(unsold, sold, fs.evidence_statuses, columns)
+    return replace(fs, evidence=found)
+
+
+def evidence_as_of(fs: FeatureSet, cut) -> FeatureSet:
+    """Return `fs` with only the evidence that went under contract before `cut` (a
+    time-ordered replay must not learn from later contracts)."""
+    return fs if fs.evidence is None else replace(fs, evidence=fs.evidence.before(cut))
 
 
 def leakage_columns() -> list[str]:

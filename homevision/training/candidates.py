@@ -323,7 +323,8 @@ def build_model(name: str, feature_set: FeatureSet, params: Params | None = None
                 ("features", build_preprocessor(feature_set, candidate.family)),
                 ("model", _constrained(candidate, regressor)),
             ]
-        )
+        ),
+        evidence=feature_set.evidence,
     )
 
 
@@ -371,7 +372,9 @@ def _members(members: list[tuple[str, Params]], feature_set: FeatureSet) -> list
 
 def build_blend(members: list[tuple[str, Params]], feature_set: FeatureSet) -> Pipeline:
     """Return an equal-weight blend (in log price) of the given candidates as one model."""
-    return SqftElasticityTarget(VotingRegressor(_members(members, feature_set)))
+    return SqftElasticityTarget(
+        VotingRegressor(_members(members, feature_set)), evidence=feature_set.evidence
+    )
 
 
 def build_stack(members: list[tuple[str, Params]], feature_set: FeatureSet):
@@ -384,5 +387,6 @@ def build_stack(members: list[tuple[str, Params]], feature_set: FeatureSet):
             _members(members, feature_set),
             final_estimator=LinearRegression(positive=True),
             cv=KFold(STACK_FOLDS, shuffle=True, random_state=SEED),
-        )
+        ),
+        evidence=feature_set.evidence,
     )

@@ -171,6 +171,7 @@ def render_model_card(ctx: dict[str, Any]) -> str:
 - Source: `{ctx["data_path"]}` (sha256 `{ctx["data_hash"][:16]}…`)
 - {ctx["rows"]} rows: {ctx["accepted"]} accepted, {ctx["rejected"]} rejected;
   {ctx["labelled"]} labelled (Sold with ClosePrice) used for training, {ctx["to_value"]} to value.
+- Evidence: {ctx.get("evidence") or "none (sales only)"}
 - Repaired quirks: {ctx["repaired"] or "none"}
 
 ## How wrong is it?

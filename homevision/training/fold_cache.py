@@ -44,18 +44,24 @@ class PreparedFold:
     test_rows: np.ndarray
 
 
-def prepare_fold(X: pd.DataFrame, y: np.ndarray, features: Pipeline, split: Split) -> PreparedFold:
-    """Return one fold's prepared matrices: exactly what SqftElasticityTarget(Pipeline(...))
-    computes before its regressor when fitted on the fold's training rows. `features` is the
-    unfitted feature pipeline, built by the caller (a worker process may not see the same
-    params.yaml) and cloned here."""
+def prepare_fold(
+    X: pd.DataFrame, y: np.ndarray, features: Pipeline, split: Split, evidence=None
+) -> PreparedFold:
+    """Return one fold's prepared matrices: exactly what SqftElasticityTarget(Pipeline(...),
+    evidence=evidence) computes before its regressor when fitted on the fold's training rows
+    (the evidence, listings under contract, joins them). `features` is the unfitted feature
+    pipeline, built by the caller (a worker process may not see the same params.yaml) and
+    cloned here."""
     train, test = split
     trend = SqftElasticityTarget(None)
-    elasticity, target = trend.trend(X.iloc[train], y[train])
+    fit_rows, fit_y = X.iloc[train], y[train]
+    if evidence is not None:
+        fit_rows, fit_y = evidence.augment(fit_rows, fit_y)
+    elasticity, target = trend.trend(fit_rows, fit_y)
     features = clone(features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # rare categories in small folds
-        encoded = features.fit_transform(X.iloc[train], target)
+        encoded = features.fit_transform(fit_rows, target)
         encoded_test = features.transform(X.iloc[test])
     offset = elasticity * trend._log_sqft(X.iloc[test])
     return PreparedFold(encoded, target, encoded_test, offset, np.asarray(test))
@@ -91,7 +97,10 @@ class FoldCache:
             todo = [s for r in self.splits[len(done) : repeats] for s in r]
             features = build_preprocessor(self.feature_set, family)
             with Parallel(n_jobs=self.n_jobs) as parallel:
-                made = parallel(delayed(prepare_fold)(self.X, self.y, features, s) for s in todo)
+                evidence = self.feature_set.evidence
+                made = parallel(
+                    delayed(prepare_fold)(self.X, self.y, features, s, evidence) for s in todo
+                )
             k = len(self.splits[0])
             done.extend(made[i : i + k] for i in range(0, len(made), k))
             self.prepare_seconds += time.perf_counter() - start

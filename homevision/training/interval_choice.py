@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from homevision.training.evaluation import CVPlan, time_ordered_split
+from homevision.valuation.evidence import as_of
 from homevision.valuation.intervals import CONSTANT_FACTOR, interval_bounds, make_conformal
 
 
@@ -80,9 +81,9 @@ def time_ordered_scores(
     found = time_ordered_split(dates, later_share, min_earlier=30, min_later=10)
     if found is None:
         return []
-    (earlier, later), _cut = found
+    (earlier, later), cut = found
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
-    conformal = make_conformal(variant, estimator, levels, seed)
+    conformal = make_conformal(variant, as_of(estimator, cut), levels, seed)
     conformal.fit_conformalize(X.iloc[earlier], y.iloc[earlier])
     point = conformal.predict(X.iloc[later])
     truth = y.iloc[later].to_numpy()

@@ -55,6 +55,8 @@ class TrainPlan:
     tuning_seconds: float | None = None  # the tuning allowance the trial counts were planned in
     slowdown: float | None = None  # the price calibration measured by the run
     source_run: str | None = None  # the run that made the plan (or that it replays)
+    # Listing statuses fitted beside the sales as evidence (empty: sales only).
+    evidence_statuses: list[str] = field(default_factory=list)
     version: int = PLAN_VERSION
 
     def to_json(self) -> str:
@@ -117,6 +119,12 @@ def check_plan(plan: TrainPlan) -> None:
             f"the plan's feature set {plan.feature_set} read other columns than this code's "
             f"(the plan only: {', '.join(gone) or 'none'}; "
             f"the code only: {', '.join(new) or 'none'})"
+        )
+    if list(fs.evidence_statuses) != list(plan.evidence_statuses):
+        raise PlanError(
+            f"the plan's feature set {plan.feature_set} fitted other listings beside the sales "
+            f"than this code's (the plan: {', '.join(plan.evidence_statuses) or 'none'}; "
+            f"the code: {', '.join(fs.evidence_statuses) or 'none'})"
         )
     known = set(CANDIDATES) | set(BASELINES)
     unknown = [c for c in [*plan.candidates, *plan.trials] if c not in known]

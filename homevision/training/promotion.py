@@ -18,7 +18,7 @@ out-of-fold valuations of the same sales.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -160,12 +160,14 @@ def decide(
     force: bool = False,
     n_jobs: int = 2,
     deployed: Deployed | None = None,
+    evidence=None,
 ) -> Decision:
     """Return the champion decision for the challenger `spec` against `current` (a registry
     ModelVersion or None) whose logged spec is `logged`. With `deployed` (the champion fitted,
     and which of these sales it never saw, enough of them), the champion is scored as it is on
     those sales (`compare_deployed`); otherwise its spec is re-fitted on the same folds
-    (`compare`). Never raises: a champion that cannot be re-scored is reported and kept
+    (`compare`), both fitting the same `evidence` (listings under contract) where their feature
+    set takes it. Never raises: a champion that cannot be re-scored is reported and kept
     (unless `force`)."""
     version = None if current is None else str(current.version)
     if force:
@@ -177,8 +179,10 @@ def decide(
             False, f"kept champion v{version}: its spec is unknown; use --promote", version
         )
     try:
-        fs = get_feature_set(feature_set)
-        champion_fs = get_feature_set(logged["feature_set"])
+        fs, champion_fs = (
+            replace(f, evidence=evidence) if f.evidence_statuses else f
+            for f in (get_feature_set(feature_set), get_feature_set(logged["feature_set"]))
+        )
         missing = [c for c in champion_fs.raw_columns if c not in X.columns]
         if missing:
             raise ValueError(f"columns missing from this export: {', '.join(missing)}")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from homevision.feature_sets import evidence_as_of
 from homevision.features import FeatureSet
 from homevision.training.budget import cv_seconds, plan_trials
 from homevision.training.candidates import (
@@ -540,7 +541,8 @@ def time_ordered_estimate(
         return None
     (earlier, later), cut = found
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
-    sel = select_and_tune(X.iloc[earlier], y.iloc[earlier], feature_set, settings)
+    known = evidence_as_of(feature_set, cut)  # no contract signed after the cut
+    sel = select_and_tune(X.iloc[earlier], y.iloc[earlier], known, settings)
     metrics = valuation_metrics(y.iloc[later].to_numpy(), sel.fitted.predict(X.iloc[later]))
     day = cut.strftime("%Y-%m-%d")
     method = (

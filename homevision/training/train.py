@@ -25,6 +25,7 @@ from homevision import tracking
 from homevision.config import PACKAGE_DIR, load_params, paths
 from homevision.data.listings import Listings, load_listings, write_rejected
 from homevision.data.schema import MLS_ID
+from homevision.feature_sets import evidence_as_of, with_evidence
 from homevision.features import FeatureSet, get_feature_set
 from homevision.locks import reports_lock
 from homevision.monitoring.reference import ARTIFACT_DIR as REFERENCE_DIR
@@ -188,11 +189,18 @@ def train(
     _check_columns(listings, fs)
     X = listings.labelled.reset_index(drop=True)
     y = X[TARGET].astype(float)
+    fs = with_evidence(fs, listings.to_value, X)
     if len(X) < 30:
         raise ValueError(f"only {len(X)} labelled rows (Sold with ClosePrice): need at least 30")
     data_hash = tracking.file_hash(data_path)
     name = tracking.model_name(fs.name)
     log.info("Training on %d labelled rows of %s, feature set %s", len(X), data_path, fs.name)
+    if fs.evidence is not None:
+        log.info(
+            "Evidence: %d listings under contract (%s) at asking price x the sale-to-list ratio",
+            len(fs.evidence),
+            ", ".join(fs.evidence_statuses),
+        )
 
     with mlflow.start_run(run_name=f"train-{fs.name}") as parent:
         run_id = parent.info.run_id
@@ -242,6 +250,7 @@ def train(
                 "data_hash": data_hash[:16],
                 "rows": listings.validation.rows,
                 "labelled": len(X),
+                "evidence_rows": 0 if fs.evidence is None else len(fs.evidence),
                 "rejected": len(listings.validation.rejected),
                 "cv": settings.plan.describe(),
                 "budget_seconds": budget,
@@ -272,7 +281,8 @@ def train(
         dates = close_dates(X)
         split = time_ordered_split(dates, later_share)
         if split is not None:
-            models = {n: build_from_spec(selection.specs[n], fs) for n in table.index}
+            known = evidence_as_of(fs, split[1])  # no contract signed after the cut
+            models = {n: build_from_spec(selection.specs[n], known) for n in table.index}
             table = table.join(time_ordered_metrics(models, X, y, split[0]))
         log.info("Time-ordered estimate: the procedure re-run on the earlier sales...")
         timed = time_ordered_estimate(X, y, dates, fs, replay, later_share)
@@ -357,6 +367,7 @@ def train(
         made = TrainPlan(
             feature_set=fs.name,
             raw_columns=list(fs.raw_columns),
+            evidence_statuses=list(fs.evidence_statuses),
             seed=settings.plan.seed,
             folds=settings.plan.folds,
             repeats=settings.plan.repeats,
@@ -484,6 +495,18 @@ def _spec_cost(spec: dict[str, Any], costs: dict[str, float]) -> float:
     return costs.get(spec["name"], 1.0) * (TUNING_COST_FACTOR if spec.get("params") else 1)
 
 
+def evidence_text(fs: FeatureSet) -> str:
+    """Return the card's line on the listings under contract fitted beside the sales ("" for
+    none): what they are and how they are priced."""
+    if fs.evidence is None:
+        return ""
+    return (
+        f"{len(fs.evidence)} listings under contract ({', '.join(fs.evidence_statuses)}) "
+        "fitted beside the sales at asking price x the training sales' median sale-to-list "
+        "ratio; never scored, and none is a home that sold in this export"
+    )
+
+
 def _decide(
     selection, fs, X, y, promote, winner_cost, clock, shares, notes, repeats=None
 ) -> promotion.Decision:
@@ -514,6 +537,7 @@ def _decide(
         float(pcfg["alpha"]),
         promote,
         deployed=deployed,
+        evidence=fs.evidence,
     )
     if decision.comparison is not None:
         c = decision.comparison
@@ -845,6 +869,7 @@ def locals_for_card(
         "rejected": len(res.rejected),
         "labelled": len(listings.labelled),
         "to_value": len(listings.to_value),
+        "evidence": evidence_text(fs),
         "repaired": ", ".join(f"{k} {v}" for k, v in res.repaired.items()),
         "honest": honest,
         "cv": table.loc[selection.winner].to_dict(),
@@ -922,6 +947,7 @@ def run_selection(data_path: Path, feature_set_name: str = "task6") -> Selection
     _check_columns(listings, fs)
     X = listings.labelled.reset_index(drop=True)
     y = X[TARGET].astype(float)
+    fs = with_evidence(fs, listings.to_value, X)
     settings = replace(base_settings(None), tune_top=0, show_progress=False)
     tracking.configure()
     with mlflow.start_run(run_name=f"model_v1-{fs.name}"):

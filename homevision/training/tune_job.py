@@ -13,6 +13,7 @@ import mlflow
 from homevision import tracking
 from homevision.config import load_params, paths
 from homevision.data.listings import Listings
+from homevision.feature_sets import with_evidence
 from homevision.features import get_feature_set
 from homevision.training.evaluation import CVPlan, CVResult
 from homevision.training.tuning import TuningResult, rows_key, study_name, tune
@@ -69,6 +70,7 @@ def run_tuning(
     plan = CVPlan(folds=int(cfg["folds"]), repeats=int(cfg["repeats"]), seed=int(cfg["seed"]))
     X = listings.labelled.reset_index(drop=True)
     y = X["ClosePrice"].astype(float)
+    fs = with_evidence(fs, listings.to_value, X)
     tracking.configure()
     with mlflow.start_run(run_name=f"tune-{candidate}-{fs.name}") as run:
         mlflow.set_tags(

@@ -18,12 +18,22 @@ class SqftElasticityTarget(RegressorMixin, BaseEstimator):
     models (trees, kernels, networks) revert to their mean far from the data, so without the
     trend they would value a bigger home than any they saw like an average one; with it, more
     living area keeps meaning more dollars.
+
+    `evidence` (an AskingEvidence) adds listings under contract to the rows fitted, priced from
+    the training sales' sale-to-list ratio (homevision.valuation.evidence).
     """
 
-    def __init__(self, estimator=None, sqft: str = "SqFtTotal", elasticity: float | None = None):
+    def __init__(
+        self,
+        estimator=None,
+        sqft: str = "SqFtTotal",
+        elasticity: float | None = None,
+        evidence=None,
+    ):
         self.estimator = estimator
         self.sqft = sqft
         self.elasticity = elasticity
+        self.evidence = evidence
 
     def _log_sqft(self, X: pd.DataFrame) -> np.ndarray:
         return np.log(pd.to_numeric(X[self.sqft], errors="coerce").to_numpy(float))
@@ -40,6 +50,10 @@ class SqftElasticityTarget(RegressorMixin, BaseEstimator):
         return elasticity, log_y - elasticity * log_s
 
     def fit(self, X: pd.DataFrame, y):
+        sales = len(X)
+        if self.evidence is not None:
+            X, y = self.evidence.augment(X, y)
+        self.evidence_rows_ = len(X) - sales  # listings under contract fitted beside the sales
         self.elasticity_, target = self.trend(X, y)
         self.estimator_ = clone(self.estimator).fit(X, target)
         return self

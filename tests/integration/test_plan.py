@@ -88,8 +88,15 @@ def test_a_plan_this_code_cannot_replay_is_refused_in_one_sentence(tmp_path):
     assert "the plan's feature set task6 read other columns than this code's" in proc.stdout
     from homevision.features import get_feature_set
 
-    columns = list(get_feature_set("task6").raw_columns)
-    path.write_text(json.dumps({**json.loads(plan.to_json()), "raw_columns": columns}))
+    task6 = get_feature_set("task6")
+    columns = {**json.loads(plan.to_json()), "raw_columns": list(task6.raw_columns)}
+    path.write_text(json.dumps(columns))
+    proc = cli(tmp_path, "train", "--data", str(export), "--plan", str(path))
+    assert proc.returncode == 2
+    assert "fitted other listings beside the sales than this code's (the plan: none;" in " ".join(
+        proc.stdout.split()
+    )
+    path.write_text(json.dumps({**columns, "evidence_statuses": list(task6.evidence_statuses)}))
     proc = cli(tmp_path, "train", "--data", str(export), "--plan", str(path))
     assert proc.returncode == 2
     said = " ".join(proc.stdout.split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,11 @@ def test_train_registers_a_champion_that_predict_uses(monkeypatch, tmp_path, exp
     assert (tmp_path / "reports" / "leaderboard.png").exists()
     card = (tmp_path / "reports" / "model_card.md").read_text()
     assert "honest (nested)" in card and "## Leaderboard" in card
+    # The export's listings under contract were fitted beside its sales, and the card says so.
+    frame = pd.read_csv(export, dtype=str)
+    pending = frame["Status"].isin(["Pending", "Active Option Contract", "Active Contingent"])
+    found = re.search(r"- Evidence: (\d+) listings under contract \(Pending", card)
+    assert found and 0 < int(found.group(1)) <= int(pending.sum())
     # Time-ordered beside the random folds: the procedure on the earlier sales, scored later.
     assert "Time-ordered (time-ordered: the procedure run on the" in result.stdout
     assert "| metric | time-ordered (honest) |" in card and "later RMSE" in card
