@@ -98,11 +98,12 @@ def cross_validate_model(
     splits: list[list[Split]],
     n_jobs: int = 2,
     on_repeat: Callable[[int, float], None] | None = None,
+    metric: str = "rmse",
 ) -> CVResult:
     """Cross-validate `model` on the given splits and return its out-of-fold results.
 
-    `on_repeat(r, running_rmse)` is called after each repeat (Optuna pruning hooks in here and
-    may raise to stop early).
+    `on_repeat(r, running)` is called after each repeat with the running mean of `metric`
+    (Optuna pruning hooks in here and may raise to stop early).
     """
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
     oof = np.full((len(splits), len(X)), np.nan)
@@ -115,7 +116,7 @@ def cross_validate_model(
                 seconds += took
             rows.append(valuation_metrics(y.to_numpy(), oof[r]))
             if on_repeat is not None:
-                on_repeat(r, float(np.mean([row["rmse"] for row in rows])))
+                on_repeat(r, float(np.mean([row[metric] for row in rows])))
     done = len(rows)
     return CVResult(pd.DataFrame(rows), oof[:done], seconds / max(1, done))
 

@@ -121,10 +121,12 @@ def cross_validate_cached(
     repeats: int,
     on_repeat: Callable[[int, float], None] | None = None,
     start_from: LogCVResult | None = None,
+    metric: str = "rmse",
 ) -> LogCVResult:
     """Cross-validate candidate `name` with `params` on the first `repeats` repeats of the
     cache's splits; `start_from` (the same candidate on fewer repeats) is extended, not redone.
-    `on_repeat(r, running_rmse)` as in cross_validate_model (Optuna prunes through it)."""
+    `on_repeat(r, running)`: the running mean of `metric`, as in cross_validate_model (Optuna
+    prunes through it)."""
     family = CANDIDATES[name].family
     if family is None:
         raise ValueError(f"{name} is a baseline: it reads raw columns, not prepared folds")
@@ -144,7 +146,7 @@ def cross_validate_cached(
             logs.append(log_oof)
             rows.append(valuation_metrics(y, to_price(log_oof)))
             if on_repeat is not None:
-                on_repeat(r, float(np.mean([row["rmse"] for row in rows])))
+                on_repeat(r, float(np.mean([row[metric] for row in rows])))
     log_oof = np.array(logs)
     return LogCVResult(
         pd.DataFrame(rows), to_price(log_oof), seconds / max(1, len(logs)), log_oof=log_oof

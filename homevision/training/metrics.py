@@ -7,6 +7,9 @@ import numpy as np
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
 PRIMARY = "rmse"
+# Metrics a selection can rank candidates by (lower is better): params.yaml `train.select_by`.
+SELECTABLE = ("rmse", "mae", "mape", "mdape")
+LABELS = {"rmse": "RMSE", "mae": "MAE", "mape": "MAPE", "mdape": "MdAPE"}
 # Metric name -> True when larger is better (for leaderboards and plots).
 GREATER_IS_BETTER: dict[str, bool] = {
     "rmse": False,
@@ -35,3 +38,8 @@ def valuation_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
         "within_10": float((ape <= 0.10).mean()),
         "within_20": float((ape <= 0.20).mean()),
     }
+
+
+def format_metric(metric: str, value: float) -> str:
+    """Return `value` of `metric` as people read it: dollars, or a percentage."""
+    return f"{100 * value:.2f}%" if metric in ("mape", "mdape") else f"${value:,.0f}"

@@ -52,6 +52,7 @@ class TrainPlan:
     rung_seconds: float | None = None
     costs: dict[str, float] = field(default_factory=dict)
     one_se: bool = True
+    select_by: str = "rmse"  # the CV metric that ranked, tuned and blended the candidates
     tuning_seconds: float | None = None  # the tuning allowance the trial counts were planned in
     slowdown: float | None = None  # the price calibration measured by the run
     source_run: str | None = None  # the run that made the plan (or that it replays)
@@ -161,6 +162,7 @@ def replay_selection(plan: TrainPlan, base):
         keep=plan.keep,
         rung_seconds=plan.rung_seconds,
         one_se=plan.one_se,
+        metric=plan.select_by,
         blend_top=plan.blend_top,
         stack=plan.stack,
         storage=None,

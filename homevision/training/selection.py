@@ -37,7 +37,7 @@ from homevision.training.evaluation import (
     time_ordered_split,
 )
 from homevision.training.fold_cache import FoldCache, blend_result, cross_validate_cached
-from homevision.training.metrics import valuation_metrics
+from homevision.training.metrics import LABELS, format_metric, valuation_metrics
 from homevision.training.tuning import TrialCallback, rows_key, study_name, tune
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,9 @@ class SelectionSettings:
     one_se: bool = True  # pick within one standard error of the best (blend, then simplest)
     # A replay's price calibration: the slowdown the first run measured (None: measure it).
     slowdown: float | None = None
+    # What ranks candidates, tunes them, builds the blend and sets the one-SE band (lower is
+    # better; metrics.SELECTABLE): params.yaml `train.select_by`.
+    metric: str = "rmse"
 
 
 @dataclass
@@ -93,10 +96,11 @@ class SelectionResult:
     slowdown: float = 1.0  # how much slower the sweep ran than its costs predicted
     reached: dict[str, int] = field(default_factory=dict)  # candidate -> repeats it ran
     choice: str = ""  # the selection rule applied, in words (for the card)
+    metric: str = "rmse"  # what ranked the candidates
 
     @property
     def table(self) -> pd.DataFrame:
-        return leaderboard(self.results)
+        return leaderboard(self.results, self.metric)
 
     @property
     def spec(self) -> Spec:
@@ -127,6 +131,7 @@ def select_and_tune(
     """
     splits = settings.plan.splits(y)
     repeats = settings.plan.repeats
+    metric = settings.metric
     y_values = np.asarray(y, dtype=float)
     cache = FoldCache(X, y_values, feature_set, splits, n_jobs=settings.n_jobs)
     results: dict[str, CVResult] = {}
@@ -135,9 +140,10 @@ def select_and_tune(
     def record(name: str, spec: Spec, result: CVResult, start: float) -> None:
         results[name], specs[name] = result, spec
         log.debug(
-            "%-22s RMSE %10.0f  (%d repeats, %.1f s)",
+            "%-22s %s %s  (%d repeats, %.1f s)",
             name,
-            result.summary()["rmse"],
+            LABELS[metric],
+            format_metric(metric, result.summary()[metric]),
             len(result.per_repeat),
             time.perf_counter() - start,
         )
@@ -178,7 +184,7 @@ def select_and_tune(
         taken = time.perf_counter() - sweep_start - cache.prepare_seconds
         slowdown = float(np.clip(taken / predicted, 1.0, 10.0)) if predicted > 0 else 1.0
 
-    ranked = sorted(alive, key=lambda n: results[n].summary()["rmse"])
+    ranked = sorted(alive, key=lambda n: results[n].summary()[metric])
     tunable = [n for n in ranked if CANDIDATES[n].tunable]
     to_tune = tunable[: settings.tune_top]
     trials = settings.tuning_trials
@@ -203,10 +209,11 @@ def select_and_tune(
         if not per_candidate[name]:
             continue
         timeout = settings.tuning_timeout / len(to_tune) if settings.tuning_timeout else None
-        study = study_name(settings.study_prefix, feature_set.name, name, data_key)
+        prefix = settings.study_prefix + ("" if metric == "rmse" else f"-by-{metric}")
+        study = study_name(prefix, feature_set.name, name, data_key)
 
         def scored(params, report, name=name):
-            return cross_validate_cached(name, params, cache, repeats, report)
+            return cross_validate_cached(name, params, cache, repeats, report, metric=metric)
 
         result = tune(
             name,
@@ -224,22 +231,24 @@ def select_and_tune(
             on_trial=on_trial(name) if on_trial else None,
             data_key=data_key,
             evaluate=scored,
+            metric=metric,
         )
         tuned[name], studies[name] = result.trials, result.study_name
-        if result.rmse < results[name].summary()["rmse"]:
+        if result.value < results[name].summary()[metric]:
             evaluate_cached(f"{name}_tuned", single_spec(name, result.params), repeats)
             reached[f"{name}_tuned"] = repeats
 
     # Blend the best distinct models of the last rung (tuned versions where tuning helped),
-    # chosen forward: a member joins only when it lowers the blend's CV RMSE.
-    full = [n for n in leaderboard(results).index if len(results[n].per_repeat) == repeats]
+    # chosen forward: a member joins only when it lowers the blend's CV score.
+    table = leaderboard(results, metric)
+    full = [n for n in table.index if len(results[n].per_repeat) == repeats]
     best_of: dict[str, str] = {}
     for entry in full:
         base = specs[entry].get("name")
         if base in BASELINES or base is None or base in best_of:
             continue
         best_of[base] = entry
-    members = forward_blend(list(best_of.values()), results, y_values, settings.blend_top)
+    members = forward_blend(list(best_of.values()), results, y_values, settings.blend_top, metric)
     if len(members) >= 2:
         chosen = [[specs[m]["name"], specs[m]["params"]] for m in members]
         start = time.perf_counter()
@@ -252,7 +261,7 @@ def select_and_tune(
             {"kind": "stack", "members": [[specs[m]["name"], specs[m]["params"]] for m in top]},
         )
 
-    order, choice = preference_order(results, splits, y_values, repeats, settings.one_se)
+    order, choice = preference_order(results, splits, y_values, repeats, settings.one_se, metric)
     winner, fitted, gate = _first_monotone(X, y, feature_set, specs, order)
     return SelectionResult(
         results,
@@ -266,26 +275,31 @@ def select_and_tune(
         slowdown,
         reached=reached,
         choice=choice if winner == order[0] else f"{choice}; {winner} passed the gate first",
+        metric=metric,
     )
 
 
 def forward_blend(
-    ranked: list[str], results: dict[str, CVResult], y: np.ndarray, most: int
+    ranked: list[str],
+    results: dict[str, CVResult],
+    y: np.ndarray,
+    most: int,
+    metric: str = "rmse",
 ) -> list[str]:
     """Return the blend's members: starting from the best, the candidate (of `ranked`, best
-    first) whose addition lowers the equal-weight blend's CV RMSE most, until none does or
+    first) whose addition lowers the equal-weight blend's CV `metric` most, until none does or
     `most` are in. A weaker model joins only if it corrects the others, so a blend is never
     worse in CV than its best member; blends cost nothing to score (fold_cache.blend_result)."""
     if not ranked:
         return []
     members = [ranked[0]]
 
-    def rmse(names: list[str]) -> float:
-        return float(blend_result([results[n] for n in names], y).per_repeat["rmse"].mean())
+    def score(names: list[str]) -> float:
+        return float(blend_result([results[n] for n in names], y).per_repeat[metric].mean())
 
-    current = rmse(members)
+    current = score(members)
     while len(members) < most:
-        trials = {n: rmse([*members, n]) for n in ranked if n not in members}
+        trials = {n: score([*members, n]) for n in ranked if n not in members}
         if not trials:
             break
         name = min(trials, key=lambda n: trials[n])
@@ -300,11 +314,11 @@ def promote(
     alive: list[str], results: dict[str, CVResult], settings: SelectionSettings, more: int
 ) -> list[str]:
     """Return the candidates that go on to the next rung (in their original order): the best
-    `keep` share by CV RMSE, weakest dropped first; with costs, each enters in order of its
-    score while the rung's allowance (`rung_seconds`, CPU seconds for `more` repeats) has room,
-    so a strong candidate is kept unless it alone would overrun, and a cheaper one behind it
-    may take its place."""
-    by_score = sorted(alive, key=lambda n: results[n].summary()["rmse"])
+    `keep` share by CV score (`settings.metric`), weakest dropped first; with costs, each
+    enters in order of its score while the rung's allowance (`rung_seconds`, CPU seconds for
+    `more` repeats) has room, so a strong candidate is kept unless it alone would overrun, and
+    a cheaper one behind it may take its place."""
+    by_score = sorted(alive, key=lambda n: results[n].summary()[settings.metric])
     room = max(2, int(np.ceil(len(alive) * settings.keep)))
     if settings.costs is None or settings.rung_seconds is None:
         kept = by_score[:room]
@@ -328,14 +342,15 @@ def halving_seconds(
     return first + cv_seconds(sum(costs.get(n, 0.0) for n in alive), settings.plan.folds, rest)
 
 
-def fold_rmse_se(result: CVResult, splits: list[list[Split]], y: np.ndarray) -> float:
-    """Return the standard error of a candidate's CV RMSE across its folds (every fold of every
-    repeat it ran): the noise a difference in CV score must beat to mean anything."""
+def fold_se(
+    result: CVResult, splits: list[list[Split]], y: np.ndarray, metric: str = "rmse"
+) -> float:
+    """Return the standard error of a candidate's CV `metric` across its folds (every fold of
+    every repeat it ran): the noise a difference in CV score must beat to mean anything."""
     values = []
     for r, folds in enumerate(splits[: len(result.oof)]):
         for _, test in folds:
-            error = result.oof[r, test] - y[test]
-            values.append(float(np.sqrt(np.mean(error**2))))
+            values.append(valuation_metrics(y[test], result.oof[r, test])[metric])
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
@@ -345,23 +360,26 @@ def preference_order(
     y: np.ndarray,
     repeats: int,
     one_se: bool = True,
+    metric: str = "rmse",
 ) -> tuple[list[str], str]:
     """Return the entries in the order the winner is picked (the first that passes the gate)
     and the rule in words. With `one_se`, the entries within one standard error of the best CV
-    RMSE come first: the blend (or stack), then the simplest single model; then the rest by
+    `metric` come first: the blend (or stack), then the simplest single model; then the rest by
     score. Only entries scored on every repeat compete."""
-    table = leaderboard(results)
+    table = leaderboard(results, metric)
     full = [n for n in table.index if len(results[n].per_repeat) == repeats]
     rest = [n for n in table.index if n not in full]
     best = full[0]
+    label = LABELS[metric]
     if not one_se:
-        return full + rest, f"best CV RMSE ({best})"
-    se = fold_rmse_se(results[best], splits, y)
-    limit = float(table.loc[best, "rmse"]) + se
-    near = [n for n in full if float(table.loc[n, "rmse"]) <= limit]
+        return full + rest, f"best CV {label} ({best})"
+    se = fold_se(results[best], splits, y, metric)
+    limit = float(table.loc[best, metric]) + se
+    near = [n for n in full if float(table.loc[n, metric]) <= limit]
     near.sort(key=simplicity)
     choice = (
-        f"within one standard error (${se:,.0f}) of the best CV RMSE ({best}): "
+        f"within one standard error ({format_metric(metric, se)}) of the best CV {label} "
+        f"({best}): "
         f"{', '.join(near)}; preferred {near[0]} (blends first, then the simplest)"
     )
     return near + [n for n in full if n not in near] + rest, choice

@@ -66,6 +66,7 @@ from homevision.training.interval_choice import (
     compare_variants,
     time_ordered_scores,
 )
+from homevision.training.metrics import SELECTABLE
 from homevision.training.plan import FILE_NAME, PlanError, TrainPlan, check_plan, replay_selection
 from homevision.training.scale import large_data_plan
 from homevision.training.selection import (
@@ -117,7 +118,19 @@ def base_settings(storage: str | None) -> SelectionSettings:
         stack=bool(cfg.get("stack", False)),
         storage=storage,  # None: studies in memory, never shared with another run
         show_progress=True,
+        metric=select_by(cfg),
     )
+
+
+def select_by(cfg: dict[str, Any]) -> str:
+    """Return the metric that ranks candidates (`train.select_by`), refusing one that cannot
+    (a score where higher is better, or a name that is not a metric) in one sentence."""
+    metric = str(cfg.get("select_by", "rmse"))
+    if metric not in SELECTABLE:
+        raise ValueError(
+            f"params.yaml train.select_by is {metric!r}; choose one of {', '.join(SELECTABLE)}"
+        )
+    return metric
 
 
 def plan_procedure(
@@ -368,6 +381,7 @@ def train(
             feature_set=fs.name,
             raw_columns=list(fs.raw_columns),
             evidence_statuses=list(fs.evidence_statuses),
+            select_by=settings.metric,
             seed=settings.plan.seed,
             folds=settings.plan.folds,
             repeats=settings.plan.repeats,

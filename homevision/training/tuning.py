@@ -51,13 +51,22 @@ HEARTBEAT = Heartbeat()
 
 @dataclass
 class TuningResult:
-    """The best parameters found and their CV RMSE (on the tuning rows: not an honest estimate)."""
+    """The best parameters found and their CV score in `metric` (on the tuning rows: not an
+    honest estimate)."""
 
     candidate: str
     params: Params
-    rmse: float
+    value: float
     trials: int
     study_name: str
+    metric: str = "rmse"
+
+    @property
+    def rmse(self) -> float:
+        """The best CV RMSE, for a study that minimised it."""
+        if self.metric != "rmse":
+            raise AttributeError(f"this study minimised {self.metric}, not rmse")
+        return self.value
 
 
 def _stderr_is_terminal() -> bool:
@@ -84,8 +93,10 @@ def tune(
     enqueue_defaults: bool = True,
     data_key: str | None = None,
     evaluate: Evaluate | None = None,
+    metric: str = "rmse",
 ) -> TuningResult:
-    """Tune `candidate` with TPE and median pruning; return the best params found.
+    """Tune `candidate` with TPE and median pruning to the lowest CV `metric`; return the best
+    params found.
 
     `storage` is any Optuna/SQLAlchemy URL (None: in memory); with a name the study is resumed
     when it exists, which is how several `homevision tune` processes share one study.
@@ -102,11 +113,13 @@ def tune(
         data_key=data_key or rows_key(X, y, splits),
         enqueue_defaults=enqueue_defaults,
     )
-    objective = make_objective(candidate, feature_set, X, y, splits, n_jobs, on_trial, evaluate)
+    objective = make_objective(
+        candidate, feature_set, X, y, splits, n_jobs, on_trial, evaluate, metric
+    )
     # Optuna's bar redraws in place: in a log file or CI it is a line of carriage returns.
     bar = show_progress and _stderr_is_terminal()
     study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=bar)
-    return tuning_result(study, candidate)
+    return tuning_result(study, candidate, metric)
 
 
 def open_storage(
@@ -186,8 +199,9 @@ def make_objective(
     n_jobs: int,
     on_trial: TrialCallback | None = None,
     evaluate: Evaluate | None = None,
+    metric: str = "rmse",
 ) -> Callable[[optuna.Trial], float]:
-    """Return the objective: CV RMSE of the trial's params, pruned per repeat; each trial
+    """Return the objective: CV `metric` of the trial's params, pruned per repeat; each trial
     records the process that ran it (user attr `worker`) and is reported to `on_trial`."""
     spec = CANDIDATES[candidate]
     worker = worker_tag()
@@ -196,8 +210,8 @@ def make_objective(
         trial.set_user_attr(WORKER_ATTR, worker)
         params = spec.space(trial)  # type: ignore[misc]
 
-        def report(step: int, rmse: float) -> None:
-            trial.report(rmse, step)
+        def report(step: int, running: float) -> None:
+            trial.report(running, step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
@@ -207,17 +221,20 @@ def make_objective(
                 result = evaluate(params, report)
             else:
                 model = build_model(candidate, feature_set, params)
-                result = cross_validate_model(model, X, y, splits, n_jobs=n_jobs, on_repeat=report)
+                result = cross_validate_model(
+                    model, X, y, splits, n_jobs=n_jobs, on_repeat=report, metric=metric
+                )
         finally:
             if on_trial is not None:
                 on_trial(trial, params, result)
-        return float(result.summary()["rmse"])
+        return float(result.summary()[metric])
 
     return objective
 
 
-def tuning_result(study: optuna.Study, candidate: str) -> TuningResult:
-    """Return the study's best params and CV RMSE (refusing a study with no completed trial)."""
+def tuning_result(study: optuna.Study, candidate: str, metric: str = "rmse") -> TuningResult:
+    """Return the study's best params and CV score in `metric`, the one it minimised (refusing
+    a study with no completed trial)."""
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not done:
         raise RuntimeError(f"no {candidate} trial completed within the budget")
@@ -225,9 +242,10 @@ def tuning_result(study: optuna.Study, candidate: str) -> TuningResult:
     return TuningResult(
         candidate=candidate,
         params=CANDIDATES[candidate].space(optuna.trial.FixedTrial(best.params)),  # type: ignore[misc]
-        rmse=float(best.value),
+        value=float(best.value),
         trials=len(done),
         study_name=study.study_name,
+        metric=metric,
     )
 
 

@@ -187,6 +187,40 @@ def test_the_winner_is_picked_within_one_standard_error_blend_then_simplest():
     assert sel.preference_order(results, splits, y, repeats=1)[0][0] == "blend"
 
 
+def test_the_selection_metric_ranks_blends_and_sets_the_noise_band():
+    from homevision.training.fold_cache import LogCVResult
+
+    y = np.array([100.0, 200.0, 1000.0, 2000.0])
+    splits = [[(np.array([2, 3]), np.array([0, 1])), (np.array([0, 1]), np.array([2, 3]))]]
+
+    def result(pred):
+        pred = np.asarray(pred, dtype=float)
+        ape = np.abs(pred - y) / y
+        rows = {"rmse": [float(np.sqrt(np.mean((pred - y) ** 2)))], "mape": [float(ape.mean())]}
+        return LogCVResult(pd.DataFrame(rows), pred[None, :], 0.0, log_oof=np.log(pred)[None, :])
+
+    results = {
+        # Off by 30% on the cheap homes, exact on the dear ones: best in dollars, worst in %.
+        "xgboost": result([130, 260, 1000, 2000]),
+        # 5% off everywhere: best in percent.
+        "svr": result([105, 210, 1050, 2100]),
+    }
+    assert sel.preference_order(results, splits, y, 1, False, "rmse")[0][0] == "xgboost"
+    order, why = sel.preference_order(results, splits, y, 1, False, "mape")
+    assert order[0] == "svr" and why == "best CV MAPE (svr)"
+    _, why = sel.preference_order(results, splits, y, 1, True, "mape")
+    assert "one standard error (0.00%) of the best CV MAPE (svr)" in why
+    assert sel.forward_blend(["svr", "xgboost"], results, y, 2, "mape") == ["svr"]
+
+
+def test_an_unknown_selection_metric_is_refused_in_one_sentence():
+    from homevision.training.train import select_by
+
+    assert select_by({"select_by": "mdape"}) == "mdape" and select_by({}) == "rmse"
+    with pytest.raises(ValueError, match=r"train.select_by is 'r2'; choose one of rmse, mae"):
+        select_by({"select_by": "r2"})
+
+
 def test_trials_are_planned_to_the_time_left():
     assert plan_trials(COSTS, ["ridge", "svr"], 5, 2, 40, 1e6) == (["ridge", "svr"], 40)
     names, trials = plan_trials(COSTS, ["ridge", "catboost"], 5, 2, 40, 30.0)
