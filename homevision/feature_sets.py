@@ -30,6 +30,8 @@ class FeatureSet:
     # Listing statuses whose homes join the training rows at their asking price x the sales'
     # sale-to-list ratio (homevision.valuation.evidence); empty: sales only.
     evidence_statuses: tuple[str, ...] = ()
+    # The CV metric that ranks this set's candidates, overriding `train.select_by` (None: that).
+    select_by: str | None = None
     # The AskingEvidence of the export being trained on (attached by `with_evidence`); data, not
     # configuration, so it takes no part in comparing feature sets.
     evidence: Any = field(default=None, compare=False, repr=False)
@@ -85,6 +87,7 @@ def get_feature_set(name: str) -> FeatureSet:
         tax=spec.get("tax"),
         garage=(spec["garage"]["length"], spec["garage"]["width"]) if spec.get("garage") else None,
         evidence_statuses=tuple(spec.get("evidence_statuses") or ()),
+        select_by=spec.get("select_by"),
     )
     leaky = [c for c in fs.raw_columns if is_leaky(c)]
     if leaky:

@@ -105,8 +105,9 @@ class TrainOutcome:
     champion_before: str | None = None  # the champion the decision compared against
 
 
-def base_settings(storage: str | None) -> SelectionSettings:
-    """Return the selection settings of params.yaml before the budget trims them."""
+def base_settings(storage: str | None, fs: FeatureSet | None = None) -> SelectionSettings:
+    """Return the selection settings of params.yaml before the budget trims them (ranked by
+    the feature set's own `select_by` when it names one)."""
     cfg = load_params()["train"]
     return SelectionSettings(
         plan=CVPlan(folds=int(cfg["folds"]), repeats=int(cfg["repeats"]), seed=int(cfg["seed"])),
@@ -118,17 +119,21 @@ def base_settings(storage: str | None) -> SelectionSettings:
         stack=bool(cfg.get("stack", False)),
         storage=storage,  # None: studies in memory, never shared with another run
         show_progress=True,
-        metric=select_by(cfg),
+        metric=select_by(cfg, fs),
     )
 
 
-def select_by(cfg: dict[str, Any]) -> str:
-    """Return the metric that ranks candidates (`train.select_by`), refusing one that cannot
-    (a score where higher is better, or a name that is not a metric) in one sentence."""
-    metric = str(cfg.get("select_by", "rmse"))
+def select_by(cfg: dict[str, Any], fs: FeatureSet | None = None) -> str:
+    """Return the metric that ranks candidates (the feature set's `select_by`, else
+    `train.select_by`), refusing one that cannot (a score where higher is better, or a name
+    that is not a metric) in one sentence."""
+    if fs is not None and fs.select_by:
+        metric, where = str(fs.select_by), f"feature_sets.{fs.name}.select_by"
+    else:
+        metric, where = str(cfg.get("select_by", "rmse")), "train.select_by"
     if metric not in SELECTABLE:
         raise ValueError(
-            f"params.yaml train.select_by is {metric!r}; choose one of {', '.join(SELECTABLE)}"
+            f"params.yaml {where} is {metric!r}; choose one of {', '.join(SELECTABLE)}"
         )
     return metric
 
@@ -228,7 +233,7 @@ def train(
                 "feature_set": fs.name,
             }
         )
-        settings = base_settings(storage)
+        settings = base_settings(storage, fs)
         if plan is None:
             kept, scale_notes = large_data_plan(len(X), settings.candidates, cfg["large_data"])
             settings = replace(settings, candidates=kept)
@@ -962,7 +967,7 @@ def run_selection(data_path: Path, feature_set_name: str = "task6") -> Selection
     X = listings.labelled.reset_index(drop=True)
     y = X[TARGET].astype(float)
     fs = with_evidence(fs, listings.to_value, X)
-    settings = replace(base_settings(None), tune_top=0, show_progress=False)
+    settings = replace(base_settings(None, fs), tune_top=0, show_progress=False)
     tracking.configure()
     with mlflow.start_run(run_name=f"model_v1-{fs.name}"):
         mlflow.set_tags(

@@ -219,6 +219,12 @@ def test_an_unknown_selection_metric_is_refused_in_one_sentence():
     assert select_by({"select_by": "mdape"}) == "mdape" and select_by({}) == "rmse"
     with pytest.raises(ValueError, match=r"train.select_by is 'r2'; choose one of rmse, mae"):
         select_by({"select_by": "r2"})
+    # A feature set's own metric wins: task6 keeps the take-home's RMSE, offmarket inherits.
+    assert select_by({"select_by": "mape"}, get_feature_set("task6")) == "rmse"
+    assert select_by({"select_by": "mape"}, get_feature_set("offmarket")) == "mape"
+    odd = dataclasses.replace(get_feature_set("task6"), select_by="r2")
+    with pytest.raises(ValueError, match=r"feature_sets.task6.select_by is 'r2'"):
+        select_by({"select_by": "mape"}, odd)
 
 
 def test_trials_are_planned_to_the_time_left():
