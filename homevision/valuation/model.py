@@ -22,6 +22,7 @@ from homevision.valuation.engine import (
     compile_conformal,
     compile_model,
 )
+from homevision.valuation.engine.coalitions import CoalitionValues
 from homevision.valuation.engine.raw import encode_baths, split_baths_codes
 from homevision.valuation.explain import Contributions, DollarExplainer, summarize_background
 from homevision.valuation.intervals import (
@@ -209,8 +210,10 @@ class ValuationModel(RegressorMixin, BaseEstimator):
 
     def _make_explainer(self, fast: bool) -> DollarExplainer:
         encoder = self.encoder_
+        coalitions = None
         if fast:
             predict_matrix = self.engine_.predict_matrix
+            coalitions = CoalitionValues.for_program(self.engine_.program)
         else:
 
             def predict_matrix(raw: np.ndarray) -> np.ndarray:
@@ -219,7 +222,9 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         weights = getattr(self, "background_weights_", None)
         # The engine's programs are pure numpy; the scikit-learn path stays on one thread.
         threads = None if fast else 1
-        return DollarExplainer(predict_matrix, encoder, self.background_, weights, threads)
+        return DollarExplainer(
+            predict_matrix, encoder, self.background_, weights, threads, coalitions
+        )
 
     def explain(
         self, X: pd.DataFrame, engine: bool = True, matrix: np.ndarray | None = None

@@ -97,6 +97,38 @@ class CompiledFeatures:
                 out[:, where] = block(cols)
         return out
 
+    def dependencies(self) -> list[frozenset[int]] | None:
+        """Return, per encoded column, the raw matrix columns (indices) its value depends on,
+        read from the steps' and blocks' definitions; None when a step's is not known. Why:
+        a kernel over columns that fall into separate groups factorises by group, which is
+        what makes exact Shapley values of an SVR cheap (engine.coalitions)."""
+        deps = {c: frozenset({j}) for j, c in enumerate(self.encoder.columns)}
+        for kind, p in self.steps:
+            rule = _DEPENDS.get(kind)
+            if rule is None:
+                return None
+            rule(deps, p)
+        out: list[frozenset[int]] = [frozenset()] * self.width
+        for where, block in self.blocks:
+            spans = [
+                deps[c]
+                for c, w in zip(block.columns, _widths(block), strict=True)
+                for _ in range(w)
+            ]
+            if len(spans) != where.stop - where.start:
+                return None
+            out[where] = spans
+        return out
+
+
+def _widths(block: NumericBlock | TableBlock | TokenBlock) -> list[int]:
+    """Return how many encoded columns each of a block's input columns becomes."""
+    if isinstance(block, TableBlock):
+        return [t.shape[1] for t in block.tables]
+    if isinstance(block, TokenBlock):
+        return [len(p) for p in block.positions]
+    return [1] * len(block.columns)
+
 
 def _baths(cols: dict[str, np.ndarray], p: dict) -> None:
     full, half = split_baths_codes(cols.pop(p["column"]))
@@ -162,6 +194,53 @@ _STEPS = {
     "tax": _tax,
     "garage": _garage,
     "ratios": _ratios,
+}
+
+Deps = dict[str, frozenset[int]]
+
+
+def _d_baths(deps: Deps, p: dict) -> None:
+    deps["baths_full"] = deps["baths_half"] = deps.pop(p["column"])
+
+
+def _d_lot(deps: Deps, p: dict) -> None:  # a missing lot is filled from the living area
+    deps[p["lot"]] = deps["lot_is_zero"] = deps[p["lot"]] | deps[p["sqft"]]
+
+
+def _d_fee(deps: Deps, p: dict) -> None:
+    deps[feats.ANNUAL_FEE] = deps.pop(p["amount"]) | deps.pop(p["frequency"])
+
+
+def _d_tax(deps: Deps, p: dict) -> None:
+    both = deps[p["tax"]] | deps[p["sqft"]]
+    deps[p["tax"]] = deps[feats.TAX_PER_SQFT] = deps[feats.TAX_MISSING] = both
+
+
+def _d_garage(deps: Deps, p: dict) -> None:
+    deps[feats.GARAGE_AREA] = deps.pop(p["length"]) | deps.pop(p["width"])
+
+
+def _d_ratios(deps: Deps, p: dict) -> None:
+    beds, sqft = deps[p["beds"]], deps[p["sqft"]]
+    deps["sqft_per_bed"] = sqft | beds
+    deps["baths_per_bed"] = deps["baths_full"] | deps["baths_half"] | beds
+    deps["lot_to_living"] = deps[p["lot"]] | sqft
+
+
+def _d_same(deps: Deps, p: dict) -> None:  # the column is repaired in place, from itself
+    return None
+
+
+# What each step reads and writes (the dependency side of _STEPS; keep the two in step).
+_DEPENDS = {
+    "baths": _d_baths,
+    "cdom": _d_same,
+    "lot": _d_lot,
+    "implausible": _d_same,
+    "fee": _d_fee,
+    "tax": _d_tax,
+    "garage": _d_garage,
+    "ratios": _d_ratios,
 }
 
 

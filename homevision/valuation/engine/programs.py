@@ -179,7 +179,11 @@ class Mean(_Members):
     members: list[Program]
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return np.mean(self.outputs(raw), axis=1)
+        return self.combine(self.outputs(raw))
+
+    def combine(self, outputs: np.ndarray) -> np.ndarray:
+        """Return the blend of the members' outputs (one column each)."""
+        return np.mean(outputs, axis=1)
 
 
 @dataclass
@@ -191,7 +195,11 @@ class Weighted(_Members):
     intercept: float
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return self.outputs(raw) @ self.weights + self.intercept
+        return self.combine(self.outputs(raw))
+
+    def combine(self, outputs: np.ndarray) -> np.ndarray:
+        """Return the meta-model's value of the members' outputs (one column each)."""
+        return outputs @ self.weights + self.intercept
 
 
 @dataclass
@@ -203,8 +211,12 @@ class Elasticity:
     elasticity: float
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return self.finish(self.inner(raw), raw[:, self.sqft])
+
+    def finish(self, inner: np.ndarray, sqft: np.ndarray) -> np.ndarray:
+        """Return dollars from the inner model's output and the living area."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            log_price = self.inner(raw) + self.elasticity * np.log(raw[:, self.sqft])
+            log_price = inner + self.elasticity * np.log(sqft)
         return to_price(log_price)
 
 
