@@ -179,11 +179,12 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         widened if needed to contain the point."""
         if self.factors_ is not None:
             low_factor, high_factor = self.factors_[level]
-            bounds = np.column_stack([point * low_factor, point * high_factor])
+            low, high = point * low_factor, point * high_factor
         else:
             with config_context(assume_finite=True, skip_parameter_validation=True):
                 bounds = interval_bounds(conformal, rows, list(self.levels), wanted=level)[level]
-        return point, np.minimum(bounds[:, 0], point), np.maximum(bounds[:, 1], point)
+            low, high = bounds[:, 0], bounds[:, 1]
+        return point, np.minimum(low, point), np.maximum(high, point)
 
     def _level(self, confidence: float | None) -> float:
         level = self.confidence if confidence is None else confidence

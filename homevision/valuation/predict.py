@@ -112,16 +112,18 @@ def value_frame(
 
 
 def value_matrix(
-    model, raw: np.ndarray, confidence: float | None = None
+    model, raw: np.ndarray, confidence: float | None = None, factor: float | None = None
 ) -> tuple[np.ndarray, list[str], list[str]]:
     """Return (prices (n, 3) [point, low, high] rounded to dollars, NaN where refused; errors;
     warnings) for rows already in the model's raw matrix: the core every face shares (value_frame
-    for frames, the API for parsed listings)."""
+    for frames, the API for parsed listings). `factor`: the support factor, read from
+    params.yaml when None (a server reads it once: the file look-up costs more than a
+    valuation)."""
     level = _level(model, confidence)
     prices, failures = _predict(model, raw, level)
     ranges = getattr(model, "training_ranges_", None) or {}
     seen = {c: matrix_support_values(model.encoder_, raw, c) for c in ranges}
-    refusals, warnings = _flags(model, seen, prices[:, 0], prices)
+    refusals, warnings = _flags(model, seen, prices[:, 0], prices, factor)
     errors = [f or r for f, r in zip(failures, refusals, strict=True)]
     prices[np.array([bool(e) for e in errors], dtype=bool)] = np.nan
     return prices.round(0), errors, warnings
@@ -236,20 +238,30 @@ def extrapolation_warnings(model, seen: dict[str, np.ndarray], rows: int) -> lis
     (`seen`, one array per column of `model.training_ranges_`) lies outside the training
     min..max. Needs no price, so it can be decided before the valuation (Spark)."""
     ranges = getattr(model, "training_ranges_", None) or {}
-    notes: dict[int, list[str]] = {}  # only the rows with a note: most rows have none
-    for column, (lo, hi) in ranges.items():
-        values = seen[column]
-        for i in np.flatnonzero(values > hi).tolist():
-            notes.setdefault(i, []).append(
-                f"{column} {_num(values[i])} above the largest seen in training ({_num(hi)})"
-            )
-        for i in np.flatnonzero(values < lo).tolist():
-            notes.setdefault(i, []).append(
-                f"{column} {_num(values[i])} below the smallest seen in training ({_num(lo)})"
-            )
     out = [""] * rows
-    for i, note in notes.items():
-        out[i] = "; ".join(note) + ": an extrapolation, treat the valuation with care"
+    if not ranges:
+        return out
+    names = list(ranges)
+    low = np.array([ranges[c][0] for c in names], dtype=float)
+    high = np.array([ranges[c][1] for c in names], dtype=float)
+    values = np.empty((rows, len(names)))
+    for j, column in enumerate(names):
+        values[:, j] = seen[column]
+    above, below = values > high, values < low  # NaN is neither
+    for i in np.flatnonzero((above | below).any(axis=1)).tolist():  # most rows have no note
+        notes = []
+        for j, column in enumerate(names):
+            if above[i, j]:
+                notes.append(
+                    f"{column} {_num(values[i, j])} above the largest seen in training "
+                    f"({_num(high[j])})"
+                )
+            elif below[i, j]:
+                notes.append(
+                    f"{column} {_num(values[i, j])} below the smallest seen in training "
+                    f"({_num(low[j])})"
+                )
+        out[i] = "; ".join(notes) + ": an extrapolation, treat the valuation with care"
     return out
 
 
@@ -262,7 +274,8 @@ def _predict(model, raw: np.ndarray, level: float) -> tuple[np.ndarray, list[str
     """Predict the whole batch as (n, 3) [point, low, high]; if that fails, row by row so one bad
     row costs only itself (its error is a fixed sentence; the exception goes to the log)."""
     try:
-        prices = np.column_stack(model.predict_interval_matrix(raw, level)).astype(float)
+        prices = np.empty((len(raw), 3))  # not column_stack: it costs more than the copy
+        prices[:, 0], prices[:, 1], prices[:, 2] = model.predict_interval_matrix(raw, level)
         return prices, [""] * len(raw)
     except Exception as err:  # a model failure on one row must not lose the others
         log.warning("Batch valuation failed (%s); valuing row by row", err)

@@ -33,11 +33,14 @@ class NumericBlock:
     ops: list[tuple[str, np.ndarray | None, np.ndarray | None]] = field(default_factory=list)
 
     def __call__(self, frame: dict[str, np.ndarray]) -> np.ndarray:
-        x = np.column_stack([frame[c] for c in self.columns])
+        first = frame[self.columns[0]]
+        x = np.empty((len(first), len(self.columns)))
+        for i, c in enumerate(self.columns):  # cheaper than column_stack on a single listing
+            x[:, i] = frame[c]
         x = np.where(np.isnan(x), self.fill, x)
         for op, a, b in self.ops:
             if op == "log1p":
-                x = np.log1p(np.clip(x, 0, None))
+                x = np.log1p(np.maximum(x, 0.0))  # np.clip costs 3x as much per call
             else:  # scale
                 if a is not None:
                     x = x - a
@@ -83,16 +86,19 @@ class CompiledFeatures:
 
     def frame(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         """Return the named columns after the repair and ratio steps (before encoding)."""
-        cols = {c: raw[:, j] for j, c in enumerate(self.encoder.columns)}
         with np.errstate(divide="ignore", invalid="ignore"):
-            for kind, p in self.steps:
-                _STEPS[kind](cols, p)
+            return self._frame(raw)
+
+    def _frame(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        cols = {c: raw[:, j] for j, c in enumerate(self.encoder.columns)}
+        for kind, p in self.steps:
+            _STEPS[kind](cols, p)
         return cols
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        cols = self.frame(raw)
         out = np.empty((raw.shape[0], self.width))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # once: it costs 3 us a call
+            cols = self._frame(raw)
             for where, block in self.blocks:
                 out[:, where] = block(cols)
         return out
@@ -173,16 +179,15 @@ def _implausible(cols: dict[str, np.ndarray], p: dict) -> None:
 
 
 def _ratios(cols: dict[str, np.ndarray], p: dict) -> None:
-    beds = np.clip(cols[p["beds"]], 1, None)
+    beds = np.maximum(cols[p["beds"]], 1.0)  # NaN stays NaN, as with np.clip
     sqft = cols[p["sqft"]]
     baths = cols["baths_full"] + 0.5 * cols["baths_half"]
-    for name, value in (
-        ("sqft_per_bed", sqft / beds),
-        ("baths_per_bed", baths / beds),
-        ("lot_to_living", cols[p["lot"]] / sqft),
-    ):
-        value = np.where(np.isinf(value), np.nan, value)
-        cols[name] = np.where(value > feats.RATIO_CAP, feats.RATIO_CAP, value)  # NaN stays NaN
+    # The three ratios as one (3, rows) array: a third of the numpy calls (a listing's request
+    # is mostly per-call cost).
+    value = np.stack([sqft, baths, cols[p["lot"]]]) / np.stack([beds, beds, sqft])
+    value[np.isinf(value)] = np.nan
+    value = np.where(value > feats.RATIO_CAP, feats.RATIO_CAP, value)  # NaN stays NaN
+    cols["sqft_per_bed"], cols["baths_per_bed"], cols["lot_to_living"] = value
 
 
 _STEPS = {
