@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +39,7 @@ from homevision.api_keys import KeyRing
 from homevision.api_keys import Scope as KeyScope
 from homevision.config import load_params
 from homevision.data.fields import NONE_WHEN_MISSING
-from homevision.serving.auth import requirement
+from homevision.serving.auth import Requirement
 from homevision.serving.metrics import Metrics, RequestMetrics
 from homevision.serving.metrics import metrics as process_metrics
 from homevision.serving.schemas import (
@@ -120,6 +120,12 @@ def _missing_required(listings: list[Listing], required: list[str]) -> list[dict
 
 DEFAULT_MAX_BODY_BYTES = 8_000_000  # a 10,000-listing batch with every field fits
 DEFAULT_MAX_EXPLAIN_BATCH = 100
+# Up to this many listings, without explanations and on the compiled engine, are valued on
+# the event loop: a fraction of a millisecond, and a third of what the hop to a pool thread
+# costs in CPU on a 2-core machine (measured: 855 vs 1,270-1,400 us a request). Larger
+# batches, explanations and the scikit-learn path, which can take long, go to the pool, so
+# the loop keeps answering /health while they run.
+INLINE_BATCH = 8
 DEFAULT_WATCH_SECONDS = 30.0  # how often each worker checks its alias (0: never)
 FIRST_RETRY_SECONDS = 1.0  # a failed load is retried after 1, 2, 4... s, up to the watch period
 WORKER_HEADER = "X-Worker-Pid"  # on /health: which worker process answered
@@ -225,6 +231,7 @@ def create_app(
     body_cap = settings["max_body_bytes"] if max_body_bytes is None else max_body_bytes
     explain_cap = settings["max_explain_batch"] if max_explain_batch is None else max_explain_batch
     watch = settings["watch_seconds"] if watch_seconds is None else float(watch_seconds)
+    support = predict.support_factor()  # read once: a file look-up per request costs 0.2 ms
     target = model_ref or DEFAULT_REF
     state: dict[str, Served | None] = {"served": None}
     # Reloads run on their own thread, never on the pool that values listings, and concurrent
@@ -343,8 +350,8 @@ def create_app(
 
     unavailable = {503: {"model": Problem, "description": "No model is loaded"}}
     ring = keys or KeyRing()
-    may_value = [Depends(requirement(KeyScope.value, ring))]
-    may_admin = [Depends(requirement(KeyScope.admin, ring))]
+    may_value = [Security(Requirement(KeyScope.value, ring))]
+    may_admin = [Security(Requirement(KeyScope.admin, ring))]
     refused = {
         401: {"model": Problem, "description": "No API key, or one that is not valid"},
         403: {"model": Problem, "description": "The key's scope does not reach this route"},
@@ -444,7 +451,7 @@ def create_app(
         },
         dependencies=may_value,
     )
-    def valuations(
+    async def valuations(
         listings: Annotated[
             Listing | list[Listing],
             Body(description=f"One listing, or a list of at most {MAX_BATCH:,}."),
@@ -463,6 +470,14 @@ def create_app(
     ) -> Response:
         current = served()
         batch = listings if isinstance(listings, list) else [listings]
+        if explain or len(batch) > INLINE_BATCH or not current.model.uses_engine:
+            return await run_in_threadpool(value_batch, current, batch, explain, confidence)
+        return value_batch(current, batch, explain, confidence)
+
+    def value_batch(
+        current: Served, batch: list[Listing], explain: bool, confidence: float | None
+    ) -> Response:
+        """Answer POST /valuations for the parsed `batch` with the `current` model."""
         if len(batch) > MAX_BATCH:
             raise HTTPException(
                 413,
@@ -499,7 +514,7 @@ def create_app(
         # Parsed listings straight into the engine's matrix; reasons and comparables work on
         # a listing frame, for the rows valued.
         raw = model.encoder_.encode_records([item.model_dump() for item in batch])
-        prices, errors, warnings = predict.value_matrix(model, raw, level)
+        prices, errors, warnings = predict.value_matrix(model, raw, level, support)
         explanations = [None] * len(batch)
         if explain:
             frame = listings_frame(batch, model.raw_columns_)

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
 
-from fastapi import HTTPException, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import HTTPException, Request
+from fastapi.security import HTTPBearer
 
 from homevision.api_keys import KeyRing, Scope, match_key
 
 log = logging.getLogger(__name__)
 CREATE_HINT = "homevision keys create --scope {scope}"
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="APIKey",
-    description="An API key (`homevision keys create --scope value|admin`), sent as "
+SCHEME = "APIKey"
+SCHEME_DESCRIPTION = (
+    "An API key (`homevision keys create --scope value|admin`), sent as "
     "`Authorization: Bearer hv_...`. With no key configured, valuations are open to loopback "
-    "callers only and the admin routes are off.",
+    "callers only and the admin routes are off."
 )
 
 
@@ -46,17 +44,21 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def requirement(scope: Scope, ring: KeyRing) -> Callable:
-    """Return the FastAPI dependency that lets a request through to a `scope` route or answers
-    401/403 with one sentence (its Security(bearer) puts the scheme in the OpenAPI document)."""
+class Requirement(HTTPBearer):
+    """The bearer scheme of a `scope` route and its check in one dependency: lets a request
+    through or answers 401/403 with one sentence. One FastAPI dependency, not a check that
+    depends on the scheme: each level of dependencies costs about as much as a valuation.
+    Being the scheme itself, it puts the scheme in the OpenAPI document."""
+
+    def __init__(self, scope: Scope, ring: KeyRing):
+        super().__init__(auto_error=False, scheme_name=SCHEME, description=SCHEME_DESCRIPTION)
+        self.scope, self.ring = scope, ring
 
     # async: a stat and a hash, no blocking work, so it never waits for a pool thread.
-    async def check(
-        request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
-    ) -> None:
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        scope = self.scope
         try:
-            keys = ring.keys()
+            keys = self.ring.keys()
         except (OSError, ValueError) as err:  # unreadable, unsafe or corrupt key file
             log.error("API keys unavailable: %s", err)
             detail = "the API key file cannot be used; see the server log"
@@ -71,6 +73,7 @@ def requirement(scope: Scope, ring: KeyRing) -> Callable:
             if is_loopback(request.client.host if request.client else None):
                 return
             raise _unauthorized("an API key is required from beyond this machine")
+        credentials = await super().__call__(request)
         if credentials is None:
             raise _unauthorized(
                 "an API key is required: send `Authorization: Bearer <key>` "
@@ -83,5 +86,3 @@ def requirement(scope: Scope, ring: KeyRing) -> Callable:
             raise HTTPException(
                 403, f"this key's scope is {record.scope!r}; this route needs {scope.value!r}"
             )
-
-    return check

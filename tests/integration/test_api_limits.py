@@ -20,7 +20,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from homevision.cli import app as cli
-from homevision.serving.api import BodySizeLimit, create_app, load_served, serving_settings
+from homevision.serving.api import (
+    INLINE_BATCH,
+    BodySizeLimit,
+    create_app,
+    load_served,
+    serving_settings,
+)
 from homevision.serving.schemas import MAX_BATCH
 from homevision.tracking import configure, describe_model
 
@@ -244,7 +250,12 @@ def test_a_refused_listing_does_not_fail_its_batch(served_home):
             assert valued["explanation"] is not None
 
 
-def test_valuations_run_off_the_event_loop(served_home):
+@pytest.mark.parametrize("case", ["a batch on the engine", "one listing on the scikit-learn path"])
+def test_valuations_that_can_take_long_run_off_the_event_loop(served_home, case):
+    """A batch larger than INLINE_BATCH, or any valuation off the compiled engine, can take
+    long: it must not hold /health. (One engine listing costs well under a millisecond and is
+    valued on the loop.)"""
+
     def slow(served):
         model = served.model
         original = model.predict_interval_matrix
@@ -256,12 +267,15 @@ def test_valuations_run_off_the_event_loop(served_home):
             return original(raw, confidence)
 
         model.predict_interval_matrix = predict_interval_matrix
+        if case.endswith("scikit-learn path"):
+            model.engine_ = None
         return served
 
+    body = {**HOME, "SqFtTotal": MARK}
+    if case.startswith("a batch"):
+        body = [body] * (INLINE_BATCH + 1)
     with TestClient(create_app(loader=lambda ref: slow(load_served(ref)))) as c:
-        worker = threading.Thread(
-            target=c.post, args=("/valuations",), kwargs={"json": {**HOME, "SqFtTotal": MARK}}
-        )
+        worker = threading.Thread(target=c.post, args=("/valuations",), kwargs={"json": body})
         worker.start()
         time.sleep(0.5)
         start = time.perf_counter()
