@@ -39,6 +39,7 @@ from homevision.api_keys import KeyRing
 from homevision.api_keys import Scope as KeyScope
 from homevision.config import load_params
 from homevision.data.fields import NONE_WHEN_MISSING
+from homevision.data.schema import MLS_ID
 from homevision.serving.auth import Requirement
 from homevision.serving.metrics import Metrics, RequestMetrics
 from homevision.serving.metrics import metrics as process_metrics
@@ -89,14 +90,19 @@ def load_served(ref: str | None) -> Served:
 
 
 def listings_frame(listings: list[Listing], columns: list[str]) -> pd.DataFrame:
-    """Return the listings as the raw-column frame the model reads (missing fields as NaN)."""
-    fields = list(type(listings[0]).model_fields) if listings else list(columns)
-    frame = pd.DataFrame({f: [getattr(item, f, None) for item in listings] for f in fields})
+    """Return the listings as the frame of `columns` (the model's raw columns, which hold what
+    its comparables read) and MLSNumber: what explanations read (missing fields as NaN). Only
+    those columns: each column of a frame costs a listing's request about 0.05 ms."""
+    given = type(listings[0]).model_fields if listings else {}
+    frame = pd.DataFrame(
+        {
+            f: [getattr(item, f, None) for item in listings] if f in given else np.nan
+            for f in dict.fromkeys([MLS_ID, *columns])
+        },
+        index=pd.RangeIndex(len(listings)),
+    )
     if "PoolYN" in frame:
         frame["PoolYN"] = frame["PoolYN"].map({True: 1.0, False: 0.0})
-    for col in columns:
-        if col not in frame:
-            frame[col] = np.nan
     return frame
 
 
@@ -582,8 +588,15 @@ def _explanation(exp: predict.Explanation | None) -> Explanation | None:
     return Explanation(
         base_value=exp.base_value,
         contributions=[Contribution(feature=str(k), dollars=float(v)) for k, v in ranked],
-        comparables=[Comparable(**_comp(r)) for r in exp.comparables.to_dict(orient="records")],
+        comparables=[Comparable(**_comp(r)) for r in _records(exp.comparables)],
     )
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """frame.to_dict(orient="records") (Python values), from whole columns: a third the cost."""
+    names = [str(c) for c in frame.columns]
+    columns = [frame[c].tolist() for c in frame.columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _comp(record: dict[str, Any]) -> dict[str, Any]:
