@@ -21,6 +21,7 @@ from functools import cached_property
 import numpy as np
 
 from homevision.valuation.engine.features import CompiledFeatures
+from homevision.valuation.engine.programs import Chain, Elasticity, RbfSVR, _Members
 
 MAX_FLOATS = 4_000_000  # per block of rows: the kernel factors of all pairs (32 MB)
 
@@ -116,8 +117,6 @@ class CoalitionValues:
         return out
 
     def _value(self, node, hybrids: Hybrids) -> np.ndarray:
-        from homevision.valuation.engine.programs import Elasticity, _Members
-
         if id(node) in self.factored:
             return factored_svr(node, self.factored[id(node)], hybrids)
         if isinstance(node, Elasticity) and self._holds_factored(node.inner):
@@ -132,10 +131,8 @@ class CoalitionValues:
         return any(id(chain) in self.factored for chain in _svr_chains(node))
 
 
-def _svr_chains(node) -> list:
+def _svr_chains(node) -> list[Chain]:
     """Return the Chains of features -> RBF SVR inside a program."""
-    from homevision.valuation.engine.programs import Chain, Elasticity, RbfSVR, _Members
-
     if isinstance(node, Chain):
         return [node] if isinstance(node.model, RbfSVR) else []
     if isinstance(node, Elasticity):
@@ -161,10 +158,10 @@ def kernel_groups(features: CompiledFeatures) -> list[tuple[list[int], np.ndarra
             j = parent[j]
         return j
 
-    for columns in deps:
-        first, *rest = sorted(columns) or [None]
-        for j in rest:
-            parent[root(j)] = root(first)
+    for columns in deps:  # an encoded column ties together every raw column it reads
+        tied = sorted(columns)
+        for j in tied[1:]:
+            parent[root(j)] = root(tied[0])
     members: dict[int, list[int]] = {}
     for j in range(d):
         members.setdefault(root(j), []).append(j)
