@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -38,11 +39,18 @@ _THREADED = threading.Lock()
 
 @dataclass
 class Contributions:
-    """SHAP values in dollars: one row per explained home, one column per raw feature."""
+    """SHAP values in dollars: one row per explained home, one column per raw feature; `homes`:
+    the explained rows (their raw columns among others)."""
 
     values: pd.DataFrame
     base_values: np.ndarray
-    feature_values: pd.DataFrame
+    homes: pd.DataFrame
+
+    @cached_property
+    def feature_values(self) -> pd.DataFrame:
+        """Return the explained rows' values of the raw features (built on first use: the API
+        never reads them, and a frame costs a single home's explanation half a millisecond)."""
+        return self.homes[list(self.values.columns)].reset_index(drop=True)
 
     def top(self, i: int, n: int) -> list[tuple[str, float]]:
         """Return the n largest contributions (by size) of row i as (feature, dollars)."""
@@ -88,8 +96,8 @@ class DollarExplainer:
     def explain(self, X: pd.DataFrame, matrix: np.ndarray | None = None) -> Contributions:
         """Return the dollar contributions of each raw column to each row's valuation (`matrix`:
         X already encoded, as the API has it)."""
-        rows = X[self.columns].reset_index(drop=True)
-        matrix = self.encoder.encode(rows) if matrix is None else matrix
+        if matrix is None:
+            matrix = self.encoder.encode(X[self.columns].reset_index(drop=True))
         if len(self.columns) <= EXACT_MAX_FEATURES:
             values, base = exact_shapley(
                 self._f,
@@ -109,7 +117,7 @@ class DollarExplainer:
             explainer = shap.explainers.Permutation(self._f, masker, seed=0)
             result = explainer(matrix, max_evals=4 * (2 * len(self.columns) + 1), silent=True)
             values, base = result.values, np.asarray(result.base_values, dtype=float).reshape(-1)
-        return Contributions(pd.DataFrame(values, columns=self.columns), base, rows)
+        return Contributions(pd.DataFrame(values, columns=self.columns), base, X)
 
 
 def summarize_background(

@@ -88,6 +88,9 @@ class CoalitionValues:
     def __init__(self, program, factored: dict[int, list[tuple[list[int], np.ndarray]]]):
         self.program = program
         self.factored = factored  # id(Chain) -> groups: (raw columns, encoded columns)
+        # id(Chain) -> (reference homes, their factors per group): the same on every call of
+        # an explainer, so computed once (a single home's explanation is mostly fixed costs).
+        self._references: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
         # Floats a row of hybrids holds per reference home: each group's factors and the
         # products of the smaller groups', per support vector.
         self._floats = sum(
@@ -118,7 +121,12 @@ class CoalitionValues:
 
     def _value(self, node, hybrids: Hybrids) -> np.ndarray:
         if id(node) in self.factored:
-            return factored_svr(node, self.factored[id(node)], hybrids)
+            groups = self.factored[id(node)]
+            known = self._references.get(id(node))
+            if known is None or known[0] is not hybrids.background:
+                known = (hybrids.background, reference_factors(node, groups, hybrids.background))
+                self._references[id(node)] = known  # one assignment: safe across threads
+            return factored_svr(node, groups, hybrids, known[1])
         if isinstance(node, Elasticity) and self._holds_factored(node.inner):
             inner = self._value(node.inner, hybrids)
             return node.finish(inner, hybrids.column(node.sqft))
@@ -173,22 +181,38 @@ def kernel_groups(features: CompiledFeatures) -> list[tuple[list[int], np.ndarra
     return [(cols, np.array(enc, dtype=np.intp)) for cols, enc in zip(groups, encoded, strict=True)]
 
 
-def factored_svr(chain, groups: list[tuple[list[int], np.ndarray]], hybrids: Hybrids) -> np.ndarray:
+def reference_factors(
+    chain, groups: list[tuple[list[int], np.ndarray]], background: np.ndarray
+) -> list[np.ndarray]:
+    """Return, per group, the kernel factors of the reference homes' own values (b x vectors)."""
+    refs = chain.features(background)
+    return [_kernel_factor(refs[:, enc], chain.model, enc) for _, enc in groups]
+
+
+def factored_svr(
+    chain,
+    groups: list[tuple[list[int], np.ndarray]],
+    hybrids: Hybrids,
+    references: list[np.ndarray] | None = None,
+) -> np.ndarray:
     """Return a features -> RBF SVR chain's output on every hybrid (flat), from kernel factors:
     per group, exp of its part of the squared distance for each subset of its columns taken from
     the row (the row's own and the reference home's once each, the mixed ones per pair); then the
     sum over support vectors of dual x the product of the factors, as one batched matrix product
-    of the largest group's factors with the others' products."""
+    of the largest group's factors with the others' products. `references`: reference_factors
+    of `hybrids.background`, when the caller has them."""
     svr = chain.model
     r, b, m = hybrids.shape
     rows, background, masks = hybrids.rows, hybrids.background, hybrids.masks
     n_sv, d = len(svr.vectors), rows.shape[1]
-    own, refs = chain.features(rows), chain.features(background)
+    own = chain.features(rows)
+    if references is None:
+        references = reference_factors(chain, groups, background)
     factors = []
-    for cols, enc in groups:
+    for (cols, enc), reference in zip(groups, references, strict=True):
         k = len(cols)
         factor = np.empty((r, b, 2**k, n_sv))
-        factor[:, :, 0] = _kernel_factor(refs[:, enc], svr, enc)[None]  # all from the reference
+        factor[:, :, 0] = reference[None]  # all from the reference home
         factor[:, :, -1] = _kernel_factor(own[:, enc], svr, enc)[:, None]  # all from the row
         if k > 1:
             subsets = ((np.arange(1, 2**k - 1)[:, None] >> np.arange(k)) & 1).astype(bool)
