@@ -12,7 +12,10 @@ the brute-force one: same school first by distance, then other schools by distan
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -132,7 +135,7 @@ class ComparablesIndex:
             rows = by_school[code]
             self.schools_[school] = _SchoolIndex(code, rows, _index(self.points_[rows]))
 
-    def query(self, X: pd.DataFrame, k: int | None = None) -> list[pd.DataFrame]:
+    def query(self, X: pd.DataFrame, k: int | None = None) -> ComparableFrames:
         """Return, per row of X, a frame of its k comparable sales (COMP_COLUMNS), best first:
         homes of its school by distance, then other homes by distance, never the listing itself
         (same MLSNumber as text); fewer only when fewer sold homes remain."""
@@ -226,7 +229,7 @@ class ComparablesIndex:
 
 def model_comparables(
     index: ComparablesIndex, features, model, X: pd.DataFrame, k: int | None = None
-) -> list[pd.DataFrame]:
+) -> ComparableFrames:
     """Return, per row of X, the comparable sales the sales-comparison `model` (behind the
     fitted `features`) uses for it, as COMP_COLUMNS frames: nearest first in its learned metric
     (the `distance` column), never the listing itself; `same_school` says whether each shares
@@ -240,47 +243,100 @@ def model_comparables(
     for i in range(len(X)):
         keep = index.ids_[rows[i]] != ids[i]
         chosen.append((rows[i][keep][:k], np.sqrt(d2[i][keep][:k]), 0))
-    frames = _frames(index.sold_, attrs, chosen)
-    for frame, school in zip(frames, attrs["school"].to_numpy(object), strict=True):
-        frame["same_school"] = frame["ElementarySchoolName"].to_numpy(object) == school
-    return frames
+    picked = np.concatenate([np.empty(0, np.intp), *(r for r, _, _ in chosen)])
+    owner = np.repeat(np.arange(len(X)), [len(r) for r, _, _ in chosen])
+    comp_school = index.sold_["school"].to_numpy(object)[picked]
+    same = (comp_school == attrs["school"].to_numpy(object)[owner]) & ~pd.isna(comp_school)
+    return _frames(index.sold_, attrs, chosen, same_school=same.astype(bool))
 
 
 def _frames(
-    sold: pd.DataFrame, homes: pd.DataFrame, chosen: list[tuple[np.ndarray, np.ndarray, int]]
-) -> list[pd.DataFrame]:
-    """Return each home's comps frame (COMP_COLUMNS; diffs are comp minus home) from its chosen
-    sold rows, their exact distances and how many of them (the first) share its school.
-
-    A frame per home costs about a millisecond, so the frames are cut from one frame of all the
-    comps. pandas infers a text column's dtype per frame (str when it holds text and nothing but
-    text or missing values, else object): a home whose own frame would get another dtype than
-    its cut (no text in it, or a value that is not text in the column) gets a frame of its own."""
+    sold: pd.DataFrame,
+    homes: pd.DataFrame,
+    chosen: list[tuple[np.ndarray, np.ndarray, int]],
+    same_school: np.ndarray | None = None,
+) -> ComparableFrames:
+    """Return each home's comps frames (COMP_COLUMNS; diffs are comp minus home) from its chosen
+    sold rows, their exact distances and how many of them (the first) share its school
+    (`same_school`: that column for every comp, flat, instead)."""
     sizes = np.array([len(rows) for rows, _, _ in chosen], dtype=np.intp)
     ends = np.cumsum(sizes)
     owner = np.repeat(np.arange(len(chosen)), sizes)
     rows = np.concatenate([np.empty(0, np.intp), *(rows for rows, _, _ in chosen)])
     rank = np.arange(len(rows)) - np.repeat(ends - sizes, sizes)
+    if same_school is None:
+        same_school = rank < np.repeat([same for _, _, same in chosen], sizes)
     columns = {
         "MLSNumber": sold["MLSNumber"].to_numpy()[rows],
         "ClosePrice": sold["ClosePrice"].to_numpy()[rows],
         "distance": np.concatenate([np.empty(0), *(dist for _, dist, _ in chosen)]).round(3),
-        "same_school": rank < np.repeat([same for _, _, same in chosen], sizes),
+        "same_school": same_school,
         "ElementarySchoolName": sold["school"].to_numpy()[rows],
     }
     for name in ("sqft", "beds", "baths", "lot"):
         columns[f"{name}_diff"] = sold[name].to_numpy()[rows] - homes[name].to_numpy()[owner]
-    alone = np.zeros(len(chosen), dtype=bool)
-    for values in columns.values():
-        if values.dtype == object:
-            text = np.array([isinstance(v, str) for v in values], dtype=bool)
-            if (~text & ~pd.isna(values)).any():
-                alone[:] = True
-            alone |= np.bincount(owner, weights=text, minlength=len(chosen)) == 0
-    whole = pd.DataFrame(columns)
-    return [
-        pd.DataFrame({c: v[end - size : end] for c, v in columns.items()})
-        if lonely
-        else whole.iloc[end - size : end].reset_index(drop=True)
-        for size, end, lonely in zip(sizes, ends, alone, strict=True)
-    ]
+    return ComparableFrames(columns, sizes)
+
+
+class ComparableFrames(Sequence[pd.DataFrame]):
+    """Each home's comps frame, built when first read: a batch of 10,000 homes reads them as
+    text (`values`) and never needs the frames, which cost ~0.1 ms each.
+
+    A frame is cut from one frame of all the comps. pandas infers a text column's dtype per
+    frame (str when it holds text and nothing but text or missing values, else object): a home
+    whose own frame would get another dtype than its cut (no text in it, or a value that is not
+    text in the column) gets a frame of its own, built from its values."""
+
+    def __init__(self, columns: dict[str, np.ndarray], sizes: np.ndarray) -> None:
+        self.columns = columns
+        self.ends = np.cumsum(sizes)
+        self.starts = self.ends - sizes
+        owner = np.repeat(np.arange(len(sizes)), sizes)
+        alone = np.zeros(len(sizes), dtype=bool)
+        for values in columns.values():
+            if values.dtype == object:
+                text = np.array([isinstance(v, str) for v in values], dtype=bool)
+                if (~text & ~pd.isna(values)).any():
+                    alone[:] = True
+                alone |= np.bincount(owner, weights=text, minlength=len(sizes)) == 0
+        self.alone = alone
+        self._built: dict[int, pd.DataFrame] = {}
+        self._lists: dict[str, list] = {}
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @overload
+    def __getitem__(self, i: int) -> pd.DataFrame: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[pd.DataFrame]: ...
+
+    def __getitem__(self, i):
+        """Return home i's comps frame (the same object on every read)."""
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]  # negative positions; IndexError past the end
+        frame = self._built.get(i)
+        if frame is None:
+            start, end = self.starts[i], self.ends[i]
+            if self.alone[i]:
+                frame = pd.DataFrame({c: v[start:end] for c, v in self.columns.items()})
+            else:
+                frame = self._whole.iloc[start:end].reset_index(drop=True)
+            self._built[i] = frame
+        return frame
+
+    def values(self, i: int, column: str) -> list:
+        """Return home i's comps' `column` as a list: what self[i][column].tolist() returns,
+        without building the frame."""
+        if self.alone[i] or i in self._built:
+            return self[i][column].tolist()
+        whole = self._lists.get(column)
+        if whole is None:
+            whole = self._lists[column] = self._whole[column].tolist()
+        return whole[self.starts[i] : self.ends[i]]
+
+    @cached_property
+    def _whole(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns)

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from homevision.data.schema import BATHS, MIN_LIST_PRICE, MLS_ID
 from homevision.features import FeatureSet, get_feature_set
-from homevision.valuation.comps import ComparablesIndex, model_comparables
+from homevision.valuation.comps import ComparableFrames, ComparablesIndex, model_comparables
 from homevision.valuation.engine import (
     RawEncoder,
     UnsupportedError,
@@ -234,7 +234,7 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         in the engine's raw matrix already."""
         return self.explainer(engine).explain(X, matrix)
 
-    def comparable_sales(self, X: pd.DataFrame, k: int | None = None) -> list[pd.DataFrame]:
+    def comparable_sales(self, X: pd.DataFrame, k: int | None = None) -> ComparableFrames:
         """Return, per row, the k most similar sold listings (never the listing itself): the
         comparables the comparable-sales model used when it is (or is in) the model, else the
         nearest sales of the same school first."""

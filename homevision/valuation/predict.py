@@ -8,6 +8,7 @@ contributions in dollars and the comparable sales behind it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,7 @@ from homevision.config import load_params
 from homevision.data.fields import FIELDS
 from homevision.data.listings import REASON_COLUMN, coerce_types, is_labelled, validate_listings
 from homevision.data.schema import MLS_ID, STATUS, TARGET
+from homevision.valuation.comps import ComparableFrames
 from homevision.valuation.model import matrix_support_values, support_values
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,20 @@ class Explanation:
 
     base_value: float
     contributions: dict[str, float]
-    comparables: pd.DataFrame
+    sales: Sequence[pd.DataFrame]  # the comparables of every home explained with this one
+    position: int  # this home's among them
+
+    @property
+    def comparables(self) -> pd.DataFrame:
+        """Return its comparable sales (COMP_COLUMNS), best first."""
+        return self.sales[self.position]
+
+    def comparable_values(self, column: str) -> list:
+        """Return one column of its comparable sales as a list (without building their frame
+        where the batch holds them as columns: ComparableFrames)."""
+        if isinstance(self.sales, ComparableFrames):
+            return self.sales.values(self.position, column)
+        return self.comparables[column].tolist()
 
     def top(self, n: int) -> list[tuple[str, float]]:
         """Return the n largest contributions by size, as (raw feature, dollars)."""
@@ -308,7 +323,8 @@ def explain_rows(
         explanations[row] = Explanation(
             base_value=float(contributions.base_values[j]),
             contributions=dict(zip(names, values[j].tolist(), strict=True)),
-            comparables=comps[j],
+            sales=comps,
+            position=j,
         )
     return explanations
 
@@ -325,14 +341,13 @@ def explanation_columns(valuations: Valuations, top: int) -> pd.DataFrame:
             continue
         base.append(round(exp.base_value))
         reasons.append("; ".join(f"{name} {value:+,.0f}" for name, value in exp.top(top)))
-        sales = exp.comparables  # plain columns: itertuples costs ~2 ms a home
         comps.append(
             "; ".join(
                 f"{mls} ${price:,.0f} ({sqft:+,.0f} sqft)"
                 for mls, price, sqft in zip(
-                    sales["MLSNumber"].tolist(),
-                    sales["ClosePrice"].tolist(),
-                    sales["sqft_diff"].tolist(),
+                    exp.comparable_values("MLSNumber"),
+                    exp.comparable_values("ClosePrice"),
+                    exp.comparable_values("sqft_diff"),
                     strict=True,
                 )
             )

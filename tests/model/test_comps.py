@@ -58,6 +58,20 @@ def assert_same_comps(got: list[pd.DataFrame], expected: list[pd.DataFrame]) -> 
         pd.testing.assert_frame_equal(g, e, check_exact=True, obj=f"comps of row {i}")
 
 
+def assert_values_read_as_frames(got) -> None:
+    """A batch's comps read as lists (ComparableFrames.values, what a text column reads) hold
+    what each home's frame holds, whether or not its frame was built first; a frame read twice
+    is the same frame."""
+    for i in range(len(got)):
+        for column in got.columns:
+            values, expected = got.values(i, column), got[i][column].tolist()
+            assert len(values) == len(expected), (i, column)
+            for a, b in zip(values, expected, strict=True):  # the same values, NaN included
+                assert type(a) is type(b) and (a == b or (a != a and b != b)), (i, column, a, b)
+        assert got[i] is got[i]
+    assert got[-1] is got[len(got) - 1]
+
+
 def listings(rows: int, seed: int) -> pd.DataFrame:
     """Synthetic listings of one market (all statuses), typed as the loader types them."""
     frame = coerce_types(generate_listings(rows, seed, market_seed=0).astype(object))
@@ -163,12 +177,14 @@ def test_text_columns_get_the_dtype_a_frame_of_their_own_gets(awkward_sold):
     index = ComparablesIndex(get_feature_set("task6"), k=3).fit(sold, sold["ClosePrice"])
     queries = pd.concat([sold, sold.assign(**{SCHOOL: None})], ignore_index=True)
     got = index.query(queries)
+    assert_values_read_as_frames(index.query(queries))  # lists first, then the frames
     assert_same_comps(got, brute_force(index, queries))
     assert {str(c[SCHOOL].dtype) for c in got} == {"str", "object"}
 
     sold["MLSNumber"] = [f"A{i}" if i % 3 else i for i in range(len(sold))]
     index = ComparablesIndex(get_feature_set("task6"), k=3).fit(sold, sold["ClosePrice"])
     got = index.query(queries)
+    assert_values_read_as_frames(index.query(queries))
     assert_same_comps(got, brute_force(index, queries))
     assert {str(c["MLSNumber"].dtype) for c in got} == {"str", "object"}
 
@@ -178,6 +194,28 @@ def test_text_columns_get_the_dtype_a_frame_of_their_own_gets(awkward_sold):
     alone = one.query(sold.iloc[[1, 2]])
     assert [len(c) for c in alone] == [0, 1]
     assert_same_comps(alone, brute_force(one, sold.iloc[[1, 2]]))
+
+
+def test_comps_read_as_lists_hold_what_their_frames_hold():
+    """Homes whose comps are cut from the batch's frame (text with a missing value: pandas
+    turns None into NaN there) and homes with a frame of their own (no text at all)."""
+    from homevision.valuation.comps import ComparableFrames
+
+    columns = {
+        "MLSNumber": np.array(["A1", None, "A3", None, 7, "A9"], dtype=object),
+        "ClosePrice": np.array([1.0, np.nan, 3.0, 4.0, 5.0, 6.0]),
+        "ElementarySchoolName": np.array(["x", None, None, None, "y", "z"], dtype=object),
+    }
+    frames = ComparableFrames(columns, np.array([3, 1, 0, 2]))
+    assert len(frames) == 4 and frames.alone.tolist() == [True, True, True, True]
+    columns["MLSNumber"][4] = "A7"
+    frames = ComparableFrames(columns, np.array([3, 1, 0, 2]))
+    assert frames.alone.tolist() == [False, True, True, False]
+    school = frames.values(0, "ElementarySchoolName")
+    assert school[0] == "x" and all(isinstance(v, float) and v != v for v in school[1:])
+    assert frames.values(1, "MLSNumber") == [None]  # a frame of its own keeps None
+    assert_values_read_as_frames(frames)
+    assert frames[2].empty and list(frames[2].columns) == list(columns)
 
 
 def test_fewer_sold_homes_than_k_gives_them_all(fitted, awkward_sold):
