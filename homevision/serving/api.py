@@ -63,6 +63,7 @@ from homevision.tracking import (
     pin_model_uri,
 )
 from homevision.valuation import predict
+from homevision.valuation.comps import COMP_COLUMNS
 from homevision.valuation.model import engine_note
 
 log = logging.getLogger(__name__)
@@ -588,15 +589,15 @@ def _explanation(exp: predict.Explanation | None) -> Explanation | None:
     return Explanation(
         base_value=exp.base_value,
         contributions=[Contribution(feature=str(k), dollars=float(v)) for k, v in ranked],
-        comparables=[Comparable(**_comp(r)) for r in _records(exp.comparables)],
+        comparables=[Comparable(**_comp(r)) for r in _records(exp)],
     )
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """frame.to_dict(orient="records") (Python values), from whole columns: a third the cost."""
-    names = [str(c) for c in frame.columns]
-    columns = [frame[c].tolist() for c in frame.columns]
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+def _records(exp: predict.Explanation) -> list[dict[str, Any]]:
+    """exp.comparables.to_dict(orient="records") (Python values), from whole columns and
+    without building the comps frame (Explanation.comparable_values)."""
+    columns = [exp.comparable_values(c) for c in COMP_COLUMNS]
+    return [dict(zip(COMP_COLUMNS, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _comp(record: dict[str, Any]) -> dict[str, Any]:

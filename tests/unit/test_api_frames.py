@@ -10,6 +10,8 @@ import pandas as pd
 
 from homevision.serving.api import _records, listings_frame
 from homevision.serving.schemas import Listing
+from homevision.valuation.comps import COMP_COLUMNS, ComparableFrames
+from homevision.valuation.predict import Explanation
 
 
 def test_listing_frame_holds_the_id_and_the_models_columns_only():
@@ -28,21 +30,37 @@ def test_listing_frame_holds_the_id_and_the_models_columns_only():
     assert listings_frame([], ["SqFtTotal"]).columns.tolist() == ["MLSNumber", "SqFtTotal"]
 
 
-def test_records_equal_pandas_to_dict():
-    frame = pd.DataFrame(
-        {
-            "MLSNumber": np.array([1, 2], dtype=np.int64),
-            "ClosePrice": [410_000.0, np.nan],
-            "ElementarySchoolName": pd.array(["Aspen", None], dtype="str"),
-            "same_school": [True, False],
-            "note": pd.array([None, "x"], dtype=object),
-        }
-    )
-    ours, theirs = _records(frame), frame.to_dict(orient="records")
-    assert len(ours) == len(theirs) == 2
+def assert_records_equal_to_dict(exp: Explanation) -> None:
+    ours, theirs = _records(exp), exp.comparables.to_dict(orient="records")
+    assert len(ours) == len(theirs)
     for mine, pandas in zip(ours, theirs, strict=True):
         assert mine.keys() == pandas.keys()
         for key, value in mine.items():
             other = pandas[key]
             assert type(value) is type(other), key
             assert value == other or (math.isnan(value) and math.isnan(other)), key
+
+
+def test_records_equal_pandas_to_dict():
+    """Of a comps frame of its own, and of comps read from a batch's columns (ComparableFrames:
+    cut from the batch's frame, or a frame of their own)."""
+    columns = {
+        "MLSNumber": np.array([1, 2, 3], dtype=np.int64),
+        "ClosePrice": np.array([410_000.0, np.nan, 5.0]),
+        "distance": np.array([0.5, 1.0, 2.0]),
+        "same_school": np.array([True, False, False]),
+        "ElementarySchoolName": np.array(["Aspen", None, "Elm"], dtype=object),
+        **{f"{n}_diff": np.array([1.0, np.nan, -2.0]) for n in ("sqft", "beds", "baths", "lot")},
+    }
+    assert list(columns) == COMP_COLUMNS
+    frame = pd.DataFrame(columns).astype({"ElementarySchoolName": "str"})
+    assert_records_equal_to_dict(Explanation(0.0, {}, [frame], 0))
+    batch = ComparableFrames(columns, np.array([2, 1]))
+    assert batch.alone.tolist() == [False, False]
+    for position in (0, 1):
+        assert_records_equal_to_dict(Explanation(0.0, {}, batch, position))
+    columns["ElementarySchoolName"][2] = 7  # not text: each home gets a frame of its own
+    batch = ComparableFrames(columns, np.array([2, 1]))
+    assert batch.alone.all()
+    for position in (0, 1):
+        assert_records_equal_to_dict(Explanation(0.0, {}, batch, position))
