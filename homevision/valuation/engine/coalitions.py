@@ -21,7 +21,7 @@ from functools import cached_property
 import numpy as np
 
 from homevision.valuation.engine.features import CompiledFeatures
-from homevision.valuation.engine.programs import Chain, Elasticity, RbfSVR, _Members
+from homevision.valuation.engine.programs import Chain, Elasticity, Members, RbfSVR
 
 MAX_FLOATS = 4_000_000  # per block of rows: the kernel factors of all pairs (32 MB)
 
@@ -130,7 +130,7 @@ class CoalitionValues:
         if isinstance(node, Elasticity) and self._holds_factored(node.inner):
             inner = self._value(node.inner, hybrids)
             return node.finish(inner, hybrids.column(node.sqft))
-        if isinstance(node, _Members) and self._holds_factored(node):
+        if isinstance(node, Members) and self._holds_factored(node):
             columns = [self._value(member, hybrids) for member in node.members]
             return node.combine(np.column_stack(columns))
         return hybrids.values(node)
@@ -145,7 +145,7 @@ def _svr_chains(node) -> list[Chain]:
         return [node] if isinstance(node.model, RbfSVR) else []
     if isinstance(node, Elasticity):
         return _svr_chains(node.inner)
-    if isinstance(node, _Members):
+    if isinstance(node, Members):
         return [chain for member in node.members for chain in _svr_chains(member)]
     return []
 

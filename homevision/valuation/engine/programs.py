@@ -136,7 +136,7 @@ class Chain:
         return self.model(self.features(raw))
 
 
-class _Members:
+class Members:
     """Programs side by side (a blend's or a stack's members). Members that are Chains over
     equal features (the same fitted pipeline on the same rows, as a blend of SVR and MLP has)
     share one CompiledFeatures, so each call computes those features once: the same numbers,
@@ -175,7 +175,7 @@ def _share_features(members: list[Program]) -> None:
 
 
 @dataclass
-class Mean(_Members):
+class Mean(Members):
     members: list[Program]
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
@@ -187,7 +187,7 @@ class Mean(_Members):
 
 
 @dataclass
-class Weighted(_Members):
+class Weighted(Members):
     """intercept + sum of weight x member: a StackingRegressor's linear meta-model."""
 
     members: list[Program]
