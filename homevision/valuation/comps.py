@@ -328,7 +328,7 @@ class ComparableFrames(Sequence[pd.DataFrame]):
         return frame
 
     def values(self, i: int, column: str) -> list:
-        """Return home i's comps' `column` as a list: what self[i][column].tolist() returns,
+        """Return home i's comps' `column` as a list: what `self[i][column].tolist()` returns,
         without building the frame."""
         if self.alone[i] or i in self._built:
             return self[i][column].tolist()
