@@ -32,7 +32,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ from homevision.valuation.model import matrix_support_values
 from homevision.valuation.predict import (
     OUTPUT_COLUMNS,
     PRICE_COLUMNS,
+    export_columns,
     extrapolation_warnings,
     refusals,
     support_factor,
@@ -136,9 +137,14 @@ def create_session(
     return builder.getOrCreate()
 
 
-def read_listings(spark: SparkSession, path: str | Path) -> DataFrame:
+def read_listings(
+    spark: SparkSession, path: str | Path, columns: Collection[str] | None = None
+) -> DataFrame:
     """Return the export (CSV or Parquet) as a DataFrame of strings, header names as columns,
-    file order kept. Raises NotAnExportError when it cannot be a listings export."""
+    file order kept; with `columns`, only those of them the file has (predict.export_columns:
+    what a valuation reads, as the pandas path reads it; Spark then parses, casts and sends to
+    Python those alone, not the 250 of an MLS export). Raises NotAnExportError when it cannot
+    be a listings export."""
     from pyspark.sql import functions as sf
 
     path = Path(path)
@@ -149,6 +155,7 @@ def read_listings(spark: SparkSession, path: str | Path) -> DataFrame:
     if _is_parquet(path):
         frame = spark.read.parquet(str(path))
         frame = frame.select([sf.col(f"`{c}`").cast("string").alias(c) for c in frame.columns])
+        # Spark prunes the columns the projection below leaves out: they are never read.
     else:
         frame = spark.read.csv(
             str(path),
@@ -165,6 +172,9 @@ def read_listings(spark: SparkSession, path: str | Path) -> DataFrame:
         raise NotAnExportError(
             f"{path}: not a listings export, required column(s) missing: {', '.join(missing)}."
         )
+    if columns is not None:
+        wanted = frozenset(columns)
+        frame = frame.select([sf.col(f"`{c}`") for c in frame.columns if c in wanted])
     return frame
 
 
@@ -462,7 +472,7 @@ def value_on_spark(
         own = spark is None
         session = create_session(master) if own else spark
         try:
-            frame = read_listings(session, data)
+            frame = read_listings(session, data, export_columns(model))
             csv = not _is_parquet(Path(data))
             valued = score(frame, local, facts, level, csv=csv, unsold_only=unsold_only)
             valued.write.mode("overwrite").parquet(str(output))

@@ -123,3 +123,23 @@ def test_cli_predict_engine_spark_writes_parquet(in_home, tmp_path):
     assert len(written) == 300
     assert written.loc[0, "error"].startswith("SqFtTotal")
     assert "Valued 299 of 300 listings" in stdout
+
+
+def test_only_the_columns_a_valuation_reads_leave_the_file(spark, tmp_path):
+    """read_listings with columns (what value_on_spark passes: predict.export_columns) keeps
+    those the file has, in file order; the required-columns check still reads the header."""
+    from homevision.data.listings import NotAnExportError
+    from homevision.valuation.spark import read_listings
+
+    frame = generate_listings(20, seed=2).astype(object)
+    export = write_listings(frame, tmp_path / "few.csv")
+    wanted = {"SqFtTotal", "MLSNumber", "NotInTheFile"}
+    read = read_listings(spark, export, wanted)
+    assert read.columns == [c for c in frame.columns if c in wanted]
+    assert read.count() == 20
+    parquet = tmp_path / "few.parquet"
+    frame.astype(str).to_parquet(parquet)
+    assert read_listings(spark, parquet, wanted).columns == read.columns
+    without_beds = write_listings(frame.drop(columns="BedsTotal"), tmp_path / "bad.csv")
+    with pytest.raises(NotAnExportError, match="required column"):
+        read_listings(spark, without_beds, wanted)  # not wanted, yet required
