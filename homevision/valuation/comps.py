@@ -243,35 +243,35 @@ def model_comparables(
     for i in range(len(X)):
         keep = index.ids_[rows[i]] != ids[i]
         chosen.append((rows[i][keep][:k], np.sqrt(d2[i][keep][:k]), 0))
-    picked = np.concatenate([np.empty(0, np.intp), *(r for r, _, _ in chosen)])
-    owner = np.repeat(np.arange(len(X)), [len(r) for r, _, _ in chosen])
-    comp_school = index.sold_["school"].to_numpy(object)[picked]
-    same = (comp_school == attrs["school"].to_numpy(object)[owner]) & ~pd.isna(comp_school)
-    return _frames(index.sold_, attrs, chosen, same_school=same.astype(bool))
+    return _frames(index.sold_, attrs, chosen, match_schools=True)
 
 
 def _frames(
     sold: pd.DataFrame,
     homes: pd.DataFrame,
     chosen: list[tuple[np.ndarray, np.ndarray, int]],
-    same_school: np.ndarray | None = None,
+    match_schools: bool = False,
 ) -> ComparableFrames:
     """Return each home's comps frames (COMP_COLUMNS; diffs are comp minus home) from its chosen
-    sold rows, their exact distances and how many of them (the first) share its school
-    (`same_school`: that column for every comp, flat, instead)."""
+    sold rows, their exact distances and how many of them (the first) share its school; with
+    `match_schools`, `same_school` compares each comp's school with the home's instead (a
+    missing school matches none), for comps not ranked by school."""
     sizes = np.array([len(rows) for rows, _, _ in chosen], dtype=np.intp)
     ends = np.cumsum(sizes)
     owner = np.repeat(np.arange(len(chosen)), sizes)
     rows = np.concatenate([np.empty(0, np.intp), *(rows for rows, _, _ in chosen)])
     rank = np.arange(len(rows)) - np.repeat(ends - sizes, sizes)
-    if same_school is None:
+    schools = sold["school"].to_numpy()[rows]
+    if match_schools:
+        same_school = (schools == homes["school"].to_numpy(object)[owner]) & ~pd.isna(schools)
+    else:
         same_school = rank < np.repeat([same for _, _, same in chosen], sizes)
     columns = {
         "MLSNumber": sold["MLSNumber"].to_numpy()[rows],
         "ClosePrice": sold["ClosePrice"].to_numpy()[rows],
         "distance": np.concatenate([np.empty(0), *(dist for _, dist, _ in chosen)]).round(3),
         "same_school": same_school,
-        "ElementarySchoolName": sold["school"].to_numpy()[rows],
+        "ElementarySchoolName": schools,
     }
     for name in ("sqft", "beds", "baths", "lot"):
         columns[f"{name}_diff"] = sold[name].to_numpy()[rows] - homes[name].to_numpy()[owner]
