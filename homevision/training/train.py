@@ -80,8 +80,9 @@ from homevision.training.selection import (
 from homevision.training.tune_job import TrialRunLogger
 from homevision.valuation.explain import global_importance, summary_plot
 from homevision.valuation.intervals import applicable_variants
-from homevision.valuation.model import MODEL_ARTIFACT, ValuationModel, ValuationPyfunc
+from homevision.valuation.model import MODEL_ARTIFACT, ValuationModel
 from homevision.valuation.predict import value_frame
+from homevision.valuation.pyfunc import ValuationPyfunc
 
 log = logging.getLogger(__name__)
 TARGET = "ClosePrice"

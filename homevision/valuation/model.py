@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import os
 
-import mlflow
 import numpy as np
 import pandas as pd
 from sklearn import config_context
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from homevision.data.schema import BATHS, MIN_LIST_PRICE, MLS_ID
+from homevision.data.schema import BATHS, MIN_LIST_PRICE
 from homevision.features import FeatureSet, get_feature_set
 from homevision.valuation.comps import ComparableFrames, ComparablesIndex, model_comparables
 from homevision.valuation.engine import (
@@ -313,39 +312,11 @@ def training_ranges(X: pd.DataFrame, fs: FeatureSet) -> dict[str, tuple[float, f
 MODEL_ARTIFACT = "valuation_model"  # the fitted ValuationModel, a joblib file beside the pyfunc
 
 
-class ValuationPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc face of a ValuationModel: `mlflow models serve` returns point and range,
-    with the same rules as the API and the CLI (issue 22, defect 9): a row that breaks the data
-    contract or that the model refuses has no prices and says why in `error`, an extrapolation
-    says so in `warning`.
+def __getattr__(name: str):
+    """ValuationPyfunc lives in homevision.valuation.pyfunc (it needs MLflow, which a worker
+    that only values does not); the models logged before it moved import it from here."""
+    if name == "ValuationPyfunc":
+        from homevision.valuation.pyfunc import ValuationPyfunc
 
-    Logged as a model from code (homevision/valuation/pyfunc_model.py) with the fitted model as
-    the `valuation_model` artifact, which `load_context` reads; built with a model in hand, it
-    predicts straight away (signatures, tests). The param `checked=True` is for callers that
-    validated and refused rows themselves (the Spark engine): the three prices only."""
-
-    def __init__(self, model: ValuationModel | None = None):
-        self.model = model
-
-    def load_context(self, context) -> None:
-        """Load the fitted ValuationModel from the logged artifact (when not given one)."""
-        if self.model is None:
-            import joblib
-
-            self.model = joblib.load(context.artifacts[MODEL_ARTIFACT])
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        params = params or {}
-        confidence = float(params.get("confidence", self.model.confidence))
-        if params.get("checked"):
-            point, low, high = self.model.predict_interval(model_input, confidence)
-            return pd.DataFrame(
-                {"predicted_close_price": point, "close_price_low": low, "close_price_high": high}
-            )
-        from homevision.valuation.predict import value_listings
-
-        frame = model_input.astype(object).where(model_input.notna(), None)
-        if MLS_ID not in frame:
-            frame.insert(0, MLS_ID, [str(i) for i in range(1, len(frame) + 1)])
-        valued = value_listings(self.model, frame, confidence=confidence).frame
-        return valued.drop(columns=[MLS_ID]).reset_index(drop=True)
+        return ValuationPyfunc
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,6 @@ than a pickled Python object keeps the pyfunc's own code readable in the model's
 
 import mlflow
 
-from homevision.valuation.model import ValuationPyfunc
+from homevision.valuation.pyfunc import ValuationPyfunc
 
 mlflow.models.set_model(ValuationPyfunc())

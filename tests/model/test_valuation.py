@@ -14,7 +14,8 @@ from homevision.features import get_feature_set
 from homevision.training.candidates import build_model
 from homevision.training.interval_choice import IntervalScore, choose_variant, compare_variants
 from homevision.valuation.explain import global_importance
-from homevision.valuation.model import ValuationModel, ValuationPyfunc
+from homevision.valuation.model import ValuationModel
+from homevision.valuation.pyfunc import ValuationPyfunc
 
 
 def _sold(rows: int, seed: int) -> pd.DataFrame:
