@@ -475,7 +475,15 @@ def predict(
     source = resolve_data_path(data)
     if engine is Engine.spark:
         _predict_on_spark(
-            model, source, output, confidence, explain, spark_master, data is None, overwrite
+            model,
+            source,
+            output,
+            confidence,
+            explain,
+            spark_master,
+            data is None,
+            overwrite,
+            chunk_rows,
         )
         return
     streamed = data is not None and not explain
@@ -536,8 +544,10 @@ def _predict_on_spark(
     master: str,
     unsold_only: bool,
     overwrite: bool = False,
+    chunk_rows: int | None = None,
 ) -> None:
-    """`predict --engine spark`: value on Spark (homevision.valuation.spark), print the summary."""
+    """`predict --engine spark`: value on Spark (homevision.valuation.spark), `chunk_rows` a
+    batch; print the summary."""
     from homevision.tracking import ModelNotFoundError
     from homevision.valuation.spark import value_on_spark
 
@@ -548,7 +558,14 @@ def _predict_on_spark(
     try:
         with console.status(f"Valuing on Spark ({master})..."):
             summary = value_on_spark(
-                source, target, model, master, confidence, unsold_only, overwrite=overwrite
+                source,
+                target,
+                model,
+                master,
+                confidence,
+                unsold_only,
+                overwrite=overwrite,
+                batch_rows=chunk_rows,
             )
     except (NotAnExportError, ModelNotFoundError, ValueError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)

@@ -150,7 +150,7 @@ def write_chunks(
                 writer = pq.ParquetWriter(out, VALUATION_SCHEMA)
             for frame, level in valued:
                 if writer is not None:
-                    writer.write_table(_arrow(frame))
+                    writer.write_table(as_arrow(frame))
                 else:
                     frame.to_csv(out, index=False, header=total.rows == 0)
                 chunk = summarize(frame, level)
@@ -184,11 +184,17 @@ def stream_valuations(
     return write_chunks(value_chunks(model, chunks, confidence, workers), target, on_chunk)
 
 
-def _arrow(frame: pd.DataFrame) -> pa.Table:
-    """Return one chunk of valuations in VALUATION_SCHEMA (MLS numbers as text, as read)."""
+def as_arrow(frame: pd.DataFrame, text: pa.DataType | None = None) -> pa.Table:
+    """Return one chunk of valuations in VALUATION_SCHEMA (MLS numbers as text, as read), its
+    text columns as `text` when given (Spark's Arrow batches take pa.string())."""
     ids = frame["MLSNumber"].astype(object)
     frame = frame.assign(MLSNumber=ids.where(ids.isna(), ids.astype(str)))
-    return pa.Table.from_pandas(frame, schema=VALUATION_SCHEMA, preserve_index=False)
+    schema = VALUATION_SCHEMA
+    if text is not None:
+        schema = pa.schema(
+            [pa.field(f.name, text) if pa.types.is_large_string(f.type) else f for f in schema]
+        )
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 def _is_parquet(path: Path) -> bool:

@@ -65,8 +65,21 @@ def in_home(spark_home, monkeypatch) -> Path:
 
 def _hostile_export(path: Path) -> Path:
     """10,000 listings, a few of them bad: not a number, negative, missing, an id repeated in
-    another Arrow batch and in the same one, a home far outside the training data."""
-    frame = generate_listings(ROWS, seed=11).astype(object)
+    another Arrow batch and in the same one, a home far outside the training data. A .parquet
+    `path` keeps the generator's types (numbers as numbers, as a data warehouse writes them),
+    with a missing area where the CSV has text."""
+    frame = generate_listings(ROWS, seed=11)
+    if path.suffix == ".parquet":
+        frame["SqFtTotal"] = frame["SqFtTotal"].astype(float)
+        frame.loc[3, "SqFtTotal"] = np.nan
+        frame.loc[5, "SqFtTotal"] = -5.0
+        frame.loc[9, "BathsTotal"] = None
+        frame.loc[10, "SqFtTotal"] = 90000.0
+        frame.loc[7, "MLSNumber"] = frame.loc[2, "MLSNumber"]
+        frame.loc[ROWS - 1, "MLSNumber"] = frame.loc[1, "MLSNumber"]
+        frame.to_parquet(path, index=False)
+        return path
+    frame = frame.astype(object)
     frame.loc[3, "SqFtTotal"] = "abc"
     frame.loc[5, "SqFtTotal"] = "-5"
     frame.loc[9, "BathsTotal"] = "NA"
@@ -76,29 +89,52 @@ def _hostile_export(path: Path) -> Path:
     return write_listings(frame, path)
 
 
-def test_spark_equals_pandas_on_10k_rows(in_home, spark, tmp_path):
-    from homevision.tracking import load_model
-    from homevision.valuation.predict import value_listings
-    from homevision.valuation.spark import value_on_spark
-
-    export = _hostile_export(tmp_path / "listings.csv")
-    expected = value_listings(load_model(), read_export(export)).frame
-    summary = value_on_spark(export, tmp_path / "out.parquet", spark=spark)
-    got = pd.read_parquet(tmp_path / "out.parquet")
-
+def _assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """The Spark output equals the pandas path's: columns, ids, errors, warnings, prices."""
     assert list(got.columns) == OUTPUT_COLUMNS
-    assert len(got) == ROWS == summary.rows
-    assert got["MLSNumber"].tolist() == expected["MLSNumber"].tolist()
+    assert got["MLSNumber"].tolist() == expected["MLSNumber"].astype(str).tolist()
     assert got["error"].tolist() == expected["error"].tolist()
     assert got["warning"].tolist() == expected["warning"].tolist()
     for column in PRICE_COLUMNS:
         np.testing.assert_allclose(got[column], expected[column], rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_spark_equals_pandas_on_10k_rows(in_home, spark, tmp_path, suffix):
+    from homevision.tracking import load_model
+    from homevision.valuation.predict import value_listings
+    from homevision.valuation.spark import value_on_spark
+
+    export = _hostile_export(tmp_path / f"listings{suffix}")
+    expected = value_listings(load_model(), read_export(export)).frame
+    summary = value_on_spark(export, tmp_path / "out.parquet", spark=spark)
+    got = pd.read_parquet(tmp_path / "out.parquet")
+
+    assert len(got) == ROWS == summary.rows
+    _assert_same(got, expected)
     errors = got["error"]
     assert errors.iloc[3].startswith("SqFtTotal") and errors.iloc[5].startswith("SqFtTotal")
     assert "already used" in errors.iloc[7] and "already used" in errors.iloc[ROWS - 1]
     assert "outside what this model supports" in errors.iloc[10]
     assert summary.failed == int((errors != "").sum()) >= 5
     assert summary.warned == int((got["warning"] != "").sum()) > 0
+
+
+def test_spark_values_the_unsold_rows_as_pandas_does(in_home, spark, tmp_path):
+    """`predict --engine spark` without --data values the unsold rows only (unsold_rows' rule),
+    the duplicate rule applying among them, as on pandas."""
+    from homevision.tracking import load_model
+    from homevision.valuation.predict import unsold_rows, value_listings
+    from homevision.valuation.spark import value_on_spark
+
+    export = _hostile_export(tmp_path / "listings.csv")
+    unsold = unsold_rows(read_export(export))
+    expected = value_listings(load_model(), unsold).frame
+    summary = value_on_spark(export, tmp_path / "out.parquet", spark=spark, unsold_only=True)
+    got = pd.read_parquet(tmp_path / "out.parquet")
+
+    assert 0 < summary.rows == len(unsold) < ROWS
+    _assert_same(got, expected)
 
 
 def test_cli_predict_engine_spark_writes_parquet(in_home, tmp_path):
