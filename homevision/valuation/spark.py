@@ -31,9 +31,7 @@ import os
 import re
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -335,15 +333,14 @@ def value_on_spark(
     `output` that holds anything but an earlier valuation's part files is refused
     (ValueError) unless `overwrite`: Spark's overwrite deletes the whole path first."""
     check_output(Path(output), overwrite)
-    # The JVM starts (seconds) while this thread fetches and checks the model.
-    starting = _background(start_session, master) if spark is None else None
+    model = _checked_model(model_ref)
+    level = model.confidence if confidence is None else confidence
+    if level not in model.levels:
+        levels = ", ".join(str(v) for v in model.levels)
+        raise ValueError(f"this model carries ranges at {levels} only")
+    own = spark is None
+    session = create_session(master) if own else spark
     try:
-        model = _checked_model(model_ref)
-        level = model.confidence if confidence is None else confidence
-        if level not in model.levels:
-            levels = ", ".join(str(v) for v in model.levels)
-            raise ValueError(f"this model carries ranges at {levels} only")
-        session = spark if starting is None else starting.result()
         if batch_rows is not None:
             session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
         frame = read_listings(session, data, export_columns(model))
@@ -352,44 +349,8 @@ def value_on_spark(
         valued.write.mode("overwrite").parquet(str(output))
         return summarize(session, output, level)
     finally:
-        if starting is not None and starting.exception() is None:
-            starting.result().stop()
-
-
-def start_session(master: str = DEFAULT_MASTER) -> SparkSession:
-    """Return a new session on `master` (create_session) whose Python workers are being started
-    in the background (the daemon's imports and the first Arrow round trip take seconds),
-    while the caller goes on planning the job; they serve its stages once up."""
-    session = create_session(master)
-    _background(_start_workers, session)
-    return session
-
-
-def _start_workers(session: SparkSession) -> int:
-    """Run one tiny Python task per core: Spark starts its Python daemon and a worker per
-    core, and keeps them for the next stages. Return the rows seen."""
-    cores = session.sparkContext.defaultParallelism
-    warm = session.range(cores, numPartitions=cores).mapInArrow(_unchanged, "id long")
-    return warm.count()
-
-
-def _unchanged(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow that returns its batches as they are."""
-    yield from batches
-
-
-def _background(fn: Callable[..., Any], *args: Any) -> Future:
-    """Return the Future of fn(*args), run on a thread of its own."""
-    future: Future = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn(*args))
-        except BaseException as err:  # handed to whoever waits on the future
-            future.set_exception(err)
-
-    threading.Thread(target=run, name=f"homevision-{fn.__name__}", daemon=True).start()
-    return future
+        if own:
+            session.stop()
 
 
 def _checked_model(model_ref: str | None):
