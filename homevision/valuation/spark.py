@@ -104,8 +104,7 @@ def create_session(
 ) -> SparkSession:
     """Return a SparkSession on `master` with Arrow on, batches of DEFAULT_CHUNK_ROWS rows (the
     pandas path's chunk) and Python workers on this interpreter (so they have pandas and
-    homevision), forked from a daemon that has imported the valuation code (spark_daemon). A
-    local master binds the driver to 127.0.0.1; a cluster master keeps Spark's
+    homevision). A local master binds the driver to 127.0.0.1; a cluster master keeps Spark's
     own address choice (its executors must reach the driver)."""
     from pyspark.sql import SparkSession
 
@@ -118,8 +117,6 @@ def create_session(
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(DEFAULT_CHUNK_ROWS))
         .config("spark.ui.enabled", "true" if ui else "false")
         .config("spark.ui.showConsoleProgress", "false")
-        # Python workers fork from a daemon that has imported the valuation code once.
-        .config("spark.python.daemon.module", "homevision.valuation.spark_daemon")
     )
     if master.startswith("local"):
         builder = builder.config("spark.driver.host", "127.0.0.1").config(
