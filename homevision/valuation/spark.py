@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from homevision.config import DEFAULT_CHUNK_ROWS
 from homevision.data.listings import ArrowChunk, NotAnExportError, coerce_types, is_labelled
 from homevision.data.schema import MLS_ID, REQUIRED_COLUMNS
-from homevision.valuation.predict import export_columns
+from homevision.valuation.predict import OUTPUT_COLUMNS, PRICE_COLUMNS, export_columns
 from homevision.valuation.stream import as_arrow, mls_ids, value_chunk
 
 if TYPE_CHECKING:
@@ -62,9 +62,9 @@ CSV_MISSING = frozenset(
 KEPT_TYPES = frozenset(
     {"boolean", "tinyint", "smallint", "int", "bigint", "float", "double", "string"}
 )
-OUTPUT_SCHEMA = (
-    f"{MLS_ID} string, predicted_close_price double, close_price_low double, "
-    "close_price_high double, error string, warning string"
+# OUTPUT_COLUMNS as Spark types: the ids and reasons as text, the prices as numbers.
+OUTPUT_SCHEMA = ", ".join(
+    f"{c} {'double' if c in PRICE_COLUMNS else 'string'}" for c in OUTPUT_COLUMNS
 )
 _POS, _ID, _FIRST = "_pos", "_id", "_first"  # helper columns, never written
 
