@@ -13,6 +13,7 @@ from homevision.data.synthetic import generate_listings
 from homevision.features import get_feature_set, split_tokens
 from homevision.training.candidates import CANDIDATES, build_blend, build_model, build_stack
 from homevision.valuation.engine import RawEncoder
+from homevision.valuation.engine.raw import token_bits
 from homevision.valuation.engine.trees import NATIVE_ROWS
 from homevision.valuation.intervals import interval_bounds
 from homevision.valuation.model import ValuationModel
@@ -152,6 +153,14 @@ def test_raw_encoder_keeps_known_items_of_any_feature_list(train):
     frame[column] = [f"{known[1]}, Never listed, {known[0]}", None, "Never listed", known[0]]
     masks = encoder.encode(frame)[:, encoder.index(column)]
     assert masks.tolist() == [3.0, 0.0, 0.0, 1.0]  # bits of known items only
+    # Small batches (Python splits), large ones (factorised) and the API's parsed records
+    # encode alike.
+    big = pd.concat([frame] * 30, ignore_index=True)
+    np.testing.assert_array_equal(encoder.encode(big)[:4], encoder.encode(frame))
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    np.testing.assert_array_equal(encoder.encode_records(records), encoder.encode(frame))
+    # A missing mask (NaN) has no item set, like an empty list.
+    assert token_bits(np.array([np.nan, 3.0]), [0, 1, 2]).tolist() == [[0, 0, 0], [1, 1, 0]]
     back = encoder.decode(encoder.encode(frame))[column].tolist()
     assert back == [f"{known[0]}, {known[1]}", None, None, known[0]]
     # A decoded list reads as the same items again: the fallback path sees what the engine saw.
