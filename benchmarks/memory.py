@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from homevision.config import DEFAULT_CHUNK_ROWS  # noqa: E402
+
 log = logging.getLogger("memory")
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 GROWTH_TARGET = 0.05
@@ -105,6 +107,9 @@ class Sampler:
 
 def child(model_path: Path, export: Path, workers: int, chunk_rows: int) -> None:
     """Value `export` with the pickled model, as the CLI streams it; print seconds as JSON."""
+    from homevision.valuation.parallel import return_freed_memory
+
+    return_freed_memory()  # as `predict --data` does, before pyarrow is imported
     from homevision.data.listings import read_export_chunks
     from homevision.valuation.predict import export_columns
     from homevision.valuation.stream import stream_valuations
@@ -181,7 +186,7 @@ def main() -> None:
     parser.add_argument("--features", default="task6", choices=["task6", "offmarket"])
     parser.add_argument("--variant", default="cv_plus", choices=["cv_plus", "cv_base"])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--chunk-rows", type=int, default=100_000)
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument("--child", nargs=2, type=Path, metavar=("MODEL", "EXPORT"))
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "hv-throughput-cache"

@@ -46,7 +46,7 @@ TARGET_SPEEDUP = 1.7  # local[2] against local[1]
 SPARK_MASTERS = ("local[1]", "local[2]")
 
 
-def scoring(rows: int, chunk_rows: int) -> list[dict]:
+def scoring(rows: int, chunk_rows: int | None) -> list[dict]:
     """Return the scoring rows: pandas streamed, Spark local[1], Spark local[2] on one file."""
     home = Path(tempfile.mkdtemp(prefix="hv-scale-scoring-"))
     train_model(home)
@@ -55,7 +55,7 @@ def scoring(rows: int, chunk_rows: int) -> list[dict]:
     runs = [
         (
             f"pandas, streamed, --workers {workers}",
-            ["--chunk-rows", str(chunk_rows), "--workers", str(workers)],
+            [*_chunk(chunk_rows), "--workers", str(workers)],
         )
     ]
     runs += [(f"spark {m}", ["--engine", "spark", "--spark-master", m]) for m in SPARK_MASTERS]
@@ -66,7 +66,12 @@ def scoring(rows: int, chunk_rows: int) -> list[dict]:
     return results
 
 
-def memory(sizes: list[int], chunk_rows: int) -> list[dict]:
+def _chunk(chunk_rows: int | None) -> list[str]:
+    """Return the --chunk-rows option when one was asked for (else each command's default)."""
+    return [] if chunk_rows is None else ["--chunk-rows", str(chunk_rows)]
+
+
+def memory(sizes: list[int], chunk_rows: int | None) -> list[dict]:
     """Return, per size, `sample-data` writing it (Parquet, chunked) and the streamed `predict`
     valuing it: the memory of both should not grow with the file."""
     home = Path(tempfile.mkdtemp(prefix="hv-scale-memory-"))
@@ -75,10 +80,10 @@ def memory(sizes: list[int], chunk_rows: int) -> list[dict]:
     for rows in sizes:
         data = home / f"listings-{rows}.parquet"
         args = ["sample-data", "--rows", str(rows), "--output", str(data), "--seed", "11"]
-        written = measured_cli(home, [*args, "--chunk-rows", str(chunk_rows)])
+        written = measured_cli(home, [*args, *_chunk(chunk_rows)])
         results.append({"path": "sample-data", "rows": rows, **written})
         results[-1]["rows_per_s"] = rows / written["wall_s"]
-        valued = run_predict(home, data, rows, ["--chunk-rows", str(chunk_rows)])
+        valued = run_predict(home, data, rows, _chunk(chunk_rows))
         results.append({"path": "predict, pandas streamed", **valued})
     return results
 
@@ -105,7 +110,7 @@ def main() -> None:
     parser.add_argument("--memory-rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--train-rows", type=int, nargs="+", default=[20_000, 50_000, 200_000])
     parser.add_argument("--budget", type=float, default=None, help="train budget (params.yaml)")
-    parser.add_argument("--chunk-rows", type=int, default=100_000)
+    parser.add_argument("--chunk-rows", type=int, default=None, help="default: each command's own")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tables = []

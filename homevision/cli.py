@@ -12,10 +12,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from homevision.config import DEFAULT_CHUNK_ROWS, load_params, paths, project_root
+from homevision.config import (
+    DEFAULT_CHUNK_ROWS,
+    SAMPLE_CHUNK_ROWS,
+    SPARK_BATCH_ROWS,
+    load_params,
+    paths,
+    project_root,
+)
 from homevision.console import make_console
 from homevision.data.errors import NotAnExportError
-from homevision.data.sources import resolve_data_path
+from homevision.data.sources import is_parquet, resolve_data_path
 from homevision.logging_setup import setup_logging
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +42,7 @@ console = make_console()
 log = logging.getLogger("homevision")
 MAX_VIOLATIONS_SHOWN = 100
 # predict --data's default worker processes: one per core, at most this many. Each holds a chunk
-# (about 400 MB at 100,000 rows); the calling process reads, checks ids and writes a chunk in
+# (config.DEFAULT_CHUNK_ROWS); the calling process reads, checks ids and writes a chunk in
 # about an eighth of the time a worker takes to value it, so a few workers keep it busy.
 PREDICT_WORKERS = 4
 _LABELS = {"labelled": "labelled (Sold with ClosePrice)", "to_value": "to value"}
@@ -205,7 +212,7 @@ def sample_data(
         typer.Option(
             min=1, help="Listings generated and written at a time (memory grows with this only)."
         ),
-    ] = DEFAULT_CHUNK_ROWS,
+    ] = SAMPLE_CHUNK_ROWS,
 ) -> None:
     """Write synthetic listings with a known price model, in the real export's format (or
     Parquet), chunk by chunk; the drift options simulate a market moving (for monitoring tests
@@ -423,13 +430,15 @@ def predict(
         ),
     ] = False,
     chunk_rows: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             help="With --data: listings read, valued and written at a time (memory grows with "
-            "this, not with the file).",
+            f"this, not with the file). Default: {DEFAULT_CHUNK_ROWS:,}; with --engine spark, "
+            f"the rows of an Arrow batch, {SPARK_BATCH_ROWS:,}.",
+            show_default=False,
         ),
-    ] = DEFAULT_CHUNK_ROWS,
+    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(
@@ -460,6 +469,11 @@ def predict(
 ) -> None:
     """Value every row of an export: MLSNumber, price, range, error (and reasons). A --data
     export is streamed chunk by chunk unless --explain."""
+    source = resolve_data_path(data)
+    if data is not None and not explain and engine is Engine.pandas and is_parquet(source):
+        from homevision.valuation.parallel import return_freed_memory
+
+        return_freed_memory()  # first: before anything imports pyarrow
     from homevision.config import load_params
     from homevision.data.listings import read_export, read_export_chunks
     from homevision.serving.app import default_workers
@@ -472,7 +486,6 @@ def predict(
     )
     from homevision.valuation.stream import stream_valuations, summarize, write_frame
 
-    source = resolve_data_path(data)
     if engine is Engine.spark:
         _predict_on_spark(
             model,
@@ -491,7 +504,11 @@ def predict(
         if streamed:  # the model first: only the columns it and the contract read are read
             fitted = load_model(model)
             raw = read_export_chunks(
-                source, chunk_rows, export_columns(fitted), numbers=True, lazy=True
+                source,
+                chunk_rows or DEFAULT_CHUNK_ROWS,
+                export_columns(fitted),
+                numbers=True,
+                lazy=True,
             )
         else:
             raw = read_export(source)

@@ -14,8 +14,17 @@ from typing import Any
 
 REAL_SAMPLE_NAME = "home-listings-example.csv"
 SYNTHETIC_SAMPLE_NAME = "synthetic-listings.csv"
-# Rows read, valued (or generated) and written at a time by the streamed commands.
-DEFAULT_CHUNK_ROWS = 100_000
+# Rows read, valued and written at a time by the streamed commands (predict --data, the flow).
+# Memory grows with it: `predict --data --workers 2`'s processes peaked at 1,650-1,690 MiB with
+# 100,000 and 1,000-1,020 MiB with 25,000 (2M rows, benchmarks/memory.py's model), about as fast.
+DEFAULT_CHUNK_ROWS = 25_000
+# Rows per Arrow batch of `predict --engine spark`: Spark pays a round trip between the JVM and
+# Python per batch, so its batches stay larger (2M rows on local[2]: 67 s at 100,000, 73 s at
+# 25,000).
+SPARK_BATCH_ROWS = 100_000
+# Rows generated and written at a time by sample-data: a generated file's row groups, and the
+# unit its seeds are drawn per, so the same options keep giving the same file.
+SAMPLE_CHUNK_ROWS = 100_000
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 

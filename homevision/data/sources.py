@@ -40,6 +40,19 @@ def resolve_data_path(path: str | Path | None = None) -> Path:
     return synthetic
 
 
+def is_parquet(path: Path) -> bool:
+    """True when `path` is a Parquet file: a .parquet name, or a file that starts with Parquet's
+    magic bytes (False for one that cannot be read). Without pyarrow, so a command can choose
+    Arrow's allocator before pyarrow is imported."""
+    if path.suffix.lower() == ".parquet":
+        return True
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 def ingest(output: str | Path, source: str | Path | None = None) -> Path:
     """Copy an export, byte for byte, to `output` (the pipeline's data/raw/listings.csv, which
     DVC tracks: its hash in dvc.lock, its bytes in the DVC cache and remote) and return where it

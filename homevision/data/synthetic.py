@@ -51,7 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from homevision.config import DEFAULT_CHUNK_ROWS
+from homevision.config import SAMPLE_CHUNK_ROWS
 
 NOISE_SIGMA = 0.08
 INTERCEPT = 12.78
@@ -428,7 +428,7 @@ def listing_chunks(
     seed: int = 0,
     market_seed: int | None = None,
     drift: MarketDrift | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int = SAMPLE_CHUNK_ROWS,
 ) -> Iterator[pd.DataFrame]:
     """Yield `rows` listings as frames of at most `chunk_rows`: one market (`market_seed`, default
     `seed`) for every chunk, fresh homes per chunk, MLS numbers unique across chunks (each chunk's
@@ -476,7 +476,7 @@ def write_listings_chunked(
     seed: int = 0,
     market_seed: int | None = None,
     drift: MarketDrift | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int = SAMPLE_CHUNK_ROWS,
     on_chunk: Callable[[int], None] | None = None,
 ) -> Path:
     """Generate and write `rows` listings chunk by chunk (memory bounded by `chunk_rows`) and

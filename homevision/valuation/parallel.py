@@ -14,6 +14,7 @@ calling process goes on valuing the chunks itself.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import threading
 from collections import deque
@@ -30,6 +31,7 @@ PRELOAD = ["homevision.valuation.stream"]
 # be ready (a worker's start, imports and model, takes seconds).
 START_AFTER = 1
 
+ARROW_POOL = "ARROW_DEFAULT_MEMORY_POOL"  # Arrow's allocator: mimalloc unless set
 _model: Any = None  # a worker's copy of the model
 _limits: Any = None  # a worker's BLAS thread limit, kept alive
 
@@ -51,6 +53,24 @@ def _start(payload: bytes, ready: Any) -> None:
     _limits = threadpool_limits(1)
     _model = pickle.loads(payload)
     ready.set()
+
+
+def return_freed_memory() -> None:
+    """Make Arrow allocate from the system allocator (glibc malloc) in this process and in the
+    processes it starts (the workers); an ARROW_DEFAULT_MEMORY_POOL the user set stays in
+    force. For a Parquet stream: pyarrow's default pool, mimalloc, keeps pages it has freed, and
+    a stream frees a chunk's buffers every chunk. Reading 25,000-row chunks of Parquet, Arrow
+    held at most 38 MiB while the process grew by 149 MiB (67 MiB with the system pool). Not
+    for CSV: Arrow's CSV reader allocates on several threads, and glibc's per-thread arenas
+    kept more (`predict --data` on a 250-column CSV: 1,190 MiB against 860-895 with mimalloc).
+    Called before pyarrow is imported, it covers every allocation (Arrow reads the variable once,
+    on import); after, those from pyarrow's Python API on."""
+    if os.environ.get(ARROW_POOL):
+        return
+    os.environ[ARROW_POOL] = "system"
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def _run(value: Callable[..., Result], job: tuple) -> Result:

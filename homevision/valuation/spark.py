@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from homevision.config import DEFAULT_CHUNK_ROWS
+from homevision.config import SPARK_BATCH_ROWS
 from homevision.data.listings import ArrowChunk, NotAnExportError, coerce_types, is_labelled
 from homevision.data.schema import MLS_ID, REQUIRED_COLUMNS
 from homevision.valuation.predict import OUTPUT_COLUMNS, PRICE_COLUMNS, export_columns
@@ -102,8 +102,8 @@ class SparkSummary:
 def create_session(
     master: str = DEFAULT_MASTER, ui: bool = False, conf: dict[str, str] | None = None
 ) -> SparkSession:
-    """Return a SparkSession on `master` with Arrow on, batches of DEFAULT_CHUNK_ROWS rows (the
-    pandas path's chunk) and Python workers on this interpreter (so they have pandas and
+    """Return a SparkSession on `master` with Arrow on, batches of SPARK_BATCH_ROWS rows and
+    Python workers on this interpreter (so they have pandas and
     homevision). A local master binds the driver to 127.0.0.1; a cluster master keeps Spark's
     own address choice (its executors must reach the driver)."""
     from pyspark.sql import SparkSession
@@ -114,7 +114,7 @@ def create_session(
         SparkSession.builder.master(master)
         .appName("homevision-predict")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(DEFAULT_CHUNK_ROWS))
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(SPARK_BATCH_ROWS))
         .config("spark.ui.enabled", "true" if ui else "false")
         .config("spark.ui.showConsoleProgress", "false")
     )

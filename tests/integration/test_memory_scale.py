@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from homevision.config import DEFAULT_CHUNK_ROWS
+
 pytestmark = [pytest.mark.slow, pytest.mark.scale]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +28,7 @@ def test_peak_memory_is_flat_from_one_to_four_million_rows(tmp_path):
     peaks = {}
     for rows in (1_000_000, 4_000_000):
         export = throughput.export_file(rows, "parquet", tmp_path)
-        result = memory.measure(model_path, export, workers=2, chunk_rows=100_000)
+        result = memory.measure(model_path, export, workers=2, chunk_rows=DEFAULT_CHUNK_ROWS)
         assert result["rows"] == rows
         peaks[rows] = result["tree_mib"]
         export.unlink()

@@ -35,3 +35,37 @@ def test_one_worker_or_few_jobs_start_no_process(monkeypatch):
 def test_a_failing_job_raises_here(workers_start_first):
     with pytest.raises(TypeError):
         list(parallel.value_in_order(3, [(1,), (2,), (None,), (4,)], scaled, workers=2))
+
+
+POOL_OF = """
+from homevision.valuation.parallel import return_freed_memory
+return_freed_memory()
+import os, pyarrow
+print(pyarrow.default_memory_pool().backend_name, os.environ["ARROW_DEFAULT_MEMORY_POOL"])
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_a_parquet_stream_allocates_from_the_system_unless_the_user_chose(given, expected):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != parallel.ARROW_POOL}
+    if given:
+        env[parallel.ARROW_POOL] = given
+    out = subprocess.run(
+        [sys.executable, "-c", POOL_OF], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    # Arrow's own pool and the variable the workers inherit agree.
+    assert out == [expected, expected]
+
+
+def test_parquet_is_told_by_its_name_or_its_first_bytes_without_pyarrow(tmp_path):
+    from homevision.data.sources import is_parquet
+
+    (tmp_path / "export.csv").write_text("MLSNumber\n1\n")
+    (tmp_path / "renamed.dat").write_bytes(b"PAR1" + b"\0" * 8)
+    assert is_parquet(tmp_path / "any.parquet")
+    assert is_parquet(tmp_path / "renamed.dat")
+    assert not is_parquet(tmp_path / "export.csv")
+    assert not is_parquet(tmp_path / "missing.csv")
