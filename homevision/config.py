@@ -14,9 +14,10 @@ from typing import Any
 
 REAL_SAMPLE_NAME = "home-listings-example.csv"
 SYNTHETIC_SAMPLE_NAME = "synthetic-listings.csv"
-# Rows read, valued and written at a time by the streamed commands (predict --data, the flow).
-# Memory grows with it: `predict --data --workers 2`'s processes peaked at 1,650-1,690 MiB with
-# 100,000 and 1,000-1,020 MiB with 25,000 (2M rows, benchmarks/memory.py's model), about as fast.
+# Rows read, valued and written at a time by `predict --data` (and the flow, unless params.yaml
+# flow.chunk_rows says otherwise). Memory grows with it: on 2M Parquet rows, `--workers 2`'s
+# processes peaked at 1,650-1,690 MiB with 100,000 and 1,000-1,020 MiB with 25,000, a few
+# percent slower (the data contract's checks cost about 55 ms a chunk).
 DEFAULT_CHUNK_ROWS = 25_000
 # Rows per Arrow batch of `predict --engine spark`: Spark pays a round trip between the JVM and
 # Python per batch, so its batches stay larger (2M rows on local[2]: 67 s at 100,000, 73 s at

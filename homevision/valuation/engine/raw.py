@@ -153,7 +153,7 @@ class RawEncoder:
 
     def _token_masks(self, column: str, values) -> np.ndarray:
         """Return the bit mask of known items per feature list (0 when missing or none known);
-        each distinct list is split once."""
+        a few lists are split one by one, each distinct list of a larger batch once."""
         bits = self._bits.get(column)
         if bits is None:  # built lazily: a pickled encoder does not carry it
             bits = self._bits[column] = {t: 1 << i for i, t in enumerate(self.tokens[column])}
