@@ -6,7 +6,8 @@ One run, side by side, on the same model:
    core, at 1, 8 and 32 concurrent clients (wrk, else an asyncio + httpx load generator on the
    same machine), single-listing POSTs, with and without ?explain=true; p50/p99 latency,
    requests/s, errors. Beside them the ceiling: a FastAPI endpoint on as many uvicorn workers
-   that only parses a two-field pydantic body and multiplies (benchmarks/ceiling_app.py).
+   that only parses a two-field pydantic body and multiplies (benchmarks/ceiling_app.py). One
+   server runs at a time, so work left queued in one cannot slow the next.
 2. In process: valuations with ranges per second, explanations per second, comparable sales per
    second, for both paths.
 3. `homevision predict --explain` end to end on 10,000 synthetic listings (engine; the old path
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -148,93 +150,88 @@ def load_wrk(url: str, body: object, clients: int, seconds: float) -> dict[str, 
     }
 
 
-def start_servers(args, home: Path, env: dict[str, str]) -> dict[str, tuple]:
-    """Start the three servers; return {name: (process, url of one valuation)}."""
+def server_commands(args, home: Path, env: dict[str, str]) -> dict[str, tuple]:
+    """Return {name: (command, environment, base url)} of the servers to measure."""
     from homevision.tracking import resolve_model_uri
 
     model = ["--model", args.model] if args.model else []
     ports = {name: free_port() for name in ("old", "engine", "mlflow", "ceiling")}
     hv = [sys.executable, "-m", "homevision.cli", "serve", "--workers", str(args.workers)]
-    quiet = {"cwd": home, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    servers = {
+    url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    mlflow = [sys.executable, "-m", "mlflow", "models", "serve", "-m"]
+    return {
         "scikit-learn path (homevision serve)": (
-            subprocess.Popen(
-                [*hv, "--port", str(ports["old"]), *model],
-                env={**env, "HOMEVISION_ENGINE": "0"},
-                **quiet,
-            ),
-            f"http://127.0.0.1:{ports['old']}",
+            [*hv, "--port", str(ports["old"]), *model],
+            {**env, "HOMEVISION_ENGINE": "0"},
+            url["old"],
         ),
         "engine (homevision serve)": (
-            subprocess.Popen([*hv, "--port", str(ports["engine"]), *model], env=env, **quiet),
-            f"http://127.0.0.1:{ports['engine']}",
+            [*hv, "--port", str(ports["engine"]), *model],
+            env,
+            url["engine"],
         ),
         "engine (mlflow models serve)": (
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "models",
-                    "serve",
-                    "-m",
-                    resolve_model_uri(args.model),
-                    "--env-manager",
-                    "local",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(ports["mlflow"]),
-                    "-w",
-                    str(args.workers),
-                ],
-                env=env,
-                **quiet,
-            ),
-            f"http://127.0.0.1:{ports['mlflow']}",
+            [
+                *mlflow,
+                resolve_model_uri(args.model),
+                *("--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"])),
+                *("-w", str(args.workers)),
+            ],
+            env,
+            url["mlflow"],
         ),
-    }
-    servers[CEILING] = (
-        subprocess.Popen(
+        CEILING: (
             [
                 *(sys.executable, "-m", "uvicorn", "ceiling_app:app", "--app-dir", str(HERE)),
                 *("--host", "127.0.0.1", "--port", str(ports["ceiling"]), "--log-level", "warning"),
                 *("--workers", str(args.workers)),
             ],
-            env=env,
-            **quiet,
+            env,
+            url["ceiling"],
         ),
-        f"http://127.0.0.1:{ports['ceiling']}",
-    )
-    for name, (proc, base) in servers.items():
+    }
+
+
+@contextmanager
+def running(name: str, command: list[str], env: dict[str, str], base: str, home: Path):
+    """Run one server while its rows are measured, then stop it. One at a time: a server left
+    running keeps valuing what a finished load left in its queue (the scikit-learn path's
+    explanations take seconds each) and would slow the next server's rows."""
+    quiet = {"cwd": home, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen(command, env=env, **quiet)
+    try:
         wait_ready(base + ("/ping" if "mlflow" in name else "/health"), proc)
-    return servers
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
-def http_table(args, servers: dict[str, tuple], listing: dict) -> None:
+def http_table(args, home: Path, env: dict[str, str], listing: dict) -> None:
     print(
         f"\n{'server':40s} {'explain':>7s} {'clients':>7s} {'p50 ms':>8s} {'p99 ms':>8s} "
         f"{'req/s':>8s} {'requests':>8s} {'errors':>6s}"
     )
     from ceiling_app import BODY
 
-    for name, (_, base) in servers.items():
+    for name, (command, server_env, base) in server_commands(args, home, env).items():
         mlflow, ceiling = "mlflow" in name, name == CEILING
         url = base + ("/invocations" if mlflow else "/valuations")
         body = {"dataframe_records": [listing]} if mlflow else BODY if ceiling else listing
-        for explain in (False,) if mlflow or ceiling else (False, True):
-            target = url + ("?explain=true" if explain else "")
-            for clients in CLIENTS:
-                if shutil.which("wrk"):
-                    r = load_wrk(target, body, clients, args.seconds)
-                else:
-                    r = asyncio.run(load(target, body, clients, args.seconds))
-                print(
-                    f"{name:40s} {'yes' if explain else 'no':>7s} {clients:>7d} "
-                    f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f} {r['requests']:>8d} "
-                    f"{r['errors']:>6d}",
-                    flush=True,
-                )
+        with running(name, command, server_env, base, home):
+            for explain in (False,) if mlflow or ceiling else (False, True):
+                target = url + ("?explain=true" if explain else "")
+                for clients in CLIENTS:
+                    if shutil.which("wrk"):
+                        r = load_wrk(target, body, clients, args.seconds)
+                    else:
+                        r = asyncio.run(load(target, body, clients, args.seconds))
+                    print(
+                        f"{name:40s} {'yes' if explain else 'no':>7s} {clients:>7d} "
+                        f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f} "
+                        f"{r['requests']:>8d} {r['errors']:>6d}",
+                        flush=True,
+                    )
 
 
 def rate(fn, rows: int, repeat: int = 1) -> float:
@@ -381,13 +378,7 @@ def main() -> None:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PATH": path}
     if not args.skip_http:
-        servers = start_servers(args, home, env)
-        try:
-            http_table(args, servers, listing)
-        finally:
-            for proc, _ in servers.values():
-                proc.terminate()
-                proc.wait(timeout=60)
+        http_table(args, home, env, listing)
     old_seconds = in_process(args, model, raw)
     predict_explain(args, home, env, old_seconds)
     stability(model, listings.labelled, raw.head(200))
