@@ -547,7 +547,10 @@ def check_ids(values: object) -> tuple[list[int | None], list[str | None]]:
     values = np.asarray(values, dtype=object).ravel()
     numbers: list[int | None] = [None] * len(values)
     rules: list[str | None] = [None] * len(values)
-    is_text = np.fromiter((type(v) is str for v in values), dtype=bool, count=len(values))
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # all text: one C pass
+        is_text = np.ones(len(values), dtype=bool)
+    else:
+        is_text = np.fromiter((type(v) is str for v in values), dtype=bool, count=len(values))
     text_at = np.flatnonzero(is_text)
     plain = np.zeros(len(values), dtype=bool)
     if text_at.size:

@@ -27,7 +27,6 @@ from pandas._libs.parsers import STR_NA_VALUES  # pandas' default NA markers
 
 from homevision.data.errors import NotAnExportError
 from homevision.data.fields import FALSE_TOKENS, FIELDS, TRUE_TOKENS, check_ids, describe
-from homevision.data.pandera_api import pa
 from homevision.data.schema import (
     BOOLEAN_COLUMNS,
     MLS_ID,
@@ -37,8 +36,7 @@ from homevision.data.schema import (
     SOLD,
     STATUS,
     TARGET,
-    build_schema,
-    shared_problems,
+    find_failures,
     to_number,
 )
 
@@ -492,14 +490,7 @@ def validate_listings(raw: pd.DataFrame, repeated: np.ndarray | None = None) -> 
     used: they break the duplicate rule as they would with the whole export in one frame.
     """
     raw = raw.reset_index(drop=True)
-    schema = build_schema(list(raw.columns))
-    checked = raw[[c for c in schema.columns if c in raw.columns] + _frame_check_inputs(raw)]
-    failures = pd.DataFrame(columns=["column", "check", "failure_case", "index"])
-    try:
-        with shared_problems():
-            schema.validate(checked, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        failures = err.failure_cases
+    failures = find_failures(raw)
     if repeated is not None and np.any(repeated):
         failures = pd.concat([failures, _repeated_failures(raw, repeated)], ignore_index=True)
     violations = _violations(raw, failures)
@@ -543,10 +534,6 @@ def _reasons(fatal: pd.DataFrame) -> pd.Series:
         + ")"
     )
     return text.groupby(fatal["row"]).agg("; ".join)
-
-
-def _frame_check_inputs(raw: pd.DataFrame) -> list[str]:
-    return [STATUS] if STATUS in raw.columns and TARGET in raw.columns else []
 
 
 def _violations(raw: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:

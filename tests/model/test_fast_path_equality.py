@@ -7,6 +7,7 @@ Optimised (what `homevision predict --data` runs)    Reference (the path before 
 - numeric fields kept as the file's numbers           every value turned into text and back
 - ids read in one Arrow pass (fields.check_ids)       fields.check_id value by value
 - each column's problems shared within a validation   every check computing its own
+- the contract's checks applied directly               pandera's lazy validation of its schema
 - CV+ bounds by order selection (valuation.cv_plus)   MAPIE's (rows x sales) matrix
 """
 
@@ -21,6 +22,7 @@ import pytest
 from homevision.data import listings, schema
 from homevision.data.fields import check_id
 from homevision.data.listings import coerce_types, read_export_chunks
+from homevision.data.pandera_api import pa as pandera
 from homevision.data.synthetic import generate_listings
 from homevision.features import get_feature_set
 from homevision.training.candidates import build_model
@@ -88,6 +90,15 @@ def export(tmp_path_factory) -> str:
     return str(path)
 
 
+def pandera_failures(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the failure cases of pandera's lazy validation of the contract's schema."""
+    try:
+        schema.build_schema(list(frame.columns)).validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as err:
+        return err.failure_cases
+    return pd.DataFrame(columns=["column", "check", "index"])
+
+
 def _reference_ids(values) -> tuple[list, list]:
     read = [check_id(v) for v in np.asarray(values, dtype=object)]
     return [r[0] for r in read], [r[1] for r in read]
@@ -107,7 +118,8 @@ def test_optimised_stages_write_the_same_file(
         old.setattr(cv_plus, "plan", lambda conformal: None)
         for module in (schema, listings, stream):
             old.setattr(module, "check_ids", _reference_ids)
-        old.setattr(listings, "shared_problems", contextlib.nullcontext)
+        old.setattr(schema, "shared_problems", contextlib.nullcontext)
+        old.setattr(listings, "find_failures", pandera_failures)
         slow = tmp_path / "slow.csv"
         slow_summary = stream_valuations(
             model, read_export_chunks(export, CHUNK_ROWS, columns, numbers=False), slow

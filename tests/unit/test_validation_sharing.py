@@ -7,6 +7,7 @@ import contextlib
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from homevision.data import schema
 from homevision.data.listings import _as_strings, validate_listings
@@ -39,9 +40,6 @@ def test_sharing_problems_between_checks_changes_no_result(monkeypatch):
     for frame in (_hostile_frame(), _as_strings(_hostile_frame())):
         shared = validate_listings(frame)
         monkeypatch.setattr(schema, "shared_problems", contextlib.nullcontext)
-        from homevision.data import listings
-
-        monkeypatch.setattr(listings, "shared_problems", contextlib.nullcontext)
         alone = validate_listings(frame)
         monkeypatch.undo()
         assert len(shared.rejected) > 100  # the hostile values were found
@@ -72,3 +70,39 @@ def test_checking_each_distinct_value_once_gives_every_rows_answer():
     by_value = schema._by_value(baths_problem)(values)
     pd.testing.assert_series_equal(by_value, schema._elementwise(baths_problem)(values))
     assert by_value.iloc[-6:-2].tolist() == [None, None, "baths_format", None]  # 1 vs True
+
+
+def _cases(failures: pd.DataFrame) -> set[tuple[object, str, int]]:
+    """Return (column, check, row) per failure case; None as the column of a frame check
+    (pandera repeats those under every column of the row)."""
+    rows = failures.dropna(subset=["index"])
+    frame_checks = {"sold_price_invalid", "sold_price_implausible"}
+    return {
+        (None if str(k) in frame_checks else c, str(k), int(i))
+        for c, k, i in zip(rows["column"], rows["check"], rows["index"], strict=True)
+    }
+
+
+def test_the_contract_applied_directly_fails_what_pandera_fails():
+    """find_failures runs the contract's checks without pandera's runner: on hostile frames,
+    typed and as text, it reports exactly the failure cases of pandera's lazy validation of the
+    same contract stated as a schema (build_schema)."""
+    from homevision.data.pandera_api import pa
+
+    frame = _hostile_frame()
+    frame.loc[5, "BedsTotal"] = None  # a required field left empty: pandera's not_nullable
+    for variant in (frame, _as_strings(frame), frame.drop(columns=["ClosePrice", "City"])):
+        variant = variant.reset_index(drop=True)
+        with pytest.raises(pa.errors.SchemaErrors) as err:
+            schema.build_schema(list(variant.columns)).validate(variant, lazy=True)
+        direct = _cases(schema.find_failures(variant))
+        assert direct == _cases(err.value.failure_cases)
+        assert len(direct) > 500
+        assert ("BedsTotal", "not_nullable", 5) in direct
+
+
+def test_a_clean_frame_has_no_failures():
+    from tests.unit.test_fields import clean_export
+
+    failures = schema.find_failures(clean_export(50))
+    assert failures.empty and list(failures.columns) == ["column", "check", "index"]
