@@ -2,7 +2,13 @@
 real sample, for this checkout beside an earlier commit (default: the last one before the lazy
 imports), in the same run, with the same virtual environment.
 
-    .venv/bin/python benchmarks/cli_speed.py [--before REV] [--repeats 5]
+    .venv/bin/python benchmarks/cli_speed.py [--before REV] [--repeats 5] [--bytecode]
+
+With --bytecode, the comparison is instead this checkout run as `make install` now leaves it
+(site-packages and the package compiled to bytecode) against the same environment without
+that bytecode, as an install without --compile-bytecode runs where PYTHONDONTWRITEBYTECODE is
+set: every process then compiles each module it imports from source. That is emulated exactly
+by pointing PYTHONPYCACHEPREFIX at an empty folder (Python then looks for bytecode only there).
 
 The earlier commit is checked out into a temporary git worktree and run with PYTHONPATH pointing
 at it (a path entry wins over the editable install). Each figure is the median wall time of
@@ -51,6 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", default=DEFAULT_BEFORE, help="Earlier commit to compare.")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--bytecode", action="store_true", help="Compare with the install without bytecode."
+    )
     parser.add_argument("--data", type=Path, default=REAL if REAL.exists() else None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,17 +70,23 @@ def main() -> None:
 
             data = write_listings(generate_listings(608, seed=0), home / "listings.csv")
         old = home / "before"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(old), args.before],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        base = {**os.environ, "HOMEVISION_HOME": str(home)}
+        base.pop("PYTHONPATH", None)
+        if args.bytecode:
+            empty = home / "no-bytecode"
+            empty.mkdir()
+            source = {**base, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(empty)}
+            runs, before = {"before": source, "now": base}, "without bytecode"
+        else:
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(old), args.before],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            runs, before = {"before": {**base, "PYTHONPATH": str(old)}, "now": base}, args.before
         try:
-            base = {**os.environ, "HOMEVISION_HOME": str(home)}
-            base.pop("PYTHONPATH", None)
-            runs = {"before": {**base, "PYTHONPATH": str(old)}, "now": base}
-            print(f"| command | {args.before} (s) | now (s) | speed-up |")
+            print(f"| command | {before} (s) | now (s) | speed-up |")
             print("|---|---|---|---|")
             for label, extra in cases(data):
                 command = [sys.executable, "-m", "homevision.cli", *extra]
@@ -81,9 +96,10 @@ def main() -> None:
                     f"{seconds['before'] / seconds['now']:.1f}x |"
                 )
         finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False
-            )
+            if not args.bytecode:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False
+                )
 
 
 if __name__ == "__main__":
