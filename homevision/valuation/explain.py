@@ -90,6 +90,17 @@ class DollarExplainer:
         w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
         self.weights = w / w.sum()
 
+    @property
+    def sampled(self) -> bool:
+        """True when explanations take SHAP's Permutation path (more than EXACT_MAX_FEATURES)."""
+        return len(self.columns) > EXACT_MAX_FEATURES
+
+    def warm_up(self) -> None:
+        """Explain the first reference home once. On the sampled path a process's first
+        explanation compiles SHAP's masking code (numba, about 7 s here), so a server pays it
+        when it loads a model, not on a client's first request for reasons."""
+        self.explain(pd.DataFrame(index=range(1)), matrix=self.background[:1])
+
     def _f(self, matrix: np.ndarray) -> np.ndarray:
         return np.asarray(self.predict_matrix(matrix), dtype=float)
 
@@ -98,7 +109,7 @@ class DollarExplainer:
         X already encoded, as the API has it)."""
         if matrix is None:
             matrix = self.encoder.encode(X[self.columns].reset_index(drop=True))
-        if len(self.columns) <= EXACT_MAX_FEATURES:
+        if not self.sampled:
             values, base = exact_shapley(
                 self._f,
                 matrix,

@@ -10,6 +10,7 @@ from homevision.features import get_feature_set
 from homevision.training.candidates import build_model
 from homevision.valuation.engine import RawEncoder
 from homevision.valuation.explain import (
+    EXACT_MAX_FEATURES,
     DollarExplainer,
     coalition_weights,
     exact_shapley,
@@ -99,3 +100,27 @@ def test_shared_values_are_valued_once_and_change_nothing():
     np.testing.assert_allclose(values, plain @ weights, atol=1e-12)
     np.testing.assert_allclose(base, plain[:, 0], atol=1e-12)
     assert calls[0] < 9 * 16 * 6  # fewer engine rows than the plain enumeration
+
+
+def test_a_sampled_explainer_warms_up_and_explains_as_before(labelled):
+    """Past EXACT_MAX_FEATURES raw columns, explanations take SHAP's Permutation path; warm_up
+    (what a server runs when it loads such a model) explains a reference home once, and the
+    explanations after it are the ones a cold explainer gives."""
+    X, _ = labelled
+    fs = get_feature_set("offmarket")
+    assert len(fs.raw_columns) > EXACT_MAX_FEATURES
+    encoder = RawEncoder.fit(X, fs)
+    weights = np.linspace(1.0, 2.0, len(fs.raw_columns))
+
+    def price(matrix: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(matrix, nan=0.0) @ weights
+
+    homes = X.iloc[100:103]
+    cold = DollarExplainer(price, encoder, X.head(10)).explain(homes)
+    warm = DollarExplainer(price, encoder, X.head(10))
+    assert warm.sampled
+    warm.warm_up()
+    again = warm.explain(homes)
+    np.testing.assert_allclose(again.values.to_numpy(), cold.values.to_numpy())
+    total = again.base_values + again.values.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total, price(encoder.encode(homes[fs.raw_columns])), rtol=1e-9)

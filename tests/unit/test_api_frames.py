@@ -64,3 +64,46 @@ def test_records_equal_pandas_to_dict():
     assert batch.alone.all()
     for position in (0, 1):
         assert_records_equal_to_dict(Explanation(0.0, {}, batch, position))
+
+
+def test_loading_a_model_warms_its_explainer_only_on_the_sampled_path(monkeypatch):
+    """A model whose explanations take SHAP's Permutation path is explained once when it is
+    loaded (load_served), before any request can ask; an exactly explained one is not."""
+    from homevision.serving import api
+
+    warmed: list[bool] = []
+
+    class Explainer:
+        def __init__(self, sampled: bool) -> None:
+            self.sampled = sampled
+
+        def warm_up(self) -> None:
+            warmed.append(self.sampled)
+
+    class Model:
+        levels = (0.9,)
+
+        def __init__(self, sampled: bool) -> None:
+            self.explainer_ = Explainer(sampled)
+
+        def explainer(self) -> Explainer:
+            return self.explainer_
+
+    monkeypatch.setattr(api, "pin_model_uri", lambda ref: "models:/m/1")
+    monkeypatch.setattr(
+        api,
+        "describe_model",
+        lambda ref, pinned: {
+            "uri": pinned,
+            "name": "m",
+            "version": "1",
+            "alias": None,
+            "run_id": None,
+        },
+    )
+    monkeypatch.setattr(api, "engine_note", lambda model: "numpy engine")
+    for sampled in (False, True):
+        monkeypatch.setattr(api, "load_model", lambda uri, s=sampled: Model(s))
+        served = api.load_served("models:/m@champion")
+        assert served.info.version == "1"
+    assert warmed == [True]
