@@ -13,6 +13,7 @@ calling process goes on valuing the chunks itself.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import pickle
@@ -46,12 +47,18 @@ def context() -> multiprocessing.context.BaseContext:
 
 
 def _start(payload: bytes, ready: Any) -> None:
-    """A worker's start: one BLAS thread (the processes are the parallelism), the model."""
+    """A worker's start: one BLAS thread (the processes are the parallelism), the model, and
+    everything so far frozen out of the garbage collector's walks."""
     global _model, _limits
     from threadpoolctl import threadpool_limits
 
     _limits = threadpool_limits(1)
     _model = pickle.loads(payload)
+    # What the worker inherited and the model leave the collector's view: a full collection
+    # writes into every object it walks, which copied the forkserver's shared pages into each
+    # worker over a long run (the tree's peak grew 744 -> 821 MiB from 1M to 4M rows; 736 ->
+    # 744 frozen).
+    gc.freeze()
     ready.set()
 
 

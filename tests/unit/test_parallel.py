@@ -69,3 +69,22 @@ def test_parquet_is_told_by_its_name_or_its_first_bytes_without_pyarrow(tmp_path
     assert is_parquet(tmp_path / "renamed.dat")
     assert not is_parquet(tmp_path / "export.csv")
     assert not is_parquet(tmp_path / "missing.csv")
+
+
+def test_a_worker_start_takes_the_model_and_freezes_what_it_holds():
+    """_start (each worker's initializer) loads the model, sets the ready event and moves every
+    object so far out of the collector's walks (gc.freeze), so a long run does not copy the
+    forkserver's shared pages into the worker."""
+    import gc
+    import pickle
+    import threading
+
+    ready = threading.Event()
+    try:
+        parallel._start(pickle.dumps({"model": 1}), ready)
+        assert ready.is_set() and parallel._model == {"model": 1}
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        parallel._limits.restore_original_limits()
+        parallel._model = parallel._limits = None
