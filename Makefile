@@ -13,8 +13,8 @@ help: ## Show this help
 
 # The exact versions CI tested (uv.lock), installed by uv; pip only brings uv itself.
 # Installed as bytecode (--compile-bytecode, and the package itself): where the environment
-# sets PYTHONDONTWRITEBYTECODE (as this project's CI machines do), every process would compile
-# each module it imports from source, about 7 s of the 12 s of a small `predict`.
+# sets PYTHONDONTWRITEBYTECODE (the machines this project is built and tested on do), every
+# process would compile each module it imports from source: 7 s of a small `predict`'s 12 s.
 $(STAMP): pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv>=0.9"

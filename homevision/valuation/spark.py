@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from homevision.config import SPARK_BATCH_ROWS
 from homevision.data.listings import ArrowChunk, NotAnExportError, coerce_types, is_labelled
 from homevision.data.schema import MLS_ID, REQUIRED_COLUMNS
+from homevision.data.sources import is_parquet
 from homevision.valuation.predict import OUTPUT_COLUMNS, PRICE_COLUMNS, export_columns
 from homevision.valuation.stream import as_arrow, mls_ids, value_chunk
 
@@ -184,11 +185,8 @@ def split_bytes(path: Path, parallelism: int) -> int:
 
 
 def _is_parquet(path: Path) -> bool:
-    """True for a .parquet file or folder (Spark's output), or a file that starts with PAR1."""
-    if path.suffix.lower() == ".parquet" or path.is_dir():
-        return True
-    with path.open("rb") as handle:
-        return handle.read(4) == b"PAR1"
+    """True for a Parquet file (sources.is_parquet) or a folder (Spark's output)."""
+    return path.is_dir() or is_parquet(path)
 
 
 def as_chunk(batch: pa.RecordBatch, csv: bool) -> ArrowChunk:
