@@ -82,9 +82,6 @@ def load_served(ref: str | None) -> Served:
     described is the version loaded (issue 22, defect 5)."""
     pinned = pin_model_uri(ref)
     model = load_model(pinned)
-    explainer = model.explainer()  # the one requests use
-    if explainer.sampled:
-        explainer.warm_up()  # before the model is served: no request waits on the compile
     info = ModelInfo(
         **describe_model(ref, pinned),
         confidence_levels=list(model.levels),

@@ -7,8 +7,9 @@ are the compiled engine's raw matrix (homevision.valuation.engine.raw: text as c
 one number), so a coalition swaps whole raw columns and all coalitions of a batch are valued in
 one vectorised engine call. Up to `EXACT_MAX_FEATURES` features every coalition is enumerated
 (exact interventional Shapley values, as SHAP's Exact explainer defines them, against a small
-weighted set of reference homes); beyond that SHAP's Permutation explainer keeps additivity
-exact by construction.
+weighted set of reference homes). Beyond that, antithetic permutation sampling (the estimator of
+SHAP's Permutation explainer) over a fixed plan of coalitions, valued by the same machinery:
+additive exactly, against the same weighted reference homes.
 
 TreeExplainer and LinearExplainer do not apply: the valuation is exp(trend + f(encoded
 features)) of derived columns (ratios, one-hot schools), so their values would be in log price
@@ -33,6 +34,9 @@ from homevision.valuation.engine.coalitions import hybrid_values
 from homevision.valuation.engine.raw import RawEncoder
 
 EXACT_MAX_FEATURES = 10
+# Permutations per home past EXACT_MAX_FEATURES: 2 x 4 passes of d + 1 coalitions, the budget
+# SHAP's Permutation explainer was given here before (max_evals = 4 (2d + 1)).
+PERMUTATIONS = 4
 EXPLAIN_THREADS = 4  # a large explanation's threads at most
 _THREADED = threading.Lock()
 
@@ -92,14 +96,16 @@ class DollarExplainer:
 
     @property
     def sampled(self) -> bool:
-        """True when explanations take SHAP's Permutation path (more than EXACT_MAX_FEATURES)."""
+        """True when explanations sample permutations (more than EXACT_MAX_FEATURES columns)."""
         return len(self.columns) > EXACT_MAX_FEATURES
 
-    def warm_up(self) -> None:
-        """Explain the first reference home once. On the sampled path a process's first
-        explanation compiles SHAP's masking code (numba, about 7 s here), so a server pays it
-        when it loads a model, not on a client's first request for reasons."""
-        self.explain(pd.DataFrame(index=range(1)), matrix=self.background[:1])
+    @cached_property
+    def plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (masks, weights) of the coalitions valued per home: every coalition up to
+        EXACT_MAX_FEATURES columns, else the fixed permutation plan (the same for every home, so
+        a home's explanation does not depend on the batch it comes in)."""
+        d = len(self.columns)
+        return permutation_weights(d) if self.sampled else coalition_weights(d)
 
     def _f(self, matrix: np.ndarray) -> np.ndarray:
         return np.asarray(self.predict_matrix(matrix), dtype=float)
@@ -109,25 +115,16 @@ class DollarExplainer:
         X already encoded, as the API has it)."""
         if matrix is None:
             matrix = self.encoder.encode(X[self.columns].reset_index(drop=True))
-        if not self.sampled:
-            values, base = exact_shapley(
-                self._f,
-                matrix,
-                self.background,
-                self.weights,
-                threads=self.threads,
-                coalitions=self.coalitions,
-            )
-        else:
-            # Too many coalitions to enumerate: SHAP's Permutation explainer (additive by
-            # construction) against the same reference homes, unweighted. Imported here: SHAP
-            # costs a second at import, and exact Shapley values do not need it.
-            import shap
-
-            masker = shap.maskers.Independent(self.background, max_samples=len(self.background))
-            explainer = shap.explainers.Permutation(self._f, masker, seed=0)
-            result = explainer(matrix, max_evals=4 * (2 * len(self.columns) + 1), silent=True)
-            values, base = result.values, np.asarray(result.base_values, dtype=float).reshape(-1)
+        values, base = shapley_values(
+            self._f,
+            matrix,
+            self.background,
+            self.weights,
+            plan=self.plan,
+            threads=self.threads,
+            # The kernel factors enumerate each group's subsets: every coalition's, not a plan's.
+            coalitions=None if self.sampled else self.coalitions,
+        )
         return Contributions(pd.DataFrame(values, columns=self.columns), base, X)
 
 
@@ -171,6 +168,46 @@ def coalition_weights(d: int) -> tuple[np.ndarray, np.ndarray]:
     return masks, np.where(masks, with_i, -without_i)
 
 
+def permutation_weights(
+    d: int, permutations: int = PERMUTATIONS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (masks, weights) like coalition_weights, for antithetic permutation sampling:
+    for each of `permutations` random orders of the d features, the forward pass adds them one
+    by one to the empty coalition and the backward pass removes them in the same order from the
+    full one; each feature's value is its mean marginal gain over the 2 x `permutations` passes.
+    Each pass's gains add up to v(all) - v(none), so the values are additive exactly. The first
+    mask is the empty coalition (the base value), as in coalition_weights."""
+    rng = np.random.default_rng(seed)
+    index: dict[bytes, int] = {}
+    masks: list[np.ndarray] = []
+
+    def slot(mask: np.ndarray) -> int:
+        key = mask.tobytes()
+        if key not in index:
+            index[key] = len(masks)
+            masks.append(mask)
+        return index[key]
+
+    slot(np.zeros(d, dtype=bool))
+    gains: list[tuple[int, int, int, float]] = []  # (coalition, feature, previous, sign)
+    for _ in range(permutations):
+        order = rng.permutation(d)
+        for sign, start in ((1.0, False), (-1.0, True)):  # forward, then backward
+            mask = np.full(d, start)
+            previous = slot(mask.copy())
+            for j in order:
+                mask[j] = not start
+                current = slot(mask.copy())
+                gains.append((current, int(j), previous, sign))
+                previous = current
+    weights = np.zeros((len(masks), d))
+    share = 1.0 / (2 * permutations)
+    for current, j, previous, sign in gains:
+        weights[current, j] += sign * share
+        weights[previous, j] -= sign * share
+    return np.array(masks), weights
+
+
 def exact_shapley(
     f,
     matrix: np.ndarray,
@@ -182,16 +219,34 @@ def exact_shapley(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (values, base) of exact interventional Shapley values of `f` for each row of
     `matrix` against `background` rows with `weights` (uniform when None: the same definition as
-    SHAP's Exact explainer with an Independent masker): every coalition of every row, all
-    background rows, in blocks of about `max_rows` hybrids. base + values.sum(1) = f(row),
-    exactly. Blocks of rows run on `threads` threads (default: explain_threads()), so `f` must
-    be safe to call from several threads at once (the engine's programs are pure).
+    SHAP's Exact explainer with an Independent masker): every coalition, as shapley_values."""
+    plan = coalition_weights(matrix.shape[1])
+    return shapley_values(f, matrix, background, weights, plan, max_rows, threads, coalitions)
+
+
+def shapley_values(
+    f,
+    matrix: np.ndarray,
+    background: np.ndarray,
+    weights: np.ndarray | None,
+    plan: tuple[np.ndarray, np.ndarray],
+    max_rows: int = 400_000,
+    threads: int | None = None,
+    coalitions: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (values, base) of interventional Shapley values of `f` for each row of `matrix`
+    against `background` rows with `weights`, from the coalitions of `plan` (masks, W:
+    coalition_weights or permutation_weights): the weighted mean over reference homes of each
+    coalition's hybrid values v, then values = v @ W and base = v of the first (empty) mask;
+    base + values.sum(1) = f(row). Hybrids are valued in blocks of about `max_rows`; blocks of
+    rows run on `threads` threads (default: explain_threads()), so `f` must be safe to call from
+    several threads at once (the engine's programs are pure).
 
     `coalitions(rows, background, masks)` values every hybrid home at once, (rows, background,
     coalitions); by default each distinct hybrid is valued once by `f` (engine.coalitions: the
     engine's own is faster for RBF SVRs)."""
     n, d = matrix.shape
-    masks, coalition = coalition_weights(d)
+    masks, coalition = plan
     m_count, b_count = len(masks), len(background)
     w = np.full(b_count, 1.0 / b_count) if weights is None else np.asarray(weights, dtype=float)
     chunk = max(1, max_rows // (m_count * b_count))

@@ -11,9 +11,12 @@ from homevision.training.candidates import build_model
 from homevision.valuation.engine import RawEncoder
 from homevision.valuation.explain import (
     EXACT_MAX_FEATURES,
+    PERMUTATIONS,
     DollarExplainer,
     coalition_weights,
     exact_shapley,
+    permutation_weights,
+    shapley_values,
     summarize_background,
 )
 
@@ -102,25 +105,83 @@ def test_shared_values_are_valued_once_and_change_nothing():
     assert calls[0] < 9 * 16 * 6  # fewer engine rows than the plain enumeration
 
 
-def test_a_sampled_explainer_warms_up_and_explains_as_before(labelled):
-    """Past EXACT_MAX_FEATURES raw columns, explanations take SHAP's Permutation path; warm_up
-    (what a server runs when it loads such a model) explains a reference home once, and the
-    explanations after it are the ones a cold explainer gives."""
+def test_a_permutation_plan_adds_up_and_is_exact_for_an_additive_game():
+    """Each pass of the plan adds up to v(all) - v(none); for an additive game every marginal
+    gain is the feature's own, so any permutation gives the exact values."""
+    masks, weights = permutation_weights(12)
+    assert not masks[0].any()  # the first coalition is the empty one: the base value
+    assert len({m.tobytes() for m in masks}) == len(masks) <= 2 + PERMUTATIONS * 2 * 11
+    totals = weights.sum(axis=1)
+    full = masks.all(axis=1)
+    np.testing.assert_allclose(totals[full], 1.0)
+    np.testing.assert_allclose(totals[0], -1.0)
+    np.testing.assert_allclose(totals[~full & masks.any(axis=1)], 0.0, atol=1e-12)
+    gains = np.arange(1.0, 13.0)
+    np.testing.assert_allclose((masks * gains).sum(axis=1) @ weights, gains)
+    again = permutation_weights(12)
+    np.testing.assert_array_equal(masks, again[0])  # a fixed plan: the same for every home
+
+
+def test_permutation_sampling_converges_to_the_exact_values():
+    rng = np.random.default_rng(3)
+    background, rows = rng.normal(size=(5, 6)), rng.normal(size=(4, 6))
+    w = np.array([0.4, 0.1, 0.1, 0.2, 0.2])
+
+    def f(m):
+        return np.exp(m[:, 0] * m[:, 1] / 2) + m[:, 2] * m[:, 3] - np.sin(m[:, 4] + m[:, 5])
+
+    exact, base = exact_shapley(f, rows, background, w)
+    plan = permutation_weights(6, permutations=400)
+    sampled, sampled_base = shapley_values(f, rows, background, w, plan)
+    np.testing.assert_allclose(sampled_base, base)
+    np.testing.assert_allclose(sampled, exact, atol=0.03 * np.abs(exact).max())
+    np.testing.assert_allclose(sampled_base + sampled.sum(axis=1), f(rows), rtol=1e-12)
+
+
+def test_a_plan_values_shared_hybrids_once_and_changes_nothing():
+    rng = np.random.default_rng(4)
+    background = rng.integers(0, 3, size=(6, 12)).astype(float)
+    rows = rng.integers(0, 3, size=(5, 12)).astype(float)  # many values shared
+    rows[0, 1] = background[2, 1] = np.nan  # a shared missing value
+    calls = []
+
+    def f(m):
+        calls.append(len(m))
+        filled = np.nan_to_num(m, nan=5.0)
+        return np.exp(filled[:, 0] / 3) * filled[:, 1] + filled[:, 2:] @ np.arange(10.0)
+
+    plan = permutation_weights(12)
+    values, base = shapley_values(f, rows, background, None, plan)
+    masks, weights = plan
+    grid = np.where(masks[None, :, None, :], rows[:, None, None, :], background[None, None])
+    plain = f(grid.reshape(-1, 12)).reshape(5, len(masks), 6).mean(axis=2)
+    np.testing.assert_allclose(values, plain @ weights, atol=1e-9)
+    np.testing.assert_allclose(base, plain[:, 0], atol=1e-12)
+    assert calls[0] < 5 * len(masks) * 6  # fewer engine rows than the plain plan
+
+
+def test_a_sampled_explainer_is_exact_for_a_linear_price_and_each_home_alone(labelled):
+    """Past EXACT_MAX_FEATURES raw columns, explanations sample permutations, against the
+    weighted reference homes; a linear price's values are exact whatever the permutations, and
+    a home's explanation does not depend on the homes explained with it."""
     X, _ = labelled
     fs = get_feature_set("offmarket")
     assert len(fs.raw_columns) > EXACT_MAX_FEATURES
     encoder = RawEncoder.fit(X, fs)
-    weights = np.linspace(1.0, 2.0, len(fs.raw_columns))
+    slopes = np.linspace(1.0, 2.0, len(fs.raw_columns))
 
     def price(matrix: np.ndarray) -> np.ndarray:
-        return np.nan_to_num(matrix, nan=0.0) @ weights
+        return np.nan_to_num(matrix, nan=0.0) @ slopes
 
+    reference = np.linspace(1.0, 3.0, 10)
+    explainer = DollarExplainer(price, encoder, X.head(10), reference)
+    assert explainer.sampled
     homes = X.iloc[100:103]
-    cold = DollarExplainer(price, encoder, X.head(10)).explain(homes)
-    warm = DollarExplainer(price, encoder, X.head(10))
-    assert warm.sampled
-    warm.warm_up()
-    again = warm.explain(homes)
-    np.testing.assert_allclose(again.values.to_numpy(), cold.values.to_numpy())
-    total = again.base_values + again.values.sum(axis=1).to_numpy()
-    np.testing.assert_allclose(total, price(encoder.encode(homes[fs.raw_columns])), rtol=1e-9)
+    together = explainer.explain(homes)
+    matrix = np.nan_to_num(encoder.encode(homes[fs.raw_columns].reset_index(drop=True)))
+    mean = (reference / reference.sum()) @ np.nan_to_num(explainer.background)
+    np.testing.assert_allclose(together.values.to_numpy(), (matrix - mean) * slopes, atol=1e-6)
+    total = together.base_values + together.values.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total, price(matrix), rtol=1e-9)
+    alone = explainer.explain(homes.iloc[[2]])
+    np.testing.assert_allclose(alone.values.to_numpy(), together.values.to_numpy()[[2]], atol=1e-9)

@@ -54,19 +54,39 @@ class Hybrids:
         share a value, coalitions that differ only there build the same home: valued once."""
         r, b, m = self.shape
         d = self.rows.shape[1]
-        bits = 1 << np.arange(d)
-        codes = np.arange(m)  # coalition c holds feature j when bit j of c is set
+        bits = 1 << np.arange(d, dtype=np.int64)
+        codes = self.masks.astype(np.int64) @ bits  # coalition as bits: j set, j from the row
         rows, background = self.rows, self.background
         same = (rows[:, None, :] == background[None]) | (
             np.isnan(rows)[:, None, :] & np.isnan(background)[None]
         )
-        canonical = codes[None, None, :] | (same @ bits)[:, :, None]
+        shared = same.astype(np.int64) @ bits
+        if m != 2**d or not np.array_equal(codes, np.arange(m)):
+            return self._distinct_of_plan(codes, shared)
+        # Every coalition, in code order: the canonical hybrid (shared columns from the row) is
+        # itself a coalition of the same pair, so no sort is needed.
+        canonical = codes[None, None, :] | shared[:, :, None]
         ri, bi, ci = np.nonzero(canonical == codes)
         hybrids = np.where(self.masks[ci], rows[ri], background[bi])
         slot = np.full((r, b, m), -1, dtype=np.intp)
         slot[ri, bi, ci] = np.arange(len(ri))
         index = np.take_along_axis(slot, canonical, axis=2)
         return hybrids, index.reshape(r * b * m)
+
+    def _distinct_of_plan(
+        self, codes: np.ndarray, shared: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """_distinct for any list of coalitions (a permutation plan): each hybrid named by its
+        pair and its coalition less the shared columns, the distinct names found by sorting."""
+        r, b, _ = self.shape
+        d = self.rows.shape[1]
+        pairs = np.arange(r * b, dtype=np.int64).reshape(r, b, 1)
+        names = (pairs << d) | (codes[None, None, :] & ~shared[:, :, None])
+        distinct, index = np.unique(names.reshape(-1), return_inverse=True)
+        pair, code = np.divmod(distinct, np.int64(1) << d)
+        from_row = ((code[:, None] >> np.arange(d)) & 1).astype(bool)
+        hybrids = np.where(from_row, self.rows[pair // b], self.background[pair % b])
+        return hybrids, index.reshape(-1)
 
     def values(self, f) -> np.ndarray:
         """Return f of every hybrid (flat), valuing each distinct hybrid once."""
