@@ -41,6 +41,12 @@ EXPLAIN_THREADS = 4  # a large explanation's threads at most
 _THREADED = threading.Lock()
 
 
+def samples(d: int) -> bool:
+    """Return whether d raw columns are explained by permutation sampling: too many coalitions
+    (2^d) to value every one."""
+    return d > EXACT_MAX_FEATURES
+
+
 @dataclass
 class Contributions:
     """SHAP values in dollars: one row per explained home, one column per raw feature; `homes`:
@@ -97,7 +103,7 @@ class DollarExplainer:
     @property
     def sampled(self) -> bool:
         """True when explanations sample permutations (more than EXACT_MAX_FEATURES columns)."""
-        return len(self.columns) > EXACT_MAX_FEATURES
+        return samples(len(self.columns))
 
     @cached_property
     def plan(self) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +128,7 @@ class DollarExplainer:
             self.weights,
             plan=self.plan,
             threads=self.threads,
-            # The kernel factors enumerate each group's subsets: every coalition's, not a plan's.
-            coalitions=None if self.sampled else self.coalitions,
+            coalitions=self.coalitions,
         )
         return Contributions(pd.DataFrame(values, columns=self.columns), base, X)
 

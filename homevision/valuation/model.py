@@ -23,7 +23,13 @@ from homevision.valuation.engine import (
 )
 from homevision.valuation.engine.coalitions import CoalitionValues
 from homevision.valuation.engine.raw import encode_baths, split_baths_codes
-from homevision.valuation.explain import Contributions, DollarExplainer, summarize_background
+from homevision.valuation.engine.walks import WalkValues
+from homevision.valuation.explain import (
+    Contributions,
+    DollarExplainer,
+    samples,
+    summarize_background,
+)
 from homevision.valuation.intervals import (
     CONSTANT_FACTOR,
     constant_factors,
@@ -213,7 +219,9 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         coalitions = None
         if fast:
             predict_matrix = self.engine_.predict_matrix
-            coalitions = CoalitionValues.for_program(self.engine_.program)
+            # Every coalition (exact): the SVR's kernel factors; a permutation plan: its walk.
+            kind = WalkValues if samples(len(encoder.columns)) else CoalitionValues
+            coalitions = kind.for_program(self.engine_.program)
         else:
 
             def predict_matrix(raw: np.ndarray) -> np.ndarray:
