@@ -9,6 +9,7 @@ from homevision.data.listings import coerce_types
 from homevision.data.synthetic import generate_listings
 from homevision.training.evaluation import CVPlan
 from homevision.training.selection import SelectionSettings
+from homevision.valuation.engine import RawEncoder, compile_model
 
 # A selection procedure small enough for tests: 3 folds, 2 candidates, 2 trials.
 SMALL = SelectionSettings(
@@ -33,3 +34,16 @@ def small(labelled) -> tuple[pd.DataFrame, pd.Series]:
     """The first 240 labelled rows: enough for a 3-fold procedure."""
     X, y = labelled
     return X.head(240).reset_index(drop=True), y.head(240).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def train(labelled) -> tuple[pd.DataFrame, pd.Series]:
+    """The first 300 labelled rows: what the engine's coalition tests fit on."""
+    X, y = labelled
+    return X.head(300).reset_index(drop=True), y.head(300).reset_index(drop=True)
+
+
+def compiled(model, fs, X, y):
+    """Return (engine, encoder) of `model` fitted on X, y over feature set `fs`."""
+    encoder = RawEncoder.fit(X, fs)
+    return compile_model(model.fit(X, y), encoder, X), encoder

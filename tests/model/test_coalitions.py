@@ -4,12 +4,10 @@ and the column dependencies they rest on hold for every feature set."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from homevision.features import get_feature_set
 from homevision.training.candidates import build_blend, build_model, build_stack
-from homevision.valuation.engine import RawEncoder, compile_model
 from homevision.valuation.engine.coalitions import (
     CoalitionValues,
     hybrid_values,
@@ -18,16 +16,7 @@ from homevision.valuation.engine.coalitions import (
 from homevision.valuation.engine.programs import Chain
 from homevision.valuation.explain import coalition_weights
 
-
-@pytest.fixture(scope="module")
-def train(labelled) -> tuple[pd.DataFrame, pd.Series]:
-    X, y = labelled
-    return X.head(300).reset_index(drop=True), y.head(300).reset_index(drop=True)
-
-
-def _compiled(model, fs, X, y):
-    encoder = RawEncoder.fit(X, fs)
-    return compile_model(model.fit(X, y), encoder, X), encoder
+from .conftest import compiled
 
 
 def _chains(node) -> list[Chain]:
@@ -42,7 +31,7 @@ def _chains(node) -> list[Chain]:
 def test_an_encoded_column_moves_only_with_the_raw_columns_it_is_said_to_depend_on(name, train):
     X, y = train
     fs = get_feature_set(name)
-    engine, encoder = _compiled(build_model("svr", fs), fs, X, y)
+    engine, encoder = compiled(build_model("svr", fs), fs, X, y)
     (chain,) = _chains(engine.program)
     deps = chain.features.dependencies()
     assert deps is not None and len(deps) == chain.features.width
@@ -63,7 +52,7 @@ def test_an_encoded_column_moves_only_with_the_raw_columns_it_is_said_to_depend_
 def test_task6_kernel_falls_into_three_groups(train):
     X, y = train
     fs = get_feature_set("task6")
-    engine, encoder = _compiled(build_model("svr", fs), fs, X, y)
+    engine, encoder = compiled(build_model("svr", fs), fs, X, y)
     (chain,) = _chains(engine.program)
     groups = [[encoder.columns[j] for j in cols] for cols, _ in kernel_groups(chain.features)]
     assert groups == [
@@ -84,7 +73,7 @@ def test_factored_kernel_values_every_hybrid_as_the_engine_does(kind, train):
         "blend": build_blend([("svr", {}), ("mlp", {})], fs),
         "stack": build_stack([("svr", {}), ("ridge", {})], fs),
     }
-    engine, encoder = _compiled(models[kind], fs, X, y)
+    engine, encoder = compiled(models[kind], fs, X, y)
     coalitions = CoalitionValues.for_program(engine.program)
     assert coalitions is not None
     masks, _ = coalition_weights(len(encoder.columns))
@@ -101,5 +90,5 @@ def test_factored_kernel_values_every_hybrid_as_the_engine_does(kind, train):
 def test_programs_without_an_svr_keep_the_plain_path(train):
     X, y = train
     fs = get_feature_set("task6")
-    engine, _ = _compiled(build_blend([("ridge", {}), ("mlp", {})], fs), fs, X, y)
+    engine, _ = compiled(build_blend([("ridge", {}), ("mlp", {})], fs), fs, X, y)
     assert CoalitionValues.for_program(engine.program) is None

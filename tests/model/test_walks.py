@@ -5,26 +5,16 @@ walk."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from homevision.features import get_feature_set
 from homevision.training.candidates import build_blend, build_model, build_stack
-from homevision.valuation.engine import RawEncoder, compile_model, walks
+from homevision.valuation.engine import walks
 from homevision.valuation.engine.coalitions import hybrid_values
 from homevision.valuation.engine.walks import WalkValues, walk_of
 from homevision.valuation.explain import DollarExplainer, permutation_weights
 
-
-@pytest.fixture(scope="module")
-def train(labelled) -> tuple[pd.DataFrame, pd.Series]:
-    X, y = labelled
-    return X.head(300).reset_index(drop=True), y.head(300).reset_index(drop=True)
-
-
-def _compiled(model, fs, X, y):
-    encoder = RawEncoder.fit(X, fs)
-    return compile_model(model.fit(X, y), encoder, X), encoder
+from .conftest import compiled
 
 
 def _homes(X, fs, encoder, rows=slice(200, 230)) -> np.ndarray:
@@ -54,7 +44,7 @@ def test_a_walked_plan_values_every_hybrid_as_the_engine_does(kind, train):
         "stack": build_stack([("svr", {}), ("ridge", {})], fs),
         "ridge": build_model("ridge", fs),
     }
-    engine, encoder = _compiled(models[kind], fs, X, y)
+    engine, encoder = compiled(models[kind], fs, X, y)
     walker = WalkValues.for_program(engine.program)
     assert walker is not None
     masks, _ = permutation_weights(len(encoder.columns))
@@ -69,7 +59,7 @@ def test_a_walked_plan_values_every_hybrid_as_the_engine_does(kind, train):
 def test_an_svr_walks_its_exponent_where_products_could_lose_digits(train, monkeypatch):
     X, y = train
     fs = get_feature_set("offmarket")
-    engine, encoder = _compiled(build_model("svr", fs), fs, X, y)
+    engine, encoder = compiled(build_model("svr", fs), fs, X, y)
     masks, _ = permutation_weights(len(encoder.columns))
     rows = _homes(X, fs, encoder)
     background = encoder.encode(X[fs.raw_columns].head(5))
@@ -84,7 +74,7 @@ def test_an_svr_walks_its_exponent_where_products_could_lose_digits(train, monke
 def test_blocks_and_a_plan_that_is_not_a_walk_change_nothing(train, monkeypatch):
     X, y = train
     fs = get_feature_set("offmarket")
-    engine, encoder = _compiled(build_blend([("svr", {}), ("mlp", {})], fs), fs, X, y)
+    engine, encoder = compiled(build_blend([("svr", {}), ("mlp", {})], fs), fs, X, y)
     walker = WalkValues.for_program(engine.program)
     masks, _ = permutation_weights(len(encoder.columns))
     rows = _homes(X, fs, encoder)
@@ -101,14 +91,14 @@ def test_blocks_and_a_plan_that_is_not_a_walk_change_nothing(train, monkeypatch)
 def test_programs_with_parts_it_cannot_walk_keep_the_plain_path(train):
     X, y = train
     fs = get_feature_set("offmarket")
-    engine, _ = _compiled(build_model("hist_gb", fs), fs, X, y)
+    engine, _ = compiled(build_model("hist_gb", fs), fs, X, y)
     assert WalkValues.for_program(engine.program) is None
 
 
 def test_a_sampled_explanation_is_the_same_walked_or_valued_hybrid_by_hybrid(train):
     X, y = train
     fs = get_feature_set("offmarket")
-    engine, encoder = _compiled(build_blend([("svr", {}), ("mlp", {})], fs), fs, X, y)
+    engine, encoder = compiled(build_blend([("svr", {}), ("mlp", {})], fs), fs, X, y)
     background = X.head(12)
     walker = WalkValues.for_program(engine.program)
     walked = DollarExplainer(engine.predict_matrix, encoder, background, coalitions=walker)
