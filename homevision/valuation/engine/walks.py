@@ -32,7 +32,7 @@ from homevision.valuation.engine.programs import (
     RbfSVR,
 )
 
-MAX_FLOATS = 131_072  # per block of pairs: one coalition's SVR kernels (1 MB)
+MAX_FLOATS = 262_144  # per block of pairs: one coalition's SVR kernels (2 MB)
 # An SVR walks its kernel by products while no hybrid's exponent can fall below this: the kernel
 # and each factor (exp of a part, or of minus one) stay within exp(+-300), and so does any
 # product of two of them (exp(-708) is the smallest normal float): no product loses its digits.
