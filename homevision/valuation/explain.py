@@ -70,15 +70,16 @@ class Contributions:
 
 
 class DollarExplainer:
-    """Exact Shapley values in dollars of a price function over the engine's raw matrix.
+    """Shapley values in dollars of a price function over the engine's raw matrix: exact up to
+    EXACT_MAX_FEATURES columns, sampled by a fixed permutation plan past them.
 
     `predict_matrix` values rows of that matrix (the compiled engine, or the scikit-learn model
     behind a decode on fallback); `background` is a small fixed set of reference homes with
     `weights` (k-medoids of the training homes: `summarize_background`), so the base value is
     the weighted mean valuation of the training distribution and every call costs the same.
-    `threads`: for exact_shapley (1 where `predict_matrix` is not known to be thread-safe);
-    `coalitions`: values every hybrid of rows and reference homes at once (the engine's
-    CoalitionValues), for exact_shapley.
+    `threads`: for shapley_values (1 where `predict_matrix` is not known to be thread-safe);
+    `coalitions`: values every hybrid of rows and reference homes at once, for shapley_values
+    (the engine's CoalitionValues for every coalition, its WalkValues for a permutation plan).
     """
 
     def __init__(

@@ -201,8 +201,8 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         return level
 
     def explainer(self, engine: bool = True) -> DollarExplainer:
-        """Return the exact Shapley explainer of this model over its raw columns (built once
-        per path and kept: it holds the encoded reference homes)."""
+        """Return the Shapley explainer of this model over its raw columns (built once per
+        path and kept: it holds the encoded reference homes)."""
         fast = engine and self.uses_engine
         cache = self.__dict__.setdefault("_explainers", {})
         if fast not in cache:
