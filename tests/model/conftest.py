@@ -7,6 +7,7 @@ import pytest
 
 from homevision.data.listings import coerce_types
 from homevision.data.synthetic import generate_listings
+from homevision.training.candidates import build_blend, build_model, build_stack
 from homevision.training.evaluation import CVPlan
 from homevision.training.selection import SelectionSettings
 from homevision.valuation.engine import RawEncoder, compile_model
@@ -47,3 +48,13 @@ def compiled(model, fs, X, y):
     """Return (engine, encoder) of `model` fitted on X, y over feature set `fs`."""
     encoder = RawEncoder.fit(X, fs)
     return compile_model(model.fit(X, y), encoder, X), encoder
+
+
+def build_kind(kind: str, fs):
+    """Return an unfitted model of `kind` over feature set `fs`: one model, a blend (SVR and
+    MLP) or a stack (SVR and ridge), what the engine's coalition tests compile."""
+    if kind == "blend":
+        return build_blend([("svr", {}), ("mlp", {})], fs)
+    if kind == "stack":
+        return build_stack([("svr", {}), ("ridge", {})], fs)
+    return build_model(kind, fs)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from homevision.features import get_feature_set
-from homevision.training.candidates import build_blend, build_model, build_stack
+from homevision.training.candidates import build_blend, build_model
 from homevision.valuation.engine.coalitions import (
     CoalitionValues,
     hybrid_values,
@@ -16,7 +16,7 @@ from homevision.valuation.engine.coalitions import (
 from homevision.valuation.engine.programs import Chain
 from homevision.valuation.explain import coalition_weights
 
-from .conftest import compiled
+from .conftest import build_kind, compiled
 
 
 def _chains(node) -> list[Chain]:
@@ -68,12 +68,7 @@ def test_task6_kernel_falls_into_three_groups(train):
 def test_factored_kernel_values_every_hybrid_as_the_engine_does(kind, train):
     X, y = train
     fs = get_feature_set("task6")
-    models = {
-        "svr": build_model("svr", fs),
-        "blend": build_blend([("svr", {}), ("mlp", {})], fs),
-        "stack": build_stack([("svr", {}), ("ridge", {})], fs),
-    }
-    engine, encoder = compiled(models[kind], fs, X, y)
+    engine, encoder = compiled(build_kind(kind, fs), fs, X, y)
     coalitions = CoalitionValues.for_program(engine.program)
     assert coalitions is not None
     masks, _ = coalition_weights(len(encoder.columns))

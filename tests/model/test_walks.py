@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from homevision.features import get_feature_set
-from homevision.training.candidates import build_blend, build_model, build_stack
+from homevision.training.candidates import build_blend, build_model
 from homevision.valuation.engine import walks
 from homevision.valuation.engine.coalitions import hybrid_values
 from homevision.valuation.engine.walks import WalkValues, walk_of
 from homevision.valuation.explain import DollarExplainer, permutation_weights
 
-from .conftest import compiled
+from .conftest import build_kind, compiled
 
 
 def _homes(X, fs, encoder, rows=slice(200, 230)) -> np.ndarray:
@@ -38,13 +38,7 @@ def test_each_coalition_of_a_plan_is_one_column_from_its_parent():
 def test_a_walked_plan_values_every_hybrid_as_the_engine_does(kind, train):
     X, y = train
     fs = get_feature_set("offmarket")
-    models = {
-        "svr": build_model("svr", fs),
-        "blend": build_blend([("svr", {}), ("mlp", {})], fs),
-        "stack": build_stack([("svr", {}), ("ridge", {})], fs),
-        "ridge": build_model("ridge", fs),
-    }
-    engine, encoder = compiled(models[kind], fs, X, y)
+    engine, encoder = compiled(build_kind(kind, fs), fs, X, y)
     walker = WalkValues.for_program(engine.program)
     assert walker is not None
     masks, _ = permutation_weights(len(encoder.columns))

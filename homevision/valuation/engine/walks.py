@@ -10,7 +10,7 @@ changes, only its group's encoded columns change. Their parts of the SVR's expon
 MLP's first layer are tabled once per row and reference home, for the few subsets of each group
 the plan uses; a coalition's exponent and first layer are then its parent's plus one group's
 difference. What remains per hybrid is an exp per support vector, and the MLP past its first
-layer. The numbers are the program's, up to rounding (the tests hold them to 1e-9 dollars).
+layer. The numbers are the program's, up to rounding (the tests hold them to 1e-9 relative).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from homevision.valuation.engine.coalitions import hybrid_values, kernel_groups
+from homevision.valuation.engine.coalitions import _subset_index, hybrid_values, kernel_groups
 from homevision.valuation.engine.features import CompiledFeatures
 from homevision.valuation.engine.programs import (
     _ACTIVATIONS,
@@ -113,8 +113,7 @@ class _Plan:
         used, subset = [], []
         for g, (cols, _) in enumerate(groups):
             group_of[cols] = g
-            codes = (masks[:, cols].astype(np.intp) << np.arange(len(cols))).sum(axis=1)
-            distinct, position = np.unique(codes, return_inverse=True)
+            distinct, position = np.unique(_subset_index(masks, cols), return_inverse=True)
             used.append(distinct)
             subset.append(position.reshape(-1))
         last_use = np.arange(len(masks))
@@ -137,7 +136,10 @@ class WalkValues:
     def __init__(self, program, groups: dict[int, Groups]):
         self.program = program
         self.groups = groups  # id(CompiledFeatures) -> its groups
-        self._sv = max([len(c.model.vectors) for c in _chains(program) or [] if _svr(c)] or [1])
+        chains = _chains(program) or []
+        self.features = {id(chain.features): chain.features for chain in chains}
+        svrs = [len(c.model.vectors) for c in chains if isinstance(c.model, RbfSVR)]
+        self._sv = max(svrs, default=1)
         self._plans: dict[int, tuple[np.ndarray, _Plan | None]] = {}
         self._references: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -168,7 +170,7 @@ class WalkValues:
             block = rows[start : start + step]
             tables = {
                 key: self._tables(features, plans[key], block, background)
-                for key, features in _features(self.program).items()
+                for key, features in self.features.items()
             }
             out[start : start + step] = _value(
                 self.program, block, background, masks, plans, tables, self.groups, scratch
@@ -233,14 +235,6 @@ def _chains(node) -> list[Chain] | None:
         found = [_chains(member) for member in node.members]
         return None if any(f is None for f in found) else [c for f in found for c in f]
     return None
-
-
-def _svr(chain: Chain) -> bool:
-    return isinstance(chain.model, RbfSVR)
-
-
-def _features(program) -> dict[int, CompiledFeatures]:
-    return {id(chain.features): chain.features for chain in _chains(program) or []}
 
 
 def _value(node, rows, background, masks, plans, tables, groups, scratch) -> np.ndarray:
