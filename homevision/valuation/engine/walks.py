@@ -140,6 +140,9 @@ class WalkValues:
         self.features = {id(chain.features): chain.features for chain in chains}
         svrs = [len(c.model.vectors) for c in chains if isinstance(c.model, RbfSVR)]
         self._sv = max(svrs, default=1)
+        self._splits = {
+            id(chain.model): _Split.of(chain.model, groups[id(chain.features)]) for chain in chains
+        }
         self._plans: dict[int, tuple[np.ndarray, _Plan | None]] = {}
         self._references: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -173,7 +176,7 @@ class WalkValues:
                 for key, features in self.features.items()
             }
             out[start : start + step] = _value(
-                self.program, block, background, masks, plans, tables, self.groups, scratch
+                self.program, block, background, masks, plans, tables, self._splits, scratch
             )
         return out
 
@@ -237,10 +240,10 @@ def _chains(node) -> list[Chain] | None:
     return None
 
 
-def _value(node, rows, background, masks, plans, tables, groups, scratch) -> np.ndarray:
+def _value(node, rows, background, masks, plans, tables, splits, scratch) -> np.ndarray:
     """Return `node`'s value of every hybrid, (rows, background, coalitions)."""
     if isinstance(node, Elasticity):
-        inner = _value(node.inner, rows, background, masks, plans, tables, groups, scratch)
+        inner = _value(node.inner, rows, background, masks, plans, tables, splits, scratch)
         sqft = np.where(
             masks[None, None, :, node.sqft],
             rows[:, None, None, node.sqft],
@@ -249,61 +252,81 @@ def _value(node, rows, background, masks, plans, tables, groups, scratch) -> np.
         return node.finish(inner, sqft)
     if isinstance(node, Members):
         outputs = [
-            _value(member, rows, background, masks, plans, tables, groups, scratch)
+            _value(member, rows, background, masks, plans, tables, splits, scratch)
             for member in node.members
         ]
         stacked = np.stack(outputs, axis=-1).reshape(-1, len(outputs))
         return node.combine(stacked).reshape(outputs[0].shape)
     key = id(node.features)
-    encoded = [enc for _, enc in groups[key]]
     shape = (len(rows), len(background), len(masks))
-    return _walk_model(node.model, tables[key], encoded, plans[key], shape, scratch)
+    return _walk_model(node.model, splits[id(node.model)], tables[key], plans[key], shape, scratch)
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A chain's model split by group: the part of its sum over encoded columns (an RBF SVR's
+    exponent, an MLP's first layer, a linear model's output) that a group's columns x make is
+    x @ projection + squares * |x|^2 + constant. Fixed per model, so made once, not per block."""
+
+    projections: list[np.ndarray]  # per group: (its encoded columns, width)
+    constants: list[np.ndarray]  # per group: (width,); the first group's holds the bias
+    squares: float  # an SVR's -gamma, else 0
+    bounded: bool  # an SVR's: each part is <= 0 (a part of -gamma |x - s|^2)
+
+    @classmethod
+    def of(cls, model, groups: Groups) -> _Split:
+        encoded = [enc for _, enc in groups]
+        if isinstance(model, RbfSVR):
+            gamma, s = model.gamma, model.vectors
+            projections = [np.ascontiguousarray((2.0 * gamma) * s[:, enc].T) for enc in encoded]
+            constants = [-gamma * (s[:, enc] ** 2).sum(axis=1) for enc in encoded]
+            return cls(projections, constants, -gamma, True)
+        if isinstance(model, Perceptron):
+            first, bias = model.weights[0], model.biases[0]
+        else:
+            first, bias = model.coef[:, None], np.atleast_1d(model.intercept)
+        projections = [np.ascontiguousarray(first[enc]) for enc in encoded]
+        constants = [np.zeros(first.shape[1]) for _ in encoded]
+        constants[0] = constants[0] + bias
+        return cls(projections, constants, 0.0, False)
 
 
 def _walk_model(
-    model, tables, encoded, plan: _Plan, shape: tuple[int, int, int], scratch: _Scratch
+    model, split: _Split, tables, plan: _Plan, shape: tuple[int, int, int], scratch: _Scratch
 ) -> np.ndarray:
     """Return a chain's model output on every hybrid, (rows, background, coalitions).
 
-    The part of the model that is a sum over encoded columns (an RBF SVR's exponent, an MLP's
-    first layer, a linear model's output) is tabled per group and subset, and walked: each
-    coalition's sum is its parent's plus one group's change. An SVR walks its kernel instead:
-    times exp(change), one exp per group and change rather than per coalition, where no
-    exponent can fall below MIN_EXPONENT (else its exponent, and an exp per coalition)."""
+    The part of the model that is a sum over encoded columns is tabled per group and subset
+    (`split`), and walked: each coalition's sum is its parent's plus one group's change. An SVR
+    walks its kernel instead: times exp(change), one exp per group and change rather than per
+    coalition, where no exponent can fall below MIN_EXPONENT (else its exponent, and an exp per
+    coalition)."""
     r, b, _ = shape
-
-    def each(fn) -> list[list[np.ndarray]]:
-        return [
-            [fn(t, enc, (g, u)) for u, t in enumerate(subsets)]
-            for g, (subsets, enc) in enumerate(zip(tables, encoded, strict=True))
-        ]
-
+    parts = []
+    for g, subsets in enumerate(tables):
+        projection, constant = split.projections[g], split.constants[g]
+        parts.append([])
+        for u, x in enumerate(subsets):
+            flat = x.reshape(-1, x.shape[-1])
+            out = scratch.get(("part", id(model), g, u), (len(flat), projection.shape[1]))
+            np.matmul(flat, projection, out=out)
+            if split.squares:
+                out += split.squares * np.einsum("ik,ik->i", flat, flat)[:, None]
+            out += constant
+            if split.bounded:
+                np.minimum(out, 0.0, out=out)  # each part of |x - s|^2 >= 0
+            parts[g].append(out.reshape(*x.shape[:2], -1))
     if isinstance(model, RbfSVR):
-        gamma, vectors = model.gamma, model.vectors
-
-        def exponent(x: np.ndarray, enc: np.ndarray, name: tuple[int, int]) -> np.ndarray:
-            s = vectors[:, enc]
-            flat = x.reshape(-1, len(enc))
-            out = scratch.get(("part", id(model), *name), (len(flat), len(s)))
-            np.matmul(flat, (2.0 * gamma) * s.T, out=out)
-            out -= gamma * np.einsum("ik,ik->i", flat, flat)[:, None]
-            out -= gamma * (s * s).sum(axis=1)
-            np.minimum(out, 0.0, out=out)  # each part of |x - s|^2 >= 0
-            return out.reshape(*x.shape[:2], -1)
-
-        parts = each(exponent)
         lowest = sum(min(float(part.min()) for part in subsets) for subsets in parts)
         multiply = lowest >= MIN_EXPONENT
-        kernel = scratch.get(("kernel", id(model)), (r, b, len(vectors)))
+        kernel = scratch.get(("kernel", id(model)), (r, b, len(model.vectors)))
 
         def svr(state: np.ndarray, into: np.ndarray) -> None:
             np.matmul(state if multiply else np.exp(state, out=kernel), model.dual, out=into)
 
         return _walk(parts, plan, shape, svr, multiply, scratch) + model.intercept
     if isinstance(model, Perceptron):
-        first, act = model.weights[0], _ACTIVATIONS[model.activation]
-        parts = each(lambda x, enc, _: x @ first[enc])
-        parts[0] = [part + model.biases[0] for part in parts[0]]
+        act = _ACTIVATIONS[model.activation]
 
         def mlp(a: np.ndarray, into: np.ndarray) -> None:
             for w, bias in zip(model.weights[1:], model.biases[1:], strict=True):
@@ -311,8 +334,6 @@ def _walk_model(
             into[...] = a[..., 0]
 
         return _walk(parts, plan, shape, mlp, False, scratch)
-    parts = each(lambda x, enc, _: x @ model.coef[enc][:, None])
-    parts[0] = [part + model.intercept for part in parts[0]]
 
     def linear(total: np.ndarray, into: np.ndarray) -> None:
         into[...] = total[..., 0]
