@@ -27,8 +27,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
-import pandas as pd
 from fastapi import Body, FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -39,7 +37,6 @@ from homevision.api_keys import KeyRing
 from homevision.api_keys import Scope as KeyScope
 from homevision.config import load_params
 from homevision.data.fields import NONE_WHEN_MISSING
-from homevision.data.schema import MLS_ID
 from homevision.serving.auth import Requirement
 from homevision.serving.metrics import Metrics, RequestMetrics
 from homevision.serving.metrics import metrics as process_metrics
@@ -88,23 +85,6 @@ def load_served(ref: str | None) -> Served:
         engine=engine_note(model),
     )
     return Served(model, info)
-
-
-def listings_frame(listings: list[Listing], columns: list[str]) -> pd.DataFrame:
-    """Return the listings as the frame of `columns` (the model's raw columns, which hold what
-    its comparables read) and MLSNumber: what explanations read (missing fields as NaN). Only
-    those columns: each column of a frame costs a listing's request about 0.05 ms."""
-    given = type(listings[0]).model_fields if listings else {}
-    frame = pd.DataFrame(
-        {
-            f: [getattr(item, f, None) for item in listings] if f in given else np.nan
-            for f in dict.fromkeys([MLS_ID, *columns])
-        },
-        index=pd.RangeIndex(len(listings)),
-    )
-    if "PoolYN" in frame:
-        frame["PoolYN"] = frame["PoolYN"].map({True: 1.0, False: 0.0})
-    return frame
 
 
 def _missing_required(listings: list[Listing], required: list[str]) -> list[dict[str, Any]]:
@@ -518,14 +498,14 @@ def create_app(
             if recorder is not None:
                 recorder.invalid(len(batch))
             raise HTTPException(422, errors)
-        # Parsed listings straight into the engine's matrix; reasons and comparables work on
-        # a listing frame, for the rows valued.
-        raw = model.encoder_.encode_records([item.model_dump() for item in batch])
+        # Parsed listings straight into the engine's matrix; reasons and comparables read the
+        # same records (no frame: a frame of one listing costs more than its comparables).
+        records = [item.model_dump() for item in batch]
+        raw = model.encoder_.encode_records(records)
         prices, errors, warnings = predict.value_matrix(model, raw, level, support)
         explanations = [None] * len(batch)
         if explain:
-            frame = listings_frame(batch, model.raw_columns_)
-            explanations = predict.explain_rows(model, frame, errors, raw)
+            explanations = predict.explain_rows(model, records, errors, raw)
         if recorder is not None:
             recorder.valued(prices[:, 0], errors, warnings)
         response = ValuationResponse(

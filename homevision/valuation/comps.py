@@ -25,6 +25,7 @@ from homevision.features import FeatureSet, build_preprocessor, split_baths
 from homevision.valuation.engine.errors import UnsupportedError
 from homevision.valuation.engine.features import compile_features
 from homevision.valuation.engine.raw import RawEncoder
+from homevision.valuation.records import Records, field_values, records_frame
 
 log = logging.getLogger(__name__)
 
@@ -95,32 +96,52 @@ class ComparablesIndex:
         except UnsupportedError as err:
             log.warning("Comparable sales use the scikit-learn space: %s", err)
         self.points_ = self._embed(X)
-        self.sold_ = self._attributes(X).assign(ClosePrice=np.asarray(y, dtype=float))
+        self.sold_ = pd.DataFrame(self._attributes(X)).assign(ClosePrice=np.asarray(y, float))
         self._build_index()
         return self
 
-    def _embed(self, X: pd.DataFrame) -> np.ndarray:
-        """Return the rows of X as points of the scaled space (the one map from rows to points):
-        through the compiled features when the space compiled, else scikit-learn's transform."""
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_sold_columns", None)  # a cache of sold_, rebuilt on first use
+        return state
+
+    @cached_property
+    def _sold_columns(self) -> dict[str, np.ndarray]:
+        """Return sold_'s columns as arrays: what every query reads (pandas' column access costs
+        a single home's lookup about 0.3 ms)."""
+        return {str(c): self.sold_[c].to_numpy() for c in self.sold_.columns}
+
+    def _embed(self, X: pd.DataFrame | Records) -> np.ndarray:
+        """Return the homes (a frame, or records) as points of the scaled space (the one map from
+        homes to points): through the compiled features when the space compiled, else
+        scikit-learn's transform."""
         compiled = getattr(self, "compiled_", None)
         if compiled is not None:
             features, columns = compiled
-            return features(features.encoder.encode(X))[:, columns]
+            encoder = features.encoder
+            raw = encoder.encode(X) if isinstance(X, pd.DataFrame) else encoder.encode_records(X)
+            return features(raw)[:, columns]
+        if not isinstance(X, pd.DataFrame):
+            X = records_frame(X, self.feature_set.raw_columns)
         return self.space_.transform(X)[self.columns_].to_numpy(float)
 
-    def _attributes(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Return what a comp shows of each row: id, school, sqft, beds, baths, lot."""
-        baths = [split_baths(v) for v in X[self.feature_set.baths].to_numpy()]
-        return pd.DataFrame(
-            {
-                "MLSNumber": X["MLSNumber"].to_numpy() if "MLSNumber" in X else np.arange(len(X)),
-                "school": X[self.feature_set.school].astype(object).to_numpy(),
-                "sqft": pd.to_numeric(X["SqFtTotal"], errors="coerce").to_numpy(float),
-                "beds": pd.to_numeric(X["BedsTotal"], errors="coerce").to_numpy(float),
-                "baths": [f + 0.5 * h for f, h in baths],
-                "lot": pd.to_numeric(X["LotSizeAreaSQFT"], errors="coerce").to_numpy(float),
-            }
-        )
+    def _attributes(self, X: pd.DataFrame | Records) -> dict[str, np.ndarray]:
+        """Return what a comp shows of each home (a frame, or records), as arrays: id, school
+        (missing as NaN), sqft, beds, baths, lot."""
+        fs = self.feature_set
+        known = X.columns if isinstance(X, pd.DataFrame) else (X[0] if X else {})
+        ids = field_values(X, "MLSNumber") if "MLSNumber" in known else np.arange(len(X))
+        baths = [split_baths(v) for v in field_values(X, fs.baths)]
+        return {
+            "MLSNumber": np.asarray(ids) if isinstance(ids, pd.Series) else _objects(ids),
+            "school": np.array(
+                [np.nan if _missing(v) else v for v in field_values(X, fs.school)], dtype=object
+            ),
+            "sqft": _numbers(field_values(X, "SqFtTotal")),
+            "beds": _numbers(field_values(X, "BedsTotal")),
+            "baths": np.array([f + 0.5 * h for f, h in baths], dtype=float),
+            "lot": _numbers(field_values(X, "LotSizeAreaSQFT")),
+        }
 
     def _build_index(self) -> None:
         """Index `points_`: globally and per school, with each sold home's id (as text, how a
@@ -135,18 +156,19 @@ class ComparablesIndex:
             rows = by_school[code]
             self.schools_[school] = _SchoolIndex(code, rows, _index(self.points_[rows]))
 
-    def query(self, X: pd.DataFrame, k: int | None = None) -> ComparableFrames:
-        """Return, per row of X, a frame of its k comparable sales (COMP_COLUMNS), best first:
-        homes of its school by distance, then other homes by distance, never the listing itself
-        (same MLSNumber as text); fewer only when fewer sold homes remain."""
+    def query(self, X: pd.DataFrame | Records, k: int | None = None) -> ComparableFrames:
+        """Return, per home of X (a frame, or records), a frame of its k comparable sales
+        (COMP_COLUMNS), best first: homes of its school by distance, then other homes by
+        distance, never the listing itself (same MLSNumber as text); fewer only when fewer sold
+        homes remain."""
         k = k or self.k
         if not hasattr(self, "index_"):  # fitted before comps were indexed
             self._build_index()
         points, attrs = self._embed(X), self._attributes(X)
-        ids = np.array([str(v) for v in attrs["MLSNumber"].to_numpy()], dtype=object)
+        ids = np.array([str(v) for v in attrs["MLSNumber"]], dtype=object)
         none = (np.empty(0, dtype=np.intp), np.empty(0))
         chosen: list[tuple[np.ndarray, np.ndarray, int]] = [(*none, 0)] * len(X)
-        codes, schools = pd.factorize(attrs["school"].to_numpy(object))
+        codes, schools = pd.factorize(attrs["school"])
         groups = [(np.flatnonzero(codes == c), self.schools_.get(s)) for c, s in enumerate(schools)]
         groups.append((np.flatnonzero(codes < 0), None))
         for rows, school in groups:
@@ -179,7 +201,7 @@ class ComparablesIndex:
                     np.concatenate([same[j][1], others[j][1]]),
                     len(same[j][0]),
                 )
-        return _frames(self.sold_, attrs, chosen)
+        return _frames(self._sold_columns, attrs, chosen)
 
     def _search(
         self,
@@ -236,19 +258,19 @@ def model_comparables(
     the home's school. `index` (fitted on the same sales, in the same order) gives the rows."""
     k = k or index.k
     attrs = index._attributes(X)
-    ids = np.array([str(v) for v in attrs["MLSNumber"].to_numpy()], dtype=object)
+    ids = np.array([str(v) for v in attrs["MLSNumber"]], dtype=object)
     points = np.asarray(features.transform(X), dtype=float)
     rows, d2 = model.nearest(points, k + 1)  # one more: the listing itself may be among them
     chosen = []
     for i in range(len(X)):
         keep = index.ids_[rows[i]] != ids[i]
         chosen.append((rows[i][keep][:k], np.sqrt(d2[i][keep][:k]), 0))
-    return _frames(index.sold_, attrs, chosen, match_schools=True)
+    return _frames(index._sold_columns, attrs, chosen, match_schools=True)
 
 
 def _frames(
-    sold: pd.DataFrame,
-    homes: pd.DataFrame,
+    sold: dict[str, np.ndarray],
+    homes: dict[str, np.ndarray],
     chosen: list[tuple[np.ndarray, np.ndarray, int]],
     match_schools: bool = False,
 ) -> ComparableFrames:
@@ -261,21 +283,43 @@ def _frames(
     owner = np.repeat(np.arange(len(chosen)), sizes)
     rows = np.concatenate([np.empty(0, np.intp), *(rows for rows, _, _ in chosen)])
     rank = np.arange(len(rows)) - np.repeat(ends - sizes, sizes)
-    schools = sold["school"].to_numpy()[rows]
+    schools = sold["school"][rows]
     if match_schools:
-        same_school = (schools == homes["school"].to_numpy(object)[owner]) & ~pd.isna(schools)
+        same_school = (schools == homes["school"][owner]) & ~pd.isna(schools)
     else:
         same_school = rank < np.repeat([same for _, _, same in chosen], sizes)
     columns = {
-        "MLSNumber": sold["MLSNumber"].to_numpy()[rows],
-        "ClosePrice": sold["ClosePrice"].to_numpy()[rows],
+        "MLSNumber": sold["MLSNumber"][rows],
+        "ClosePrice": sold["ClosePrice"][rows],
         "distance": np.concatenate([np.empty(0), *(dist for _, dist, _ in chosen)]).round(3),
         "same_school": same_school,
         "ElementarySchoolName": schools,
     }
     for name in ("sqft", "beds", "baths", "lot"):
-        columns[f"{name}_diff"] = sold[name].to_numpy()[rows] - homes[name].to_numpy()[owner]
+        columns[f"{name}_diff"] = sold[name][rows] - homes[name][owner]
     return ComparableFrames(columns, sizes)
+
+
+def _missing(value: object) -> bool:
+    """True for a missing value (None, NaN, pd.NA, NaT)."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _objects(values: list) -> np.ndarray:
+    """Return values as a 1-d object array (np.array would nest sequences)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _numbers(values: pd.Series | list) -> np.ndarray:
+    """Return values as floats: NaN where missing or not a number (pandas' to_numeric, which a
+    record's plain numbers skip)."""
+    if isinstance(values, list):
+        if all(v is None or type(v) in (int, float) for v in values):
+            return np.array([np.nan if v is None else v for v in values], dtype=float)
+        values = pd.Series(values, dtype=object)
+    return pd.to_numeric(values, errors="coerce").to_numpy(float)
 
 
 class ComparableFrames(Sequence[pd.DataFrame]):
@@ -332,6 +376,11 @@ class ComparableFrames(Sequence[pd.DataFrame]):
         without building the frame."""
         if self.alone[i] or i in self._built:
             return self[i][column].tolist()
+        values = self.columns[column][self.starts[i] : self.ends[i]]
+        if values.dtype.kind in "biuf":  # a frame keeps the dtype: the same Python values
+            return values.tolist()
+        if values.dtype == object:  # text or missing (else every home is alone): str dtype
+            return [v if isinstance(v, str) else np.nan for v in values]
         whole = self._lists.get(column)
         if whole is None:
             whole = self._lists[column] = self._whole[column].tolist()

@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from homevision.valuation.engine.coalitions import hybrid_values
 from homevision.valuation.engine.raw import RawEncoder
+from homevision.valuation.records import Records, records_frame
 
 EXACT_MAX_FEATURES = 10
 # Permutations per home past EXACT_MAX_FEATURES: 2 x 4 passes of d + 1 coalitions, the budget
@@ -50,17 +51,20 @@ def samples(d: int) -> bool:
 @dataclass
 class Contributions:
     """SHAP values in dollars: one row per explained home, one column per raw feature; `homes`:
-    the explained rows (their raw columns among others)."""
+    the explained homes (a frame of their raw columns among others, or records)."""
 
     values: pd.DataFrame
     base_values: np.ndarray
-    homes: pd.DataFrame
+    homes: pd.DataFrame | Records
 
     @cached_property
     def feature_values(self) -> pd.DataFrame:
         """Return the explained rows' values of the raw features (built on first use: the API
         never reads them, and a frame costs a single home's explanation half a millisecond)."""
-        return self.homes[list(self.values.columns)].reset_index(drop=True)
+        columns = [str(c) for c in self.values.columns]
+        if not isinstance(self.homes, pd.DataFrame):
+            return records_frame(self.homes, columns)[columns]
+        return self.homes[columns].reset_index(drop=True)
 
     def top(self, i: int, n: int) -> list[tuple[str, float]]:
         """Return the n largest contributions (by size) of row i as (feature, dollars)."""
@@ -117,10 +121,12 @@ class DollarExplainer:
     def _f(self, matrix: np.ndarray) -> np.ndarray:
         return np.asarray(self.predict_matrix(matrix), dtype=float)
 
-    def explain(self, X: pd.DataFrame, matrix: np.ndarray | None = None) -> Contributions:
-        """Return the dollar contributions of each raw column to each row's valuation (`matrix`:
-        X already encoded, as the API has it)."""
+    def explain(self, X: pd.DataFrame | Records, matrix: np.ndarray | None = None) -> Contributions:
+        """Return the dollar contributions of each raw column to each home's valuation
+        (`matrix`: X already encoded, as the API has it; X may then be records)."""
         if matrix is None:
+            if not isinstance(X, pd.DataFrame):
+                X = records_frame(X, self.columns)
             matrix = self.encoder.encode(X[self.columns].reset_index(drop=True))
         values, base = shapley_values(
             self._f,

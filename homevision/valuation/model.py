@@ -36,6 +36,7 @@ from homevision.valuation.intervals import (
     interval_bounds,
     make_conformal,
 )
+from homevision.valuation.records import Records, records_frame
 from homevision.valuation.sales_comparison import find_sales_comparison
 
 log = logging.getLogger(__name__)
@@ -235,19 +236,22 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         )
 
     def explain(
-        self, X: pd.DataFrame, engine: bool = True, matrix: np.ndarray | None = None
+        self, X: pd.DataFrame | Records, engine: bool = True, matrix: np.ndarray | None = None
     ) -> Contributions:
         """Return per-row SHAP contributions in dollars (base + sum = valuation); `matrix`: X
-        in the engine's raw matrix already."""
+        in the engine's raw matrix already (then X may be records)."""
         return self.explainer(engine).explain(X, matrix)
 
-    def comparable_sales(self, X: pd.DataFrame, k: int | None = None) -> ComparableFrames:
-        """Return, per row, the k most similar sold listings (never the listing itself): the
-        comparables the comparable-sales model used when it is (or is in) the model, else the
-        nearest sales of the same school first."""
-        X = X.reset_index(drop=True)
+    def comparable_sales(self, X: pd.DataFrame | Records, k: int | None = None) -> ComparableFrames:
+        """Return, per home (a row of X, or a record), the k most similar sold listings (never
+        the listing itself): the comparables the comparable-sales model used when it is (or is
+        in) the model, else the nearest sales of the same school first."""
+        if isinstance(X, pd.DataFrame):
+            X = X.reset_index(drop=True)
         found = find_sales_comparison(self.estimator_)
         if found is not None:
+            if not isinstance(X, pd.DataFrame):
+                X = records_frame(X, self.raw_columns_)
             return model_comparables(self.comps_, *found, X, k)
         return self.comps_.query(X, k)
 

@@ -20,6 +20,7 @@ from homevision.data.listings import REASON_COLUMN, coerce_types, is_labelled, v
 from homevision.data.schema import MLS_ID, STATUS, TARGET
 from homevision.valuation.comps import ComparableFrames
 from homevision.valuation.model import matrix_support_values, support_values
+from homevision.valuation.records import Records
 
 log = logging.getLogger(__name__)
 OUTPUT_COLUMNS = [
@@ -306,15 +307,16 @@ def _predict(model, raw: np.ndarray, level: float) -> tuple[np.ndarray, list[str
 
 
 def explain_rows(
-    model, typed: pd.DataFrame, errors: list[str], raw: np.ndarray | None = None
+    model, homes: pd.DataFrame | Records, errors: list[str], raw: np.ndarray | None = None
 ) -> list[Explanation | None]:
-    """Return an Explanation per row of `typed` (None for a row with an error: refused); `raw`:
-    the rows in the engine's raw matrix, when the caller has it (the API)."""
-    explanations: list[Explanation | None] = [None] * len(typed)
+    """Return an Explanation per home (a row of a typed frame, or a record; None for a home
+    with an error: refused); `raw`: the homes in the engine's raw matrix, when the caller has
+    it (the API, which gives records: a frame would cost it more than the comparables)."""
+    explanations: list[Explanation | None] = [None] * len(homes)
     rows = np.flatnonzero(np.asarray(errors, dtype=object) == "")
     if rows.size == 0:
         return explanations
-    valued = typed.iloc[rows]
+    valued = homes.iloc[rows] if isinstance(homes, pd.DataFrame) else [homes[i] for i in rows]
     contributions = model.explain(valued, matrix=None if raw is None else raw[rows])
     comps = model.comparable_sales(valued)
     names = [str(c) for c in contributions.values.columns]

@@ -11,8 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from homevision.data.synthetic import generate_listings, write_listings
-from homevision.serving.api import create_app
-from homevision.serving.schemas import MAX_BATCH
+from homevision.serving.api import create_app, load_served
+from homevision.serving.schemas import MAX_BATCH, Listing
+from homevision.valuation import predict
+from homevision.valuation.records import records_frame
 
 from .conftest import served_api, train_in
 
@@ -86,6 +88,25 @@ def test_batch_explain_adds_up_and_lists_comps(client):
         total = exp["base_value"] + sum(c["dollars"] for c in exp["contributions"])
         assert abs(total - v["predicted_close_price"]) < 1.0
         assert len(exp["comparables"]) == 5 and v["confidence"] == 0.8
+
+
+def test_explanations_over_the_api_are_the_ones_a_frame_of_the_listings_gets(client):
+    """The API explains its parsed listings as records (no frame); the in-process path explains
+    a frame of the same listings: the same reasons and comparables, one listing without an
+    MLSNumber and without a school among them."""
+    batch = [HOME, {**HOME, "MLSNumber": None, "SqFtTotal": 1900, "ElementarySchoolName": None}]
+    body = client.post("/valuations?explain=true", json=batch).json()
+    model = load_served(None).model
+    records = [Listing.model_validate(home).model_dump() for home in batch]
+    expected = predict.explain_rows(model, records_frame(records, model.raw_columns_), ["", ""])
+    for valuation, exp in zip(body["valuations"], expected, strict=True):
+        got = valuation["explanation"]
+        assert got["base_value"] == pytest.approx(exp.base_value, rel=1e-12)
+        dollars = {c["feature"]: c["dollars"] for c in got["contributions"]}
+        assert dollars == pytest.approx(exp.contributions, rel=1e-9, abs=1e-6)
+        comps = [(c["MLSNumber"], c["distance"]) for c in got["comparables"]]
+        ids, distances = exp.comparable_values("MLSNumber"), exp.comparable_values("distance")
+        assert comps == [(str(m), d) for m, d in zip(ids, distances, strict=True)]
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from homevision.data.listings import coerce_types
 from homevision.data.synthetic import generate_listings
 from homevision.features import get_feature_set
 from homevision.valuation.comps import COMP_COLUMNS, ComparablesIndex
+from homevision.valuation.records import records_frame
 
 SCHOOL = "ElementarySchoolName"
 
@@ -23,7 +24,7 @@ def brute_force(index: ComparablesIndex, X: pd.DataFrame, k: int | None = None) 
     """Return the comps of each row of X as the lookup did before the index: a full distance
     computation and a stable sort over every sold home per row (the reference)."""
     k = k or index.k
-    points, attrs = index._embed(X), index._attributes(X)
+    points, attrs = index._embed(X), pd.DataFrame(index._attributes(X))
     sold = index.sold_
     out = []
     for i in range(len(X)):
@@ -229,6 +230,30 @@ def test_fewer_sold_homes_than_k_gives_them_all(fitted, awkward_sold):
 def test_rows_without_mlsnumber_are_numbered_as_before(fitted, queries):
     rows = queries.drop(columns="MLSNumber").head(20)
     assert_same_comps(fitted.query(rows), brute_force(fitted, rows))
+
+
+def test_homes_given_as_records_get_the_comps_their_frame_gets(fitted, queries):
+    """The API's records (Python values, None where missing; baths and a size as text, as a
+    body may give them) read as the frame of those records does, and as the typed rows do."""
+    rows = queries.head(60).astype(object)
+    records = [
+        {k: (None if pd.isna(v) else v) for k, v in row.items()}
+        for row in rows.to_dict(orient="records")
+    ]
+    records[0]["SqFtTotal"] = str(records[0]["SqFtTotal"])
+    records[1]["BathsTotal"] = "2.1"
+    frame = records_frame(records, get_feature_set("task6").raw_columns)
+    assert_same_comps(fitted.query(records), list(fitted.query(frame)))
+    assert_same_comps(fitted.query(records[2:]), list(fitted.query(queries.iloc[2:60])))
+    # A listing without an MLSNumber beside a sold one: a frame of the two holds the sold one's
+    # id as a float ("20000508.0"), which matches no sold home, so it was its own first comp
+    # (the API's frame did that); its record keeps the id, and the home is not among its comps.
+    itself = records[5]["MLSNumber"]
+    pair = [records[5], {**records[6], "MLSNumber": None}]
+    assert str(itself) in set(fitted.ids_)
+    assert str(itself) not in {str(v) for v in fitted.query(pair)[0]["MLSNumber"]}
+    pickled = pickle.loads(pickle.dumps(fitted))  # the columns it caches are not pickled
+    assert "_sold_columns" in vars(fitted) and "_sold_columns" not in vars(pickled)
 
 
 def test_a_pickled_index_answers_the_same(fitted, queries):

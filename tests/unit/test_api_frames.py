@@ -1,5 +1,5 @@
-"""The API's frames for explanations: the listing frame holds what the model and its comparables
-read, and comparables become JSON records exactly as pandas' to_dict makes them."""
+"""The API's frames for explanations: the frame of its records holds what the model and its
+comparables read, and comparables become JSON records exactly as pandas' to_dict makes them."""
 
 from __future__ import annotations
 
@@ -8,26 +8,28 @@ import math
 import numpy as np
 import pandas as pd
 
-from homevision.serving.api import _records, listings_frame
+from homevision.serving.api import _records
 from homevision.serving.schemas import Listing
 from homevision.valuation.comps import COMP_COLUMNS, ComparableFrames
 from homevision.valuation.predict import Explanation
+from homevision.valuation.records import records_frame
 
 
-def test_listing_frame_holds_the_id_and_the_models_columns_only():
+def test_a_records_frame_holds_the_id_and_the_models_columns_only():
     listings = [
         Listing.model_validate(
             {"MLSNumber": 7, "SqFtTotal": 2000, "BedsTotal": 3, "BathsTotal": "2.1", "PoolYN": True}
         ),
         Listing.model_validate({"SqFtTotal": 1500, "BedsTotal": 2, "BathsFull": 1}),
     ]
-    frame = listings_frame(listings, ["SqFtTotal", "BathsTotal", "PoolYN", "NotAField"])
+    records = [listing.model_dump() for listing in listings]
+    frame = records_frame(records, ["SqFtTotal", "BathsTotal", "PoolYN", "NotAField"])
     assert list(frame.columns) == ["MLSNumber", "SqFtTotal", "BathsTotal", "PoolYN", "NotAField"]
     assert frame["MLSNumber"].tolist()[0] == 7 and pd.isna(frame["MLSNumber"].tolist()[1])
     assert frame["BathsTotal"].tolist() == ["2.1", "1"]  # as the Listing model words it
     assert frame["PoolYN"].tolist()[0] == 1.0 and pd.isna(frame["PoolYN"].tolist()[1])
     assert frame["NotAField"].isna().all()
-    assert listings_frame([], ["SqFtTotal"]).columns.tolist() == ["MLSNumber", "SqFtTotal"]
+    assert records_frame([], ["SqFtTotal"]).columns.tolist() == ["MLSNumber", "SqFtTotal"]
 
 
 def assert_records_equal_to_dict(exp: Explanation) -> None:
