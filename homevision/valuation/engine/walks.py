@@ -16,7 +16,7 @@ layer. The numbers are the program's, up to rounding (the tests hold them to 1e-
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -145,6 +145,7 @@ class WalkValues:
         }
         self._plans: dict[int, tuple[np.ndarray, _Plan | None]] = {}
         self._references: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._reference_tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def for_program(cls, program) -> WalkValues | None:
@@ -194,6 +195,16 @@ class WalkValues:
             self._references[id(features)] = known
         return known[1]
 
+    def _reference_table(self, features: CompiledFeatures, g: int, refs: np.ndarray) -> np.ndarray:
+        """Return the reference homes' (1, b, k) columns of group g, one array per `refs`."""
+        key = (id(features), g)
+        known = self._reference_tables.get(key)
+        if known is None or known[0] is not refs:
+            enc = self.groups[id(features)][g][1]
+            known = (refs, refs[None][:, :, enc])
+            self._reference_tables[key] = known
+        return known[1]
+
     def _tables(
         self, features: CompiledFeatures, plan: _Plan, rows: np.ndarray, background: np.ndarray
     ) -> list[list[np.ndarray]]:
@@ -210,8 +221,8 @@ class WalkValues:
             full = (1 << len(cols)) - 1
             tables.append([])
             for u, code in enumerate(used.tolist()):
-                if code == 0:
-                    tables[g].append(refs[None][:, :, enc])
+                if code == 0:  # the same array on every call: its parts are made once
+                    tables[g].append(self._reference_table(features, g, refs))
                 elif code == full:
                     tables[g].append(own[:, None][:, :, enc])
                 else:
@@ -262,16 +273,39 @@ def _value(node, rows, background, masks, plans, tables, splits, scratch) -> np.
     return _walk_model(node.model, splits[id(node.model)], tables[key], plans[key], shape, scratch)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Split:
     """A chain's model split by group: the part of its sum over encoded columns (an RBF SVR's
     exponent, an MLP's first layer, a linear model's output) that a group's columns x make is
-    x @ projection + squares * |x|^2 + constant. Fixed per model, so made once, not per block."""
+    x @ projection + squares * |x|^2 + constant. Fixed per model, so made once, not per block;
+    so are the reference homes' own parts (`references`), the same for every home."""
 
     projections: list[np.ndarray]  # per group: (its encoded columns, width)
     constants: list[np.ndarray]  # per group: (width,); the first group's holds the bias
     squares: float  # an SVR's -gamma, else 0
     bounded: bool  # an SVR's: each part is <= 0 (a part of -gamma |x - s|^2)
+    # per group: (the reference homes' table it was made from, their part)
+    references: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def part(self, g: int, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Return group g's part of the encoded columns x (..., k), written into `out`."""
+        flat = x.reshape(-1, x.shape[-1])
+        out = out.reshape(len(flat), -1)
+        np.matmul(flat, self.projections[g], out=out)
+        if self.squares:
+            out += self.squares * np.einsum("ik,ik->i", flat, flat)[:, None]
+        out += self.constants[g]
+        if self.bounded:
+            np.minimum(out, 0.0, out=out)  # each part of |x - s|^2 >= 0
+        return out.reshape(*x.shape[:-1], -1)
+
+    def reference_part(self, g: int, x: np.ndarray) -> np.ndarray:
+        """Return group g's part of the reference homes' table x, made once per table."""
+        known = self.references.get(g)
+        if known is None or known[0] is not x:
+            known = (x, self.part(g, x, np.empty((*x.shape[:-1], self.projections[g].shape[1]))))
+            self.references[g] = known  # one assignment: safe across threads
+        return known[1]
 
     @classmethod
     def of(cls, model, groups: Groups) -> _Split:
@@ -304,18 +338,14 @@ def _walk_model(
     r, b, _ = shape
     parts = []
     for g, subsets in enumerate(tables):
-        projection, constant = split.projections[g], split.constants[g]
+        width = split.projections[g].shape[1]
         parts.append([])
         for u, x in enumerate(subsets):
-            flat = x.reshape(-1, x.shape[-1])
-            out = scratch.get(("part", id(model), g, u), (len(flat), projection.shape[1]))
-            np.matmul(flat, projection, out=out)
-            if split.squares:
-                out += split.squares * np.einsum("ik,ik->i", flat, flat)[:, None]
-            out += constant
-            if split.bounded:
-                np.minimum(out, 0.0, out=out)  # each part of |x - s|^2 >= 0
-            parts[g].append(out.reshape(*x.shape[:2], -1))
+            if plan.used[g][u] == 0:  # the reference homes' own columns
+                parts[g].append(split.reference_part(g, x))
+            else:
+                out = scratch.get(("part", id(model), g, u), (*x.shape[:2], width))
+                parts[g].append(split.part(g, x, out))
     if isinstance(model, RbfSVR):
         lowest = sum(min(float(part.min()) for part in subsets) for subsets in parts)
         multiply = lowest >= MIN_EXPONENT
