@@ -284,8 +284,10 @@ class _Split:
     constants: list[np.ndarray]  # per group: (width,); the first group's holds the bias
     squares: float  # an SVR's -gamma, else 0
     bounded: bool  # an SVR's: each part is <= 0 (a part of -gamma |x - s|^2)
-    # per group: (the reference homes' table it was made from, their part)
-    references: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # per group: (the reference homes' table, their part, its exp factors by sign)
+    references: dict[int, tuple[np.ndarray, np.ndarray, dict[float, np.ndarray]]] = field(
+        default_factory=dict
+    )
 
     def part(self, g: int, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Return group g's part of the encoded columns x (..., k), written into `out`."""
@@ -301,11 +303,24 @@ class _Split:
 
     def reference_part(self, g: int, x: np.ndarray) -> np.ndarray:
         """Return group g's part of the reference homes' table x, made once per table."""
+        return self._reference(g, x)[1]
+
+    def reference_factor(self, g: int, x: np.ndarray, sign: float) -> np.ndarray:
+        """Return exp(sign * part) of group g's reference part (an SVR's kernel factor), made
+        once per table."""
+        _, part, factors = self._reference(g, x)
+        factor = factors.get(sign)
+        if factor is None:
+            factor = factors[sign] = np.exp(sign * part)
+        return factor
+
+    def _reference(self, g: int, x: np.ndarray) -> tuple:
         known = self.references.get(g)
         if known is None or known[0] is not x:
-            known = (x, self.part(g, x, np.empty((*x.shape[:-1], self.projections[g].shape[1]))))
+            part = self.part(g, x, np.empty((*x.shape[:-1], self.projections[g].shape[1])))
+            known = (x, part, {})
             self.references[g] = known  # one assignment: safe across threads
-        return known[1]
+        return known
 
     @classmethod
     def of(cls, model, groups: Groups) -> _Split:
@@ -354,7 +369,13 @@ def _walk_model(
         def svr(state: np.ndarray, into: np.ndarray) -> None:
             np.matmul(state if multiply else np.exp(state, out=kernel), model.dual, out=into)
 
-        return _walk(parts, plan, shape, svr, multiply, scratch) + model.intercept
+        factors = {}  # the reference homes' kernel factors: the same for every home
+        if multiply:
+            for g, used in enumerate(plan.used):
+                for u in np.flatnonzero(used == 0).tolist():
+                    for sign in (1.0, -1.0):
+                        factors[(g, u, sign)] = split.reference_factor(g, tables[g][u], sign)
+        return _walk(parts, plan, shape, svr, multiply, scratch, factors) + model.intercept
     if isinstance(model, Perceptron):
         act = _ACTIVATIONS[model.activation]
 
@@ -371,12 +392,21 @@ def _walk_model(
     return _walk(parts, plan, shape, linear, False, scratch)
 
 
-def _walk(parts, plan: _Plan, shape, finish, multiply: bool, scratch: _Scratch) -> np.ndarray:
+def _walk(
+    parts,
+    plan: _Plan,
+    shape,
+    finish,
+    multiply: bool,
+    scratch: _Scratch,
+    factors: dict[tuple[int, int, float], np.ndarray] | None = None,
+) -> np.ndarray:
     """Return finish(state) of every pair and coalition, (rows, background, coalitions): the
     first (empty) coalition's state is the sum of its groups' parts (exp of it when `multiply`),
     every other one its parent's with one group's part changed (times exp(new - old) when
-    `multiply`). A parent's state is kept only while a later step still walks from it, and
-    changed in place at its last. `finish(state, into)` writes a coalition's outputs."""
+    `multiply`; `factors`: exp(sign * part) by (group, subset, sign) known already). A parent's
+    state is kept only while a later step still walks from it, and changed in place at its
+    last. `finish(state, into)` writes a coalition's outputs."""
     r, b, m = shape
     width = parts[0][0].shape[-1]
     first = scratch.take((r, b, width))
@@ -384,7 +414,7 @@ def _walk(parts, plan: _Plan, shape, finish, multiply: bool, scratch: _Scratch) 
     if multiply:
         np.exp(first, out=first)
     state = {0: first}
-    factors: dict[tuple[int, int, float], np.ndarray] = {}
+    factors = dict(factors or {})
     out = np.empty((m, r, b))
     finish(first, out[0])
     for i, (parent, g, old, new, last, kept) in enumerate(plan.moves, start=1):
@@ -411,17 +441,20 @@ def _walk(parts, plan: _Plan, shape, finish, multiply: bool, scratch: _Scratch) 
 def _times_exp(state, parts, old: int, new: int, factors, g: int, scratch: _Scratch) -> None:
     """Multiply `state` (rows, background, width) by exp(parts[new] - parts[old]) in place.
     Where both parts belong to the rows alone or to the reference homes alone (a whole group
-    from one side: (r, 1, w) or (1, b, w)), exp(new) and exp(-old) are kept per part and
+    from one side: (r, 1, w) or (1, b, w)), or their factors are known (`factors`: the
+    reference homes' are kept from call to call), exp(new) and exp(-old) are kept per part and
     multiplied in turn, so no exp is per pair; a part that mixes (r, b, w) takes the exp of the
     difference."""
     pairs = state.shape[0] * state.shape[1]
     a, z = parts[new], parts[old]
-    if a.shape[0] * a.shape[1] < pairs and z.shape[0] * z.shape[1] < pairs:
-        for part, u, sign in ((a, new, 1.0), (z, old, -1.0)):
-            factor = factors.get((g, u, sign))
-            if factor is None:
-                factor = factors[(g, u, sign)] = np.exp(sign * part)
-            state *= factor
+    up, down = factors.get((g, new, 1.0)), factors.get((g, old, -1.0))
+    if up is None and a.shape[0] * a.shape[1] < pairs:
+        up = factors[(g, new, 1.0)] = np.exp(a)
+    if down is None and z.shape[0] * z.shape[1] < pairs:
+        down = factors[(g, old, -1.0)] = np.exp(-z)
+    if up is not None and down is not None:
+        state *= up
+        state *= down
         return
     change = scratch.get("change", state.shape)
     np.subtract(a, z, out=change)
