@@ -25,7 +25,7 @@ from homevision.features import FeatureSet, build_preprocessor, split_baths
 from homevision.valuation.engine.errors import UnsupportedError
 from homevision.valuation.engine.features import compile_features
 from homevision.valuation.engine.raw import RawEncoder
-from homevision.valuation.records import Records, field_values, records_frame
+from homevision.valuation.records import Records, as_frame, field_values
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,7 @@ class ComparablesIndex:
             encoder = features.encoder
             raw = encoder.encode(X) if isinstance(X, pd.DataFrame) else encoder.encode_records(X)
             return features(raw)[:, columns]
-        if not isinstance(X, pd.DataFrame):
-            X = records_frame(X, self.feature_set.raw_columns)
+        X = as_frame(X, self.feature_set.raw_columns)
         return self.space_.transform(X)[self.columns_].to_numpy(float)
 
     def _attributes(self, X: pd.DataFrame | Records) -> dict[str, np.ndarray]:

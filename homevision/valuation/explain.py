@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from homevision.valuation.engine.coalitions import hybrid_values
 from homevision.valuation.engine.raw import RawEncoder
-from homevision.valuation.records import Records, records_frame
+from homevision.valuation.records import Records, as_frame
 
 EXACT_MAX_FEATURES = 10
 # Permutations per home past EXACT_MAX_FEATURES: 2 x 4 passes of d + 1 coalitions, the budget
@@ -62,9 +62,7 @@ class Contributions:
         """Return the explained rows' values of the raw features (built on first use: the API
         never reads them, and a frame costs a single home's explanation half a millisecond)."""
         columns = [str(c) for c in self.values.columns]
-        if not isinstance(self.homes, pd.DataFrame):
-            return records_frame(self.homes, columns)[columns]
-        return self.homes[columns].reset_index(drop=True)
+        return as_frame(self.homes, columns)[columns].reset_index(drop=True)
 
     def top(self, i: int, n: int) -> list[tuple[str, float]]:
         """Return the n largest contributions (by size) of row i as (feature, dollars)."""
@@ -125,8 +123,7 @@ class DollarExplainer:
         """Return the dollar contributions of each raw column to each home's valuation
         (`matrix`: X already encoded, as the API has it; X may then be records)."""
         if matrix is None:
-            if not isinstance(X, pd.DataFrame):
-                X = records_frame(X, self.columns)
+            X = as_frame(X, self.columns)
             matrix = self.encoder.encode(X[self.columns].reset_index(drop=True))
         values, base = shapley_values(
             self._f,

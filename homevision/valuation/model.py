@@ -36,7 +36,7 @@ from homevision.valuation.intervals import (
     interval_bounds,
     make_conformal,
 )
-from homevision.valuation.records import Records, records_frame
+from homevision.valuation.records import Records, as_frame
 from homevision.valuation.sales_comparison import find_sales_comparison
 
 log = logging.getLogger(__name__)
@@ -250,9 +250,7 @@ class ValuationModel(RegressorMixin, BaseEstimator):
             X = X.reset_index(drop=True)
         found = find_sales_comparison(self.estimator_)
         if found is not None:
-            if not isinstance(X, pd.DataFrame):
-                X = records_frame(X, self.raw_columns_)
-            return model_comparables(self.comps_, *found, X, k)
+            return model_comparables(self.comps_, *found, as_frame(X, self.raw_columns_), k)
         return self.comps_.query(X, k)
 
 

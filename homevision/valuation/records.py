@@ -28,6 +28,11 @@ def records_frame(records: Records, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
+def as_frame(homes: pd.DataFrame | Records, columns: list[str]) -> pd.DataFrame:
+    """Return `homes` as a frame: a frame as it is, records as records_frame(homes, columns)."""
+    return homes if isinstance(homes, pd.DataFrame) else records_frame(homes, columns)
+
+
 def field_values(homes: pd.DataFrame | Records, column: str) -> pd.Series | list:
     """Return `column` of `homes`: a frame's column, or the records' values in order (None where
     a record lacks it)."""

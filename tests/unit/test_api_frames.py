@@ -11,6 +11,7 @@ import pandas as pd
 from homevision.serving.api import _records
 from homevision.serving.schemas import Listing
 from homevision.valuation.comps import COMP_COLUMNS, ComparableFrames
+from homevision.valuation.explain import Contributions
 from homevision.valuation.predict import Explanation
 from homevision.valuation.records import records_frame
 
@@ -66,3 +67,15 @@ def test_records_equal_pandas_to_dict():
     assert batch.alone.all()
     for position in (0, 1):
         assert_records_equal_to_dict(Explanation(0.0, {}, batch, position))
+
+
+def test_contributions_of_records_read_their_feature_values_as_a_frame():
+    records = [
+        {"MLSNumber": 1, "SqFtTotal": 2000, "PoolYN": True},
+        {"MLSNumber": 2, "SqFtTotal": None, "PoolYN": False},
+    ]
+    values = pd.DataFrame({"SqFtTotal": [1.0, 2.0], "PoolYN": [0.5, -0.5]})
+    got = Contributions(values, np.zeros(2), records).feature_values
+    assert list(got.columns) == ["SqFtTotal", "PoolYN"]
+    assert got["PoolYN"].tolist() == [1.0, 0.0]
+    assert got["SqFtTotal"].tolist()[0] == 2000 and pd.isna(got["SqFtTotal"].tolist()[1])
