@@ -8,9 +8,12 @@ hybrid, each costs the whole program: the features, the SVR's distance to every 
 columns that no encoded column mixes (engine.coalitions.kernel_groups), so when one raw column
 changes, only its group's encoded columns change. Their parts of the SVR's exponent and of the
 MLP's first layer are tabled once per row and reference home, for the few subsets of each group
-the plan uses; a coalition's exponent and first layer are then its parent's plus one group's
-difference. What remains per hybrid is an exp per support vector, and the MLP past its first
-layer. The numbers are the program's, up to rounding (the tests hold them to 1e-9 relative).
+the plan uses (the reference homes' own parts, and their SVR kernel factors, once per set of
+reference homes: they are the same for every home); a coalition's exponent and first layer are
+then its parent's plus one group's difference. What remains per hybrid is, for the SVR, its
+kernel times one group's factors (an exp per support vector where products could lose digits)
+and the product with its dual coefficients; for the MLP, its layers past the first. The numbers
+are the program's, up to rounding (the tests hold them to 1e-9 relative).
 """
 
 from __future__ import annotations
@@ -346,10 +349,11 @@ def _walk_model(
     """Return a chain's model output on every hybrid, (rows, background, coalitions).
 
     The part of the model that is a sum over encoded columns is tabled per group and subset
-    (`split`), and walked: each coalition's sum is its parent's plus one group's change. An SVR
-    walks its kernel instead: times exp(change), one exp per group and change rather than per
-    coalition, where no exponent can fall below MIN_EXPONENT (else its exponent, and an exp per
-    coalition)."""
+    (`split`; the reference homes' own parts are kept there between calls), and walked: each
+    coalition's sum is its parent's plus one group's change. An SVR walks its kernel instead:
+    times exp(change), one exp per group and change rather than per coalition (none for the
+    reference homes' kept factors), where no exponent can fall below MIN_EXPONENT (else its
+    exponent, and an exp per coalition)."""
     r, b, _ = shape
     parts = []
     for g, subsets in enumerate(tables):
