@@ -254,6 +254,8 @@ def test_homes_given_as_records_get_the_comps_their_frame_gets(fitted, queries):
     assert str(itself) not in {str(v) for v in fitted.query(pair)[0]["MLSNumber"]}
     pickled = pickle.loads(pickle.dumps(fitted))  # the columns it caches are not pickled
     assert "_sold_columns" in vars(fitted) and "_sold_columns" not in vars(pickled)
+    pickled.compiled_ = None  # a space the engine cannot compile: scikit-learn's transform
+    assert_same_comps(pickled.query(records), list(fitted.query(frame)))
 
 
 def test_a_pickled_index_answers_the_same(fitted, queries):
