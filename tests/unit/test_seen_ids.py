@@ -47,3 +47,21 @@ def test_dense_ids_take_a_bit_each_sparse_ones_no_more_than_their_arrays(monkeyp
         sparse.add(chunk)
     assert dense.nbytes <= 60_000 / 8 + 16  # one bit per number of the range
     assert sparse.nbytes == 8 * 40_000  # sorted int64 arrays, as before
+
+
+def test_consolidating_never_holds_a_byte_per_id_of_the_range(monkeypatch):
+    """The bitmap is built packed: an unpacked copy of the range grew the peak by 30 MB at 10M."""
+    tracemalloc = pytest.importorskip("tracemalloc")
+    monkeypatch.setattr(seen_ids, "CONSOLIDATE_BYTES", 1 << 16)
+    ids = np.random.default_rng(2).permutation(np.arange(7_000_003, 8_000_003))
+    chunks = np.array_split(ids, 200)  # 5,000 ids a chunk: temporaries far below the range
+    seen = SeenIds()
+    tracemalloc.start()
+    try:
+        for chunk in chunks:
+            seen.add(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen._bits is not None and seen.contains(ids).all()
+    assert peak < len(ids) / 2  # two bitmaps are a quarter; a byte per id would be the whole
