@@ -67,17 +67,13 @@ import pyarrow.parquet as pq  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.exports import MARKET_SEED, WIDE_COLUMNS, export_file  # noqa: E402
 from homevision.config import DEFAULT_CHUNK_ROWS  # noqa: E402
 from homevision.data import listings  # noqa: E402
-from homevision.data.listings import coerce_types, read_export, read_export_chunks  # noqa: E402
+from homevision.data.listings import coerce_types, read_export_chunks  # noqa: E402
 from homevision.data.schema import MLS_ID  # noqa: E402
-from homevision.data.sources import resolve_data_path  # noqa: E402
 from homevision.data.synthetic import (  # noqa: E402
-    export_csv_bytes,
     generate_listings,
-    listing_chunks,
-    parquet_schema,
-    write_listings_chunked,
 )
 from homevision.features import get_feature_set  # noqa: E402
 from homevision.training.candidates import build_model  # noqa: E402
@@ -88,11 +84,8 @@ from homevision.valuation.model import ValuationModel  # noqa: E402
 from homevision.valuation.predict import PRICE_COLUMNS, export_columns  # noqa: E402
 
 log = logging.getLogger("throughput")
-MARKET_SEED = 0  # the export and the training sales come from one synthetic market
-EXPORT_SEED = 11
 TRAIN_ROWS, TRAIN_SEED = 10_000, 3  # about 3,000 sales
 FLOOR_RANGE = (0.85, 1.15)  # a constant-factor range where the model carries none
-WIDE_COLUMNS = 250  # an MLS export's width (--wide), as the real sample's
 CSV_BLOCK_BYTES = 32 << 20  # pyarrow's CSV reader yields a batch per block
 # How a user maps a yes/no flag held as text (PoolYN) to the number the signature asks for.
 USER_FLAGS = {"true": 1.0, "yes": 1.0, "y": 1.0, "false": 0.0, "no": 0.0, "n": 0.0}
@@ -185,54 +178,6 @@ def one_core() -> str:
         os.sched_setaffinity(0, {cpu})
         return f"pinned to CPU {cpu}"
     return "not pinned (no sched_setaffinity here): BLAS and Arrow on one thread"
-
-
-def export_file(rows: int, fmt: str, cache: Path, wide: bool = False) -> Path:
-    """Return the synthetic export of `rows` listings in `fmt`, written once into `cache`; with
-    `wide`, as wide as an MLS export (wide_extras)."""
-    name = f"listings-{rows}-seed{EXPORT_SEED}-market{MARKET_SEED}{'-wide' if wide else ''}"
-    path = cache / f"{name}.{fmt}"
-    if path.exists():
-        return path
-    log.info("writing %s synthetic listings to %s", f"{rows:,}", path)
-    if not wide:
-        return write_listings_chunked(rows, path, seed=EXPORT_SEED, market_seed=MARKET_SEED)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial, extras, writer = path.with_name(path.name + ".partial"), None, None
-    with partial.open("wb") as out:
-        for index, chunk in enumerate(listing_chunks(rows, EXPORT_SEED, MARKET_SEED)):
-            extras = extras if extras is not None else wide_source(list(chunk.columns))
-            rng = np.random.default_rng([EXPORT_SEED, index])
-            drawn = extras.iloc[rng.integers(0, len(extras), len(chunk))]
-            frame = pd.concat([chunk, drawn.set_axis(chunk.index)], axis=1)
-            if fmt == "csv":
-                out.write(export_csv_bytes(frame, header=index == 0))
-                continue
-            writer = writer or pq.ParquetWriter(out, parquet_schema(frame))
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            writer.write_table(table.cast(writer.schema))
-        if writer is not None:
-            writer.close()
-    partial.replace(path)
-    return path
-
-
-def wide_source(have: list[str]) -> pd.DataFrame:
-    """Return rows of the columns an MLS export carries beyond `have` (as text, line breaks as
-    spaces): the real sample's other columns and values when it is here (250 columns, about
-    3.2 KB a row), else WIDE_COLUMNS - len(have) columns of filler text of the same size."""
-    path = resolve_data_path(None)
-    real = read_export(path)
-    if len(real.columns) >= WIDE_COLUMNS:
-        extra = real[[c for c in real.columns if c not in have]]
-        return extra.apply(lambda c: c.str.replace(r"[\r\n]+", " ", regex=True))
-    rng = np.random.default_rng(0)
-    width = WIDE_COLUMNS - len(have)
-    words = np.array(["Frisco", "Yes", "No", "Ceiling Fan(s)", "Attached", "Public", "TX"])
-    filler = rng.choice(words, size=(1000, width))
-    blanks = rng.random((1000, width)) < 0.45  # an export leaves many fields empty
-    text = np.where(blanks, None, filler)
-    return pd.DataFrame(text, columns=[f"Extra{i:03d}" for i in range(width)], dtype=object)
 
 
 def warm(model, path: Path, block: int = 1 << 24) -> None:
