@@ -4,7 +4,9 @@ serve` started on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -88,6 +90,38 @@ def test_batch_explain_adds_up_and_lists_comps(client):
         total = exp["base_value"] + sum(c["dollars"] for c in exp["contributions"])
         assert abs(total - v["predicted_close_price"]) < 1.0
         assert len(exp["comparables"]) == 5 and v["confidence"] == 0.8
+
+
+def test_explanations_run_one_at_a_time_and_valuations_pass_them(client, monkeypatch):
+    """Concurrent explain requests to one worker are explained one after another (side by side
+    they convoy on the GIL), and a plain valuation is answered while they wait."""
+    explain_rows, lock = predict.explain_rows, threading.Lock()
+    running, most, done = [0], [0], []
+
+    def slow_explain(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.5)
+        with lock:
+            running[0] -= 1
+            done.append(time.perf_counter())
+        return explain_rows(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "explain_rows", slow_explain)
+    with ThreadPoolExecutor(4) as pool:
+        explained = [
+            pool.submit(client.post, "/valuations?explain=true", json={**HOME, "MLSNumber": i})
+            for i in range(1, 4)
+        ]
+        time.sleep(0.1)  # the first explanation is running, the others wait
+        plain = client.post("/valuations", json=HOME)
+        answered = time.perf_counter()
+        answers = [future.result() for future in explained]
+    assert plain.status_code == 200 and answered < min(done)
+    assert [a.status_code for a in answers] == [200] * 3
+    assert all(a.json()["valuations"][0]["explanation"] for a in answers)
+    assert most[0] == 1
 
 
 def test_explanations_over_the_api_are_the_ones_a_frame_of_the_listings_gets(client):
