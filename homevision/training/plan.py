@@ -53,6 +53,9 @@ class TrainPlan:
     costs: dict[str, float] = field(default_factory=dict)
     one_se: bool = True
     select_by: str = "rmse"  # the CV metric that ranked, tuned and blended the candidates
+    # Blend members had to beat the fold noise (selection.forward_blend); plans recorded
+    # before that rule lack the key and replay without it.
+    blend_noise: bool = False
     tuning_seconds: float | None = None  # the tuning allowance the trial counts were planned in
     slowdown: float | None = None  # the price calibration measured by the run
     source_run: str | None = None  # the run that made the plan (or that it replays)
@@ -162,6 +165,7 @@ def replay_selection(plan: TrainPlan, base):
         keep=plan.keep,
         rung_seconds=plan.rung_seconds,
         one_se=plan.one_se,
+        blend_noise=plan.blend_noise,
         metric=plan.select_by,
         blend_top=plan.blend_top,
         stack=plan.stack,

@@ -73,6 +73,9 @@ class SelectionSettings:
     keep: float = 0.5
     rung_seconds: float | None = None
     one_se: bool = True  # pick within one standard error of the best (blend, then simplest)
+    # A blend member must lower the blend's CV score by more than the fold noise of that gain
+    # (False: by any amount, as plans recorded before the rule replay).
+    blend_noise: bool = True
     # A replay's price calibration: the slowdown the first run measured (None: measure it).
     slowdown: float | None = None
     # What ranks candidates, tunes them, builds the blend and sets the one-SE band (lower is
@@ -239,7 +242,8 @@ def select_and_tune(
             reached[f"{name}_tuned"] = repeats
 
     # Blend the best distinct models of the last rung (tuned versions where tuning helped),
-    # chosen forward: a member joins only when it lowers the blend's CV score.
+    # chosen forward: a member joins only when it lowers the blend's CV score by more than the
+    # fold-to-fold noise of that gain.
     table = leaderboard(results, metric)
     full = [n for n in table.index if len(results[n].per_repeat) == repeats]
     best_of: dict[str, str] = {}
@@ -248,7 +252,14 @@ def select_and_tune(
         if base in BASELINES or base is None or base in best_of:
             continue
         best_of[base] = entry
-    members = forward_blend(list(best_of.values()), results, y_values, settings.blend_top, metric)
+    members = forward_blend(
+        list(best_of.values()),
+        results,
+        y_values,
+        settings.blend_top,
+        metric,
+        splits if settings.blend_noise else None,
+    )
     if len(members) >= 2:
         chosen = [[specs[m]["name"], specs[m]["params"]] for m in members]
         start = time.perf_counter()
@@ -285,25 +296,37 @@ def forward_blend(
     y: np.ndarray,
     most: int,
     metric: str = "rmse",
+    splits: list[list[Split]] | None = None,
 ) -> list[str]:
     """Return the blend's members: starting from the best, the candidate (of `ranked`, best
     first) whose addition lowers the equal-weight blend's CV `metric` most, until none does or
-    `most` are in. A weaker model joins only if it corrects the others, so a blend is never
-    worse in CV than its best member; blends cost nothing to score (fold_cache.blend_result)."""
+    `most` are in; blends cost nothing to score (fold_cache.blend_result).
+
+    With `splits`, a member joins only when the gain beats its own noise: the mean per-fold
+    improvement must exceed one standard error of the paired per-fold differences. Why: adding
+    the member that helps most always lowers the CV score a little on the folds that chose it,
+    so without the bar a blend is nearly always built, and on the real sample such noise-level
+    blends were worse on unseen sales than their best member (docs/concepts/honest-estimate.md).
+    """
     if not ranked:
         return []
     members = [ranked[0]]
 
-    def score(names: list[str]) -> float:
-        return float(blend_result([results[n] for n in names], y).per_repeat[metric].mean())
+    def folds(names: list[str]) -> np.ndarray:
+        blended = blend_result([results[n] for n in names], y)
+        if splits is None:
+            return blended.per_repeat[metric].to_numpy(dtype=float)
+        return fold_values(blended, splits, y, metric)
 
-    current = score(members)
+    current = folds(members)
     while len(members) < most:
-        trials = {n: score([*members, n]) for n in ranked if n not in members}
+        trials = {n: folds([*members, n]) for n in ranked if n not in members}
         if not trials:
             break
-        name = min(trials, key=lambda n: trials[n])
-        if trials[name] >= current:
+        name = min(trials, key=lambda n: float(trials[n].mean()))
+        gain = current[: len(trials[name])] - trials[name]
+        noise = float(gain.std(ddof=1) / np.sqrt(gain.size)) if splits and gain.size > 1 else 0.0
+        if gain.mean() <= noise:
             break
         members.append(name)
         current = trials[name]
@@ -347,11 +370,20 @@ def fold_se(
 ) -> float:
     """Return the standard error of a candidate's CV `metric` across its folds (every fold of
     every repeat it ran): the noise a difference in CV score must beat to mean anything."""
+    values = fold_values(result, splits, y, metric)
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def fold_values(
+    result: CVResult, splits: list[list[Split]], y: np.ndarray, metric: str = "rmse"
+) -> np.ndarray:
+    """Return a candidate's CV `metric` on each test fold of each repeat it ran, in order: the
+    units that paired comparisons between candidates (scored on the same splits) are made in."""
     values = []
     for r, folds in enumerate(splits[: len(result.oof)]):
         for _, test in folds:
             values.append(valuation_metrics(y[test], result.oof[r, test])[metric])
-    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    return np.asarray(values, dtype=float)
 
 
 def preference_order(
@@ -472,8 +504,9 @@ def describe_procedure(settings: SelectionSettings) -> str:
     )
     return (
         f"{len(settings.candidates)} candidates ({', '.join(settings.candidates)}) on "
-        f"{settings.plan.describe()}{halving}, {tuning}, a blend of the best "
-        f"{settings.blend_top}{' and their stack' if settings.stack else ''}, "
+        f"{settings.plan.describe()}{halving}, {tuning}, a blend of up to "
+        f"{settings.blend_top} of the best (a member joins when its gain beats the fold noise)"
+        f"{' and the stack of the best ' + str(settings.blend_top) if settings.stack else ''}, "
         f"the winner {choice}, then the living-area monotonicity gate"
     )
 

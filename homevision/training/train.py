@@ -400,6 +400,7 @@ def train(
             rung_seconds=settings.rung_seconds,
             costs=dict(settings.costs or {}),
             one_se=settings.one_se,
+            blend_noise=settings.blend_noise,
             tuning_seconds=settings.tuning_seconds,
             slowdown=selection.slowdown,
             outer_folds=outer.folds,

@@ -60,6 +60,34 @@ def test_a_recorded_plan_replays_to_the_same_model_however_short_the_budget(tmp_
         recorded = load_plan(tmp_path / name / "reports" / FILE_NAME)  # recorded again
         assert recorded.source_run == first.run_id
         assert recorded.budget_notes[0].startswith("replays the plan of run")
+        assert recorded.blend_noise  # blend members had to beat the fold noise
+
+
+def test_a_plan_recorded_before_the_blend_noise_rule_replays_without_it():
+    from homevision.training.plan import replay_selection
+    from homevision.training.selection import SelectionSettings
+
+    recorded = {
+        "feature_set": "task6",
+        "raw_columns": ["SqFtTotal"],
+        "seed": 0,
+        "folds": 5,
+        "repeats": 2,
+        "candidates": ["ridge", "svr"],
+        "trials": {},
+        "blend_top": 2,
+        "stack": False,
+        "outer_folds": 5,
+        "outer_folds_run": 5,
+        "interval_variants": ["cv_base"],
+        "interval_outer_folds": 5,
+        "promotion_repeats": 3,
+        "shap_rows": 20,
+    }
+    old = TrainPlan.from_dict(recorded)  # written before the key existed
+    assert replay_selection(old, SelectionSettings()).blend_noise is False
+    new = TrainPlan.from_dict({**recorded, "blend_noise": True})
+    assert replay_selection(new, SelectionSettings()).blend_noise is True
 
 
 def test_a_plan_this_code_cannot_replay_is_refused_in_one_sentence(tmp_path):

@@ -213,6 +213,34 @@ def test_the_selection_metric_ranks_blends_and_sets_the_noise_band():
     assert sel.forward_blend(["svr", "xgboost"], results, y, 2, "mape") == ["svr"]
 
 
+def test_a_blend_member_joins_only_when_its_gain_beats_the_fold_noise():
+    from homevision.training.fold_cache import LogCVResult
+
+    y = np.full(8, 100.0)
+    # Four folds of two homes; the three candidates were scored on the same splits.
+    splits = [[(np.setdiff1d(np.arange(8), t), t) for t in np.arange(8).reshape(4, 2)]]
+
+    def result(pred):
+        pred = np.asarray(pred, dtype=float)
+        rmse = float(np.sqrt(np.mean((pred - y) ** 2)))
+        return LogCVResult(
+            pd.DataFrame({"rmse": [rmse]}), pred[None, :], 0.0, log_oof=np.log(pred)[None, :]
+        )
+
+    results = {
+        "svr": result([110, 110, 110, 110, 110, 110, 110, 110]),
+        # Cancels svr's error on every fold: a steady gain, far beyond its noise.
+        "mlp": result([91, 91, 91, 91, 91, 91, 91, 91]),
+        # Helps on one fold only: the blend's mean gain is under its fold-to-fold noise.
+        "knn": result([91, 91, 110, 110, 110, 110, 110, 110]),
+    }
+    ranked = ["svr", "knn"]
+    # Without the folds, any gain counts (the old rule): knn joins.
+    assert sel.forward_blend(ranked, results, y, 2) == ["svr", "knn"]
+    assert sel.forward_blend(ranked, results, y, 2, splits=splits) == ["svr"]
+    assert sel.forward_blend(["svr", "mlp"], results, y, 2, splits=splits) == ["svr", "mlp"]
+
+
 def test_an_unknown_selection_metric_is_refused_in_one_sentence():
     from homevision.training.train import select_by
 
@@ -257,4 +285,4 @@ def test_the_stack_is_tried_beside_the_blend_with_non_negative_weights(small):
     stack = sel.build_from_spec(done.specs["stack"], FS).fit(X, y)
     meta = stack.estimator_.final_estimator_
     assert (meta.coef_ >= 0).all() and len(meta.coef_) == 2
-    assert "and their stack" in sel.describe_procedure(settings)
+    assert "and the stack of the best 2" in sel.describe_procedure(settings)
