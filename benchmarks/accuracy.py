@@ -12,14 +12,22 @@ into a temporary git worktree and run in its own process), and the table gives f
   that the run itself reports;
 - the winner, the Optuna trials the run completed, and its wall seconds.
 
+With `--seeds 0 1 2 ...` every run is repeated with `train.seed` set to each seed (the inner CV
+folds, Optuna's sampler; the honest estimate's outer folds stay fixed), and a summary gives,
+per feature set and code, the mean of the honest and later figures with their standard error
+over seeds, how many seeds meet every target, and the paired after-minus-before change. On 178
+sales one run's honest figure moves by tenths of a point with the seed alone, so a target near
+that noise needs the seeds to be judged.
+
 Usage: python benchmarks/accuracy.py [--data PATH] [--features task6 offmarket]
-       [--before REF] [--budget S]
+       [--before REF] [--budget S] [--seeds 0 1 2 ...]
 Each training run uses a throw-away project folder and tracking store.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -111,19 +119,39 @@ def measure(data: Path, feature_set: str, budget: float | None) -> dict:
     }
 
 
-def run_code(tree: Path, data: Path, feature_set: str, budget: float | None) -> dict:
+def seeded_params(tree: Path, seed: int | None, where: Path) -> Path:
+    """Return the params file a run of checkout `tree` reads: its own params.yaml, or (with
+    `seed`) a copy in `where` with only `train.seed` changed."""
+    source = tree / "params.yaml"
+    if seed is None:
+        return source
+    import yaml
+
+    params = yaml.safe_load(source.read_text(encoding="utf-8"))
+    params["train"]["seed"] = int(seed)
+    out = where / f"params-seed{seed}.yaml"
+    out.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def run_code(
+    tree: Path, data: Path, feature_set: str, budget: float | None, seed: int | None = None
+) -> dict:
     """Return `measure` run with the homevision of checkout `tree`, in a process of its own."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "HOMEVISION_PARAMS": str(tree / "params.yaml")}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", feature_set]
-    cmd += ["--data", str(data)] + (["--budget", str(budget)] if budget else [])
-    done = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as where:
+        params = seeded_params(tree, seed, Path(where))
+        env = {**os.environ, "PYTHONPATH": str(tree), "HOMEVISION_PARAMS": str(params)}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", feature_set]
+        cmd += ["--data", str(data)] + (["--budget", str(budget)] if budget else [])
+        done = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the run in {tree} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_before(ref: str, data: Path, feature_set: str, budget: float | None) -> dict:
-    """Return `measure` for commit `ref`, checked out in a temporary worktree."""
+@contextlib.contextmanager
+def checkout(ref: str):
+    """Yield commit `ref` checked out in a temporary worktree (removed afterwards)."""
     with tempfile.TemporaryDirectory() as where:
         tree = Path(where) / "before"
         subprocess.run(
@@ -132,7 +160,7 @@ def run_before(ref: str, data: Path, feature_set: str, budget: float | None) -> 
             capture_output=True,
         )
         try:
-            return run_code(tree, data, feature_set, budget)
+            yield tree
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
@@ -157,11 +185,12 @@ def verdict(feature_set: str, row: dict) -> str:
     return "met" if not missed else "missed: " + "; ".join(missed)
 
 
-def table(rows: list[tuple[str, str, dict]]) -> str:
-    """Return the before/after rows as a Markdown table."""
+def table(rows: list[tuple[str, str, int | None, dict]]) -> str:
+    """Return the before/after rows (set, code, seed, figures) as a Markdown table."""
     head = [
         "set",
         "code",
+        "seed",
         "25-fold RMSE",
         "25-fold MAPE",
         "25-fold MdAPE",
@@ -177,11 +206,12 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
         "targets",
     ]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for name, code, row in rows:
+    for name, code, seed, row in rows:
         cv = row["cv25"]
         cells = [
             name,
             code,
+            "params" if seed is None else str(seed),
             f"{fmt('rmse', cv['rmse'])} ± {fmt('rmse', cv['rmse_se'])}",
             fmt("mape", cv["mape"]),
             fmt("mdape", cv["mdape"]),
@@ -193,6 +223,56 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def seed_summary(rows: list[tuple[str, str, int | None, dict]]) -> str:
+    """Return, per feature set and code, the honest and later figures' mean ± standard error
+    over seeds and how many seeds meet every target; then the paired after-minus-before change
+    (same seed), as a Markdown table."""
+    figures = [("honest", "mdape"), ("honest", "mape"), ("honest", "rmse"), ("later", "mdape")]
+    head = ["set", "code", "seeds", *(f"{w} {m.upper()}" for w, m in figures), "seeds meeting"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    by: dict[tuple[str, str], dict[int | None, dict]] = {}
+    for name, code, seed, row in rows:
+        by.setdefault((name, code), {})[seed] = row
+    for (name, code), runs in by.items():
+        cells = [name, code, str(len(runs))]
+        for where, metric in figures:
+            cells.append(_mean_se(metric, [r[where].get(metric) for r in runs.values()]))
+        met = sum(verdict(name, r) == "met" for r in runs.values())
+        lines.append("| " + " | ".join([*cells, f"{met} of {len(runs)}"]) + " |")
+    codes = list(dict.fromkeys(code for _, code, _, _ in rows))
+    if len(codes) == 2:
+        for name in dict.fromkeys(n for n, _, _, _ in rows):
+            before, after = by.get((name, codes[0]), {}), by.get((name, codes[1]), {})
+            paired = sorted(set(before) & set(after), key=str)
+            cells = [name, "after - before (paired)", str(len(paired))]
+            for where, metric in figures:
+                diffs = [
+                    after[s][where][metric] - before[s][where][metric]
+                    for s in paired
+                    if after[s][where].get(metric) is not None
+                    and before[s][where].get(metric) is not None
+                ]
+                cells.append(_mean_se(metric, diffs, signed=True))
+            lines.append("| " + " | ".join([*cells, ""]) + " |")
+    return "\n".join(lines)
+
+
+def _mean_se(metric: str, values: list[float | None], signed: bool = False) -> str:
+    """Return "mean ± standard error" of `values` in the metric's unit ("n/a" when none)."""
+    kept = np.array([v for v in values if v is not None], dtype=float)
+    if kept.size == 0:
+        return "n/a"
+    se = float(kept.std(ddof=1) / np.sqrt(kept.size)) if kept.size > 1 else float("nan")
+    mean = float(kept.mean())
+    if metric == "rmse":
+        sign = ("+" if mean >= 0 else "-") if signed else ""
+        text = f"{sign}${abs(mean) / 1000:,.1f}k"
+        return f"{text} ± ${se / 1000:,.1f}k"
+    if signed:
+        return f"{100 * mean:+.2f} ± {100 * se:.2f} points"
+    return f"{100 * mean:.2f}% ± {100 * se:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -201,6 +281,13 @@ def main() -> None:
     parser.add_argument("--features", nargs="+", default=["task6", "offmarket"])
     parser.add_argument("--before", default=BEFORE, help="the commit to compare with")
     parser.add_argument("--budget", type=float, default=None)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="repeat every run with train.seed set to each (default: params.yaml's seed, once)",
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one row, as JSON (internal)
     args = parser.parse_args()
     import logging
@@ -210,18 +297,26 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(data, args.measure, args.budget)))
         return
+    seeds: list[int | None] = list(args.seeds) if args.seeds else [None]
     rows = []
-    for name in args.features:
-        print(f"{name}: before ({args.before})...", file=sys.stderr, flush=True)
-        before = run_before(args.before, data, name, args.budget)
-        rows.append((name, f"before ({args.before})", before))
-        print(f"{name}: after...", file=sys.stderr, flush=True)
-        rows.append((name, "after", run_code(ROOT, data, name, args.budget)))
+    with checkout(args.before) as before_tree:
+        for name in args.features:
+            for seed in seeds:  # before and after side by side, seed by seed
+                label = "" if seed is None else f", seed {seed}"
+                print(f"{name}: before ({args.before}){label}...", file=sys.stderr, flush=True)
+                before = run_code(before_tree, data, name, args.budget, seed)
+                rows.append((name, f"before ({args.before})", seed, before))
+                print(f"{name}: after{label}...", file=sys.stderr, flush=True)
+                rows.append((name, "after", seed, run_code(ROOT, data, name, args.budget, seed)))
     print(table(rows))
     print(
         "\n25-fold columns: the chosen model re-scored on the sales that chose and tuned it "
         "(optimistic by construction); honest and later columns: sales the procedure never saw."
     )
+    if args.seeds and len(seeds) > 1:
+        print()
+        print(seed_summary(rows))
+        print("\nMean ± standard error over seeds; paired: the same seed before and after.")
 
 
 if __name__ == "__main__":
