@@ -304,7 +304,7 @@ def forward_blend(
 
     With `splits`, a member joins only when the gain beats its own noise: the mean per-fold
     improvement must exceed one standard error of the paired per-fold differences. Why: adding
-    the member that helps most always lowers the CV score a little on the folds that chose it,
+    the member that helps most usually lowers the CV score a little on the folds that chose it,
     so without the bar a blend is nearly always built, and on the real sample such noise-level
     blends were worse on unseen sales than their best member (docs/concepts/honest-estimate.md).
     """
