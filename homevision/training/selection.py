@@ -305,8 +305,8 @@ def forward_blend(
     With `splits`, a member joins only when the gain beats its own noise: the mean per-fold
     improvement must exceed one standard error of the paired per-fold differences. Why: adding
     the member that helps most usually lowers the CV score a little on the folds that chose it,
-    so without the bar a blend is nearly always built, and on the real sample such noise-level
-    blends were worse on unseen sales than their best member (docs/concepts/honest-estimate.md).
+    so without the bar a blend is nearly always built, and on the real sample the runs that chose
+    such blends did worse on unseen sales (docs/concepts/honest-estimate.md).
     """
     if not ranked:
         return []
