@@ -181,6 +181,16 @@ def test_compare_variants_measures_coverage_out_of_fold():
     assert 0.1 < scores[0].median_relative_width < 0.8
 
 
+def test_compare_variants_scores_the_same_on_one_process_or_two():
+    """The outer folds run on two processes; each is seeded, so the scores are identical."""
+    train = _sold(300, seed=9)
+    args = (build_model("mlp", get_feature_set("task6")), train, train["ClosePrice"])
+    kwargs = {"variants": ["cv_base", "cv_plus"], "level": [0.8, 0.9], "outer_folds": 3}
+    assert compare_variants(*args, **kwargs, n_jobs=1) == compare_variants(
+        *args, **kwargs, n_jobs=2
+    )
+
+
 def test_constant_factor_ranges_match_mapie_exactly():
     """cv_base ranges are served as valuation x factor; they must equal MAPIE's own bounds."""
     from homevision.valuation.intervals import interval_bounds, make_conformal
