@@ -44,3 +44,36 @@ def test_ensemble_specs_are_named_logged_and_priced():
     blend = _spec_cost({"kind": "blend", "members": members}, costs)
     assert blend == 1.0 + 2.0 * budget.TUNING_COST_FACTOR
     assert _spec_cost({"kind": "stack", "members": members}, costs) == blend * (STACK_FOLDS + 1)
+
+
+def test_the_winner_is_priced_by_its_own_cv_fits_not_by_its_defaults():
+    """A tuned MLP of 60 units costs several times the default MLP the candidates were priced
+    with; the ranges and the promotion check are planned from the winner's own fits."""
+    from types import SimpleNamespace
+
+    from homevision.training.evaluation import CVPlan
+    from homevision.training.train import _after_procedure_seconds, _winner_cost
+
+    spec = {"kind": "single", "name": "mlp", "params": {"hidden_layer_sizes": (60,)}}
+    costs = {"mlp": 0.5}
+    plan = CVPlan(folds=5, repeats=5)
+
+    def selection(fit_seconds):
+        results = (
+            {} if fit_seconds is None else {"mlp_tuned": SimpleNamespace(fit_seconds=fit_seconds)}
+        )
+        return SimpleNamespace(
+            spec=spec, slowdown=1.0, plan=plan, winner="mlp_tuned", results=results
+        )
+
+    assert _winner_cost(selection(15.0), costs) == 3.0  # 15 s per repeat of 5 fits
+    predicted = 0.5 * budget.TUNING_COST_FACTOR
+    assert _winner_cost(selection(None), costs) == predicted  # not cross-validated: its price
+    assert _winner_cost(selection(0.0), costs) == predicted
+    # The 12 fits MAPIE makes in turn (the time-ordered check, the final calibration) count
+    # at full price, the outer folds and the promotion check at the two-core price.
+    more = _after_procedure_seconds(selection(15.0), costs) - _after_procedure_seconds(
+        selection(None), costs
+    )
+    assert more > 12 * (3.0 - predicted)
+
