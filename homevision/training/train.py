@@ -20,7 +20,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
-from threadpoolctl import threadpool_limits
 
 from homevision import tracking
 from homevision.config import PACKAGE_DIR, load_params, paths
@@ -174,12 +173,6 @@ def plan_procedure(
     return planned, list(halving.degraded)
 
 
-# One BLAS/OpenMP thread in the process that drives training, as in its CV workers (joblib gives
-# each of 2 workers one). Why: on 178 rows a thread pool costs more than it computes; a 60-unit
-# MLP fitted in 3.0 s with OpenBLAS's two threads and in 0.29 s with one, and every fit this
-# process makes (the living-area gate, the ranges' time-ordered check and final calibration, the
-# final model) was priced at the workers' speed.
-@threadpool_limits.wrap(limits=1)
 def train(
     data_path: Path,
     feature_set_name: str = "task6",

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
-
-import pytest
 
 from homevision.data.listings import coerce_types
 from homevision.data.synthetic import generate_listings
@@ -80,25 +77,3 @@ def test_the_winner_is_priced_by_its_own_cv_fits_not_by_its_defaults():
     )
     assert more > 12 * (3.0 - predicted)
 
-
-def test_training_drives_its_fits_with_one_blas_thread_as_its_workers_do(monkeypatch):
-    """On 178 rows a BLAS thread pool costs more than it computes (a 60-unit MLP: 3.0 s on two
-    OpenBLAS threads, 0.29 s on one); the workers run one thread each, and so does train."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    from homevision.training import train as train_module
-
-    seen: list[int] = []
-
-    def stop_at_params():
-        seen.extend(pool["num_threads"] for pool in threadpool_info())
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(train_module, "load_params", stop_at_params)
-    with threadpool_limits(limits=2):  # what a two-core machine starts with
-        before = [pool["num_threads"] for pool in threadpool_info()]
-        with pytest.raises(RuntimeError, match="stop here"):
-            train_module.train(Path("unused.csv"))
-        after = [pool["num_threads"] for pool in threadpool_info()]
-    assert 2 in before and seen and set(seen) == {1}
-    assert after == before  # restored once training returns
