@@ -76,4 +76,3 @@ def test_the_winner_is_priced_by_its_own_cv_fits_not_by_its_defaults():
         selection(None), costs
     )
     assert more > 12 * (3.0 - predicted)
-
