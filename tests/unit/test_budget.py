@@ -47,8 +47,8 @@ def test_ensemble_specs_are_named_logged_and_priced():
 
 
 def test_the_winner_is_priced_by_its_own_cv_fits_not_by_its_defaults():
-    """A tuned MLP of 60 units costs several times the default MLP the candidates were priced
-    with; the ranges and the promotion check are planned from the winner's own fits."""
+    """A tuned configuration costs more than the defaults the candidates were priced with;
+    the ranges and the promotion check are planned from the winner's own fits."""
     from types import SimpleNamespace
 
     from homevision.training.evaluation import CVPlan
