@@ -57,6 +57,10 @@ class TrainPlan:
     # before that rule lack the key and replay without it.
     blend_noise: bool = False
     tuning_seconds: float | None = None  # the tuning allowance the trial counts were planned in
+    # `trials` counts every trial run, pruned ones included (Optuna's n_trials). Plans recorded
+    # before lack the key: they counted completed trials only, so where the run pruned some
+    # their replay tunes with fewer trials (the replay's budget notes say so).
+    trials_run: bool = False
     slowdown: float | None = None  # the price calibration measured by the run
     source_run: str | None = None  # the run that made the plan (or that it replays)
     # Listing statuses fitted beside the sales as evidence (empty: sales only).
@@ -141,6 +145,18 @@ def check_plan(plan: TrainPlan) -> None:
         raise PlanError(
             f"the plan names range variant(s) this code does not have: {', '.join(odd) or 'none'}"
         )
+
+
+def replay_notes(plan: TrainPlan) -> list[str]:
+    """Return the budget notes a replay of `plan` starts with: whose plan it is, and when it
+    cannot tune exactly as the run did (a plan that counted completed trials only)."""
+    notes = [f"replays the plan of run {plan.source_run or 'unknown'}: no timing decided"]
+    if plan.trials and not plan.trials_run:
+        notes.append(
+            "the plan counts completed Optuna trials only (recorded before pruned trials were "
+            "counted): where the run pruned some, this replay tunes with fewer"
+        )
+    return notes
 
 
 def replay_selection(plan: TrainPlan, base):

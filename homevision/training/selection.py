@@ -94,7 +94,7 @@ class SelectionResult:
     fitted: Any
     plan: CVPlan
     gate: dict[str, float] = field(default_factory=dict)
-    tuned: dict[str, int] = field(default_factory=dict)  # candidate -> trials completed
+    tuned: dict[str, int] = field(default_factory=dict)  # candidate -> trials run (pruned too)
     studies: dict[str, str] = field(default_factory=dict)  # candidate -> Optuna study name
     slowdown: float = 1.0  # how much slower the sweep ran than its costs predicted
     reached: dict[str, int] = field(default_factory=dict)  # candidate -> repeats it ran
@@ -236,7 +236,8 @@ def select_and_tune(
             evaluate=scored,
             metric=metric,
         )
-        tuned[name], studies[name] = result.trials, result.study_name
+        # The trials run, pruned ones included: what a replay (n_trials) must run again.
+        tuned[name], studies[name] = result.ran, result.study_name
         if result.value < results[name].summary()[metric]:
             evaluate_cached(f"{name}_tuned", single_spec(name, result.params), repeats)
             reached[f"{name}_tuned"] = repeats

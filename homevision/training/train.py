@@ -67,7 +67,14 @@ from homevision.training.interval_choice import (
     time_ordered_scores,
 )
 from homevision.training.metrics import SELECTABLE
-from homevision.training.plan import FILE_NAME, PlanError, TrainPlan, check_plan, replay_selection
+from homevision.training.plan import (
+    FILE_NAME,
+    PlanError,
+    TrainPlan,
+    check_plan,
+    replay_notes,
+    replay_selection,
+)
 from homevision.training.scale import large_data_plan
 from homevision.training.selection import (
     SelectionResult,
@@ -260,7 +267,7 @@ def train(
         else:
             settings = replay_selection(plan, settings)
             costs, outer_folds = {}, plan.outer_folds
-            notes = [f"replays the plan of run {plan.source_run or 'unknown'}: no timing decided"]
+            notes = replay_notes(plan)
             mlflow.set_tag("plan_source", plan.source_run or "file")
         mlflow.log_params(
             {
@@ -393,6 +400,7 @@ def train(
             repeats=settings.plan.repeats,
             candidates=list(settings.candidates),
             trials=dict(selection.tuned),
+            trials_run=True if plan is None else plan.trials_run,
             blend_top=settings.blend_top,
             stack=settings.stack,
             rungs=list(settings.rungs or ()),

@@ -18,7 +18,7 @@ import socket
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -57,9 +57,11 @@ class TuningResult:
     candidate: str
     params: Params
     value: float
-    trials: int
+    trials: int  # the study's completed trials (every process's, for a shared study)
     study_name: str
     metric: str = "rmse"
+    # Trials this call ran, pruned ones included: Optuna's n_trials, what a replay must run.
+    ran: int = 0
 
     @property
     def rmse(self) -> float:
@@ -118,8 +120,15 @@ def tune(
     )
     # Optuna's bar redraws in place: in a log file or CI it is a line of carriage returns.
     bar = show_progress and _stderr_is_terminal()
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=bar)
-    return tuning_result(study, candidate, metric)
+    ran = 0
+
+    def counted(trial: optuna.Trial) -> float:
+        nonlocal ran
+        ran += 1
+        return objective(trial)
+
+    study.optimize(counted, n_trials=n_trials, timeout=timeout, show_progress_bar=bar)
+    return replace(tuning_result(study, candidate, metric), ran=ran)
 
 
 def open_storage(

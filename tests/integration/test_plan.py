@@ -61,6 +61,8 @@ def test_a_recorded_plan_replays_to_the_same_model_however_short_the_budget(tmp_
         assert recorded.source_run == first.run_id
         assert recorded.budget_notes[0].startswith("replays the plan of run")
         assert recorded.blend_noise  # blend members had to beat the fold noise
+        assert recorded.trials_run  # the trials run, pruned ones included, were recorded
+        assert not any("completed Optuna trials only" in n for n in recorded.budget_notes)
 
 
 def test_a_plan_recorded_before_the_blend_noise_rule_replays_without_it():
@@ -88,6 +90,34 @@ def test_a_plan_recorded_before_the_blend_noise_rule_replays_without_it():
     assert replay_selection(old, SelectionSettings()).blend_noise is False
     new = TrainPlan.from_dict({**recorded, "blend_noise": True})
     assert replay_selection(new, SelectionSettings()).blend_noise is True
+
+
+def test_a_plan_that_counted_completed_trials_only_says_its_replay_may_tune_with_fewer():
+    from homevision.training.plan import replay_notes
+
+    recorded = {
+        "feature_set": "task6",
+        "raw_columns": ["SqFtTotal"],
+        "seed": 0,
+        "folds": 5,
+        "repeats": 2,
+        "candidates": ["ridge", "svr"],
+        "trials": {"svr": 7},
+        "blend_top": 2,
+        "stack": False,
+        "outer_folds": 5,
+        "outer_folds_run": 5,
+        "interval_variants": ["cv_base"],
+        "interval_outer_folds": 5,
+        "promotion_repeats": 3,
+        "shap_rows": 20,
+        "source_run": "abc",
+    }
+    old = replay_notes(TrainPlan.from_dict(recorded))  # written before the key existed
+    assert old[0] == "replays the plan of run abc: no timing decided"
+    assert "completed Optuna trials only" in old[1]
+    assert replay_notes(TrainPlan.from_dict({**recorded, "trials_run": True})) == old[:1]
+    assert len(replay_notes(TrainPlan.from_dict({**recorded, "trials": {}}))) == 1
 
 
 def test_a_plan_this_code_cannot_replay_is_refused_in_one_sentence(tmp_path):

@@ -66,6 +66,35 @@ def test_nested_estimate_stops_on_its_clock_and_says_so(small):
     assert "allowed 1 of them" in estimate.method
 
 
+def test_a_replay_runs_as_many_trials_as_the_run_ran_pruned_ones_included(small):
+    """A plan records each candidate's trial count and its replay runs that many (Optuna's
+    n_trials counts every trial, pruned ones too). Recording only the completed ones made a
+    replay stop early: on the real sample a run's tuned MLP (7 completed of more trials run)
+    joined a blend that won, and its replay's did not, so the replay deployed another model."""
+    from homevision.training.evaluation import CVResult
+
+    X, y = small
+    splits = CVPlan(folds=3, repeats=2, seed=0).splits(y)
+
+    def evaluate(params, report):  # a trial's two repeats: far from alpha = 10 scores worse
+        score = (np.log10(params["alpha"]) - 1.0) ** 2
+        for step in range(2):
+            report(step, score + step)
+        return CVResult(pd.DataFrame({"rmse": [score, score + 2]}), np.zeros((2, 1)), 0.0)
+
+    def run(n_trials):
+        return tuning.tune(
+            "ridge", FS, X, y, splits, n_trials, None, None, "s", evaluate=evaluate, data_key="k"
+        )
+
+    first = run(25)
+    assert first.trials < 25  # some trials were pruned
+    assert first.ran == 25
+    assert run(first.trials).params != first.params  # the completed count does not replay
+    again = run(first.ran)
+    assert (again.params, again.value, again.trials) == (first.params, first.value, first.trials)
+
+
 def test_two_trains_on_different_data_sharing_one_storage_never_mix_trials(small, tmp_path):
     X, y = small
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
