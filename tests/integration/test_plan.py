@@ -65,27 +65,30 @@ def test_a_recorded_plan_replays_to_the_same_model_however_short_the_budget(tmp_
         assert not any("completed Optuna trials only" in n for n in recorded.budget_notes)
 
 
+# A plan.json as written before the optional keys the tests below add or leave out.
+OLD_PLAN = {
+    "feature_set": "task6",
+    "raw_columns": ["SqFtTotal"],
+    "seed": 0,
+    "folds": 5,
+    "repeats": 2,
+    "candidates": ["ridge", "svr"],
+    "blend_top": 2,
+    "stack": False,
+    "outer_folds": 5,
+    "outer_folds_run": 5,
+    "interval_variants": ["cv_base"],
+    "interval_outer_folds": 5,
+    "promotion_repeats": 3,
+    "shap_rows": 20,
+}
+
+
 def test_a_plan_recorded_before_the_blend_noise_rule_replays_without_it():
     from homevision.training.plan import replay_selection
     from homevision.training.selection import SelectionSettings
 
-    recorded = {
-        "feature_set": "task6",
-        "raw_columns": ["SqFtTotal"],
-        "seed": 0,
-        "folds": 5,
-        "repeats": 2,
-        "candidates": ["ridge", "svr"],
-        "trials": {},
-        "blend_top": 2,
-        "stack": False,
-        "outer_folds": 5,
-        "outer_folds_run": 5,
-        "interval_variants": ["cv_base"],
-        "interval_outer_folds": 5,
-        "promotion_repeats": 3,
-        "shap_rows": 20,
-    }
+    recorded = {**OLD_PLAN, "trials": {}}
     old = TrainPlan.from_dict(recorded)  # written before the key existed
     assert replay_selection(old, SelectionSettings()).blend_noise is False
     new = TrainPlan.from_dict({**recorded, "blend_noise": True})
@@ -95,24 +98,7 @@ def test_a_plan_recorded_before_the_blend_noise_rule_replays_without_it():
 def test_a_plan_that_counted_completed_trials_only_says_its_replay_may_tune_with_fewer():
     from homevision.training.plan import replay_notes
 
-    recorded = {
-        "feature_set": "task6",
-        "raw_columns": ["SqFtTotal"],
-        "seed": 0,
-        "folds": 5,
-        "repeats": 2,
-        "candidates": ["ridge", "svr"],
-        "trials": {"svr": 7},
-        "blend_top": 2,
-        "stack": False,
-        "outer_folds": 5,
-        "outer_folds_run": 5,
-        "interval_variants": ["cv_base"],
-        "interval_outer_folds": 5,
-        "promotion_repeats": 3,
-        "shap_rows": 20,
-        "source_run": "abc",
-    }
+    recorded = {**OLD_PLAN, "trials": {"svr": 7}, "source_run": "abc"}
     old = replay_notes(TrainPlan.from_dict(recorded))  # written before the key existed
     assert old[0] == "replays the plan of run abc: no timing decided"
     assert "completed Optuna trials only" in old[1]
