@@ -19,8 +19,15 @@ over seeds, how many seeds meet every target, and the paired after-minus-before 
 sales one run's honest figure moves by tenths of a point with the seed alone, so a target near
 that noise needs the seeds to be judged.
 
+With `--plans plan.json ...` (plans that runs recorded, e.g. reports/runs/*/plan.json) both
+codes replay each plan instead of planning from the clock (`homevision train --plan`): the
+same candidates, repeats, trials and outer folds, so a change to what acts after the plan (the
+selection rule, the blend, how the honest estimate's replays share their trials) is compared
+free of the host's timing, which moves a budgeted run's plan and, through it, its honest
+figure by as much as 0.5 points on the same seed. Each plan names its feature set and seed.
+
 Usage: python benchmarks/accuracy.py [--data PATH] [--features task6 offmarket]
-       [--before REF] [--budget S] [--seeds 0 1 2 ...]
+       [--before REF] [--budget S] [--seeds 0 1 2 ...] [--plans PLAN ...]
 Each training run uses a throw-away project folder and tracking store.
 """
 
@@ -73,9 +80,9 @@ def cv25(model, X, y) -> dict[str, float]:
     }
 
 
-def measure(data: Path, feature_set: str, budget: float | None) -> dict:
-    """Train once in a throw-away project (whatever homevision is importable) and return the
-    figures of one table row."""
+def measure(data: Path, feature_set: str, budget: float | None, plan: Path | None = None) -> dict:
+    """Train once in a throw-away project (whatever homevision is importable), replaying `plan`
+    when given, and return the figures of one table row."""
     import warnings
 
     from homevision.data.listings import load_listings
@@ -87,7 +94,12 @@ def measure(data: Path, feature_set: str, budget: float | None) -> dict:
         os.environ["HOMEVISION_HOME"] = home
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         start = time.perf_counter()
-        outcome = train(data, feature_set, budget=budget)
+        if plan is None:
+            outcome = train(data, feature_set, budget=budget)
+        else:
+            from homevision.training.plan import load_plan
+
+            outcome = train(data, feature_set, budget=budget, plan=load_plan(plan))
         seconds = time.perf_counter() - start
     listings = load_listings(data)
     X = listings.labelled.reset_index(drop=True)
@@ -119,6 +131,15 @@ def measure(data: Path, feature_set: str, budget: float | None) -> dict:
     }
 
 
+def planned_runs(plans: list[Path]) -> list[tuple[str, int, Path]]:
+    """Return (feature set, seed, plan) of each recorded plan, in the order given."""
+    runs = []
+    for path in plans:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        runs.append((str(recorded["feature_set"]), int(recorded["seed"]), path))
+    return runs
+
+
 def seeded_params(tree: Path, seed: int | None, where: Path) -> Path:
     """Return the params file a run of checkout `tree` reads: its own params.yaml, or (with
     `seed`) a copy in `where` with only `train.seed` changed."""
@@ -135,14 +156,21 @@ def seeded_params(tree: Path, seed: int | None, where: Path) -> Path:
 
 
 def run_code(
-    tree: Path, data: Path, feature_set: str, budget: float | None, seed: int | None = None
+    tree: Path,
+    data: Path,
+    feature_set: str,
+    budget: float | None,
+    seed: int | None = None,
+    plan: Path | None = None,
 ) -> dict:
-    """Return `measure` run with the homevision of checkout `tree`, in a process of its own."""
+    """Return `measure` run with the homevision of checkout `tree`, in a process of its own
+    (replaying `plan` when given)."""
     with tempfile.TemporaryDirectory() as where:
         params = seeded_params(tree, seed, Path(where))
         env = {**os.environ, "PYTHONPATH": str(tree), "HOMEVISION_PARAMS": str(params)}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", feature_set]
         cmd += ["--data", str(data)] + (["--budget", str(budget)] if budget else [])
+        cmd += ["--plan", str(plan.resolve())] if plan else []
         done = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the run in {tree} failed:\n{done.stderr[-3000:]}")
@@ -288,32 +316,43 @@ def main() -> None:
         default=None,
         help="repeat every run with train.seed set to each (default: params.yaml's seed, once)",
     )
+    parser.add_argument(
+        "--plans",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="replay these recorded plan.json files with both codes instead of budgeted runs",
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one row, as JSON (internal)
+    parser.add_argument("--plan", type=Path, help=argparse.SUPPRESS)  # with --measure
     args = parser.parse_args()
     import logging
 
     logging.basicConfig(level=logging.WARNING)
     data = args.data.resolve()
     if args.measure:
-        print(json.dumps(measure(data, args.measure, args.budget)))
+        print(json.dumps(measure(data, args.measure, args.budget, args.plan)))
         return
-    seeds: list[int | None] = list(args.seeds) if args.seeds else [None]
+    runs = planned_runs(args.plans) if args.plans else None
+    if runs is None:
+        seeds: list[int | None] = list(args.seeds) if args.seeds else [None]
+        runs = [(name, seed, None) for name in args.features for seed in seeds]
     rows = []
     with checkout(args.before) as before_tree:
-        for name in args.features:
-            for seed in seeds:  # before and after side by side, seed by seed
-                label = "" if seed is None else f", seed {seed}"
-                print(f"{name}: before ({args.before}){label}...", file=sys.stderr, flush=True)
-                before = run_code(before_tree, data, name, args.budget, seed)
-                rows.append((name, f"before ({args.before})", seed, before))
-                print(f"{name}: after{label}...", file=sys.stderr, flush=True)
-                rows.append((name, "after", seed, run_code(ROOT, data, name, args.budget, seed)))
+        for name, seed, plan in runs:  # before and after side by side, seed by seed
+            label = ("" if seed is None else f", seed {seed}") + (f", {plan}" if plan else "")
+            print(f"{name}: before ({args.before}){label}...", file=sys.stderr, flush=True)
+            before = run_code(before_tree, data, name, args.budget, seed, plan)
+            rows.append((name, f"before ({args.before})", seed, before))
+            print(f"{name}: after{label}...", file=sys.stderr, flush=True)
+            rows.append((name, "after", seed, run_code(ROOT, data, name, args.budget, seed, plan)))
+    seeds = [seed for _, seed, _ in runs]
     print(table(rows))
     print(
         "\n25-fold columns: the chosen model re-scored on the sales that chose and tuned it "
         "(optimistic by construction); honest and later columns: sales the procedure never saw."
     )
-    if args.seeds and len(seeds) > 1:
+    if len(set(seeds)) > 1:
         print()
         print(seed_summary(rows))
         print("\nMean ± standard error over seeds; paired: the same seed before and after.")
