@@ -94,7 +94,7 @@ def measure(data: Path, feature_set: str, budget: float | None, plan: Path | Non
         os.environ["HOMEVISION_HOME"] = home
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         start = time.perf_counter()
-        if plan is None:
+        if plan is None:  # no plan= argument: code from before plans existed has none
             outcome = train(data, feature_set, budget=budget)
         else:
             from homevision.training.plan import load_plan
