@@ -39,6 +39,7 @@ from homevision.api_keys import Scope as KeyScope
 from homevision.config import load_params
 from homevision.data.fields import NONE_WHEN_MISSING
 from homevision.serving.auth import Requirement
+from homevision.serving.coalesce import Coalescer
 from homevision.serving.metrics import Metrics, RequestMetrics
 from homevision.serving.metrics import metrics as process_metrics
 from homevision.serving.schemas import (
@@ -471,12 +472,52 @@ def create_app(
             )
         if len(batch) > INLINE_BATCH or not current.model.uses_engine:
             return await run_in_threadpool(value_batch, current, batch, explain, confidence)
-        return value_batch(current, batch, explain, confidence)
+        return await value_inline(current, batch, confidence)
 
     def value_batch(
         current: Served, batch: list[Listing], explain: bool, confidence: float | None
     ) -> Response:
         """Answer POST /valuations for the parsed `batch` with the `current` model."""
+        level = checked_level(current, batch, explain, confidence)
+        if not batch:
+            return ValuationResponse(model=current.info, valuations=[])
+        model = current.model
+        # Parsed listings straight into the engine's matrix; reasons and comparables read the
+        # same records (no frame: a frame of one listing costs more than its comparables).
+        records = [item.model_dump() for item in batch]
+        raw = model.encoder_.encode_records(records)
+        prices, errors, warnings = predict.value_matrix(model, raw, level, support)
+        explanations = [None] * len(batch)
+        if explain:
+            explanations = predict.explain_rows(model, records, errors, raw)
+        return answer(current, batch, level, prices, errors, warnings, explanations)
+
+    def value_joined(key: tuple[Any, float], records: list[dict[str, Any]]) -> tuple:
+        """(prices (n, 3), errors, warnings) of the records of every request joined in one
+        turn of the event loop."""
+        model, level = key
+        raw = model.encoder_.encode_records(records)
+        return predict.value_matrix(model, raw, level, support)
+
+    joiner: Coalescer[dict[str, Any]] = Coalescer(value_joined)
+    app.state.joiner = joiner
+
+    async def value_inline(
+        current: Served, batch: list[Listing], confidence: float | None
+    ) -> Response:
+        """Answer a small batch on the event loop, valued with the other requests of this turn
+        (serving.coalesce): the same numbers, one engine call for all of them."""
+        level = checked_level(current, batch, False, confidence)
+        if not batch:
+            return ValuationResponse(model=current.info, valuations=[])
+        records = [item.model_dump() for item in batch]
+        prices, errors, warnings = await joiner.submit((current.model, level), records)
+        return answer(current, batch, level, prices, errors, warnings, [None] * len(batch))
+
+    def checked_level(
+        current: Served, batch: list[Listing], explain: bool, confidence: float | None
+    ) -> float:
+        """Return the range level to value `batch` at; raise the 413 or 422 that refuses it."""
         if len(batch) > MAX_BATCH:
             raise HTTPException(
                 413,
@@ -489,10 +530,10 @@ def create_app(
                 f"{len(batch):,} listings with explain=true; the limit is {explain_cap:,} "
                 "per request: split the batch or leave explain off",
             )
-        if not batch:
-            return ValuationResponse(model=current.info, valuations=[])
         model = current.model
         level = model.confidence if confidence is None else confidence
+        if not batch:
+            return level
         if level not in model.levels:
             if recorder is not None:
                 recorder.invalid(len(batch))
@@ -510,14 +551,18 @@ def create_app(
             if recorder is not None:
                 recorder.invalid(len(batch))
             raise HTTPException(422, errors)
-        # Parsed listings straight into the engine's matrix; reasons and comparables read the
-        # same records (no frame: a frame of one listing costs more than its comparables).
-        records = [item.model_dump() for item in batch]
-        raw = model.encoder_.encode_records(records)
-        prices, errors, warnings = predict.value_matrix(model, raw, level, support)
-        explanations = [None] * len(batch)
-        if explain:
-            explanations = predict.explain_rows(model, records, errors, raw)
+        return level
+
+    def answer(
+        current: Served,
+        batch: list[Listing],
+        level: float,
+        prices: Any,
+        errors: list[str],
+        warnings: list[str],
+        explanations: list[predict.Explanation | None],
+    ) -> Response:
+        """The JSON answer for `batch` valued as `prices` (n, 3), counted in the metrics."""
         if recorder is not None:
             recorder.valued(prices[:, 0], errors, warnings)
         response = ValuationResponse(

@@ -3,6 +3,7 @@ serve` started on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -256,6 +257,46 @@ def test_over_http_against_homevision_serve(served_home):
             timeout=30,
         )
         assert 400 <= garbage.status_code < 500
+        # Concurrent requests are valued together (serving.coalesce): each still gets the
+        # answer its own listing gets alone.
+        homes = [{**HOME, "MLSNumber": i + 1, "SqFtTotal": 1500 + 75 * i} for i in range(16)]
+        alone = [httpx.post(f"{base}/valuations", json=h, timeout=30).json() for h in homes]
+        with ThreadPoolExecutor(8) as pool:
+            together = list(
+                pool.map(lambda h: httpx.post(f"{base}/valuations", json=h, timeout=30), homes)
+            )
+        assert [r.json()["valuations"] for r in together] == [a["valuations"] for a in alone]
+
+
+def test_concurrent_valuations_share_one_engine_call_and_keep_their_own_answers(served_home):
+    """Single-listing requests parsed in one turn of a worker's event loop are valued in one
+    call of the engine; each answer is the one its listing gets alone, refusals and
+    extrapolation warnings included, and a request at another confidence level is valued
+    apart."""
+    app = create_app(watch_seconds=0)
+    homes = [{**HOME, "MLSNumber": i + 1, "SqFtTotal": 1500 + 75 * i} for i in range(8)]
+    homes[3] = {**HOME, "MLSNumber": 3, "SqFtTotal": 90_000}  # beyond training: a warning
+    homes[5] = {**HOME, "MLSNumber": 5, "LotSizeAreaSQFT": 9_000_000}
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
+        ):
+            alone = [(await client.post("/valuations", json=h)).json() for h in homes]
+            before = app.state.joiner.calls
+            together = await asyncio.gather(
+                *(client.post("/valuations", json=h) for h in homes),
+                client.post("/valuations?confidence=0.8", json=homes[0]),
+            )
+            return alone, app.state.joiner.calls - before, [r.json() for r in together]
+
+    alone, calls, together = asyncio.run(main())
+    assert [t["valuations"] for t in together[:-1]] == [a["valuations"] for a in alone]
+    assert alone[3]["valuations"][0]["warning"] and alone[5]["valuations"][0]["warning"]
+    assert together[-1]["valuations"][0]["confidence"] == 0.8
+    assert calls == 2  # the eight at the default level together, the 0.8 one apart
 
 
 def test_an_offmarket_listing_without_association_or_feature_lists_is_accepted():
