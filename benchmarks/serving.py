@@ -207,10 +207,22 @@ def running(name: str, command: list[str], env: dict[str, str], base: str, home:
         proc.wait(timeout=60)
 
 
+def call_listings(base: str) -> tuple[float, float]:
+    """Return (calls, listings) of the valuation so far, every worker's (GET /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    name = "homevision_valuation_call_listings"
+    found = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return found.get(f"{name}_count", 0.0), found.get(f"{name}_sum", 0.0)
+
+
 def http_table(args, home: Path, env: dict[str, str], listing: dict) -> None:
+    """Print one row per server, explain and client count. `per call`: listings per call of
+    the valuation in homevision's rows (above 1: concurrent requests valued together)."""
     print(
         f"\n{'server':40s} {'explain':>7s} {'clients':>7s} {'p50 ms':>8s} {'p99 ms':>8s} "
-        f"{'req/s':>8s} {'requests':>8s} {'errors':>6s}"
+        f"{'req/s':>8s} {'requests':>8s} {'errors':>6s} {'per call':>8s}"
     )
     from ceiling_app import BODY
 
@@ -222,14 +234,20 @@ def http_table(args, home: Path, env: dict[str, str], listing: dict) -> None:
             for explain in (False,) if mlflow or ceiling else (False, True):
                 target = url + ("?explain=true" if explain else "")
                 for clients in CLIENTS:
+                    counted = not (mlflow or ceiling)
+                    calls = call_listings(base) if counted else (0.0, 0.0)
                     if shutil.which("wrk"):
                         r = load_wrk(target, body, clients, args.seconds)
                     else:
                         r = asyncio.run(load(target, body, clients, args.seconds))
+                    per_call = ""
+                    if counted:
+                        done = [b - a for a, b in zip(calls, call_listings(base), strict=True)]
+                        per_call = f"{done[1] / done[0]:.2f}" if done[0] else "-"
                     print(
                         f"{name:40s} {'yes' if explain else 'no':>7s} {clients:>7d} "
                         f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f} "
-                        f"{r['requests']:>8d} {r['errors']:>6d}",
+                        f"{r['requests']:>8d} {r['errors']:>6d} {per_call:>8s}",
                         flush=True,
                     )
 

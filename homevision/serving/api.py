@@ -487,6 +487,8 @@ def create_app(
         records = [item.model_dump() for item in batch]
         raw = model.encoder_.encode_records(records)
         prices, errors, warnings = predict.value_matrix(model, raw, level, support)
+        if recorder is not None:
+            recorder.called(len(records))
         explanations = [None] * len(batch)
         if explain:
             explanations = predict.explain_rows(model, records, errors, raw)
@@ -497,6 +499,8 @@ def create_app(
         turn of the event loop."""
         model, level = key
         raw = model.encoder_.encode_records(records)
+        if recorder is not None:
+            recorder.called(len(records))
         return predict.value_matrix(model, raw, level, support)
 
     joiner: Coalescer[dict[str, Any]] = Coalescer(value_joined)

@@ -18,6 +18,10 @@ Metrics:
   the model gave no valuation.
 - `homevision_listings_extrapolated_total` (counter): listings flagged as an extrapolation (a value
   beyond what the model saw in training: the `warning` of a valuation), valued or refused.
+- `homevision_valuation_call_listings` (histogram): listings per call of the valuation, 1 to
+  10,000 buckets. Its count is the calls and its sum the listings, so sum / count above 1 says
+  how much the worker joined concurrent requests into one call (serving.coalesce) or was sent
+  batches.
 - `homevision_model_info{name, version, feature_set, run_id}` (gauge): 1 for the model served, 0
   for one served before a reload.
 - `homevision_model_loaded` (gauge): 1 when a model is loaded, 0 when none is (every request is a
@@ -58,6 +62,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homevision.valuation.predict import refusal_reason
 
+CALL_BUCKETS = (1, 2, 4, 8, 16, 64, 256, 1024, 10_000)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PRICE_BUCKETS = tuple(
     float(v)
@@ -104,6 +109,11 @@ class Metrics:
             "homevision_valuation_price_dollars",
             "Valued prices (point valuations), in dollars.",
             buckets=PRICE_BUCKETS,
+        )
+        self.call_listings = Histogram(
+            "homevision_valuation_call_listings",
+            "Listings per call of the valuation (concurrent requests joined, or a batch).",
+            buckets=CALL_BUCKETS,
         )
         self.refused = Counter(
             "homevision_listings_refused",
@@ -169,6 +179,10 @@ class Metrics:
         extrapolated = sum(1 for warning in warnings if warning)
         if extrapolated:
             self.extrapolated.inc(extrapolated)
+
+    def called(self, listings: int) -> None:
+        """Count one call of the valuation for `listings` listings."""
+        self.call_listings.observe(listings)
 
     def invalid(self, listings: int) -> None:
         """Count `listings` refused by a 422."""

@@ -285,18 +285,34 @@ def test_concurrent_valuations_share_one_engine_call_and_keep_their_own_answers(
             httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
         ):
             alone = [(await client.post("/valuations", json=h)).json() for h in homes]
-            before = app.state.joiner.calls
+            before = (app.state.joiner.calls, (await client.get("/metrics")).text)
             together = await asyncio.gather(
                 *(client.post("/valuations", json=h) for h in homes),
                 client.post("/valuations?confidence=0.8", json=homes[0]),
             )
-            return alone, app.state.joiner.calls - before, [r.json() for r in together]
+            after = (app.state.joiner.calls, (await client.get("/metrics")).text)
+            return alone, before, after, [r.json() for r in together]
 
-    alone, calls, together = asyncio.run(main())
+    alone, before, after, together = asyncio.run(main())
     assert [t["valuations"] for t in together[:-1]] == [a["valuations"] for a in alone]
     assert alone[3]["valuations"][0]["warning"] and alone[5]["valuations"][0]["warning"]
     assert together[-1]["valuations"][0]["confidence"] == 0.8
-    assert calls == 2  # the eight at the default level together, the 0.8 one apart
+    assert after[0] - before[0] == 2  # the eight at the default level together, 0.8 apart
+    # The metrics say so: 2 calls for 9 listings.
+    name = "homevision_valuation_call_listings"
+    moved = [
+        _sample(after[1], f"{name}_{s}") - _sample(before[1], f"{name}_{s}")
+        for s in ("count", "sum")
+    ]
+    assert moved == [2, 9]
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of the unlabelled sample `name` in a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(text)
+    return next(s.value for f in families for s in f.samples if s.name == name and not s.labels)
 
 
 def test_an_offmarket_listing_without_association_or_feature_lists_is_accepted():
