@@ -13,7 +13,7 @@ from homevision.data.synthetic import generate_listings
 from homevision.features import get_feature_set, split_tokens
 from homevision.training.candidates import CANDIDATES, build_blend, build_model, build_stack
 from homevision.valuation.engine import RawEncoder
-from homevision.valuation.engine.raw import token_bits
+from homevision.valuation.engine.raw import FEW_RECORDS, token_bits
 from homevision.valuation.engine.trees import NATIVE_ROWS
 from homevision.valuation.intervals import interval_bounds
 from homevision.valuation.model import ValuationModel
@@ -167,6 +167,29 @@ def test_raw_encoder_keeps_known_items_of_any_feature_list(train):
     np.testing.assert_array_equal(
         encoder.encode(encoder.decode(encoder.encode(frame))), encoder.encode(frame)
     )
+
+
+def test_parsed_records_encode_as_a_frame_of_them_row_by_row_or_column_by_column(train):
+    """The API's records are read row by row up to FEW_RECORDS and column by column beyond:
+    both give the frame's matrix, missing values, unseen names and feature lists included,
+    and a number sent as text ("2400") is read as the frame reads it."""
+    X, _ = train
+    fs = get_feature_set("offmarket")
+    encoder = RawEncoder.fit(X, fs)
+    frame = X[fs.raw_columns].head(FEW_RECORDS + 3).copy()
+    frame.iloc[0, frame.columns.get_loc("ElementarySchoolName")] = "Never Heard Of"
+    frame.iloc[1, frame.columns.get_loc("BathsTotal")] = None
+    frame.iloc[2, frame.columns.get_loc("SqFtTotal")] = np.nan
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    expected = encoder.encode(frame)
+    for count in (1, FEW_RECORDS, FEW_RECORDS + 1, len(records)):
+        np.testing.assert_array_equal(encoder.encode_records(records[:count]), expected[:count])
+    texted = [{**records[3], "SqFtTotal": "2400"}, records[4]]
+    matrix = encoder.encode_records(texted)
+    assert matrix[0, encoder.index("SqFtTotal")] == 2400.0
+    np.testing.assert_array_equal(matrix, encoder.encode(pd.DataFrame(texted)))
+    np.testing.assert_array_equal(matrix[1], expected[4])
+    assert encoder.encode_records([]).shape == (0, len(fs.raw_columns))
 
 
 def test_engine_survives_pickling(train, rows):

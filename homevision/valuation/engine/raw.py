@@ -30,8 +30,9 @@ from homevision.features import (
 UNSEEN = "\x00homevision-unseen\x00"
 BATHS_BASE = 10.0  # half baths are 0..4, so 10 x full + half is lossless
 SMALL_BATCH = 64  # up to this many rows, plain Python lookups beat vectorised set-up costs
+FEW_RECORDS = 12  # up to this many records, row by row beats column by column (16: even)
 MAX_TOKENS = 52  # items per feature list a float64 bit mask holds exactly (its mantissa)
-_CACHES = ("_index", "_lookup", "_bits")  # rebuilt on demand, never pickled
+_CACHES = ("_index", "_lookup", "_bits", "_kinds")  # rebuilt on demand, never pickled
 
 
 @dataclass
@@ -64,6 +65,7 @@ class RawEncoder:
         self._index: dict[str, pd.Index] = {}
         self._lookup: dict[str, dict[object, int]] = {}
         self._bits: dict[str, dict[str, int]] = {}
+        self._kinds: list[tuple[str, str, dict | None]] | None = None
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in _CACHES}
@@ -71,7 +73,7 @@ class RawEncoder:
     def __setstate__(self, state: dict) -> None:
         state.setdefault("tokens", {})  # an encoder pickled before feature lists existed
         self.__dict__.update(state)
-        self._index, self._lookup, self._bits = {}, {}, {}
+        self._index, self._lookup, self._bits, self._kinds = {}, {}, {}, None
 
     def missing_code(self, column: str) -> int:
         """Return the code of a missing value in text `column`."""
@@ -113,7 +115,60 @@ class RawEncoder:
 
     def encode_records(self, records: list[dict[str, object]]) -> np.ndarray:
         """Return the raw matrix of listings given as dicts (the API's parsed bodies), without
-        building a DataFrame; values of an unusual type go through `encode` to be read alike."""
+        building a DataFrame; values of an unusual type go through `encode` to be read alike.
+        Up to FEW_RECORDS are read row by row into one array (one listing: 12 us against 48 us
+        column by column, measured with the offmarket columns), more column by column."""
+        if len(records) <= FEW_RECORDS:
+            rows = self._record_rows(records)
+            if rows is not None:
+                return np.array(rows, dtype=float).reshape(len(records), len(self.columns))
+        return self._encode_columns(records)
+
+    def _record_rows(self, records: list[dict[str, object]]) -> list[list[float]] | None:
+        """Return each record's raw row as floats, the same numbers `_encode_columns` gives;
+        None when a number is of another type than int, float or bool (read by as_float)."""
+        kinds = self._kinds
+        if kinds is None:  # built lazily: a pickled encoder does not carry it
+            kinds = self._kinds = [self._kind(col) for col in self.columns]
+        rows = []
+        for record in records:
+            row = []
+            for col, kind, table in kinds:
+                v = record.get(col)
+                if kind == "number":
+                    if v is None:
+                        row.append(np.nan)
+                    elif type(v) in (int, float, bool):
+                        row.append(float(v))
+                    else:
+                        return None
+                elif kind == "text":
+                    row.append(
+                        float(
+                            self.missing_code(col)
+                            if _is_missing(v)
+                            else table.get(v, self.unseen_code(col))
+                        )
+                    )
+                elif kind == "tokens":
+                    row.append(_mask(v, table))
+                else:  # baths
+                    row.append(np.nan if _is_missing(v) else _baths_code(v))
+            rows.append(row)
+        return rows
+
+    def _kind(self, col: str) -> tuple[str, str, dict | None]:
+        """(column, how it is read, its lookup table) for `_record_rows`."""
+        if col in self.text:
+            self._lookup_codes(col, [])  # builds the lookup
+            return col, "text", self._lookup[col]
+        if col in self.tokens:
+            self._token_masks(col, [])  # builds the bits
+            return col, "tokens", self._bits[col]
+        return col, "baths" if col == self.baths else "number", None
+
+    def _encode_columns(self, records: list[dict[str, object]]) -> np.ndarray:
+        """encode_records column by column (many records, or numbers of an unusual type)."""
         out = np.empty((len(records), len(self.columns)))
         for j, col in enumerate(self.columns):
             values = [r.get(col) for r in records]
