@@ -249,12 +249,16 @@ def _mask(value: object, bits: dict[str, int]) -> float:
     return float(sum(bits.get(t, 0) for t in split_tokens(value)))
 
 
-def token_bits(masks: np.ndarray, positions: list[int] | np.ndarray) -> np.ndarray:
+def token_bits(
+    masks: np.ndarray, positions: list[int] | np.ndarray, owner: np.ndarray | None = None
+) -> np.ndarray:
     """Return a (rows, len(positions)) 0/1 matrix: bit `positions[k]` of each mask (none set
-    where the mask is NaN)."""
+    where the mask is NaN). `masks` is one column, or several (rows, columns) with `owner[k]`
+    the column that output k reads."""
     # np.where, not np.nan_to_num: the same zeros at a tenth of the per-call cost.
     ints = np.where(np.isnan(masks), 0.0, masks).astype(np.int64)
-    return ((ints[:, None] >> np.asarray(positions, dtype=np.int64)) & 1).astype(float)
+    ints = ints[:, None] if owner is None else ints[:, owner]
+    return ((ints >> np.asarray(positions, dtype=np.int64)) & 1).astype(float)
 
 
 def _is_missing(value: object) -> bool:
