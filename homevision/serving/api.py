@@ -110,7 +110,8 @@ def _missing_required(listings: list[Listing], required: list[str]) -> list[dict
 DEFAULT_MAX_BODY_BYTES = 8_000_000  # a 10,000-listing batch with every field fits
 DEFAULT_MAX_EXPLAIN_BATCH = 100
 # Up to this many listings, without explanations and on the compiled engine, are valued on
-# the event loop: a fraction of a millisecond, and a third of what the hop to a pool thread
+# the event loop, in one call with the other such requests of the same turns (serving.coalesce):
+# a fraction of a millisecond, and a third of what the hop to a pool thread
 # costs in CPU on a 2-core machine (measured: 855 vs 1,270-1,400 us a request). Larger
 # batches, explanations and the scikit-learn path, which can take long, go to the pool, so
 # the loop keeps answering /health while they run.
