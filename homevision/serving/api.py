@@ -496,8 +496,8 @@ def create_app(
         return answer(current, batch, level, prices, errors, warnings, explanations)
 
     def value_joined(key: tuple[Any, float], records: list[dict[str, Any]]) -> tuple:
-        """(prices (n, 3), errors, warnings) of the records of every request joined in one
-        turn of the event loop."""
+        """(prices (n, 3), errors, warnings) of the records of every request the coalescer
+        joined into this call."""
         model, level = key
         raw = model.encoder_.encode_records(records)
         if recorder is not None:
@@ -510,8 +510,9 @@ def create_app(
     async def value_inline(
         current: Served, batch: list[Listing], confidence: float | None
     ) -> Response:
-        """Answer a small batch on the event loop, valued with the other requests of this turn
-        (serving.coalesce): the same numbers, one engine call for all of them."""
+        """Answer a small batch on the event loop, valued in one engine call with the other
+        small requests that reach it within the same turns (serving.coalesce): the same
+        numbers as alone."""
         level = checked_level(current, batch, False, confidence)
         if not batch:
             return ValuationResponse(model=current.info, valuations=[])
