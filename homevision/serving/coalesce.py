@@ -2,15 +2,9 @@
 
 Why: one listing's valuation is a few hundred numpy calls on a one-row matrix, so it costs
 nearly the same for one row as for ten. When several clients are waiting, a worker's event loop
-parses their requests in a turn or two; `Coalescer` collects what those requests submit and
-hands it to one call, then routes each part of the answer back to its request.
-
-When is the call made: after HOPS more turns of the loop (callbacks, no timer). A turn reads
-the sockets that have data and starts their requests, and the next turn runs them to their
-`submit`; so a request that arrived while the loop was busy with this turn still joins. A lone
-request waits for nothing but those turns: 7.4 us under uvloop, measured, against 5.1 us for
-none. With 8 clients on 2 workers (offmarket champion, wrk), calls took 2.1-2.2 listings with
-no extra turn and 3.2-3.8 with two, for 2,028-2,460 and 2,611-2,938 requests a second.
+parses their requests in one turn; `Coalescer` collects what those requests submit in that turn
+and hands it to one call at the end of the turn, then routes each part of the answer back to
+its request. A lone request waits for nothing: the call runs in the same turn of the loop.
 
 This is the dynamic batching of model servers (Triton's dynamic batcher, Ray Serve's
 `@serve.batch`), without their delay window: nothing waits for a batch to fill.
@@ -25,15 +19,14 @@ from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
-HOPS = 2  # turns of the event loop between the first submission and the call
 Item = TypeVar("Item")
 Columns = tuple[Sequence[Any], ...]
 
 
 class Coalescer(Generic[Item]):
-    """Collect `submit(key, items)` calls made within a few turns of the event loop and answer
-    them with one `call(key, items)` per key: `call` gets the submitted lists joined in arrival
-    order and returns columns (a tuple of sequences: lists, arrays), each with one entry per item.
+    """Collect `submit(key, items)` calls made in one turn of the event loop and answer them
+    with one `call(key, items)` per key: `call` gets the submitted lists joined in arrival order
+    and returns columns (a tuple of sequences: lists, arrays), each with one entry per item.
     Each submitter gets the same columns sliced to its own items, in order.
 
     Submissions with different keys (another model, another confidence level) never share a
@@ -41,30 +34,22 @@ class Coalescer(Generic[Item]):
     can only fail on its own items. `call` runs on the event loop: keep it short (the API sends
     only small batches of the compiled engine here, a fraction of a millisecond each)."""
 
-    def __init__(self, call: Callable[[Hashable, list[Item]], Columns], hops: int = HOPS):
+    def __init__(self, call: Callable[[Hashable, list[Item]], Columns]):
         self.call = call
-        self.hops = hops
         self._pending: dict[Hashable, list[tuple[list[Item], asyncio.Future]]] = {}
         self._scheduled = False
         self.calls = 0  # calls made: a test or a benchmark reads how much was joined
 
     async def submit(self, key: Hashable, items: list[Item]) -> Columns:
         """Return `call`'s results for `items`, computed with whatever else was submitted
-        under `key` before the call (`hops` turns of the event loop after the first)."""
+        under `key` in this turn of the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         self._pending.setdefault(key, []).append((items, future))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._hop, loop, self.hops)
+            loop.call_soon(self._flush)  # after the requests already parsed in this turn
         return await future
-
-    def _hop(self, loop: asyncio.AbstractEventLoop, left: int) -> None:
-        """Flush, or let the loop turn once more first (`left` turns to go)."""
-        if left:
-            loop.call_soon(self._hop, loop, left - 1)
-        else:
-            self._flush()
 
     def _flush(self) -> None:
         pending, self._pending, self._scheduled = self._pending, {}, False

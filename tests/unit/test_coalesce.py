@@ -34,27 +34,6 @@ def test_submissions_of_one_turn_share_one_call_and_get_their_own_results():
     assert calls == [("m", [1, 2, 3, 4, 5, 6])] and joiner.calls == 1
 
 
-@pytest.mark.parametrize(("hops", "calls"), [(0, 2), (2, 1)])
-def test_a_request_started_while_the_loop_was_busy_joins_when_the_call_waits_two_turns(hops, calls):
-    """A request read from its socket in the next turn (its task starts one turn later) joins
-    the first one's call when the call waits two turns; with none it gets a call of its own."""
-    made: list = []
-    joiner = Coalescer(squares(made), hops=hops)
-
-    async def main():
-        loop = asyncio.get_running_loop()
-        first = asyncio.ensure_future(joiner.submit("m", [1]))
-        await asyncio.sleep(0)  # the first has submitted
-        late: list = []
-        # What the next turn's socket read does: start a request task in a callback.
-        loop.call_soon(lambda: late.append(asyncio.ensure_future(joiner.submit("m", [2]))))
-        answer = await first
-        return answer, await late[0]
-
-    assert asyncio.run(main()) == (([1],), ([4],))
-    assert len(made) == calls
-
-
 def test_a_lone_submission_is_answered_without_waiting_for_company():
     calls: list = []
     joiner = Coalescer(squares(calls))
