@@ -14,9 +14,13 @@ One run, side by side, on the same model:
    is extrapolated from its measured explanation rate, as it takes hours).
 4. How stable the explanations are: the reference homes used (k-medoids, weighted) against the
    whole training set as background, and against other k-means seeds.
+5. With `--before REF`: `homevision serve` on the engine from commit REF (a temporary worktree)
+   and from this checkout, alternating for `--rounds` rounds at 1 and 8 clients, each round
+   with the ceiling's rate; "per call" is listings per call of the valuation (above 1:
+   concurrent requests valued together; "-" for code without that metric).
 
 Usage (after `make run` has registered a champion in this project):
-    python benchmarks/serving.py [--model REF] [--seconds 10] [--home .]
+    python benchmarks/serving.py [--model REF] [--seconds 10] [--home .] [--before REF]
 """
 
 from __future__ import annotations
@@ -217,6 +221,54 @@ def call_listings(base: str) -> tuple[float, float]:
     return found.get(f"{name}_count", 0.0), found.get(f"{name}_sum", 0.0)
 
 
+def measure(url: str, body: object, clients: int, seconds: float) -> dict[str, float]:
+    """Load `url` with wrk when it is installed, else with the asyncio load generator."""
+    if shutil.which("wrk"):
+        return load_wrk(url, body, clients, seconds)
+    return asyncio.run(load(url, body, clients, seconds))
+
+
+def per_call(base: str, before: tuple[float, float]) -> str:
+    """Listings per call of the valuation since `before` (call_listings), "-" if none."""
+    done = [b - a for a, b in zip(before, call_listings(base), strict=True)]
+    return f"{done[1] / done[0]:.2f}" if done[0] else "-"
+
+
+def before_table(args, home: Path, env: dict[str, str], listing: dict) -> None:
+    """Print the engine server of commit `args.before` and of this checkout, alternating round
+    by round (the host's speed drifts between rounds, so only a round's pair compares), with
+    the ceiling app's rate at 8 clients each round as the host's yardstick."""
+    from accuracy import checkout
+    from ceiling_app import BODY
+
+    model = ["--model", args.model] if args.model else []
+    print(
+        f"\n{'round':>5s} {'code':24s} {'clients':>7s} {'p50 ms':>8s} {'req/s':>8s} "
+        f"{'errors':>6s} {'per call':>8s}"
+    )
+    with checkout(args.before) as tree:
+        codes = ((f"before ({args.before})", tree), ("this checkout", ROOT))
+        for round_ in range(1, args.rounds + 1):
+            for code, cwd in codes:  # each runs its own package: `-m` imports from cwd
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                hv = [sys.executable, "-m", "homevision.cli", "serve", "--port", str(port)]
+                command = [*hv, "--workers", str(args.workers), *model]
+                with running(code, command, env, base, cwd):
+                    for clients in (1, 8):
+                        calls = call_listings(base)
+                        r = measure(f"{base}/valuations", listing, clients, args.seconds)
+                        print(
+                            f"{round_:>5d} {code:24s} {clients:>7d} {r['p50']:>8.2f} "
+                            f"{r['rps']:>8.0f} {r['errors']:>6d} {per_call(base, calls):>8s}",
+                            flush=True,
+                        )
+            ceiling, _, base = server_commands(args, home, env)[CEILING]
+            with running(CEILING, ceiling, env, base, home):
+                r = measure(f"{base}/valuations", BODY, 8, args.seconds)
+            print(f"{round_:>5d} {'ceiling':24s} {8:>7d} {r['p50']:>8.2f} {r['rps']:>8.0f}")
+
+
 def http_table(args, home: Path, env: dict[str, str], listing: dict) -> None:
     """Print one row per server, explain and client count. `per call`: listings per call of
     the valuation in homevision's rows (above 1: concurrent requests valued together)."""
@@ -236,18 +288,12 @@ def http_table(args, home: Path, env: dict[str, str], listing: dict) -> None:
                 for clients in CLIENTS:
                     counted = not (mlflow or ceiling)
                     calls = call_listings(base) if counted else (0.0, 0.0)
-                    if shutil.which("wrk"):
-                        r = load_wrk(target, body, clients, args.seconds)
-                    else:
-                        r = asyncio.run(load(target, body, clients, args.seconds))
-                    per_call = ""
-                    if counted:
-                        done = [b - a for a, b in zip(calls, call_listings(base), strict=True)]
-                        per_call = f"{done[1] / done[0]:.2f}" if done[0] else "-"
+                    r = measure(target, body, clients, args.seconds)
+                    joined = per_call(base, calls) if counted else ""
                     print(
                         f"{name:40s} {'yes' if explain else 'no':>7s} {clients:>7d} "
                         f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f} "
-                        f"{r['requests']:>8d} {r['errors']:>6d} {per_call:>8s}",
+                        f"{r['requests']:>8d} {r['errors']:>6d} {joined:>8s}",
                         flush=True,
                     )
 
@@ -366,6 +412,12 @@ def main() -> None:
     parser.add_argument("--explain-rows", type=int, default=1_000)
     parser.add_argument("--predict-rows", type=int, default=10_000)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument(
+        "--before",
+        default=None,
+        help="also serve this commit's engine and this checkout's, alternating (REF: a commit)",
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds for --before")
     args = parser.parse_args()
     home = args.home.resolve()
     os.environ["HOMEVISION_HOME"] = str(home)
@@ -397,6 +449,8 @@ def main() -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PATH": path}
     if not args.skip_http:
         http_table(args, home, env, listing)
+    if args.before:
+        before_table(args, home, env, listing)
     old_seconds = in_process(args, model, raw)
     predict_explain(args, home, env, old_seconds)
     stability(model, listings.labelled, raw.head(200))
