@@ -110,7 +110,7 @@ def _missing_required(listings: list[Listing], required: list[str]) -> list[dict
 DEFAULT_MAX_BODY_BYTES = 8_000_000  # a 10,000-listing batch with every field fits
 DEFAULT_MAX_EXPLAIN_BATCH = 100
 # Up to this many listings, without explanations and on the compiled engine, are valued on
-# the event loop, in one call with the other such requests of the same turns (serving.coalesce):
+# the event loop, in one call with the other such requests of the same turn (serving.coalesce):
 # a fraction of a millisecond, and a third of what the hop to a pool thread
 # costs in CPU on a 2-core machine (measured: 855 vs 1,270-1,400 us a request). Larger
 # batches, explanations and the scikit-learn path, which can take long, go to the pool, so
@@ -511,7 +511,7 @@ def create_app(
         current: Served, batch: list[Listing], confidence: float | None
     ) -> Response:
         """Answer a small batch on the event loop, valued in one engine call with the other
-        small requests that reach it within the same turns (serving.coalesce): the same
+        small requests that reach it in the same turn (serving.coalesce): the same
         numbers as alone."""
         level = checked_level(current, batch, False, confidence)
         if not batch:

@@ -8,6 +8,12 @@ its request. A lone request waits for nothing: the call runs in the same turn of
 
 This is the dynamic batching of model servers (Triton's dynamic batcher, Ray Serve's
 `@serve.batch`), without their delay window: nothing waits for a batch to fill.
+
+Measured and not kept: letting the loop turn twice more before the call joins more (3.2-3.8
+listings per call at 8 clients on 2 workers, against 2.1-2.5), but a worker spinning through
+those turns polls its sockets more often and wins the accepts of connections opened at once:
+in 4 of 24 runs one worker held 7 or 8 of the 8 connections and the rate fell below the code
+without joining.
 """
 
 from __future__ import annotations
