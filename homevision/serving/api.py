@@ -486,23 +486,23 @@ def create_app(
         # Parsed listings straight into the engine's matrix; reasons and comparables read the
         # same records (no frame: a frame of one listing costs more than its comparables).
         records = [item.model_dump() for item in batch]
-        raw = model.encoder_.encode_records(records)
-        prices, errors, warnings = predict.value_matrix(model, raw, level, support)
-        if recorder is not None:
-            recorder.called(len(records))
+        raw, (prices, errors, warnings) = value_records(model, level, records)
         explanations = [None] * len(batch)
         if explain:
             explanations = predict.explain_rows(model, records, errors, raw)
         return answer(current, batch, level, prices, errors, warnings, explanations)
 
-    def value_joined(key: tuple[Any, float], records: list[dict[str, Any]]) -> tuple:
-        """(prices (n, 3), errors, warnings) of the records of every request the coalescer
-        joined into this call."""
-        model, level = key
+    def value_records(model: Any, level: float, records: list[dict[str, Any]]) -> tuple:
+        """(the engine's raw matrix, (prices (n, 3), errors, warnings)) of parsed listings:
+        one call of the valuation, counted in the metrics."""
         raw = model.encoder_.encode_records(records)
         if recorder is not None:
             recorder.called(len(records))
-        return predict.value_matrix(model, raw, level, support)
+        return raw, predict.value_matrix(model, raw, level, support)
+
+    def value_joined(key: tuple[Any, float], records: list[dict[str, Any]]) -> tuple:
+        """value_records' columns for the records the coalescer joined into this call."""
+        return value_records(*key, records)[1]
 
     joiner: Coalescer[dict[str, Any]] = Coalescer(value_joined)
     app.state.joiner = joiner
