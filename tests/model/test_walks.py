@@ -108,15 +108,18 @@ def test_a_sampled_explanation_is_the_same_walked_or_valued_hybrid_by_hybrid(tra
 
 def test_the_reference_homes_parts_kept_between_calls_follow_the_reference_homes(train):
     """A walker keeps the reference homes' parts and kernel factors from call to call: asked
-    about other reference homes it values with theirs, and back again with the first ones."""
+    about other reference homes (one alone, too) it values with theirs, and back again with the
+    first ones."""
     X, y = train
     fs = get_feature_set("offmarket")
     engine, encoder = compiled(build_blend([("svr", {}), ("mlp", {})], fs), fs, X, y)
     walker = WalkValues.for_program(engine.program)
     masks, _ = permutation_weights(len(encoder.columns))
     rows = _homes(X, fs, encoder, rows=slice(200, 204))
-    first, other = (encoder.encode(X[fs.raw_columns].iloc[s]) for s in (slice(0, 6), slice(6, 9)))
-    for background in (first, other, first, first):
+    first, other, single = (
+        encoder.encode(X[fs.raw_columns].iloc[s]) for s in (slice(0, 6), slice(6, 9), slice(9, 10))
+    )
+    for background in (first, other, single, first, first):
         for home in range(len(rows)):  # one home a call, as the API asks
             expected = hybrid_values(engine.predict_matrix, rows[[home]], background, masks)
             got = walker(rows[[home]], background, masks)

@@ -11,9 +11,11 @@ MLP's first layer are tabled once per row and reference home, for the few subset
 the plan uses (the reference homes' own parts, and their SVR kernel factors, once per set of
 reference homes: they are the same for every home); a coalition's exponent and first layer are
 then its parent's plus one group's difference. What remains per hybrid is, for the SVR, its
-kernel times one group's factors (an exp per support vector where products could lose digits)
-and the product with its dual coefficients; for the MLP, its layers past the first. The numbers
-are the program's, up to rounding (the tests hold them to 1e-9 relative).
+kernel times one group's new factor and divided by its old one (an exp per support vector where
+products could lose digits) and the product with its dual coefficients; for the MLP, its layers
+past the first, for many coalitions in one call. Each part's exp is taken once: numpy has no SIMD
+exp for doubles on AVX2 machines (~9 ns an element, a product under 1 ns). The numbers are the
+program's, up to rounding (the tests hold them to 1e-9 relative).
 """
 
 from __future__ import annotations
@@ -210,36 +212,51 @@ class WalkValues:
 
     def _tables(
         self, features: CompiledFeatures, plan: _Plan, rows: np.ndarray, background: np.ndarray
-    ) -> list[list[np.ndarray]]:
-        """Return, per group and subset used, the group's encoded columns of those hybrids: the
-        reference homes' (1, b, k) when none of the group's columns comes from the row, the
-        rows' (r, 1, k) when all do, and (r, b, k) for a subset that mixes them (the features
-        of new hybrids, all of a block's in one call)."""
+    ) -> _Tables:
+        """Return the encoded columns of the hybrids the plan needs, per group and subset used:
+        the reference homes' (1, b, k) when none of the group's columns comes from the row,
+        the rows' own when all do, and, for the subsets that mix them, one (subsets, r, b, k)
+        slab per group (the features of all of a block's new hybrids in one call)."""
         r, b, d = len(rows), len(background), rows.shape[1]
         own, refs = features(rows), self._encoded(features, background)
         groups = self.groups[id(features)]
-        tables: list[list[np.ndarray]] = []
-        mixed: list[tuple[int, int, np.ndarray]] = []  # (group, subset position, from_row)
-        for g, ((cols, enc), used) in enumerate(zip(groups, plan.used, strict=True)):
+        subsets: list[list[tuple[str, object]]] = []
+        mixed: list[tuple[int, np.ndarray]] = []  # (group, from_row) per mixed subset
+        counts: dict[int, int] = {}  # per group: its mixed subsets so far
+        for g, ((cols, _), used) in enumerate(zip(groups, plan.used, strict=True)):
             full = (1 << len(cols)) - 1
-            tables.append([])
-            for u, code in enumerate(used.tolist()):
+            subsets.append([])
+            for code in used.tolist():
                 if code == 0:  # the same array on every call: its parts are made once
-                    tables[g].append(self._reference_table(features, g, refs))
+                    subsets[g].append(("reference", self._reference_table(features, g, refs)))
                 elif code == full:
-                    tables[g].append(own[:, None][:, :, enc])
+                    subsets[g].append(("own", None))
                 else:
                     from_row = np.zeros(d, dtype=bool)
                     from_row[cols] = (code >> np.arange(len(cols))) & 1
-                    mixed.append((g, u, from_row))
-                    tables[g].append(None)
+                    subsets[g].append(("mixed", counts.get(g, 0)))
+                    counts[g] = counts.get(g, 0) + 1
+                    mixed.append((g, from_row))
+        slabs: list[np.ndarray | None] = [None] * len(groups)
         if mixed:
-            picks = np.array([from_row for _, _, from_row in mixed])
+            picks = np.array([from_row for _, from_row in mixed])
             hybrids = np.where(picks[:, None, None], rows[None, :, None], background[None, None])
             encoded = features(hybrids.reshape(-1, d)).reshape(len(mixed), r, b, -1)
-            for k, (g, u, _) in enumerate(mixed):
-                tables[g][u] = encoded[k][:, :, groups[g][1]]
-        return tables
+            which = np.array([g for g, _ in mixed])
+            for g in np.unique(which).tolist():
+                slabs[g] = encoded[which == g][..., groups[g][1]]
+        return _Tables(own, subsets, slabs)
+
+
+@dataclass
+class _Tables:
+    """The encoded columns of a block's hybrids that a plan needs (WalkValues._tables)."""
+
+    own: np.ndarray  # (r, encoded columns): the rows' own
+    # Per group and subset used: ("reference", its (1, b, k) table), ("own", None), or
+    # ("mixed", i): row i of the group's slab.
+    subsets: list[list[tuple[str, object]]]
+    slabs: list[np.ndarray | None]  # per group: (mixed subsets, r, b, k), None without any
 
 
 def _chains(node) -> list[Chain] | None:
@@ -287,10 +304,61 @@ class _Split:
     constants: list[np.ndarray]  # per group: (width,); the first group's holds the bias
     squares: float  # an SVR's -gamma, else 0
     bounded: bool  # an SVR's: each part is <= 0 (a part of -gamma |x - s|^2)
-    # per group: (the reference homes' table, their part, its exp factors by sign)
-    references: dict[int, tuple[np.ndarray, np.ndarray, dict[float, np.ndarray]]] = field(
+    encoded: list[np.ndarray]  # per group: its encoded columns
+    # per group: (the reference homes' table, their part, its exp factors by sign, its lowest)
+    references: dict[int, tuple[np.ndarray, np.ndarray, dict[float, np.ndarray], float]] = field(
         default_factory=dict
     )
+
+    def __post_init__(self) -> None:
+        # Every group's projection side by side, each on its own encoded columns: the rows'
+        # own parts of all groups in one product, (r, E) @ (E, groups x width).
+        groups, width = len(self.encoded), self.projections[0].shape[1]
+        total = sum(len(enc) for enc in self.encoded)
+        self._joint = np.zeros((total, groups * width))
+        self._members = np.zeros((total, groups))  # encoded column -> its group
+        for g, (enc, projection) in enumerate(zip(self.encoded, self.projections, strict=True)):
+            self._joint[enc, g * width : (g + 1) * width] = projection
+            self._members[enc, g] = 1.0
+        self._constants = np.array(self.constants)  # (groups, width)
+
+    def parts(
+        self, tables: _Tables, scratch: _Scratch, key: object
+    ) -> tuple[list[list[np.ndarray]], float]:
+        """Return (per group and subset used, its part of the block's hybrids; the lowest sum
+        of parts a hybrid can reach). The parts: the reference homes' (1, b, w), kept from call
+        to call; the rows' own (r, 1, w), all groups' in one product; a group's mixed subsets
+        (r, b, w), all of them in one product."""
+        shape = (len(tables.own), *self._constants.shape)
+        own = self.own_parts(tables.own, scratch.get(("own", key), shape))
+        lows = own.min(axis=(0, 2)).tolist()  # per group
+        parts: list[list[np.ndarray]] = []
+        for g, (subsets, slab) in enumerate(zip(tables.subsets, tables.slabs, strict=True)):
+            if slab is not None:
+                out = scratch.get(("part", key, g), (*slab.shape[:-1], own.shape[-1]))
+                mixed = self.part(g, slab, out)
+                lows[g] = min(lows[g], float(mixed.min()))
+            parts.append([])
+            for kind, x in subsets:
+                if kind == "reference":
+                    _, part, _, low = self._reference(g, x)
+                    lows[g] = min(lows[g], low)
+                    parts[g].append(part)
+                else:
+                    parts[g].append(own[:, None, g] if kind == "own" else mixed[x])
+        return parts, sum(lows)
+
+    def own_parts(self, own: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Return every group's part of the rows' own encoded columns, (r, groups, width),
+        written into `out` (the same sums as `part`, group by group)."""
+        flat = out.reshape(len(own), -1)
+        np.matmul(own, self._joint, out=flat)
+        if self.squares:
+            out += (self.squares * ((own * own) @ self._members))[:, :, None]
+        out += self._constants
+        if self.bounded:
+            np.minimum(out, 0.0, out=out)
+        return out
 
     def part(self, g: int, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Return group g's part of the encoded columns x (..., k), written into `out`."""
@@ -304,14 +372,10 @@ class _Split:
             np.minimum(out, 0.0, out=out)  # each part of |x - s|^2 >= 0
         return out.reshape(*x.shape[:-1], -1)
 
-    def reference_part(self, g: int, x: np.ndarray) -> np.ndarray:
-        """Return group g's part of the reference homes' table x, made once per table."""
-        return self._reference(g, x)[1]
-
     def reference_factor(self, g: int, x: np.ndarray, sign: float) -> np.ndarray:
         """Return exp(sign * part) of group g's reference part (an SVR's kernel factor), made
         once per table."""
-        _, part, factors = self._reference(g, x)
+        _, part, factors, _ = self._reference(g, x)
         factor = factors.get(sign)
         if factor is None:
             factor = factors[sign] = np.exp(sign * part)
@@ -321,7 +385,7 @@ class _Split:
         known = self.references.get(g)
         if known is None or known[0] is not x:
             part = self.part(g, x, np.empty((*x.shape[:-1], self.projections[g].shape[1])))
-            known = (x, part, {})
+            known = (x, part, {}, float(part.min()))
             self.references[g] = known  # one assignment: safe across threads
         return known
 
@@ -332,7 +396,7 @@ class _Split:
             gamma, s = model.gamma, model.vectors
             projections = [np.ascontiguousarray((2.0 * gamma) * s[:, enc].T) for enc in encoded]
             constants = [-gamma * (s[:, enc] ** 2).sum(axis=1) for enc in encoded]
-            return cls(projections, constants, -gamma, True)
+            return cls(projections, constants, -gamma, True, encoded)
         if isinstance(model, Perceptron):
             first, bias = model.weights[0], model.biases[0]
         else:
@@ -340,7 +404,7 @@ class _Split:
         projections = [np.ascontiguousarray(first[enc]) for enc in encoded]
         constants = [np.zeros(first.shape[1]) for _ in encoded]
         constants[0] = constants[0] + bias
-        return cls(projections, constants, 0.0, False)
+        return cls(projections, constants, 0.0, False, encoded)
 
 
 def _walk_model(
@@ -351,35 +415,22 @@ def _walk_model(
     The part of the model that is a sum over encoded columns is tabled per group and subset
     (`split`; the reference homes' own parts are kept there between calls), and walked: each
     coalition's sum is its parent's plus one group's change. An SVR walks its kernel instead:
-    times exp(change), one exp per group and change rather than per coalition (none for the
-    reference homes' kept factors), where no exponent can fall below MIN_EXPONENT (else its
-    exponent, and an exp per coalition)."""
+    times exp(new part) and exp(-old part), one exp per part rather than per coalition (none
+    for the reference homes' kept factors), where no exponent can fall below MIN_EXPONENT (else
+    its exponent, and an exp per coalition)."""
     r, b, _ = shape
-    parts = []
-    for g, subsets in enumerate(tables):
-        width = split.projections[g].shape[1]
-        parts.append([])
-        for u, x in enumerate(subsets):
-            if plan.used[g][u] == 0:  # the reference homes' own columns
-                parts[g].append(split.reference_part(g, x))
-            else:
-                out = scratch.get(("part", id(model), g, u), (*x.shape[:2], width))
-                parts[g].append(split.part(g, x, out))
+    parts, lowest = split.parts(tables, scratch, id(model))
     if isinstance(model, RbfSVR):
-        lowest = sum(min(float(part.min()) for part in subsets) for subsets in parts)
         multiply = lowest >= MIN_EXPONENT
         kernel = scratch.get(("kernel", id(model)), (r, b, len(model.vectors)))
 
         def svr(state: np.ndarray, into: np.ndarray) -> None:
             np.matmul(state if multiply else np.exp(state, out=kernel), model.dual, out=into)
 
-        factors = {}  # the reference homes' kernel factors: the same for every home
         if multiply:
-            for g, used in enumerate(plan.used):
-                for u in np.flatnonzero(used == 0).tolist():
-                    for sign in (1.0, -1.0):
-                        factors[(g, u, sign)] = split.reference_factor(g, tables[g][u], sign)
-        return _walk(parts, plan, shape, svr, multiply, scratch, factors) + model.intercept
+            factors = _kernel_factors(split, parts, tables, r * b)
+            return _walk(factors, plan, shape, svr, True, scratch) + model.intercept
+        return _walk(parts, plan, shape, svr, False, scratch) + model.intercept
     if isinstance(model, Perceptron):
         act = _ACTIVATIONS[model.activation]
 
@@ -388,12 +439,34 @@ def _walk_model(
                 a = act(a) @ w + bias
             into[...] = a[..., 0]
 
-        return _walk(parts, plan, shape, mlp, False, scratch)
+        return _walk(parts, plan, shape, mlp, False, scratch, staged=True)
 
     def linear(total: np.ndarray, into: np.ndarray) -> None:
         into[...] = total[..., 0]
 
-    return _walk(parts, plan, shape, linear, False, scratch)
+    return _walk(parts, plan, shape, linear, False, scratch, staged=True)
+
+
+def _kernel_factors(split: _Split, parts, tables: _Tables, pairs: int) -> list[list[tuple]]:
+    """Return, per group and subset used, (exp(part), exp(-part) or None) of an SVR's parts:
+    the reference homes' from `split` (kept from call to call: the same for every home), a
+    part of the rows' alone (r, 1, w) both ways, and a part that mixes rows and reference homes
+    (r, b, w), the costliest, one exp, in place (None: divide by it). An exp costs ~9 ns an
+    element where numpy has no SIMD exp for doubles (AVX2 machines), a product or a quotient
+    0.4-0.9 ns: one exp per part instead of one per step that changes it."""
+    factors: list[list[tuple]] = []
+    for g, subsets in enumerate(parts):
+        factors.append([])
+        for u, part in enumerate(subsets):
+            kind, x = tables.subsets[g][u]
+            if kind == "reference":
+                pair = (split.reference_factor(g, x, 1.0), split.reference_factor(g, x, -1.0))
+            elif part.shape[0] * part.shape[1] < pairs:
+                pair = (np.exp(part), np.exp(-part))
+            else:  # the part's own array, made for this block of rows
+                pair = (np.exp(part, out=part), None)
+            factors[g].append(pair)
+    return factors
 
 
 def _walk(
@@ -403,24 +476,47 @@ def _walk(
     finish,
     multiply: bool,
     scratch: _Scratch,
-    factors: dict[tuple[int, int, float], np.ndarray] | None = None,
+    staged: bool = False,
 ) -> np.ndarray:
     """Return finish(state) of every pair and coalition, (rows, background, coalitions): the
-    first (empty) coalition's state is the sum of its groups' parts (exp of it when `multiply`),
-    every other one its parent's with one group's part changed (times exp(new - old) when
-    `multiply`; `factors`: exp(sign * part) by (group, subset, sign) known already). A parent's
-    state is kept only while a later step still walks from it, and changed in place at its
-    last. `finish(state, into)` writes a coalition's outputs."""
+    first (empty) coalition's state is the sum of its groups' parts, every other one its
+    parent's with one group's part changed. With `multiply`, `parts` are kernel factors
+    (_kernel_factors): the first state is the product of its groups' exp(part), a step
+    multiplies by exp(new) and exp(-old) (or divides by exp(old)). A parent's state is kept
+    only while a later step still walks from it, and changed in place at its last.
+    `finish(states, into)` writes coalitions' outputs; `staged`: states are copied aside and
+    finished up to MAX_FLOATS at a time (an MLP's narrow first layer: one call for many
+    coalitions instead of a few small products each)."""
     r, b, m = shape
-    width = parts[0][0].shape[-1]
-    first = scratch.take((r, b, width))
-    first[...] = sum(subsets[u] for subsets, u in zip(parts, plan.first, strict=True))
+    firsts = [subsets[u] for subsets, u in zip(parts, plan.first, strict=True)]
     if multiply:
-        np.exp(first, out=first)
-    state = {0: first}
-    factors = dict(factors or {})
+        firsts = [up for up, _ in firsts]
+    width = firsts[0].shape[-1]
+    first = scratch.take((r, b, width))
+    first[...] = firsts[0]
+    for part in firsts[1:]:
+        if multiply:
+            first *= part
+        else:
+            first += part
     out = np.empty((m, r, b))
-    finish(first, out[0])
+    size = max(1, min(m, MAX_FLOATS // (r * b * width))) if staged else 1
+    stage = scratch.get("stage", (size, r, b, width)) if size > 1 else None
+    done = 0  # coalitions finished; those from `done` on wait in `stage`
+
+    def emit(i: int, current: np.ndarray) -> None:
+        nonlocal done
+        if stage is None:
+            finish(current, out[i])
+            done = i + 1
+            return
+        stage[i - done] = current
+        if i + 1 - done == size or i + 1 == m:
+            finish(stage[: i + 1 - done], out[done : i + 1])
+            done = i + 1
+
+    state = {0: first}
+    emit(0, first)
     for i, (parent, g, old, new, last, kept) in enumerate(plan.moves, start=1):
         if last:
             current = state.pop(parent)
@@ -428,11 +524,16 @@ def _walk(
             current = scratch.take((r, b, width))
             np.copyto(current, state[parent])
         if multiply:
-            _times_exp(current, parts[g], old, new, factors, g, scratch)
+            up, down = parts[g][new][0], parts[g][old]
+            current *= up
+            if down[1] is None:
+                current /= down[0]
+            else:
+                current *= down[1]
         else:
             current += parts[g][new]
             current -= parts[g][old]
-        finish(current, out[i])
+        emit(i, current)
         if kept:
             state[i] = current
         else:
@@ -440,26 +541,3 @@ def _walk(
     for held in state.values():
         scratch.give(held)
     return out.transpose(1, 2, 0)
-
-
-def _times_exp(state, parts, old: int, new: int, factors, g: int, scratch: _Scratch) -> None:
-    """Multiply `state` (rows, background, width) by exp(parts[new] - parts[old]) in place.
-    Where both parts belong to the rows alone or to the reference homes alone (a whole group
-    from one side: (r, 1, w) or (1, b, w)), or their factors are known (`factors`: the
-    reference homes' are kept from call to call), exp(new) and exp(-old) are kept per part and
-    multiplied in turn, so no exp is per pair; a part that mixes (r, b, w) takes the exp of the
-    difference."""
-    pairs = state.shape[0] * state.shape[1]
-    a, z = parts[new], parts[old]
-    up, down = factors.get((g, new, 1.0)), factors.get((g, old, -1.0))
-    if up is None and a.shape[0] * a.shape[1] < pairs:
-        up = factors[(g, new, 1.0)] = np.exp(a)
-    if down is None and z.shape[0] * z.shape[1] < pairs:
-        down = factors[(g, old, -1.0)] = np.exp(-z)
-    if up is not None and down is not None:
-        state *= up
-        state *= down
-        return
-    change = scratch.get("change", state.shape)
-    np.subtract(a, z, out=change)
-    state *= np.exp(change, out=change)
