@@ -764,9 +764,11 @@ def serve(
     from homevision.serving.app import (
         APP_FACTORY,
         MODEL_REF_ENV,
+        THREADS_ENV,
         VERBOSE_ENV,
         default_workers,
         multiprocess_metrics,
+        native_threads,
     )
     from homevision.serving.auth import is_loopback
 
@@ -791,6 +793,7 @@ def serve(
     os.environ[VERBOSE_ENV] = "1" if verbose else ""
     os.environ["HOMEVISION_HOME"] = str(project_root())
     workers = workers or default_workers()
+    os.environ[THREADS_ENV] = str(native_threads(workers))
     # Several workers count in one folder, set up before they start, so /metrics adds them up.
     with multiprocess_metrics(workers):
         uvicorn.run(

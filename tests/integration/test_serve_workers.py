@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from homevision.serving.api import WORKER_HEADER
+from homevision.serving.app import native_threads
 
 from .conftest import ROOT, free_port
 from .test_api import HOME
@@ -133,3 +134,6 @@ def test_two_workers_share_concurrent_valuations(trained_home, tmp_path):
     text = log.read_text(errors="replace")
     assert text.count("Started server process") == WORKERS  # uvicorn, once per worker
     assert text.count("Serving ") == WORKERS  # the API, once per model load
+    # Each worker runs its share of the cores' BLAS and OpenMP threads (serving.app).
+    share = f"Native threads (BLAS, OpenMP) in this worker: {native_threads(WORKERS)}\n"
+    assert text.count(share) == WORKERS, text[-3000:]
