@@ -119,8 +119,11 @@ def test_the_reference_homes_parts_kept_between_calls_follow_the_reference_homes
     first, other, single = (
         encoder.encode(X[fs.raw_columns].iloc[s]) for s in (slice(0, 6), slice(6, 9), slice(9, 10))
     )
+    assert len(rows) >= walks.UNIT_ROWS  # all of them at once: the SVR's factors by units
     for background in (first, other, single, first, first):
         for home in range(len(rows)):  # one home a call, as the API asks
             expected = hybrid_values(engine.predict_matrix, rows[[home]], background, masks)
             got = walker(rows[[home]], background, masks)
             np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-6)
+        expected = hybrid_values(engine.predict_matrix, rows, background, masks)
+        np.testing.assert_allclose(walker(rows, background, masks), expected, rtol=1e-9, atol=1e-6)
