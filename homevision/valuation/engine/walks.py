@@ -498,16 +498,16 @@ class _Units:
         width = own.shape[-1]
         factors: list[list[tuple]] = []
         for g, (subsets, units) in enumerate(zip(tables.subsets, self.units, strict=True)):
-            mixed = _Mixed(self, g, units, tables.own[:, split.encoded[g]], scratch, width)
-            mixed.reference = next(x for kind, x in subsets if kind == "reference")
+            reference = next(x for kind, x in subsets if kind == "reference")
+            own_columns = tables.own[:, split.encoded[g]]
+            mixed = _Mixed(self, g, units, own_columns, reference, scratch, width)
             factors.append([])
             for u, (kind, x) in enumerate(subsets):
                 if kind == "reference":
-                    pair = (split.reference_factor(g, x, 1.0), split.reference_factor(g, x, -1.0))
+                    pair = _side_factors(split, g, kind, x, None)
                     lows[g] = min(lows[g], split.reference_low(g, x))
                 elif kind == "own":
-                    part = own[:, None, g]
-                    pair = (np.exp(part), np.exp(-part))
+                    pair = _side_factors(split, g, kind, x, own[:, None, g])
                 else:
                     out = scratch.get(("factor", id(self), g, u), (*pairs, width))
                     low = mixed.factor(int(plan.used[g][u]), tables.slabs[g][x], out)
@@ -533,10 +533,11 @@ class _Units:
 class _Mixed:
     """One group's mixed-subset factors in one block: its units' factors, each made once."""
 
-    def __init__(self, units: _Units, g: int, group: list[_Unit], own, scratch, width: int):
-        self.owner, self.g, self.group, self.own = units, g, group, own
+    def __init__(self, units: _Units, g: int, group: list[_Unit], own, reference, scratch, width):
+        self.owner, self.g, self.group = units, g, group
+        self.own = own  # the rows' encoded group columns (r, k)
+        self.reference = reference  # the reference homes' (1, b, k)
         self.scratch, self.width = scratch, width
-        self.reference: np.ndarray | None = None  # the reference homes' table (1, b, k)
         self._rows: dict[int, tuple[np.ndarray, float]] = {}
         self._variants: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
 
@@ -600,27 +601,9 @@ def _walk_model(
     for the reference homes' kept factors; in blocks of UNIT_ROWS rows or more, the mixed parts'
     from `units`), where no exponent can fall below MIN_EXPONENT (else its exponent, and an exp
     per coalition)."""
-    r, b, _ = shape
-    if isinstance(model, RbfSVR) and units is not None and r >= UNIT_ROWS:
-
-        def products(state: np.ndarray, into: np.ndarray) -> None:
-            np.matmul(state, model.dual, out=into)
-
-        factors = units.factors(split, tables, plan, scratch, (r, b))
-        if factors is not None:
-            return _walk(factors, plan, shape, products, True, scratch) + model.intercept
-    parts, lowest = split.parts(tables, scratch, id(model))
     if isinstance(model, RbfSVR):
-        multiply = lowest >= MIN_EXPONENT
-        kernel = scratch.get(("kernel", id(model)), (r, b, len(model.vectors)))
-
-        def svr(state: np.ndarray, into: np.ndarray) -> None:
-            np.matmul(state if multiply else np.exp(state, out=kernel), model.dual, out=into)
-
-        if multiply:
-            factors = _kernel_factors(split, parts, tables, r * b)
-            return _walk(factors, plan, shape, svr, True, scratch) + model.intercept
-        return _walk(parts, plan, shape, svr, False, scratch) + model.intercept
+        return _walk_svr(model, split, tables, plan, shape, scratch, units)
+    parts, _ = split.parts(tables, scratch, id(model))
     if isinstance(model, Perceptron):
         act = _ACTIVATIONS[model.activation]
 
@@ -637,6 +620,45 @@ def _walk_model(
     return _walk(parts, plan, shape, linear, False, scratch, staged=True)
 
 
+def _walk_svr(
+    model: RbfSVR,
+    split: _Split,
+    tables: _Tables,
+    plan: _Plan,
+    shape: tuple[int, int, int],
+    scratch: _Scratch,
+    units: _Units | None,
+) -> np.ndarray:
+    """_walk_model for an RBF SVR: its kernel walked by products of factors (from `units` in
+    blocks of UNIT_ROWS rows or more), or its exponent where a product could lose digits."""
+    r, b, _ = shape
+    multiply = True
+
+    def svr(state: np.ndarray, into: np.ndarray) -> None:
+        if not multiply:
+            state = np.exp(state, out=scratch.get(("kernel", id(model)), state.shape))
+        np.matmul(state, model.dual, out=into)
+
+    factors = None
+    if units is not None and r >= UNIT_ROWS:
+        factors = units.factors(split, tables, plan, scratch, (r, b))
+    if factors is None:
+        parts, lowest = split.parts(tables, scratch, id(model))
+        multiply = lowest >= MIN_EXPONENT
+        if not multiply:
+            return _walk(parts, plan, shape, svr, False, scratch) + model.intercept
+        factors = _kernel_factors(split, parts, tables, r * b)
+    return _walk(factors, plan, shape, svr, True, scratch) + model.intercept
+
+
+def _side_factors(split: _Split, g: int, kind: str, x: object, part: np.ndarray | None) -> tuple:
+    """Return (exp(part), exp(-part)) of group g's part from one side alone: the reference
+    homes' (`kind` "reference", table x), kept in `split` from call to call, or the rows'."""
+    if kind == "reference":
+        return split.reference_factor(g, x, 1.0), split.reference_factor(g, x, -1.0)
+    return np.exp(part), np.exp(-part)
+
+
 def _kernel_factors(split: _Split, parts, tables: _Tables, pairs: int) -> list[list[tuple]]:
     """Return, per group and subset used, (exp(part), exp(-part) or None) of an SVR's parts:
     the reference homes' from `split` (kept from call to call: the same for every home), a
@@ -649,10 +671,8 @@ def _kernel_factors(split: _Split, parts, tables: _Tables, pairs: int) -> list[l
         factors.append([])
         for u, part in enumerate(subsets):
             kind, x = tables.subsets[g][u]
-            if kind == "reference":
-                pair = (split.reference_factor(g, x, 1.0), split.reference_factor(g, x, -1.0))
-            elif part.shape[0] * part.shape[1] < pairs:
-                pair = (np.exp(part), np.exp(-part))
+            if kind == "reference" or part.shape[0] * part.shape[1] < pairs:
+                pair = _side_factors(split, g, kind, x, part)
             else:  # the part's own array, made for this block of rows
                 pair = (np.exp(part, out=part), None)
             factors[g].append(pair)
