@@ -65,7 +65,7 @@ class RawEncoder:
         self._index: dict[str, pd.Index] = {}
         self._lookup: dict[str, dict[object, int]] = {}
         self._bits: dict[str, dict[str, int]] = {}
-        self._kinds: list[tuple[str, str, dict | None]] | None = None
+        self._kinds: list[tuple[str, str, dict | None, tuple[int, int] | None]] | None = None
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in _CACHES}
@@ -133,7 +133,7 @@ class RawEncoder:
         rows = []
         for record in records:
             row = []
-            for col, kind, table in kinds:
+            for col, kind, table, codes in kinds:
                 v = record.get(col)
                 if kind == "number":
                     if v is None:
@@ -143,13 +143,8 @@ class RawEncoder:
                     else:
                         return None
                 elif kind == "text":
-                    row.append(
-                        float(
-                            self.missing_code(col)
-                            if _is_missing(v)
-                            else table.get(v, self.unseen_code(col))
-                        )
-                    )
+                    missing, unseen = codes
+                    row.append(float(missing if _is_missing(v) else table.get(v, unseen)))
                 elif kind == "tokens":
                     row.append(_mask(v, table))
                 else:  # baths
@@ -157,15 +152,16 @@ class RawEncoder:
             rows.append(row)
         return rows
 
-    def _kind(self, col: str) -> tuple[str, str, dict | None]:
-        """(column, how it is read, its lookup table) for `_record_rows`."""
+    def _kind(self, col: str) -> tuple[str, str, dict | None, tuple[int, int] | None]:
+        """(column, how it is read, its lookup table, a text column's missing and unseen
+        codes) for `_record_rows`."""
         if col in self.text:
             self._lookup_codes(col, [])  # builds the lookup
-            return col, "text", self._lookup[col]
+            return col, "text", self._lookup[col], (self.missing_code(col), self.unseen_code(col))
         if col in self.tokens:
             self._token_masks(col, [])  # builds the bits
-            return col, "tokens", self._bits[col]
-        return col, "baths" if col == self.baths else "number", None
+            return col, "tokens", self._bits[col], None
+        return col, "baths" if col == self.baths else "number", None, None
 
     def _encode_columns(self, records: list[dict[str, object]]) -> np.ndarray:
         """encode_records column by column (many records, or numbers of an unusual type)."""
