@@ -474,18 +474,6 @@ def predict(
         from homevision.valuation.parallel import return_freed_memory
 
         return_freed_memory()  # first: before anything imports pyarrow
-    from homevision.config import load_params
-    from homevision.data.listings import read_export, read_export_chunks
-    from homevision.serving.app import default_workers
-    from homevision.tracking import ModelNotFoundError, load_model
-    from homevision.valuation.predict import (
-        explanation_columns,
-        export_columns,
-        unsold_rows,
-        value_listings,
-    )
-    from homevision.valuation.stream import stream_valuations, summarize, write_frame
-
     if engine is Engine.spark:
         _predict_on_spark(
             model,
@@ -499,23 +487,36 @@ def predict(
             chunk_rows,
         )
         return
-    streamed = data is not None and not explain
-    try:
-        if streamed:  # the model first: only the columns it and the contract read are read
-            fitted = load_model(model)
-            raw = read_export_chunks(
-                source,
-                chunk_rows or DEFAULT_CHUNK_ROWS,
-                export_columns(fitted),
-                numbers=True,
-                lazy=True,
-            )
-        else:
-            raw = read_export(source)
-            fitted = load_model(model)
-    except (NotAnExportError, ModelNotFoundError) as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
-        raise typer.Exit(2) from None
+    from homevision import model_fetch
+    from homevision.model_errors import ModelNotFoundError
+
+    # MLflow resolves, downloads and checks the model in a second process meanwhile.
+    with model_fetch.start_fetch(model) as fetch:
+        from homevision.data.listings import read_export, read_export_chunks
+        from homevision.valuation.predict import export_columns
+
+        streamed = data is not None and not explain
+        try:
+            if streamed:  # the model first: only the columns it and the contract read are read
+                fitted = fetch.model()
+                raw = read_export_chunks(
+                    source,
+                    chunk_rows or DEFAULT_CHUNK_ROWS,
+                    export_columns(fitted),
+                    numbers=True,
+                    lazy=True,
+                )
+            else:
+                raw = read_export(source)
+                fitted = fetch.model()
+        except (NotAnExportError, ModelNotFoundError) as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+    from homevision.config import load_params
+    from homevision.serving.app import default_workers
+    from homevision.valuation.predict import explanation_columns, unsold_rows, value_listings
+    from homevision.valuation.stream import stream_valuations, summarize, write_frame
+
     if confidence is not None and confidence not in fitted.levels:
         levels = ", ".join(str(v) for v in fitted.levels)
         console.print(f"[bold red]error:[/] this model carries ranges at {levels} only")

@@ -8,3 +8,10 @@ class ModelNotFoundError(LookupError):
 class UnverifiedModelError(ModelNotFoundError):
     """A model whose artifacts are unsigned, or differ from what was signed: every command
     that reports a missing model reports this one the same way, in its sentence."""
+
+
+def first_line(err: Exception) -> str:
+    """Return an error's first line (at most 200 characters), or its type's name when empty:
+    the reason a one-sentence refusal carries."""
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

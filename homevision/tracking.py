@@ -15,19 +15,19 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import yaml
 from mlflow.tracking import MlflowClient
 
 from homevision.config import PACKAGE_DIR, project_root
 from homevision.hashing import file_hash as file_hash  # re-exported: the dataset identity
-from homevision.model_errors import ModelNotFoundError
+from homevision.model_errors import ModelNotFoundError, first_line
+from homevision.model_files import environment_mismatches as environment_mismatches
+from homevision.model_files import load_local as load_local
 from homevision.service_secrets import apply_to_environment
 from homevision.signing import signature_tags, signing_key, verify
 
@@ -97,8 +97,7 @@ def pin_model_uri(ref: str | None) -> str:
     try:
         version = MlflowClient(tracking_uri()).get_model_version_by_alias(name, alias).version
     except Exception as err:  # MLflow raises several types for a missing name or alias
-        hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""
-        raise ModelNotFoundError(f"no model at {uri}{hint}: {_first_line(err)}") from None
+        raise ModelNotFoundError(missing_model(uri, err)) from None
     return f"models:/{name}/{version}"
 
 
@@ -107,65 +106,34 @@ def load_model(ref: str | None = None):
     behind a model reference. With a signing key configured the model's files are checked
     against its signature before anything is unpickled (UnverifiedModelError otherwise)."""
     uri = resolve_model_uri(ref)
+    with tempfile.TemporaryDirectory(prefix="homevision-model-") as tmp:
+        folder = fetch_model(uri, Path(tmp))
+        try:
+            return load_local(folder)
+        except Exception as err:  # a folder that is not a model this version can load
+            raise ModelNotFoundError(missing_model(uri, err)) from None
+
+
+def fetch_model(ref: str | None, folder: Path) -> Path:
+    """Return the checked local copy, under `folder`, of the model behind a reference
+    (fetch_verified), raising load_model's ModelNotFoundError sentences for one that gives no
+    usable model. model_fetch runs this in a second process."""
+    uri = resolve_model_uri(ref)
     mlflow.set_tracking_uri(tracking_uri())
     try:
-        with tempfile.TemporaryDirectory(prefix="homevision-model-") as tmp:
-            return load_local(fetch_verified(uri, Path(tmp)))
+        return fetch_verified(uri, folder)
     except ModelNotFoundError:  # UnverifiedModelError included
         raise
     except Exception as err:  # MLflow raises several types for a reference that does not exist
-        hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""
-        raise ModelNotFoundError(f"no model at {uri}{hint}: {_first_line(err)}") from None
+        raise ModelNotFoundError(missing_model(uri, err)) from None
 
 
-def load_local(folder: str | Path):
-    """Return the ValuationModel of a model folder already on this machine (fetch_verified's).
-    Its requirements are checked against this environment here (environment_mismatches): what
-    MLflow's own check says, without the second it spends mapping every installed package."""
-    for mismatch in environment_mismatches(Path(folder)):
-        log.warning("The model at %s %s", folder, mismatch)
-    loaded = mlflow.pyfunc.load_model(str(folder), suppress_warnings=True)
-    return loaded.unwrap_python_model().model
-
-
-def environment_mismatches(folder: Path) -> list[str]:
-    """Return, one sentence each, how this environment differs from the one the model in
-    `folder` was logged in: a required package missing or at another version, another Python
-    minor version (its pickles and code may not load, or may value differently)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    found = []
-    requirements = folder / "requirements.txt"
-    lines = requirements.read_text().splitlines() if requirements.exists() else []
-    for line in lines:
-        try:
-            req = Requirement(line.strip())
-        except InvalidRequirement:
-            continue  # a comment, an option line or a URL: nothing to compare
-        if req.marker is not None and not req.marker.evaluate():
-            continue  # for another platform or Python: not needed here
-        try:
-            have = version(req.name)
-        except PackageNotFoundError:
-            found.append(f"needs {req}, which is not installed")
-            continue
-        if req.specifier and not req.specifier.contains(have, prereleases=True):
-            found.append(f"needs {req}; {req.name} {have} is installed")
-    logged = _logged_python(folder / "MLmodel")
-    here = ".".join(map(str, sys.version_info[:2]))
-    if logged and ".".join(logged.split(".")[:2]) != here:
-        found.append(f"was logged with Python {logged}; this is Python {here}")
-    return found
-
-
-def _logged_python(mlmodel: Path) -> str | None:
-    """Return the Python version an MLmodel file records for the pyfunc flavor, if any."""
-    if not mlmodel.exists():
-        return None
-    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
-    return (flavors.get("python_function") or {}).get("python_version")
+def missing_model(uri: str, err: Exception | str) -> str:
+    """Return the sentence for a reference that gives no model: the URI, a hint to train when
+    it is the default champion, and the first line of the reason."""
+    hint = " (train one first: homevision train)" if uri == DEFAULT_REF else ""
+    reason = err if isinstance(err, str) else first_line(err)
+    return f"no model at {uri}{hint}: {reason}"
 
 
 def fetch_verified(ref: str | None, folder: Path) -> Path:
@@ -181,7 +149,7 @@ def fetch_verified(ref: str | None, folder: Path) -> Path:
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
     except Exception as err:
-        raise ModelNotFoundError(f"no model at {uri}: {_first_line(err)}") from None
+        raise ModelNotFoundError(f"no model at {uri}: {first_line(err)}") from None
     if key is not None:
         verify(local, tags, key, uri)
     return local
@@ -196,12 +164,7 @@ def _signature_source(uri: str) -> dict[str, str]:
             return dict(client.get_model_version(name, number).tags)
         return dict(client.get_run(uri.removeprefix("runs:/").split("/")[0]).data.tags)
     except Exception as err:
-        raise ModelNotFoundError(f"no model at {uri}: {_first_line(err)}") from None
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
+        raise ModelNotFoundError(f"no model at {uri}: {first_line(err)}") from None
 
 
 def git_commit() -> str:

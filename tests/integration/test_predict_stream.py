@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from homevision import tracking
+from homevision import model_fetch
 from homevision.cli import app
 from homevision.data.listings import coerce_types, read_export
 from homevision.data.synthetic import generate_listings, write_listings, write_listings_chunked
@@ -31,8 +31,8 @@ def fitted() -> ValuationModel:
 
 @pytest.fixture
 def champion(monkeypatch, fitted) -> ValuationModel:
-    """The CLI's model is the fitted one (predict loads it through tracking.load_model)."""
-    monkeypatch.setattr(tracking, "load_model", lambda ref=None: fitted)
+    """The CLI's model is the fitted one (predict asks model_fetch.start_fetch for it)."""
+    monkeypatch.setattr(model_fetch, "start_fetch", lambda ref=None: model_fetch.Fetched(fitted))
     return fitted
 
 

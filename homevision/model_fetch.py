@@ -1,0 +1,133 @@
+"""Fetch and check a registered model in a second process while this one starts up.
+
+Before a byte of a model moves, resolving its reference through MLflow costs about 2 s of
+imports (MLflow, then its SQL store); a command that values listings also spends 1–2 s
+importing scikit-learn and reading its export. `start_fetch` runs `tracking.fetch_model`
+(resolve, download, check the signature) in a child interpreter, and `ModelFetch.model` loads
+the checked folder with `model_files.load_local`, which needs no MLflow: the two start-ups
+overlap on two cores, and the command itself never imports MLflow. Errors are the ones
+`tracking.load_model` raises, with the same sentences.
+
+Run as `python -m homevision.model_fetch REF FOLDER`, it prints one JSON line: the checked
+folder, or the error's kind and sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from homevision.model_errors import ModelNotFoundError, UnverifiedModelError, first_line
+from homevision.model_files import load_local
+
+_ERRORS = {"unverified": UnverifiedModelError, "missing": ModelNotFoundError}
+
+
+class ModelFetch:
+    """A model reference being fetched and checked by a child process; `model()` waits for it
+    and returns the ValuationModel. Use it as a context manager: leaving stops the child and
+    removes the downloaded files, whether or not the model was asked for."""
+
+    def __init__(self, ref: str | None):
+        self.ref = ref
+        self._folder = tempfile.TemporaryDirectory(prefix="homevision-model-")
+        command = [sys.executable, "-m", __name__, ref or "", self._folder.name]
+        try:
+            self._child: subprocess.Popen | None = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+            )
+        except OSError:  # no second process here: fetch in this one when asked
+            self._child = None
+
+    def model(self):
+        """Return the fitted ValuationModel behind the reference; raise ModelNotFoundError
+        (UnverifiedModelError for a signature that does not hold) as tracking.load_model does."""
+        if self._child is None:
+            from homevision.tracking import load_model
+
+            return load_model(self.ref)
+        out, _ = self._child.communicate()
+        lines = out.strip().splitlines()
+        if not lines:
+            raise RuntimeError(
+                f"fetching the model {self.ref or 'champion'} stopped (exit code "
+                f"{self._child.returncode}); its error is above"
+            )
+        answer = json.loads(lines[-1])
+        if "error" in answer:
+            raise _ERRORS[answer["kind"]](answer["error"])
+        try:
+            return load_local(answer["folder"])
+        except Exception as err:  # a folder this version cannot load: load_model's sentence
+            raise ModelNotFoundError(f"{answer['unloadable']}: {first_line(err)}") from None
+
+    def close(self) -> None:
+        """Stop the child if it still runs and remove what it downloaded."""
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()
+            self._child.communicate()
+        self._folder.cleanup()
+
+    def __enter__(self) -> ModelFetch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Fetched:
+    """A model already in hand, with ModelFetch's face (for callers and tests that have one)."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def model(self):
+        return self._model
+
+    def close(self) -> None:
+        """Nothing to stop or remove."""
+
+    def __enter__(self) -> Fetched:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_fetch(ref: str | None) -> ModelFetch | Fetched:
+    """Return a fetch of the model behind `ref`, already started in a child process."""
+    return ModelFetch(ref)
+
+
+def _answer(ref: str | None, folder: Path) -> dict[str, str]:
+    """Return what the child reports: the checked folder and the sentence for a folder that
+    does not load, or the kind and sentence of the error that stopped the fetch."""
+    from homevision.tracking import fetch_model, missing_model, resolve_model_uri
+
+    try:
+        local = fetch_model(ref, folder)
+    except UnverifiedModelError as err:
+        return {"kind": "unverified", "error": str(err)}
+    except ModelNotFoundError as err:
+        return {"kind": "missing", "error": str(err)}
+    unloadable = missing_model(resolve_model_uri(ref), "").removesuffix(": ")
+    return {"folder": str(local), "unloadable": unloadable}
+
+
+def main(argv: list[str]) -> int:
+    """Fetch argv's reference into argv's folder and print the answer as one JSON line."""
+    from homevision.logging_setup import setup_logging
+
+    setup_logging()
+    ref, folder = argv
+    answer = _answer(ref or None, Path(folder))
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

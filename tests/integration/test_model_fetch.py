@@ -1,0 +1,82 @@
+"""A command's model is fetched and checked by a second process while the command starts up
+(homevision.model_fetch), and loaded from its files without MLflow (homevision.model_files):
+the same model as tracking.load_model, the same errors, nothing left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from homevision.data.listings import read_export
+from homevision.model_errors import ModelNotFoundError
+from homevision.model_fetch import ModelFetch, start_fetch
+from homevision.model_files import VALUATION_ARTIFACT, load_local, valuation_artifact
+from homevision.tracking import fetch_model, load_model
+from homevision.valuation.model import MODEL_ARTIFACT
+from homevision.valuation.pyfunc import ValuationPyfunc
+
+
+@pytest.fixture
+def listings(served_home) -> pd.DataFrame:
+    return read_export(served_home / "data" / "raw" / "listings.csv").head(40)
+
+
+def _prices(model, listings) -> pd.DataFrame:
+    point, low, high = model.predict_interval(listings, 0.9)
+    return pd.DataFrame({"point": point, "low": low, "high": high})
+
+
+def test_the_fetched_model_is_the_registrys_model(served_home, listings):
+    with start_fetch(None) as fetch:
+        fetched = fetch.model()
+    pd.testing.assert_frame_equal(_prices(fetched, listings), _prices(load_model(), listings))
+
+
+def test_a_command_that_fetches_its_model_never_imports_mlflow(served_home):
+    script = (
+        "import sys\n"
+        "from homevision.model_fetch import start_fetch\n"
+        "with start_fetch(None) as fetch:\n"
+        "    model = fetch.model()\n"
+        "print(type(model).__name__, 'mlflow' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert proc.stdout.split() == ["ValuationModel", "False"], proc.stderr[-2000:]
+
+
+def test_a_reference_that_gives_no_model_says_what_load_model_says(served_home):
+    for ref in ("models:/nope@champion", "models:/homevision-price/99", "not a reference"):
+        with pytest.raises(ModelNotFoundError) as expected:
+            load_model(ref)
+        with start_fetch(ref) as fetch, pytest.raises(ModelNotFoundError) as fetched:
+            fetch.model()
+        assert str(fetched.value) == str(expected.value)
+
+
+def test_leaving_the_fetch_unasked_stops_the_child_and_removes_its_files(served_home):
+    fetch = ModelFetch(None)
+    folder = Path(fetch._folder.name)
+    assert folder.is_dir()
+    fetch.close()
+    assert fetch._child is not None and fetch._child.returncode is not None
+    assert not folder.exists()
+
+
+def test_a_folder_of_a_pickled_pyfunc_still_loads_through_mlflow(served_home, listings, tmp_path):
+    """Models logged before models from code carry a pickled pyfunc, not the joblib artifact:
+    those go through mlflow.pyfunc.load_model, and value the same."""
+    model = load_model()
+    logged = fetch_model(None, tmp_path / "logged")
+    assert valuation_artifact(logged) == logged / "artifacts" / f"{MODEL_ARTIFACT}.joblib"
+    pickled = tmp_path / "pickled"
+    mlflow.pyfunc.save_model(pickled, python_model=ValuationPyfunc(model))
+    assert valuation_artifact(pickled) is None
+    pd.testing.assert_frame_equal(_prices(load_local(pickled), listings), _prices(model, listings))
+    assert VALUATION_ARTIFACT == MODEL_ARTIFACT
