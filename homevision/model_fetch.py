@@ -34,27 +34,34 @@ class ModelFetch:
     def __init__(self, ref: str | None):
         self.ref = ref
         self._folder = tempfile.TemporaryDirectory(prefix="homevision-model-")
-        command = [sys.executable, "-m", __name__, ref or "", self._folder.name]
+        self.folder = Path(self._folder.name)  # where the child downloads the model
+        self._model = None
+        command = [sys.executable, "-m", __name__, ref or "", str(self.folder)]
         try:
-            self._child: subprocess.Popen | None = subprocess.Popen(
+            self.process: subprocess.Popen | None = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
             )
         except OSError:  # no second process here: fetch in this one when asked
-            self._child = None
+            self.process = None
 
     def model(self):
         """Return the fitted ValuationModel behind the reference; raise ModelNotFoundError
         (UnverifiedModelError for a signature that does not hold) as tracking.load_model does."""
-        if self._child is None:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    def _load(self):
+        if self.process is None:
             from homevision.tracking import load_model
 
             return load_model(self.ref)
-        out, _ = self._child.communicate()
+        out, _ = self.process.communicate()
         lines = out.strip().splitlines()
         if not lines:
             raise RuntimeError(
                 f"fetching the model {self.ref or 'champion'} stopped (exit code "
-                f"{self._child.returncode}); its error is above"
+                f"{self.process.returncode}); its error is above"
             )
         answer = json.loads(lines[-1])
         if "error" in answer:
@@ -66,9 +73,9 @@ class ModelFetch:
 
     def close(self) -> None:
         """Stop the child if it still runs and remove what it downloaded."""
-        if self._child is not None and self._child.poll() is None:
-            self._child.kill()
-            self._child.communicate()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
         self._folder.cleanup()
 
     def __enter__(self) -> ModelFetch:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -62,11 +61,10 @@ def test_a_reference_that_gives_no_model_says_what_load_model_says(served_home):
 
 def test_leaving_the_fetch_unasked_stops_the_child_and_removes_its_files(served_home):
     fetch = ModelFetch(None)
-    folder = Path(fetch._folder.name)
-    assert folder.is_dir()
+    assert fetch.folder.is_dir() and fetch.process is not None
     fetch.close()
-    assert fetch._child is not None and fetch._child.returncode is not None
-    assert not folder.exists()
+    assert fetch.process.returncode is not None  # stopped and reaped
+    assert not fetch.folder.exists()
 
 
 def test_a_folder_of_a_pickled_pyfunc_still_loads_through_mlflow(served_home, listings, tmp_path):
