@@ -45,6 +45,9 @@ MAX_VIOLATIONS_SHOWN = 100
 # (config.DEFAULT_CHUNK_ROWS); the calling process reads, checks ids and writes a chunk in
 # about an eighth of the time a worker takes to value it, so a few workers keep it busy.
 PREDICT_WORKERS = 4
+# `predict --explain --data`: rows explained per chunk (about 3 s of work on two cores with the
+# offmarket blend; memory grows with it: each row carries its reasons and comparables).
+EXPLAIN_CHUNK_ROWS = 2_500
 _LABELS = {"labelled": "labelled (Sold with ClosePrice)", "to_value": "to value"}
 
 DataOption = Annotated[
@@ -426,7 +429,8 @@ def predict(
         bool,
         typer.Option(
             "--explain",
-            help="Add top SHAP contributions ($) and comparables (reads the whole file at once).",
+            help="Add top SHAP contributions ($) and comparables (a --data export is "
+            f"streamed {EXPLAIN_CHUNK_ROWS:,} rows at a time).",
         ),
     ] = False,
     chunk_rows: Annotated[
@@ -434,8 +438,9 @@ def predict(
         typer.Option(
             min=1,
             help="With --data: listings read, valued and written at a time (memory grows with "
-            f"this, not with the file). Default: {DEFAULT_CHUNK_ROWS:,}; with --engine spark, "
-            f"the rows of an Arrow batch, {SPARK_BATCH_ROWS:,}.",
+            f"this, not with the file). Default: {DEFAULT_CHUNK_ROWS:,}; with --explain, "
+            f"{EXPLAIN_CHUNK_ROWS:,}; with --engine spark, the rows of an Arrow batch, "
+            f"{SPARK_BATCH_ROWS:,}.",
             show_default=False,
         ),
     ] = None,
@@ -452,7 +457,8 @@ def predict(
             min=1,
             help="With --data: processes valuing chunks side by side (default: one per CPU "
             "core, at most 4: each holds a chunk, and this process feeds about that many). "
-            "A file of one chunk is valued in this process.",
+            "A file of one chunk is valued in this process. With --explain the default is 1: "
+            "this process explains on one thread per core.",
         ),
     ] = None,
     spark_master: Annotated[
@@ -468,9 +474,9 @@ def predict(
     ] = False,
 ) -> None:
     """Value every row of an export: MLSNumber, price, range, error (and reasons). A --data
-    export is streamed chunk by chunk unless --explain."""
+    export is streamed chunk by chunk."""
     source = resolve_data_path(data)
-    if data is not None and not explain and engine is Engine.pandas and is_parquet(source):
+    if data is not None and engine is Engine.pandas and is_parquet(source):
         from homevision.valuation.parallel import return_freed_memory
 
         return_freed_memory()  # first: before anything imports pyarrow
@@ -495,13 +501,13 @@ def predict(
         from homevision.data.listings import read_export, read_export_chunks
         from homevision.valuation.predict import export_columns
 
-        streamed = data is not None and not explain
+        streamed = data is not None
         try:
             if streamed:  # the model first: only the columns it and the contract read are read
                 fitted = fetch.model()
                 raw = read_export_chunks(
                     source,
-                    chunk_rows or DEFAULT_CHUNK_ROWS,
+                    chunk_rows or (EXPLAIN_CHUNK_ROWS if explain else DEFAULT_CHUNK_ROWS),
                     export_columns(fitted),
                     numbers=True,
                     lazy=True,
@@ -522,16 +528,19 @@ def predict(
         console.print(f"[bold red]error:[/] this model carries ranges at {levels} only")
         raise typer.Exit(2)
     target = output or paths().processed / "valuations.csv"
+    top = int(load_params()["explain"]["top"]) if explain else None
     if streamed:
-        with console.status("Valuing listings...") as status:
+        doing = "Valued and explained" if explain else "Valued"
+        with console.status(f"{doing} 0 listings...") as status:
             try:
                 summary = stream_valuations(
                     fitted,
                     raw,
                     target,
                     confidence,
-                    on_chunk=lambda done: status.update(f"Valued {done:,} listings..."),
-                    workers=workers or min(default_workers(), PREDICT_WORKERS),
+                    on_chunk=lambda done: status.update(f"{doing} {done:,} listings..."),
+                    workers=workers or (1 if explain else min(default_workers(), PREDICT_WORKERS)),
+                    top=top,
                 )
             except NotAnExportError as err:  # a CSV that stops parsing part way
                 console.print(f"[bold red]error:[/] {err}", highlight=False)
@@ -541,8 +550,8 @@ def predict(
         with console.status(f"Valuing {len(rows):,} listings..."):
             valued = value_listings(fitted, rows, confidence=confidence, explain=explain)
         frame = valued.frame
-        if explain:
-            frame = explanation_columns(valued, int(load_params()["explain"]["top"]))
+        if top is not None:
+            frame = explanation_columns(valued, top)
         write_frame(frame, target)
         summary = summarize(frame, valued.confidence)
     console.print(

@@ -39,6 +39,7 @@ EXACT_MAX_FEATURES = 10
 # SHAP's Permutation explainer was given here before (max_evals = 4 (2d + 1)).
 PERMUTATIONS = 4
 EXPLAIN_THREADS = 4  # a large explanation's threads at most
+THREADS_ENV = "HOMEVISION_EXPLAIN_THREADS"  # explain_threads() when set
 _THREADED = threading.Lock()
 
 
@@ -258,7 +259,7 @@ def shapley_values(
     masks, coalition = plan
     m_count, b_count = len(masks), len(background)
     w = np.full(b_count, 1.0 / b_count) if weights is None else np.asarray(weights, dtype=float)
-    chunk = max(1, max_rows // (m_count * b_count))
+    chunk = block_rows(n, max(1, max_rows // (m_count * b_count)))
     values, base = np.empty((n, d)), np.empty(n)
     if coalitions is None:
 
@@ -286,9 +287,24 @@ def shapley_values(
     return values, base
 
 
+def block_rows(n: int, most: int) -> int:
+    """Return the rows per block for `n` rows in blocks of at most `most`: the fewest blocks,
+    rounded up to a multiple of EXPLAIN_THREADS where there is more than one, in blocks as
+    equal as may be. Why: blocks are shared out to threads, and a last block left alone (23 blocks
+    on two threads) kept one core idle for its whole length, at the end of every call. The
+    blocks do not depend on the number of threads, so neither do the values, bit for bit."""
+    blocks = -(-n // most) if n else 1
+    if blocks > 1:
+        blocks = min(n, -(-blocks // EXPLAIN_THREADS) * EXPLAIN_THREADS)
+    return max(1, -(-n // blocks))
+
+
 def explain_threads() -> int:
-    """Return how many threads a large explanation runs on: one per CPU this process may use,
-    at most EXPLAIN_THREADS."""
+    """Return how many threads a large explanation runs on: HOMEVISION_EXPLAIN_THREADS when
+    set (a worker process of a pool sets 1: the processes are the parallelism), else one per
+    CPU this process may use, at most EXPLAIN_THREADS."""
+    if os.environ.get(THREADS_ENV, "").strip().isdigit():
+        return max(1, int(os.environ[THREADS_ENV]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, EXPLAIN_THREADS))
 

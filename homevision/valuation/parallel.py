@@ -47,11 +47,15 @@ def context() -> multiprocessing.context.BaseContext:
 
 
 def _start(payload: bytes, ready: Any) -> None:
-    """A worker's start: one BLAS thread (the processes are the parallelism), the model, and
-    everything so far frozen out of the garbage collector's walks."""
+    """A worker's start: one BLAS thread and one explanation thread (the processes are the
+    parallelism), the model, and everything so far frozen out of the garbage collector's
+    walks."""
     global _model, _limits
     from threadpoolctl import threadpool_limits
 
+    from homevision.valuation.explain import THREADS_ENV
+
+    os.environ[THREADS_ENV] = "1"
     _limits = threadpool_limits(1)
     _model = pickle.loads(payload)
     # What the worker inherited and the model leave the collector's view: a full collection

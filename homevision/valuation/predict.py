@@ -33,6 +33,8 @@ OUTPUT_COLUMNS = [
 ]
 DEFAULT_SUPPORT_FACTOR = 3.0
 PRICE_COLUMNS = ["predicted_close_price", "close_price_low", "close_price_high"]
+# What explanation_columns appends: the base value, the top contributions, the comparables.
+EXPLANATION_COLUMNS = ["base_value", "top_contributions", "comparables"]
 UNSUPPORTED = "is outside what this model supports"  # in the error of a refused valuation
 
 
@@ -354,7 +356,11 @@ def explanation_columns(valuations: Valuations, top: int) -> pd.DataFrame:
                 )
             )
         )
-    return frame.assign(base_value=base, top_contributions=reasons, comparables=comps)
+    # Dollars as floats, like the prices: the same column whether or not a row lacks one (a
+    # streamed file's chunks then agree with each other and with the file valued at once).
+    base_values = np.array(base, dtype=float)
+    columns = (base_values, reasons, comps)
+    return frame.assign(**dict(zip(EXPLANATION_COLUMNS, columns, strict=True)))
 
 
 def export_columns(model) -> set[str]:

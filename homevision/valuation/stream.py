@@ -3,7 +3,9 @@ append each chunk's valuations to the output. Memory is bounded by the chunk, no
 
 The output equals one `value_listings` over the whole file, row for row: the only rule that
 looks across rows (an MLSNumber already used by an earlier row) is carried between chunks by the
-MLS numbers read so far (homevision.valuation.seen_ids: a bit or 8 bytes a listing).
+MLS numbers read so far (homevision.valuation.seen_ids: a bit or 8 bytes a listing). With
+explanations (`top`), each chunk's rows also get predict.explanation_columns: a home's
+explanation and comparables do not depend on the other homes of its chunk.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from homevision.data.fields import check_ids
 from homevision.data.listings import REASON_COLUMN, ArrowChunk, as_frame, validate_listings
 from homevision.data.schema import MLS_ID
 from homevision.valuation.parallel import value_in_order
-from homevision.valuation.predict import PRICE_COLUMNS, value_listings
+from homevision.valuation.predict import (
+    EXPLANATION_COLUMNS,
+    PRICE_COLUMNS,
+    explanation_columns,
+    value_listings,
+)
 from homevision.valuation.seen_ids import SeenIds
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,15 @@ VALUATION_SCHEMA = pa.schema(
         *((column, pa.float64()) for column in PRICE_COLUMNS),
         ("error", pa.large_string()),
         ("warning", pa.large_string()),
+    ]
+)
+# ... and with explanations (predict.explanation_columns).
+EXPLAINED_SCHEMA = pa.schema(
+    [
+        *VALUATION_SCHEMA,
+        ("base_value", pa.float64()),
+        ("top_contributions", pa.large_string()),
+        ("comparables", pa.large_string()),
     ]
 )
 
@@ -65,8 +81,8 @@ def mls_ids(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def refuse_repeated(raw: pd.DataFrame, frame: pd.DataFrame, repeated: np.ndarray) -> pd.DataFrame:
     """Return the chunk's valuations `frame` with the `repeated` rows (an MLSNumber an earlier
-    chunk used) refused as one pass over the file refuses them: no price or warning, and every
-    reason the row breaks (its other rules too) in `error`."""
+    chunk used) refused as one pass over the file refuses them: no price, warning or
+    explanation, and every reason the row breaks (its other rules too) in `error`."""
     if not repeated.any():
         return frame
     again = validate_listings(raw[repeated], repeated=np.ones(int(repeated.sum()), dtype=bool))
@@ -74,14 +90,22 @@ def refuse_repeated(raw: pd.DataFrame, frame: pd.DataFrame, repeated: np.ndarray
     out.loc[repeated, PRICE_COLUMNS] = np.nan
     out.loc[repeated, "warning"] = ""
     out.loc[repeated, "error"] = again.rejected[REASON_COLUMN].to_numpy()
+    if "base_value" in out:
+        out.loc[repeated, "base_value"] = np.nan
+        out.loc[repeated, EXPLANATION_COLUMNS[1:]] = ""
     return out
 
 
 def value_chunks(
-    model, chunks: Iterable[pd.DataFrame], confidence: float | None = None, workers: int = 1
+    model,
+    chunks: Iterable[pd.DataFrame],
+    confidence: float | None = None,
+    workers: int = 1,
+    top: int | None = None,
 ) -> Iterator[tuple[pd.DataFrame, float]]:
-    """Yield (valuations, range level) per chunk of an export (OUTPUT_COLUMNS, in row order):
-    together, exactly value_listings over the whole export. With `workers` > 1, chunks are
+    """Yield (valuations, range level) per chunk of an export (OUTPUT_COLUMNS, in row order;
+    with `top`, the explanation columns of its `top` contributions after them): together,
+    exactly value_listings over the whole export. With `workers` > 1, chunks are
     valued on that many processes (homevision.valuation.parallel), in the same order, when
     the chunks come as Arrow read them (ArrowChunk): a frame's Python strings cost more to send
     to a worker than to value here (200k rows of CSV as pandas frames: 24,896 rows/s on two
@@ -93,7 +117,7 @@ def value_chunks(
     if not isinstance(first, ArrowChunk):
         workers = 1
     chunks = itertools.chain([first], chunks)
-    jobs = ((raw, repeated, confidence) for raw, repeated in repeated_ids(chunks))
+    jobs = ((raw, repeated, confidence, top) for raw, repeated in repeated_ids(chunks))
     yield from value_in_order(model, jobs, value_chunk, workers)
 
 
@@ -114,12 +138,18 @@ def repeated_ids(chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, np.ndarray]]:
 
 
 def value_chunk(
-    model, chunk: Chunk, repeated: np.ndarray, confidence: float | None = None
+    model,
+    chunk: Chunk,
+    repeated: np.ndarray,
+    confidence: float | None = None,
+    top: int | None = None,
 ) -> tuple[pd.DataFrame, float]:
-    """Return (valuations, range level) of one chunk, its `repeated` rows refused."""
+    """Return (valuations, range level) of one chunk, its `repeated` rows refused; with `top`,
+    explained (predict.explanation_columns)."""
     raw = as_frame(chunk).reset_index(drop=True)
-    valued = value_listings(model, raw, confidence=confidence)
-    return refuse_repeated(raw, valued.frame, repeated), valued.confidence
+    valued = value_listings(model, raw, confidence=confidence, explain=top is not None)
+    frame = valued.frame if top is None else explanation_columns(valued, top)
+    return refuse_repeated(raw, frame, repeated), valued.confidence
 
 
 def write_frame(frame: pd.DataFrame, target: Path) -> Path:
@@ -136,10 +166,12 @@ def write_chunks(
     valued: Iterable[tuple[pd.DataFrame, float]],
     target: Path,
     on_chunk: Callable[[int], None] | None = None,
+    schema: pa.Schema = VALUATION_SCHEMA,
 ) -> StreamSummary:
     """Append each chunk's valuations to `target` (CSV with one header, the same bytes as
-    write_frame of the whole; or Parquet, one row group a chunk) and return the summary.
-    `on_chunk` gets the rows written so far. The file appears complete or not at all."""
+    write_frame of the whole; or Parquet in `schema`, one row group a chunk) and return the
+    summary. `on_chunk` gets the rows written so far. The file appears complete or not at
+    all."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     total = StreamSummary(0, 0, 0, float("nan"))
@@ -147,10 +179,10 @@ def write_chunks(
     try:
         with partial.open("wb") as out:
             if _is_parquet(target):
-                writer = pq.ParquetWriter(out, VALUATION_SCHEMA)
+                writer = pq.ParquetWriter(out, schema)
             for frame, level in valued:
                 if writer is not None:
-                    writer.write_table(as_arrow(frame))
+                    writer.write_table(as_arrow(frame, schema=schema))
                 else:
                     frame.to_csv(out, index=False, header=total.rows == 0)
                 chunk = summarize(frame, level)
@@ -178,18 +210,22 @@ def stream_valuations(
     confidence: float | None = None,
     on_chunk: Callable[[int], None] | None = None,
     workers: int = 1,
+    top: int | None = None,
 ) -> StreamSummary:
     """Value an export's chunks (from read_export_chunks) into `target`, on `workers`
-    processes; return the summary."""
-    return write_chunks(value_chunks(model, chunks, confidence, workers), target, on_chunk)
+    processes, explained with their `top` contributions when given; return the summary."""
+    valued = value_chunks(model, chunks, confidence, workers, top)
+    schema = VALUATION_SCHEMA if top is None else EXPLAINED_SCHEMA
+    return write_chunks(valued, target, on_chunk, schema)
 
 
-def as_arrow(frame: pd.DataFrame, text: pa.DataType | None = None) -> pa.Table:
-    """Return one chunk of valuations in VALUATION_SCHEMA (MLS numbers as text, as read), its
-    text columns as `text` when given (Spark's Arrow batches take pa.string())."""
+def as_arrow(
+    frame: pd.DataFrame, text: pa.DataType | None = None, schema: pa.Schema = VALUATION_SCHEMA
+) -> pa.Table:
+    """Return one chunk of valuations in `schema` (MLS numbers as text, as read), its text
+    columns as `text` when given (Spark's Arrow batches take pa.string())."""
     ids = frame["MLSNumber"].astype(object)
     frame = frame.assign(MLSNumber=ids.where(ids.isna(), ids.astype(str)))
-    schema = VALUATION_SCHEMA
     if text is not None:
         schema = pa.schema(
             [pa.field(f.name, text) if pa.types.is_large_string(f.type) else f for f in schema]

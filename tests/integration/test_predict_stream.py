@@ -9,12 +9,13 @@ from typer.testing import CliRunner
 
 from homevision import model_fetch
 from homevision.cli import app
+from homevision.config import load_params
 from homevision.data.listings import coerce_types, read_export
 from homevision.data.synthetic import generate_listings, write_listings, write_listings_chunked
 from homevision.features import get_feature_set
 from homevision.training.candidates import build_model
 from homevision.valuation.model import ValuationModel
-from homevision.valuation.predict import value_listings
+from homevision.valuation.predict import explanation_columns, value_listings
 from homevision.valuation.stream import write_frame
 
 runner = CliRunner()
@@ -73,4 +74,27 @@ def test_streamed_valuations_equal_the_one_shot_valuations(champion, tmp_path, d
     assert streamed.shape == one_shot.shape and not (tmp_path / "streamed.parquet.partial").exists()
     pd.testing.assert_frame_equal(
         streamed.astype(object).fillna(""), one_shot.astype(object).fillna("")
+    )
+
+
+def test_streamed_explanations_equal_the_one_shot_explanations(champion, tmp_path, damaged):
+    """`predict --explain --data` streams too (memory bounded by the chunk): every row's
+    reasons and comparables as one pass over the file gives them, and none for a row refused
+    for an MLSNumber an earlier chunk used."""
+    top = int(load_params()["explain"]["top"])
+    head = write_listings(read_export(damaged).head(1500), tmp_path / "head.csv")
+    one_shot = explanation_columns(value_listings(champion, read_export(head), explain=True), top)
+    expected = write_frame(one_shot, tmp_path / "expected.csv")
+    assert "already used" in one_shot.loc[702, "error"] and one_shot.loc[702, "comparables"] == ""
+    assert one_shot["top_contributions"].str.len().gt(0).sum() > 1400
+
+    out = tmp_path / "streamed.csv"
+    _predict("--data", str(head), "--output", str(out), "--explain", "--chunk-rows", "700")
+    assert out.read_bytes() == expected.read_bytes()
+
+    parquet_out = tmp_path / "streamed.parquet"
+    _predict("--data", str(head), "--output", str(parquet_out), "--explain", "--chunk-rows", "700")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(parquet_out).astype(object).fillna(""),
+        one_shot.astype(object).fillna(""),
     )

@@ -11,10 +11,14 @@ from homevision.training.candidates import build_model
 from homevision.valuation.engine import RawEncoder
 from homevision.valuation.explain import (
     EXACT_MAX_FEATURES,
+    EXPLAIN_THREADS,
     PERMUTATIONS,
+    THREADS_ENV,
     DollarExplainer,
+    block_rows,
     coalition_weights,
     exact_shapley,
+    explain_threads,
     permutation_weights,
     shapley_values,
     summarize_background,
@@ -82,6 +86,33 @@ def test_exact_shapley_is_the_same_in_one_call_or_in_chunks():
     chunked = exact_shapley(f, rows, background, max_rows=16 * 7)
     np.testing.assert_allclose(whole[0], chunked[0])
     np.testing.assert_allclose(whole[1] + whole[0].sum(1), f(rows))
+
+
+def test_blocks_are_shared_out_evenly_and_the_values_do_not_depend_on_the_threads():
+    """A last block left alone kept one core idle (23 blocks on two threads): blocks now come in
+    multiples of EXPLAIN_THREADS, as equal as may be, whatever the threads that run them."""
+    for n, most in [(2500, 112), (10_000, 112), (300, 112), (113, 112), (5, 16), (3, 1), (1, 1)]:
+        size = block_rows(n, most)
+        blocks = -(-n // size)
+        assert size <= most and blocks * size >= n > (blocks - 1) * size
+        assert blocks in (1, n) or blocks % EXPLAIN_THREADS == 0
+        assert blocks * size - n < blocks  # no block more than one row short of another
+    rng = np.random.default_rng(3)
+    background, rows = rng.normal(size=(7, 4)), rng.normal(size=(23, 4))
+
+    def f(m):
+        return m[:, 0] * m[:, 1] + np.sin(m[:, 2]) + m[:, 3] ** 2
+
+    runs = [exact_shapley(f, rows, background, max_rows=16 * 7 * 3, threads=t) for t in (1, 2, 3)]
+    for values, base in runs[1:]:
+        assert np.array_equal(values, runs[0][0]) and np.array_equal(base, runs[0][1])
+
+
+def test_a_pool_worker_explains_on_the_one_thread_its_environment_gives(monkeypatch):
+    monkeypatch.setenv(THREADS_ENV, "1")  # what valuation.parallel's workers set
+    assert explain_threads() == 1
+    monkeypatch.delenv(THREADS_ENV)
+    assert 1 <= explain_threads() <= EXPLAIN_THREADS
 
 
 def test_shared_values_are_valued_once_and_change_nothing():
