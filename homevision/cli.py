@@ -45,9 +45,10 @@ MAX_VIOLATIONS_SHOWN = 100
 # (config.DEFAULT_CHUNK_ROWS); the calling process reads, checks ids and writes a chunk in
 # about an eighth of the time a worker takes to value it, so a few workers keep it busy.
 PREDICT_WORKERS = 4
-# `predict --explain --data`: rows explained per chunk (about 3 s of work on two cores with the
-# offmarket blend; memory grows with it: each row carries its reasons and comparables).
-EXPLAIN_CHUNK_ROWS = 2_500
+# `predict --explain --data`: rows explained per chunk (about 13 s of work on two cores with the
+# offmarket blend; memory grows with it, about 10 KB a row: each carries its reasons and
+# comparables). Smaller chunks cost more calls: 2,500 took 0.5-1 s longer on 10,000 homes.
+EXPLAIN_CHUNK_ROWS = 10_000
 _LABELS = {"labelled": "labelled (Sold with ClosePrice)", "to_value": "to value"}
 
 DataOption = Annotated[
