@@ -46,7 +46,7 @@ MAX_VIOLATIONS_SHOWN = 100
 # about an eighth of the time a worker takes to value it, so a few workers keep it busy.
 PREDICT_WORKERS = 4
 # `predict --explain --data`: rows explained per chunk (about 13 s of work on two cores with the
-# offmarket blend; memory grows with it, about 10 KB a row: each carries its reasons and
+# offmarket blend; memory grows with it, about 3.6 KB a row: each carries its reasons and
 # comparables). Smaller chunks cost more calls: 2,500 took 0.5-1 s longer on 10,000 homes.
 EXPLAIN_CHUNK_ROWS = 10_000
 _LABELS = {"labelled": "labelled (Sold with ClosePrice)", "to_value": "to value"}

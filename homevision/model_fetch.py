@@ -36,6 +36,7 @@ class ModelFetch:
         self._folder = tempfile.TemporaryDirectory(prefix="homevision-model-")
         self.folder = Path(self._folder.name)  # where the child downloads the model
         self._model = None
+        self._answer: dict[str, str] | None = None
         command = [sys.executable, "-m", __name__, ref or "", str(self.folder)]
         try:
             self.process: subprocess.Popen | None = subprocess.Popen(
@@ -56,14 +57,16 @@ class ModelFetch:
             from homevision.tracking import load_model
 
             return load_model(self.ref)
-        out, _ = self.process.communicate()
-        lines = out.strip().splitlines()
-        if not lines:
-            raise RuntimeError(
-                f"fetching the model {self.ref or 'champion'} stopped (exit code "
-                f"{self.process.returncode}); its error is above"
-            )
-        answer = json.loads(lines[-1])
+        if self._answer is None:  # the child answers once: a second ask re-reads it
+            out, _ = self.process.communicate()
+            lines = out.strip().splitlines()
+            if not lines:
+                raise RuntimeError(
+                    f"fetching the model {self.ref or 'champion'} stopped (exit code "
+                    f"{self.process.returncode}); its error is above"
+                )
+            self._answer = json.loads(lines[-1])
+        answer = self._answer
         if "error" in answer:
             raise _ERRORS[answer["kind"]](answer["error"])
         try:

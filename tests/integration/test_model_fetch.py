@@ -54,9 +54,11 @@ def test_a_reference_that_gives_no_model_says_what_load_model_says(served_home):
     for ref in ("models:/nope@champion", "models:/homevision-price/99", "not a reference"):
         with pytest.raises(ModelNotFoundError) as expected:
             load_model(ref)
-        with start_fetch(ref) as fetch, pytest.raises(ModelNotFoundError) as fetched:
-            fetch.model()
-        assert str(fetched.value) == str(expected.value)
+        with start_fetch(ref) as fetch:
+            for _ in range(2):  # asked again, the same error
+                with pytest.raises(ModelNotFoundError) as fetched:
+                    fetch.model()
+                assert str(fetched.value) == str(expected.value)
 
 
 def test_leaving_the_fetch_unasked_stops_the_child_and_removes_its_files(served_home):
