@@ -36,7 +36,7 @@ class ModelFetch:
         self._folder = tempfile.TemporaryDirectory(prefix="homevision-model-")
         self.folder = Path(self._folder.name)  # where the child downloads the model
         self._model = None
-        self._answer: dict[str, str] | None = None
+        self._reply: dict[str, str] | None = None  # the child's JSON line
         command = [sys.executable, "-m", __name__, ref or "", str(self.folder)]
         try:
             self.process: subprocess.Popen | None = subprocess.Popen(
@@ -57,7 +57,7 @@ class ModelFetch:
             from homevision.tracking import load_model
 
             return load_model(self.ref)
-        if self._answer is None:  # the child answers once: a second ask re-reads it
+        if self._reply is None:  # the child answers once: a second ask re-reads it
             out, _ = self.process.communicate()
             lines = out.strip().splitlines()
             if not lines:
@@ -65,14 +65,14 @@ class ModelFetch:
                     f"fetching the model {self.ref or 'champion'} stopped (exit code "
                     f"{self.process.returncode}); its error is above"
                 )
-            self._answer = json.loads(lines[-1])
-        answer = self._answer
-        if "error" in answer:
-            raise _ERRORS[answer["kind"]](answer["error"])
+            self._reply = json.loads(lines[-1])
+        reply = self._reply
+        if "error" in reply:
+            raise _ERRORS[reply["kind"]](reply["error"])
         try:
-            return load_local(answer["folder"])
+            return load_local(reply["folder"])
         except Exception as err:  # a folder this version cannot load: load_model's sentence
-            raise ModelNotFoundError(f"{answer['unloadable']}: {first_line(err)}") from None
+            raise ModelNotFoundError(f"{reply['unloadable']}: {first_line(err)}") from None
 
     def close(self) -> None:
         """Stop the child if it still runs and remove what it downloaded."""

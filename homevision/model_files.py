@@ -26,9 +26,10 @@ def load_local(folder: str | Path):
     Its requirements are checked against this environment here (environment_mismatches): what
     MLflow's own check says, without the second it spends mapping every installed package."""
     folder = Path(folder)
-    for mismatch in environment_mismatches(folder):
+    conf = _pyfunc_conf(folder / "MLmodel")  # read once for both checks
+    for mismatch in environment_mismatches(folder, conf):
         log.warning("The model at %s %s", folder, mismatch)
-    artifact = valuation_artifact(folder)
+    artifact = valuation_artifact(folder, conf)
     if artifact is not None:
         import joblib
 
@@ -39,10 +40,11 @@ def load_local(folder: str | Path):
     return loaded.unwrap_python_model().model
 
 
-def valuation_artifact(folder: Path) -> Path | None:
+def valuation_artifact(folder: Path, conf: dict | None = None) -> Path | None:
     """Return the fitted model's joblib file when `folder` holds a model logged from homevision's
-    pyfunc code (what its `load_context` would read), else None: MLflow loads the others."""
-    conf = _pyfunc_conf(folder / "MLmodel")
+    pyfunc code (what its `load_context` would read), else None: MLflow loads the others.
+    `conf`: the folder's pyfunc flavor, when the caller has read it."""
+    conf = _pyfunc_conf(folder / "MLmodel") if conf is None else conf
     artifacts = conf.get("artifacts") or {}
     if (
         conf.get("loader_module") != CODE_MODEL_LOADER
@@ -54,10 +56,11 @@ def valuation_artifact(folder: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def environment_mismatches(folder: Path) -> list[str]:
+def environment_mismatches(folder: Path, conf: dict | None = None) -> list[str]:
     """Return, one sentence each, how this environment differs from the one the model in
     `folder` was logged in: a required package missing or at another version, another Python
-    minor version (its pickles and code may not load, or may value differently)."""
+    minor version (its pickles and code may not load, or may value differently). `conf`: the
+    folder's pyfunc flavor, when the caller has read it."""
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.requirements import InvalidRequirement, Requirement
@@ -79,7 +82,8 @@ def environment_mismatches(folder: Path) -> list[str]:
             continue
         if req.specifier and not req.specifier.contains(have, prereleases=True):
             found.append(f"needs {req}; {req.name} {have} is installed")
-    logged = _pyfunc_conf(folder / "MLmodel").get("python_version")
+    conf = _pyfunc_conf(folder / "MLmodel") if conf is None else conf
+    logged = conf.get("python_version")
     here = ".".join(map(str, sys.version_info[:2]))
     if logged and ".".join(str(logged).split(".")[:2]) != here:
         found.append(f"was logged with Python {logged}; this is Python {here}")

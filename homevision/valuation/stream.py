@@ -90,9 +90,10 @@ def refuse_repeated(raw: pd.DataFrame, frame: pd.DataFrame, repeated: np.ndarray
     out.loc[repeated, PRICE_COLUMNS] = np.nan
     out.loc[repeated, "warning"] = ""
     out.loc[repeated, "error"] = again.rejected[REASON_COLUMN].to_numpy()
-    if "base_value" in out:
-        out.loc[repeated, "base_value"] = np.nan
-        out.loc[repeated, EXPLANATION_COLUMNS[1:]] = ""
+    base, *texts = EXPLANATION_COLUMNS
+    if base in out:
+        out.loc[repeated, base] = np.nan
+        out.loc[repeated, texts] = ""
     return out
 
 
