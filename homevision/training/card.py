@@ -6,6 +6,8 @@ from typing import Any
 
 import pandas as pd
 
+from homevision.training.metrics import BOUND_LEVEL
+
 PERCENT = {"mape", "mdape", "within_5", "within_10", "within_20"}
 
 
@@ -19,6 +21,25 @@ def fmt_metric(name: str, value: float) -> str:
 
 
 LATER = ("rmse", "mape", "mdape")  # time-ordered columns the leaderboard shows
+
+
+def bounds_text(figures: dict[str, Any], metric: str) -> str:
+    """Return a metric's bootstrap interval ("low to high"), or "n/a" for a run made before
+    the card had them."""
+    low, high = figures.get(f"{metric}_low"), figures.get(f"{metric}_high")
+    if low is None or high is None:
+        return "n/a"
+    return f"{fmt_metric(metric, low)} to {fmt_metric(metric, high)}"
+
+
+def bounds_note(scored: Any) -> str:
+    """Return the sentence that says what the card's intervals are."""
+    rows = f"the {scored} sales scored" if scored else "the sales scored"
+    return (
+        f"The {100 * BOUND_LEVEL:.0f}% interval is a bootstrap over {rows}: how far the figure "
+        "could move on other sales like them. It leaves out how the procedure itself varies "
+        "from run to run."
+    )
 
 
 def leaderboard_markdown(table: pd.DataFrame) -> str:
@@ -61,17 +82,18 @@ def time_ordered_markdown(timed: dict[str, Any] | None) -> str:
             "or the budget ran out)."
         )
     rows = [
-        f"| {m.upper()} | {fmt_metric(m, timed[m])} |"
+        f"| {m.upper()} | {fmt_metric(m, timed[m])} | {bounds_text(timed, m)} |"
         for m in ("rmse", "mae", "mape", "mdape", "within_10")
     ]
     return "\n".join(
         [
             f"Time-ordered estimate, from **{timed['method']}** (winner there: "
             f"`{timed['winner']}`): the figure for next month's sales, which random folds (past "
-            "and future sales mixed) overstate when the market moves.",
+            "and future sales mixed) overstate when the market moves. "
+            + bounds_note(timed.get("later")),
             "",
-            "| metric | time-ordered (honest) |",
-            "|---|---|",
+            f"| metric | time-ordered (honest) | {100 * BOUND_LEVEL:.0f}% interval |",
+            "|---|---|---|",
             *rows,
         ]
     )
@@ -153,7 +175,8 @@ def render_model_card(ctx: dict[str, Any]) -> str:
     honest = ctx["honest"]
     cv = ctx["cv"]
     rows = [
-        f"| {m.upper()} | {fmt_metric(m, honest[m])} | {fmt_metric(m, cv[m])} |"
+        f"| {m.upper()} | {fmt_metric(m, honest[m])} | {bounds_text(honest, m)} "
+        f"| {fmt_metric(m, cv[m])} |"
         for m in ("rmse", "mae", "r2", "mape", "mdape", "within_5", "within_10", "within_20")
     ]
     return f"""# Model card: {ctx["model_name"]} v{ctx["version"]}
@@ -179,10 +202,10 @@ Honest estimate, from **{honest["method"]}**: the rows scored there never influe
 model was chosen or how it was tuned. The procedure re-run there is the deployed one; only its
 rows differ (each outer training fold instead of all rows). The selection CV column is
 the winner's score on the data that chose it: optimistic by construction, shown for comparison
-only.
+only. {bounds_note(honest.get("rows_scored"))}
 
-| metric | honest (nested) | selection CV ({ctx["plan"]}) |
-|---|---|---|
+| metric | honest (nested) | {100 * BOUND_LEVEL:.0f}% interval | selection CV ({ctx["plan"]}) |
+|---|---|---|---|
 {chr(10).join(rows)}
 
 Selection optimism (how much the winner's selection CV flatters it, honest minus CV):

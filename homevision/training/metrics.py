@@ -43,3 +43,66 @@ def valuation_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
 def format_metric(metric: str, value: float) -> str:
     """Return `value` of `metric` as people read it: dollars, or a percentage."""
     return f"{100 * value:.2f}%" if metric in ("mape", "mdape") else f"${value:,.0f}"
+
+
+BOUND_LEVEL = 0.9  # the bootstrap intervals the card gives beside the honest figures
+BOUND_RESAMPLES = 2000
+
+
+def _bootstrap_statistic(name: str):
+    """Return metric `name` as a statistic of (y_true, y_pred) along an axis, for
+    scipy.stats.bootstrap's vectorised resamples."""
+
+    def statistic(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
+        err = p - y
+        ape = np.abs(err) / y
+        if name == "rmse":
+            return np.sqrt(np.mean(err**2, axis=axis))
+        if name == "mae":
+            return np.mean(np.abs(err), axis=axis)
+        if name == "r2":
+            spread = y - np.mean(y, axis=axis, keepdims=True)
+            return 1.0 - np.sum(err**2, axis=axis) / np.sum(spread**2, axis=axis)
+        if name == "mape":
+            return np.mean(ape, axis=axis)
+        if name == "mdape":
+            return np.median(ape, axis=axis)
+        share = float(name.removeprefix("within_")) / 100
+        return np.mean(ape <= share, axis=axis)
+
+    return statistic
+
+
+def metric_bounds(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    level: float = BOUND_LEVEL,
+    resamples: int = BOUND_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Return `{metric}_low` and `{metric}_high` for every metric of valuation_metrics: the
+    percentile bootstrap interval over the scored sales (pairs resampled together, the same
+    resamples for every metric, seeded). It says how far a figure measured on these few sales
+    could move on other sales like them (on 54 later sales, MdAPE's 90% interval spans about 2
+    points); it leaves out how the procedure itself varies from run to run."""
+    from scipy.stats import bootstrap
+
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    out: dict[str, float] = {}
+    if len(y_true) < 2:
+        return out
+    for name in GREATER_IS_BETTER:
+        found = bootstrap(
+            (y_true, y_pred),
+            _bootstrap_statistic(name),
+            n_resamples=resamples,
+            paired=True,
+            vectorized=True,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        out[f"{name}_low"] = float(found.confidence_interval.low)
+        out[f"{name}_high"] = float(found.confidence_interval.high)
+    return out

@@ -37,7 +37,12 @@ from homevision.training.evaluation import (
     time_ordered_split,
 )
 from homevision.training.fold_cache import FoldCache, blend_result, cross_validate_cached
-from homevision.training.metrics import LABELS, format_metric, valuation_metrics
+from homevision.training.metrics import (
+    LABELS,
+    format_metric,
+    metric_bounds,
+    valuation_metrics,
+)
 from homevision.training.tuning import TrialCallback, rows_key, study_name, tune
 
 log = logging.getLogger(__name__)
@@ -482,6 +487,8 @@ class NestedEstimate:
     folds_done: int = 0
     folds_planned: int = 0
     rows_scored: int = 0
+    # `{metric}_low`/`_high`: bootstrap intervals over the rows scored (metrics.metric_bounds)
+    bounds: dict[str, float] = field(default_factory=dict)
 
 
 def describe_procedure(settings: SelectionSettings) -> str:
@@ -560,8 +567,10 @@ def nested_estimate(
         f"nested CV: {outer.folds} outer folds (seed {outer.seed}){coverage}; inside each, the "
         f"same procedure as the deployed model: {describe_procedure(settings)}"
     )
-    metrics = valuation_metrics(y.to_numpy()[scored], oof[scored])
-    return NestedEstimate(metrics, winners, method, done, len(folds), int(scored.sum()))
+    truth, predicted = y.to_numpy()[scored], oof[scored]
+    metrics = valuation_metrics(truth, predicted)
+    bounds = metric_bounds(truth, predicted)
+    return NestedEstimate(metrics, winners, method, done, len(folds), int(scored.sum()), bounds)
 
 
 @dataclass
@@ -575,6 +584,8 @@ class TimeOrderedEstimate:
     earlier: int
     later: int
     method: str
+    # `{metric}_low`/`_high`: bootstrap intervals over the later sales (metrics.metric_bounds)
+    bounds: dict[str, float] = field(default_factory=dict)
 
 
 def time_ordered_estimate(
@@ -595,10 +606,12 @@ def time_ordered_estimate(
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
     known = evidence_as_of(feature_set, cut)  # no contract signed after the cut
     sel = select_and_tune(X.iloc[earlier], y.iloc[earlier], known, settings)
-    metrics = valuation_metrics(y.iloc[later].to_numpy(), sel.fitted.predict(X.iloc[later]))
+    truth, predicted = y.iloc[later].to_numpy(), sel.fitted.predict(X.iloc[later])
+    metrics = valuation_metrics(truth, predicted)
     day = cut.strftime("%Y-%m-%d")
     method = (
         f"time-ordered: the procedure run on the {len(earlier)} sales closed before {day}, "
         f"its winner scored on the {len(later)} closed from {day} on"
     )
-    return TimeOrderedEstimate(metrics, sel.winner, day, len(earlier), len(later), method)
+    bounds = metric_bounds(truth, predicted)
+    return TimeOrderedEstimate(metrics, sel.winner, day, len(earlier), len(later), method, bounds)

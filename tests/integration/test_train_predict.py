@@ -67,9 +67,16 @@ def test_train_registers_a_champion_that_predict_uses(monkeypatch, tmp_path, exp
     assert found and 0 < int(found.group(1)) <= int(pending.sum())
     # Time-ordered beside the random folds: the procedure on the earlier sales, scored later.
     assert "Time-ordered (time-ordered: the procedure run on the" in result.stdout
-    assert "| metric | time-ordered (honest) |" in card and "later RMSE" in card
+    assert "| metric | time-ordered (honest) | 90% interval |" in card and "later RMSE" in card
+    assert "| metric | honest (nested) | 90% interval |" in card
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert metrics["time_ordered"]["later"] >= 10 and metrics["time_ordered"]["rmse"] > 0
+    # Each honest figure comes with its bootstrap interval over the sales it scored.
+    for part in ("honest", "time_ordered"):
+        found = metrics[part]
+        assert found["mdape_low"] <= found["mdape"] <= found["mdape_high"], part
+        assert found["rmse_low"] <= found["rmse"] <= found["rmse_high"], part
+    assert metrics["honest"]["rows_scored"] > metrics["time_ordered"]["later"]
 
     # The champion is ONE model from raw export columns to dollars, and it is monotone.
     model = load_model()
