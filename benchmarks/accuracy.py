@@ -9,7 +9,9 @@ into a temporary git worktree and run in its own process), and the table gives f
   in the issue), MdAPE too. These are the sales that chose and tuned that model, so the figure
   is optimistic by construction (like the reference's own); the honest columns are not;
 - the honest nested estimate and the time-ordered estimate (earlier 70% of sales -> later 30%)
-  that the run itself reports;
+  that the run itself reports, each MdAPE with its 90% bootstrap interval over the sales it
+  scored (how far that figure could move on other sales like them; code before b3a0c2f has
+  none);
 - the winner, the Optuna trials the run completed, and its wall seconds.
 
 With `--seeds 0 1 2 ...` every run is repeated with `train.seed` set to each seed (the inner CV
@@ -115,9 +117,10 @@ def measure(data: Path, feature_set: str, budget: float | None, plan: Path | Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cv = cv25(model, X, y)
-    honest = {k: float(outcome.honest[k]) for k in ("rmse", "mape", "mdape")}
+    kept = ("rmse", "mape", "mdape", "mdape_low", "mdape_high")  # bounds: code since b3a0c2f
+    honest = {k: float(outcome.honest[k]) for k in kept if k in outcome.honest}
     later = (
-        {k: float(outcome.time_ordered[k]) for k in ("rmse", "mape", "mdape")}
+        {k: float(outcome.time_ordered[k]) for k in kept if k in outcome.time_ordered}
         if (outcome.time_ordered)
         else {}
     )
@@ -245,10 +248,19 @@ def table(rows: list[tuple[str, str, int | None, dict]]) -> str:
             fmt("mdape", cv["mdape"]),
         ]
         for where in ("honest", "later"):
-            cells += [fmt(m, row[where].get(m)) for m in ("rmse", "mape", "mdape")]
+            cells += [fmt(m, row[where].get(m)) for m in ("rmse", "mape")]
+            cells.append(fmt("mdape", row[where].get("mdape")) + _bounds(row[where]))
         cells += [row["winner"], str(row["trials"]), f"{row['seconds']:.0f}", verdict(name, row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _bounds(figures: dict) -> str:
+    """Return " (low-high%)", the MdAPE's 90% bootstrap interval over the sales scored, or ""
+    for a run whose code had none."""
+    if "mdape_low" not in figures or "mdape_high" not in figures:
+        return ""
+    return f" ({100 * figures['mdape_low']:.2f}-{100 * figures['mdape_high']:.2f}%)"
 
 
 def seed_summary(rows: list[tuple[str, str, int | None, dict]]) -> str:
