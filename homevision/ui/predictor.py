@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 
 import matplotlib
 
@@ -36,6 +37,7 @@ from homevision.tracking import (
     pin_model_uri,
     tracking_uri,
 )
+from homevision.training.metrics import BOUND_LEVEL
 from homevision.ui.charts import money, waterfall_figure
 from homevision.valuation.predict import unsold_rows, value_frame, value_listings
 
@@ -391,6 +393,22 @@ def ranges_table(ranges: list[dict]) -> pd.DataFrame:
     )
 
 
+def metric_help(
+    honest: dict[str, float], cv: dict[str, float], key: str, fmt: Callable[[float], str]
+) -> str:
+    """Return the tooltip of an honest figure on the Model page: its 90% bootstrap interval
+    over the sales scored (when the run logged one), then the optimistic selection CV."""
+    parts = []
+    low, high = honest.get(f"{key}_low"), honest.get(f"{key}_high")
+    if low is not None and high is not None:
+        parts.append(
+            f"{100 * BOUND_LEVEL:.0f}% interval over the sales scored: {fmt(low)} to {fmt(high)} "
+            "(how far it could move on other sales like them)."
+        )
+    parts.append(f"Selection CV: {fmt(cv.get(key, float('nan')))}")
+    return " ".join(parts)
+
+
 def model_page(ref: str | None) -> None:
     try:
         info = get_info(ref)
@@ -419,7 +437,7 @@ def model_page(ref: str | None) -> None:
             col.metric(
                 f"{label} (honest, nested CV)",
                 fmt(honest[key]),
-                help=f"Selection CV: {fmt(cv.get(key, float('nan')))}",
+                help=metric_help(honest, cv, key, fmt),
             )
     ranges = info.get("ranges") or []
     if ranges:

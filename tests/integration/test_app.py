@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from homevision.tracking import describe_model, load_model, tracking_uri
 from homevision.ui import APP, streamlit_command
+from homevision.ui.predictor import metric_help
 
 from .conftest import ROOT, free_port, wait_until_up
 
@@ -143,6 +144,21 @@ def test_the_model_page_shows_range_coverage_at_every_level(served_home):
     assert sorted(tables[0]["range"].round(0)) == sorted(
         round(100 * r["level"]) for r in info["ranges"]
     )
+    # Each honest figure's tooltip gives its bootstrap interval, as the model card does.
+    helps = {m.label: m.proto.help for m in app.metric}
+    honest = info["honest_metrics"]
+    low, high = (f"{v:.1%}" for v in (honest["mape_low"], honest["mape_high"]))
+    expected = f"90% interval over the sales scored: {low} to {high}"
+    assert expected in helps["MAPE (honest, nested CV)"]
+
+
+def test_the_model_page_tooltip_says_when_a_run_has_no_interval():
+    old_run = metric_help({"mape": 0.08}, {"mape": 0.07}, "mape", "{:.1%}".format)
+    assert old_run == "Selection CV: 7.0%"
+    new_run = metric_help(
+        {"mape": 0.08, "mape_low": 0.07, "mape_high": 0.09}, {}, "mape", "{:.1%}".format
+    )
+    assert new_run.startswith("90% interval over the sales scored: 7.0% to 9.0%")
 
 
 def test_waterfall_and_money_read_in_dollars():
