@@ -253,7 +253,11 @@ class ModelInfo(BaseModel):
     data_hash: str | None = None
     trained_at: str | None = None
     cv_metrics: dict[str, float] = Field(default_factory=dict)
-    honest_metrics: dict[str, float] = Field(default_factory=dict)
+    honest_metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="The honest (nested-CV) figures; `<metric>_low` and `<metric>_high` give "
+        "each one's 90% bootstrap interval over the sales scored (runs since they were added).",
+    )
     interval_coverage: float | None = None
     confidence_levels: list[float] = Field(default_factory=list)
     ranges: list[RangeFigure] = Field(

@@ -44,6 +44,8 @@ def test_health_model_and_docs(client):
     assert info["name"] == "homevision-price" and info["alias"] == "champion"
     assert info["version"] == "1" and info["feature_set"] == "task6"
     assert info["cv_metrics"]["rmse"] > 0 and info["honest_metrics"]["mape"] > 0
+    honest = info["honest_metrics"]  # with each figure's bootstrap interval
+    assert honest["mape_low"] <= honest["mape"] <= honest["mape_high"]
     assert info["data_hash"] and info["trained_at"]
     assert isinstance(info["ranges"], list)
     for figure in info["ranges"]:
