@@ -312,11 +312,11 @@ def train(
             table = table.join(time_ordered_metrics(models, X, y, split[0]))
         log.info("Time-ordered estimate: the procedure re-run on the earlier sales...")
         timed = time_ordered_estimate(X, y, dates, fs, replay, later_share)
-        time_ordered = None if timed is None else {**timed.metrics, **timed.bounds, **vars(timed)}
-        if time_ordered is not None:
-            time_ordered.pop("metrics")
-            time_ordered.pop("bounds")
+        time_ordered = None
+        if timed is not None:
             figures = {**timed.metrics, **timed.bounds}
+            time_ordered = {**figures, **vars(timed)}
+            del time_ordered["metrics"], time_ordered["bounds"]
             mlflow.log_metrics({f"later_{k}": v for k, v in figures.items()})
             log.info(
                 "Time-ordered (sales from %s): RMSE %s, MAPE %.1f%%",
@@ -343,14 +343,13 @@ def train(
             notes.append(
                 f"honest estimate on {nested.folds_done} of {nested.folds_planned} outer folds"
             )
+        figures = {**nested.metrics, **nested.bounds}
         honest = {
-            **nested.metrics,
-            **nested.bounds,
+            **figures,
             "rows_scored": nested.rows_scored,
             "method": nested.method,
             "winners": nested.winners,
         }
-        figures = {**nested.metrics, **nested.bounds}
         mlflow.log_metrics({f"honest_{k}": v for k, v in figures.items()})
         winner_cv = table.loc[selection.winner]
         mlflow.log_metrics({f"cv_{k}": float(winner_cv[k]) for k in table.columns})
