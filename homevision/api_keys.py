@@ -5,8 +5,9 @@ bytes, URL-safe base64) is known to its holder only. The file keeps the SHA-256 
 never the secret: a key has 256 bits of entropy, so a fast hash is as safe here as a slow one
 and costs a microsecond per request. Keys are compared in constant time.
 
-Scopes: `value` (valuations, model info) and `admin` (reload and anything that changes state;
-an admin key may value too). The file is `.homevision/api-keys.json` under the project root, or
+Scopes: `value` (valuations, model info), `metrics` (GET /metrics: what a Prometheus scraper
+needs and nothing more) and `admin` (reload and anything that changes state; an admin key may
+do all the others too). The file is `.homevision/api-keys.json` under the project root, or
 HOMEVISION_API_KEYS; the API re-reads it when it changes, so a revoked key stops working at once.
 """
 
@@ -18,10 +19,14 @@ import json
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+
+from filelock import FileLock
 
 from homevision.config import project_root
 
@@ -30,9 +35,10 @@ PREFIX = "hv"
 
 
 class Scope(StrEnum):
-    """What a key may do: `admin` includes `value`."""
+    """What a key may do: `admin` includes the others."""
 
     value = "value"
+    metrics = "metrics"
     admin = "admin"
 
 
@@ -75,7 +81,15 @@ def read_keys(path: Path | None = None) -> dict[str, KeyRecord]:
             f"run chmod 600 {path} before the keys in it are used"
         )
     entries = json.loads(path.read_text(encoding="utf-8") or "[]")
-    return {e["id"]: KeyRecord(**e) for e in entries}
+    try:
+        if not isinstance(entries, list):
+            raise TypeError("not a list")
+        return {e["id"]: KeyRecord(**e) for e in entries}
+    except (TypeError, KeyError) as err:  # valid JSON, but not what `keys create` writes
+        raise ValueError(
+            f"{path} is not an API key file (a JSON list of key records; {type(err).__name__}); "
+            "restore it or create the keys again with `homevision keys create`"
+        ) from None
 
 
 def _write_keys(keys: dict[str, KeyRecord], path: Path) -> None:
@@ -91,10 +105,26 @@ def _write_keys(keys: dict[str, KeyRecord], path: Path) -> None:
         raise
 
 
+@contextmanager
+def _editing(path: Path) -> Iterator[dict[str, KeyRecord]]:
+    """Yield the stored keys to change, then write them, holding a lock beside the file all
+    along: `keys create` and `keys revoke` run at the same time would otherwise each write what
+    it read, and a revoked key could come back."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with FileLock(path.parent / f".{path.name}.lock", timeout=30):
+        keys = read_keys(path)
+        yield keys
+        _write_keys(keys, path)
+
+
 def create_key(scope: Scope, name: str = "", path: Path | None = None) -> tuple[str, KeyRecord]:
     """Create a key of `scope`; return the key (shown once, stored nowhere) and its record."""
-    path = path or keys_file()
-    keys = read_keys(path)
+    with _editing(path or keys_file()) as keys:
+        return _add_key(keys, scope, name)
+
+
+def _add_key(keys: dict[str, KeyRecord], scope: Scope, name: str) -> tuple[str, KeyRecord]:
+    """Add a new key of `scope` to `keys`; return the key and its record."""
     key_id = secrets.token_hex(4)
     while key_id in keys:
         key_id = secrets.token_hex(4)
@@ -107,20 +137,16 @@ def create_key(scope: Scope, name: str = "", path: Path | None = None) -> tuple[
         sha256=_digest(secret),
     )
     keys[key_id] = record
-    _write_keys(keys, path)
     return f"{PREFIX}_{key_id}_{secret}", record
 
 
 def revoke_key(key_id: str, path: Path | None = None) -> KeyRecord:
     """Remove the key `key_id`; return its record. Raises KeyError naming the known ids."""
-    path = path or keys_file()
-    keys = read_keys(path)
-    if key_id not in keys:
-        known = ", ".join(sorted(keys)) or "none"
-        raise KeyError(f"no API key {key_id!r} (known: {known})")
-    record = keys.pop(key_id)
-    _write_keys(keys, path)
-    return record
+    with _editing(path or keys_file()) as keys:
+        if key_id not in keys:
+            known = ", ".join(sorted(keys)) or "none"
+            raise KeyError(f"no API key {key_id!r} (known: {known})")
+        return keys.pop(key_id)
 
 
 def match_key(token: str, keys: dict[str, KeyRecord]) -> KeyRecord | None:
@@ -136,23 +162,40 @@ def match_key(token: str, keys: dict[str, KeyRecord]) -> KeyRecord | None:
 
 
 class KeyRing:
-    """The key file as the API reads it: re-read whenever its modification time or size
-    changes (one stat per authenticated request), so created and revoked keys count at once."""
+    """The key file as the API reads it: re-read whenever it changes (one stat per
+    authenticated request: a new file, a new size or modification time, or a new mode), so
+    created and revoked keys count at once, and a file opened to other users is refused at once.
+
+    It fails closed: once it has held a key, the API keeps requiring one until it restarts. A
+    key file that disappears is refused (503: keys were configured and cannot be checked now),
+    and one whose keys were all revoked lets nobody in, rather than either falling back to the
+    keyless mode that answers anyone on this machine."""
 
     def __init__(self, path: Path | None = None):
         self.path = path or keys_file()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._keys: dict[str, KeyRecord] = {}
+        self.required = False  # a key was configured: keys are needed until a restart
+        with suppress(OSError, ValueError):  # reported on each request needing a key (503)
+            self.keys()
 
     def keys(self) -> dict[str, KeyRecord]:
-        """Return the current keys ({} when there is no key file)."""
+        """Return the current keys ({} when there is no key file and there never was a key).
+        Raises FileNotFoundError when the file that held keys is gone, PermissionError when it
+        became readable by others, ValueError when it is not a key file."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
+            if self.required:
+                raise FileNotFoundError(
+                    f"{self.path} is gone, but it held API keys: requests that need a key are "
+                    "refused until it is restored (or the server restarts without keys)"
+                ) from None
             self._stamp, self._keys = None, {}
             return self._keys
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
         if stamp != self._stamp:
             self._keys = read_keys(self.path)
             self._stamp = stamp
+            self.required = self.required or bool(self._keys)
         return self._keys

@@ -837,8 +837,9 @@ def ui(
 
 
 keys_app = typer.Typer(
-    help="API keys for `homevision serve`: `value` (valuations, model info) and `admin` "
-    "(reload). Stored hashed, mode 0600, in .homevision/api-keys.json (or HOMEVISION_API_KEYS).",
+    help="API keys for `homevision serve`: `value` (valuations, model info), `metrics` "
+    "(GET /metrics, for Prometheus) and `admin` (reload, and all the others). Stored hashed, "
+    "mode 0600, in .homevision/api-keys.json (or HOMEVISION_API_KEYS).",
     no_args_is_help=True,
 )
 
@@ -847,12 +848,16 @@ class KeyScopeChoice(StrEnum):
     """The scopes a key can have (homevision.api_keys.Scope)."""
 
     value = "value"
+    metrics = "metrics"
     admin = "admin"
 
 
 @keys_app.command("create")
 def keys_create(
-    scope: Annotated[KeyScopeChoice, typer.Option(help="value: valuations; admin: reload too.")],
+    scope: Annotated[
+        KeyScopeChoice,
+        typer.Option(help="value: valuations; metrics: GET /metrics; admin: reload and all."),
+    ],
     name: Annotated[str, typer.Option(help="Who or what holds the key (shown by list).")] = "",
 ) -> None:
     """Create a key and print it once on stdout (only its hash is stored): keep it secret."""

@@ -8,7 +8,8 @@ through valuation.predict.value_frame, as in the CLI and the Python API, so a va
 model cannot support is refused (error, null prices) and an extrapolation warned, per listing.
 
 Guarded: every route says who may call it (serving.auth): valuations and model info need a
-`value` API key, reload an `admin` key, the health probes and /metrics are open.
+`value` API key, /metrics a `metrics` key, reload an `admin` key; the health probes and the
+API's description (/docs, /openapi.json) are open.
 
 Observable: GET /metrics answers Prometheus metrics (requests and latency by route and status,
 valuations, refused and extrapolated listings, the model served), every worker's together when
@@ -348,6 +349,7 @@ def create_app(
     ring = keys or KeyRing()
     may_value = [Security(Requirement(KeyScope.value, ring))]
     may_admin = [Security(Requirement(KeyScope.admin, ring))]
+    may_scrape = [Security(Requirement(KeyScope.metrics, ring))]
     refused = {
         401: {"model": Problem, "description": "No API key, or one that is not valid"},
         403: {"model": Problem, "description": "The key's scope does not reach this route"},
@@ -592,9 +594,10 @@ def create_app(
 
     if recorder is not None:
 
-        @app.get("/metrics", include_in_schema=False)
+        @app.get("/metrics", include_in_schema=False, dependencies=may_scrape)
         def prometheus_metrics() -> Response:
-            """Prometheus metrics, text format: every worker's when the server runs several."""
+            """Prometheus metrics, text format: every worker's when the server runs several
+            (needs a `metrics` key when keys are configured; loopback only without)."""
             body, content_type = recorder.exposition()
             return Response(body, headers={"Content-Type": content_type})
 

@@ -2,9 +2,16 @@
 
 - `value` routes (valuations, model info) need a `value` or `admin` key; with no key configured
   they answer callers on the loopback interface only (`serve` also refuses to listen beyond it).
+  Once the server has seen a key it keeps requiring one (KeyRing fails closed): a key file that
+  disappears answers 503, and revoking every key lets nobody in.
 - `admin` routes (reload) need an `admin` key; with no key configured they are off (403, with a
   sentence saying how to create one).
-- The health probes and /metrics carry no data and stay open.
+- /metrics needs a `metrics` (or `admin`) key, as a Prometheus scraper sends it; with no key
+  configured it answers loopback callers only. It is not data-free: the price histogram's sum
+  moves by each valuation's price and the model's run id is a label, so a caller who could
+  scrape it freely would learn what other callers were told.
+- The health probes carry no data and stay open, as do the API's own description (/docs,
+  /redoc, /openapi.json): the shape of the requests, no model and no valuation.
 
 401 means no key or an unknown one (with `WWW-Authenticate: Bearer`), 403 a key whose scope does
 not reach the route. A key never appears in an answer or a log line.
@@ -24,7 +31,7 @@ log = logging.getLogger(__name__)
 CREATE_HINT = "homevision keys create --scope {scope}"
 SCHEME = "APIKey"
 SCHEME_DESCRIPTION = (
-    "An API key (`homevision keys create --scope value|admin`), sent as "
+    "An API key (`homevision keys create --scope value|metrics|admin`), sent as "
     "`Authorization: Bearer hv_...`. With no key configured, valuations are open to loopback "
     "callers only and the admin routes are off."
 )
@@ -64,7 +71,7 @@ class Requirement(HTTPBearer):
             log.error("API keys unavailable: %s", err)
             detail = "the API key file cannot be used; see the server log"
             raise HTTPException(503, detail) from None
-        if not keys:
+        if not keys and not self.ring.required:  # keyless mode: never had a key
             if scope is Scope.admin:
                 raise HTTPException(
                     403,

@@ -60,6 +60,7 @@ import numpy as np
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from homevision.serving.app import METRIC_FILE
 from homevision.valuation.predict import refusal_reason
 
 CALL_BUCKETS = (1, 2, 4, 8, 16, 64, 256, 1024, 10_000)
@@ -215,11 +216,31 @@ class Metrics:
         if not self.multiprocess:
             return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
         from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
 
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        registry.register(WorkerFiles(os.environ[MULTIPROC_ENV]))
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class WorkerFiles:
+    """A Prometheus collector of the workers' metric files in `folder`: prometheus_client's
+    MultiProcessCollector, reading only the files that prometheus_client writes there. Its own
+    collector reads every `*.db` in the folder, so one other program's database there (the
+    folder may be any the operator names) made every scrape a 500."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def collect(self):
+        """Return the metric families of every worker's files, added up."""
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [
+            path
+            for path in glob.glob(os.path.join(glob.escape(self.folder), "*.db"))
+            if METRIC_FILE.fullmatch(os.path.basename(path))
+        ]
+        return MultiProcessCollector.merge(files, accumulate=True)
 
 
 @cache

@@ -79,8 +79,12 @@ def test_with_keys_each_route_needs_its_scope(served_home, key_file):
         assert scope.status_code == 403 and "needs 'admin'" in scope.json()["detail"]
         assert c.post("/model/reload", headers=bearer(admin_key)).json()["version"] == "1"
         assert c.post("/valuations", json=HOME, headers=bearer(admin_key)).status_code == 200
-        # Open without a key: the probes and the metrics carry no listing data.
-        assert c.get("/health").status_code == 200 and c.get("/metrics").status_code == 200
+        # Open without a key: the probes and the API's description. The metrics are not open:
+        # their price sum moves by each valuation's price.
+        assert c.get("/health").status_code == 200 and c.get("/openapi.json").status_code == 200
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/metrics", headers=bearer(value_key)).status_code == 403
+        assert c.get("/metrics", headers=bearer(admin_key)).status_code == 200
         # Revoked: refused from the next request, without a restart.
         revoke_key(admin.id)
         assert c.post("/model/reload", headers=bearer(admin_key)).status_code == 401
@@ -138,6 +142,7 @@ def test_the_real_server_refuses_requests_without_the_right_key(served_home, tmp
     (metrics / "counter_4242.db").write_bytes(b"an earlier server's counts")
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     value_key, _ = create_key(Scope.value, "desk", path=keys)
+    scrape_key, _ = create_key(Scope.metrics, "prometheus", path=keys)
     with served_api(served_home, env, "--workers", "1") as server:
         base = server.base
         assert httpx.get(f"{base}/health", timeout=30).json()["model_loaded"]
@@ -146,6 +151,84 @@ def test_the_real_server_refuses_requests_without_the_right_key(served_home, tmp
         assert ok.status_code == 200 and ok.json()["valuations"][0]["predicted_close_price"] > 0
         reload = httpx.post(f"{base}/model/reload", headers=bearer(value_key), timeout=30)
         assert reload.status_code == 403
-    assert value_key not in server.stderr  # never in a log line
+        # The metrics tell a keyless scraper each valuation's price (the histogram's sum).
+        assert httpx.get(f"{base}/metrics", timeout=30).status_code == 401
+        assert httpx.get(f"{base}/metrics", headers=bearer(value_key), timeout=30).is_error
+        scraped = httpx.get(f"{base}/metrics", headers=bearer(scrape_key), timeout=30)
+        assert scraped.status_code == 200 and "homevision_valuations_total" in scraped.text
+    assert value_key not in server.stderr and scrape_key not in server.stderr  # never logged
     assert (metrics / "mlflow.db").read_bytes() == store
     assert not (metrics / "counter_4242.db").exists()
+
+
+def test_the_real_server_fails_closed_when_its_keys_go_away(served_home, tmp_path):
+    """Once keys are configured, losing them never opens the API to the keyless (loopback)
+    mode: a key file that disappears or is opened to other users is a 503, and revoking every
+    key lets nobody in (before, the first two answered 200 to anyone on the machine)."""
+    keys = tmp_path / "api-keys.json"
+    env = {**os.environ, "HOMEVISION_HOME": str(served_home), "HOMEVISION_API_KEYS": str(keys)}
+    value_key, record = create_key(Scope.value, "desk", path=keys)
+    with served_api(served_home, env, "--workers", "1") as server:
+        url = f"{server.base}/valuations"
+
+        def post(**headers: str) -> httpx.Response:
+            return httpx.post(url, json=HOME, headers=headers, timeout=30)
+
+        assert post().status_code == 401
+        assert post(**bearer(value_key)).status_code == 200
+        keys.rename(tmp_path / "moved.json")
+        gone = post()
+        assert gone.status_code == 503 and "key file cannot be used" in gone.json()["detail"]
+        assert post(**bearer(value_key)).status_code == 503
+        (tmp_path / "moved.json").rename(keys)
+        assert post(**bearer(value_key)).status_code == 200
+        keys.chmod(0o644)
+        assert post(**bearer(value_key)).status_code == 503
+        keys.chmod(0o600)
+        assert post(**bearer(value_key)).status_code == 200
+        revoke_key(record.id, path=keys)
+        assert post().status_code == 401 and post(**bearer(value_key)).status_code == 401
+        assert httpx.get(f"{server.base}/metrics", timeout=30).status_code == 401
+    assert "is gone, but it held API keys" in server.stderr
+    assert value_key not in server.stderr
+
+
+@pytest.mark.parametrize("text", ['{"a": 1}', "null", "[1]", '[{"id": "x"}]', "[[]]"])
+def test_a_key_file_that_is_not_one_is_refused_in_one_sentence(served_home, key_file, text):
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text(text)
+    key_file.chmod(0o600)
+    with pytest.raises(ValueError, match="is not an API key file"):
+        read_keys()
+    with TestClient(create_app()) as c:  # before: an uncaught TypeError, a 500
+        refused = c.post("/valuations", json=HOME)
+    assert refused.status_code == 503 and "key file cannot be used" in refused.json()["detail"]
+
+
+def _edit_keys(path: str, revoke: list[str], start) -> None:
+    start.wait()
+    for key_id in revoke:
+        revoke_key(key_id, path=Path(path))
+        create_key(Scope.value, "churn", path=Path(path))
+
+
+def test_keys_created_and_revoked_at_once_lose_no_change(key_file):
+    """`keys create` and `keys revoke` in two processes at the same time: each change holds
+    (without the lock, one process wrote back what it had read, and a revoked key returned)."""
+    import multiprocessing
+
+    made = [create_key(Scope.value, f"k{i}")[1].id for i in range(40)]
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    workers = [
+        ctx.Process(target=_edit_keys, args=(str(key_file), made[i::2], start)) for i in (0, 1)
+    ]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    left = read_keys()
+    assert not set(made) & set(left)  # every revoked key stays revoked
+    assert len(left) == 40  # and every created key stays
