@@ -229,16 +229,19 @@ def _csv_chunks(
 def _pandas_csv_chunks(
     path: Path, chunk_rows: int, columns: frozenset[str] | None
 ) -> Iterator[pd.DataFrame]:
+    """Yield pandas' frames of `chunk_rows`, only `columns` when given (in the file's order).
+
+    Every column is parsed and the others dropped after: given `usecols`, pandas no longer
+    refuses a row wider than the header, it drops the extra cells, so a stray separator in one
+    row shifted that row's later cells into the wrong columns, and the row was valued on them."""
     try:
         with pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=True,
-            encoding="utf-8-sig",
-            chunksize=chunk_rows,
-            usecols=None if columns is None else columns.__contains__,
+            path, dtype=str, keep_default_na=True, encoding="utf-8-sig", chunksize=chunk_rows
         ) as reader:
-            yield from reader
+            for frame in reader:
+                if columns is not None:
+                    frame = frame[[c for c in frame.columns if c in columns]]
+                yield frame
     except _CSV_ERRORS as err:
         raise _unreadable_csv(path, err) from None
 

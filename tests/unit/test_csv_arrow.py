@@ -205,3 +205,19 @@ def test_arrow_finds_a_file_undecodable_where_the_decoder_does(
         expected = err.start
     assert listings._first_undecodable_byte(path, block) == expected
     assert listings._undecodable_position(path, block) == expected
+
+
+def test_a_row_wider_than_the_header_is_refused_when_some_columns_are_read(tmp_path):
+    """A stray separator in one row: reading only some columns refuses the file at that line,
+    as reading all of them does. pandas given `usecols` dropped the extra cell instead, and the
+    row's later cells moved one column over, to be valued as they fell."""
+    rows = ["MLSNumber,SqFtTotal,BedsTotal,City"]
+    rows += [f"{i},{1500 + i},3,Frisco" for i in range(6)]
+    rows.insert(4, "9,Main St, Apt 2,2100,4,Frisco")  # one field too many: line 5
+    path = tmp_path / "export.csv"
+    path.write_text("\r\n".join(rows) + "\r\n")
+    whole = chunks(path, 2, None)
+    assert isinstance(whole, str) and "Expected 4 fields in line 5, saw 6" in whole
+    for columns in ({"MLSNumber", "SqFtTotal"}, {"City"}, {"BedsTotal", "City"}):
+        assert chunks(path, 2, frozenset(columns)) == whole
+        assert pandas_chunks(path, 2, frozenset(columns)) == whole
