@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import secrets
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -153,13 +157,31 @@ def value_chunk(
     return refuse_repeated(raw, frame, repeated), valued.confidence
 
 
-def write_frame(frame: pd.DataFrame, target: Path) -> Path:
-    """Write valuations in one go, Parquet for a .parquet target, else CSV; return the path."""
+@contextmanager
+def replacing(target: Path) -> Iterator[BinaryIO]:
+    """Yield a new file beside `target`, this call's own, that replaces `target` in one step when
+    the block ends without an error and is removed when it does not. A reader never finds half
+    an output under the name, and two runs writing the same target no longer share one partial
+    file (before, the second truncated the first's, both wrote into it, and the output mixed the
+    two runs)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if _is_parquet(target):
-        frame.to_parquet(target, index=False)
-    else:
-        frame.to_csv(target, index=False)
+    partial = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    try:
+        with partial.open("xb") as out:
+            yield out
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_frame(frame: pd.DataFrame, target: Path) -> Path:
+    """Write valuations in one go, Parquet for a .parquet target, else CSV; return the path.
+    The file appears complete or not at all, as write_chunks' does."""
+    with replacing(target) as out:
+        if _is_parquet(target):
+            frame.to_parquet(out, index=False)
+        else:
+            frame.to_csv(out, index=False)
     return target
 
 
@@ -172,34 +194,26 @@ def write_chunks(
     """Append each chunk's valuations to `target` (CSV with one header, the same bytes as
     write_frame of the whole; or Parquet in `schema`, one row group a chunk) and return the
     summary. `on_chunk` gets the rows written so far. The file appears complete or not at
-    all."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    all (`replacing`)."""
     total = StreamSummary(0, 0, 0, float("nan"))
-    writer: pq.ParquetWriter | None = None
-    try:
-        with partial.open("wb") as out:
-            if _is_parquet(target):
-                writer = pq.ParquetWriter(out, schema)
-            for frame, level in valued:
-                if writer is not None:
-                    writer.write_table(as_arrow(frame, schema=schema))
-                else:
-                    frame.to_csv(out, index=False, header=total.rows == 0)
-                chunk = summarize(frame, level)
-                total = StreamSummary(
-                    total.rows + chunk.rows,
-                    total.failed + chunk.failed,
-                    total.warned + chunk.warned,
-                    level,
-                )
-                if on_chunk:
-                    on_chunk(total.rows)
+    with replacing(target) as out:
+        writer = pq.ParquetWriter(out, schema) if _is_parquet(target) else None
+        for frame, level in valued:
             if writer is not None:
-                writer.close()
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+                writer.write_table(as_arrow(frame, schema=schema))
+            else:
+                frame.to_csv(out, index=False, header=total.rows == 0)
+            chunk = summarize(frame, level)
+            total = StreamSummary(
+                total.rows + chunk.rows,
+                total.failed + chunk.failed,
+                total.warned + chunk.warned,
+                level,
+            )
+            if on_chunk:
+                on_chunk(total.rows)
+        if writer is not None:
+            writer.close()
     log.info("Valued %d listings in chunks -> %s", total.rows, target)
     return total
 
