@@ -181,3 +181,26 @@ def test_parquet_text_is_read_as_the_csv_contract_reads_it():
             assert got[name].dtype == expected.dtype
             assert [type(v) for v in got[name]] == [type(v) for v in expected]
             assert got[name].astype(str).tolist() == expected.astype(str).tolist()
+
+
+def test_integer_ids_with_a_missing_one_read_the_same_in_any_chunks(tmp_path):
+    """A Parquet export whose MLSNumber is an integer column without pandas' metadata (as
+    Arrow, Spark or DuckDB write it) and holds a missing id: before, a chunk with the missing
+    one read its ids as floats ("14215661.0", and 2**53 + 1 as 2**53, another home's id) and a
+    chunk without it as integers, so the output and the duplicate rule hung on the chunk size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = generate_listings(12, seed=5)
+    ids = [int(v) for v in frame["MLSNumber"]]
+    ids[3], ids[5] = None, 2**53 + 1
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    column = table.column_names.index("MLSNumber")
+    table = table.set_column(column, "MLSNumber", pa.array(ids, pa.int64()))
+    path = tmp_path / "ids.parquet"
+    pq.write_table(table, path)
+    whole = read_export(path)["MLSNumber"]
+    assert whole[5] == str(2**53 + 1) and whole[0] == str(ids[0]) and pd.isna(whole[3])
+    for rows in (1, 2, 5, 100):
+        chunked = pd.concat(list(read_export_chunks(path, rows)))["MLSNumber"]
+        pd.testing.assert_series_equal(chunked.reset_index(drop=True), whole)
