@@ -12,12 +12,14 @@ question changes: a market that moved makes the deployed model stale even when i
 as good as the challenger's. So when the training data holds at least `min_fresh_sales` sales
 the champion never saw (by MLS number, against the reference logged with it), the champion is
 scored as deployed (fitted, unchanged) on those sales, paired per fold with the challenger's
-out-of-fold valuations of the same sales.
+out-of-fold valuations of the same sales. The champion's listings under contract (fitted beside
+its sales) are not fresh when they sell: it was fitted on them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -77,6 +79,21 @@ class Deployed:
 def fresh_sales(ids: pd.Series, seen: set) -> np.ndarray:
     """Return a mask of the rows whose MLS number is not among `seen` (the champion's sales)."""
     return ~ids.isin(seen).to_numpy()
+
+
+def learnt_from(
+    reference: pd.DataFrame, evidence_statuses: Collection[str], oof: str, ids: str, status: str
+) -> set:
+    """Return the MLS numbers of the homes a champion was fitted on, from its reference: its
+    sales (those with an out-of-fold valuation, column `oof`) and its listings under contract
+    (`status` among `evidence_statuses`), which it was fitted on at asking price x the
+    sale-to-list ratio. Without the latter, such a listing that sold later passed for a sale
+    the champion never saw, and the champion was scored on a home it had fitted, at a price
+    within about 2% of the sale, which flattered it against the challenger."""
+    learnt = reference[oof].notna()
+    if evidence_statuses and status in reference:
+        learnt |= reference[status].isin(list(evidence_statuses))
+    return set(reference.loc[learnt, ids])
 
 
 def per_fold_rmse(oof: np.ndarray, y: np.ndarray, splits: list[list[Split]]) -> list[float]:

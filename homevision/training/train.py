@@ -576,7 +576,11 @@ def _decide(
             notes.append(f"promotion check on {fit} of {repeats} fresh CV repeats")
         repeats = fit
     plan = CVPlan(folds=int(pcfg["folds"]), repeats=repeats, seed=int(pcfg["seed"]))
-    deployed = None if promote else _deployed(current, name, X, int(pcfg["min_fresh_sales"]))
+    deployed = (
+        None
+        if promote
+        else _deployed(current, name, X, int(pcfg["min_fresh_sales"]), fs.evidence_statuses)
+    )
     decision = promotion.decide(
         selection.spec,
         fs.name,
@@ -605,10 +609,13 @@ def _decide(
     return decision
 
 
-def _deployed(current, name: str, X: pd.DataFrame, min_fresh: int) -> promotion.Deployed | None:
-    """Return the champion as deployed and the sales of X it never saw, when there are at least
-    `min_fresh` of them and its reference (which names its training sales) is complete; else
-    None (the champion's procedure is then re-fitted instead)."""
+def _deployed(
+    current, name: str, X: pd.DataFrame, min_fresh: int, evidence_statuses=()
+) -> promotion.Deployed | None:
+    """Return the champion as deployed and the sales of X it never saw (neither its sales nor
+    its listings under contract, of `evidence_statuses`), when there are at least `min_fresh`
+    of them and its reference (which names the homes it was fitted on) is complete; else None
+    (the champion's procedure is then re-fitted instead)."""
     if current is None or not current.run_id:
         return None
     try:
@@ -617,7 +624,7 @@ def _deployed(current, name: str, X: pd.DataFrame, min_fresh: int) -> promotion.
         return None
     if len(reference) >= int(load_params()["monitoring"]["reference_max_rows"]):
         return None  # a sample: training sales outside it would pass for fresh ones
-    seen = set(reference.loc[reference[OOF_VALUATION].notna(), MLS_ID])
+    seen = promotion.learnt_from(reference, evidence_statuses, OOF_VALUATION, MLS_ID, "Status")
     fresh = promotion.fresh_sales(X[MLS_ID], seen)
     if fresh.sum() < min_fresh:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 
 from homevision.training.evaluation import CVPlan
 from homevision.training.promotion import decide
@@ -126,3 +127,25 @@ def test_a_deployed_champion_still_current_is_kept(labelled):
     spec = single_spec("ridge")
     decision = decide(spec, "task6", X, y, _current(), _logged(spec), PLAN, 0.05, deployed=deployed)
     assert not decision.promote, decision.note
+
+
+def test_a_champions_listings_under_contract_are_not_fresh_when_they_sell():
+    """The reference names the homes the champion was fitted on: its sales (an out-of-fold
+    valuation) and its listings under contract. Before, a contract that sold later counted as
+    a sale the champion never saw, though it had been fitted on it."""
+    from homevision.training.promotion import fresh_sales, learnt_from
+
+    reference = pd.DataFrame(
+        {
+            "MLSNumber": ["1", "2", "3", "4", "5"],
+            "Status": ["Sold", "Sold", "Pending", "Active Option Contract", "Active"],
+            "oof_valuation": [300_000.0, 410_000.0, np.nan, np.nan, np.nan],
+        }
+    )
+    statuses = ("Pending", "Active Option Contract", "Active Contingent")
+    seen = learnt_from(reference, statuses, "oof_valuation", "MLSNumber", "Status")
+    assert seen == {"1", "2", "3", "4"}  # an Active listing was never fitted on
+    new_export = pd.Series(["1", "3", "4", "5", "6"])
+    assert fresh_sales(new_export, seen).tolist() == [False, False, False, True, True]
+    # A feature set without contracts as evidence: only the sales were fitted on.
+    assert learnt_from(reference, (), "oof_valuation", "MLSNumber", "Status") == {"1", "2"}
