@@ -323,7 +323,9 @@ def train(
         typer.Option(
             envvar=OPTUNA_STORAGE_ENV,
             help="Optuna storage URL to keep the studies in (default: in memory). Studies are "
-            "named by data, folds and search space, so no run reuses another's trials.",
+            "named by data, folds and search space: a run on other data never reuses another's "
+            "trials, and one on the same data continues the study (the honest estimate and the "
+            "plan then tune with all its trials).",
         ),
     ] = None,
     plan: Annotated[

@@ -242,7 +242,19 @@ def select_and_tune(
             metric=metric,
         )
         # The trials run, pruned ones included: what a replay (n_trials) must run again.
-        tuned[name], studies[name] = result.ran, result.study_name
+        # A study continued from storage chose among its earlier trials too: the honest
+        # estimate and a replay tune with as many (not the same ones), so they measure the
+        # procedure that chose the deployed model, not a lighter one.
+        tuned[name], studies[name] = result.ran + result.earlier, result.study_name
+        if result.earlier:
+            log.info(
+                "%s: continued study %s, %d earlier trials and %d now; replays tune with %d",
+                name,
+                result.study_name,
+                result.earlier,
+                result.ran,
+                tuned[name],
+            )
         if result.value < results[name].summary()[metric]:
             evaluate_cached(f"{name}_tuned", single_spec(name, result.params), repeats)
             reached[f"{name}_tuned"] = repeats

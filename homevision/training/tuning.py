@@ -62,6 +62,9 @@ class TuningResult:
     metric: str = "rmse"
     # Trials this call ran, pruned ones included: Optuna's n_trials, what a replay must run.
     ran: int = 0
+    # Trials the study held before this call (a study in storage, continued by a later run on
+    # the same data and folds): the best is chosen among them too.
+    earlier: int = 0
 
     @property
     def rmse(self) -> float:
@@ -120,7 +123,8 @@ def tune(
     )
     # Optuna's bar redraws in place: in a log file or CI it is a line of carriage returns.
     bar = show_progress and _stderr_is_terminal()
-    ran = 0
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ran, earlier = 0, len(study.get_trials(deepcopy=False, states=finished))
 
     def counted(trial: optuna.Trial) -> float:
         nonlocal ran
@@ -128,7 +132,7 @@ def tune(
         return objective(trial)
 
     study.optimize(counted, n_trials=n_trials, timeout=timeout, show_progress_bar=bar)
-    return replace(tuning_result(study, candidate, metric), ran=ran)
+    return replace(tuning_result(study, candidate, metric), ran=ran, earlier=earlier)
 
 
 def open_storage(

@@ -109,6 +109,10 @@ def test_two_trains_on_different_data_sharing_one_storage_never_mix_trials(small
     names = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     assert names[second.studies["ridge"]] == 2
     assert names[first.studies["ridge"]] == 4
+    # The continued run chose among all 4 trials, so its honest estimate and its plan replay 4
+    # (before: the 2 it ran, a lighter procedure than the one that chose the model).
+    assert (first.tuned, again.tuned) == ({"ridge": 2}, {"ridge": 4})
+    assert sel.replay_settings(settings, again).tuning_trials == 4
 
 
 def test_a_changed_search_space_gets_a_new_study_and_an_explicit_one_is_refused(
