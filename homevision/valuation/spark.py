@@ -154,13 +154,19 @@ def read_listings(
         )
         # Spark prunes the columns the projection below leaves out: they are never read.
     else:
+        # A quoted value with a line break (remarks typed on several lines) splits a row in
+        # two unless Spark reads the file as one record stream, which it cannot split across
+        # cores: so only such a file is read that way.
+        multiline = has_quoted_line_break(path)
+        if multiline:
+            log.info("%s holds a quoted line break: Spark reads it as one partition", path)
         frame = spark.read.csv(
             str(path),
             header=True,
             inferSchema=False,
             quote='"',
             escape='"',
-            multiLine=False,
+            multiLine=multiline,
             encoding="UTF-8",
         )
         frame = frame.toDF(*[c.lstrip("\ufeff") for c in frame.columns])
@@ -173,6 +179,28 @@ def read_listings(
         wanted = frozenset(columns)
         frame = frame.select([sf.col(f"`{c}`") for c in frame.columns if c in wanted])
     return frame
+
+
+def has_quoted_line_break(path: Path, block: int = 1 << 24) -> bool:
+    """True when a line break (LF or CR) of the CSV file `path` lies inside double quotes, i.e.
+    some value spans lines. Read block by block: the parity of the quotes seen so far says
+    whether a byte is inside quotes (a doubled quote inside a value toggles twice). A stray
+    quote in an unquoted value can only make it answer True, the safe side: Spark then reads
+    the file whole, correctly, on one core.
+
+    Spark's line-by-line CSV reader (multiLine=False, splittable) ends a row at every line
+    break, quoted or not: such a value split its row in two, and Spark's output had a row more
+    than the pandas path's, both halves refused."""
+    inside = 0
+    with open(path, "rb") as fh:
+        while data := fh.read(block):
+            raw = np.frombuffer(data, np.uint8)
+            parity = np.bitwise_xor.accumulate((raw == ord('"')).view(np.uint8)) ^ inside
+            breaks = (raw == ord("\n")) | (raw == ord("\r"))
+            if parity[breaks].any():
+                return True
+            inside = int(parity[-1])
+    return False
 
 
 def split_bytes(path: Path, parallelism: int) -> int:

@@ -65,7 +65,8 @@ def in_home(spark_home, monkeypatch) -> Path:
 
 def _hostile_export(path: Path) -> Path:
     """10,000 listings, a few of them bad: not a number, negative, missing, an id repeated in
-    another Arrow batch and in the same one, a home far outside the training data. A .parquet
+    another Arrow batch and in the same one, a home far outside the training data; in the CSV,
+    remarks with line breaks in them. A .parquet
     `path` keeps the generator's types (numbers as numbers, as a data warehouse writes them),
     with a missing area where the CSV has text."""
     frame = generate_listings(ROWS, seed=11)
@@ -80,6 +81,11 @@ def _hostile_export(path: Path) -> Path:
         frame.to_parquet(path, index=False)
         return path
     frame = frame.astype(object)
+    # Remarks typed on several lines, in a column no valuation reads, on both sides of an Arrow
+    # batch: Spark's line reader split such rows in two.
+    frame["PublicRemarks"] = "Updated kitchen."
+    frame.loc[20, "PublicRemarks"] = "Corner lot.\r\nNew roof 2019."
+    frame.loc[2600, "PublicRemarks"] = 'Pool, "resort style"\nand spa'
     frame.loc[3, "SqFtTotal"] = "abc"
     frame.loc[5, "SqFtTotal"] = "-5"
     frame.loc[9, "BathsTotal"] = "NA"

@@ -48,3 +48,22 @@ def test_the_cli_refuses_before_spark_starts_and_deletes_nothing(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "holds other files than an earlier valuation (export.csv)" in proc.stdout
     assert (data / "export.csv").read_text() == "MLSNumber\n1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "spans"),
+    [
+        ('a,b\r\n1,"x\r\ny"\r\n', True),  # a quoted CRLF
+        ('a,b\n1,"x\ny"', True),
+        ('a,b\r1,"x\ry"\r', True),  # old Mac line ends, a quoted CR
+        ('a,b\n1,"say ""hi"""\n2,3\n', False),  # doubled quotes toggle twice
+        ('a,b\n1,"x,y"\n2,""\n', False),
+        ("a,b\n1,2\n", False),
+    ],
+)
+def test_a_value_spanning_lines_is_found_at_any_block_size(tmp_path, text, spans):
+    from homevision.valuation.spark import has_quoted_line_break
+
+    path = tmp_path / "export.csv"
+    path.write_text(text, newline="")
+    assert all(has_quoted_line_break(path, block) is spans for block in (1, 2, 3, 7, 1 << 20))
