@@ -1,7 +1,11 @@
 """Who may call which route: API keys sent as a bearer token (homevision.api_keys).
 
 - `value` routes (valuations, model info) need a `value` or `admin` key; with no key configured
-  they answer callers on the loopback interface only (`serve` also refuses to listen beyond it).
+  they answer callers on the loopback interface only (`serve` also refuses to listen beyond it),
+  and never a request that names a forwarding proxy (X-Forwarded-For, Forwarded, X-Real-IP):
+  behind a proxy on this machine every caller is loopback, and uvicorn, when told to trust
+  forwarded headers from anywhere (FORWARDED_ALLOW_IPS=*), takes the caller's address from them,
+  so "X-Forwarded-For: 127.0.0.1" would pass for this machine.
   Once the server has seen a key it keeps requiring one (KeyRing fails closed): a key file that
   disappears answers 503, and revoking every key lets nobody in.
 - `admin` routes (reload) need an `admin` key; with no key configured they are off (403, with a
@@ -37,9 +41,12 @@ SCHEME_DESCRIPTION = (
 )
 
 
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
 def is_loopback(host: str | None) -> bool:
     """True for 127.0.0.0/8, ::1 and the test client's `testclient` host name."""
-    if host in ("localhost", "testclient"):
+    if host == "testclient":
         return True
     try:
         return ipaddress.ip_address(host or "").is_loopback
@@ -78,9 +85,13 @@ class Requirement(HTTPBearer):
                     "the admin routes are off: no API key is configured; create one with "
                     f"`{CREATE_HINT.format(scope='admin')}` and send it as a bearer token",
                 )
-            if is_loopback(request.client.host if request.client else None):
+            proxied = any(h in request.headers for h in FORWARDING_HEADERS)
+            if not proxied and is_loopback(request.client.host if request.client else None):
                 return
-            raise _unauthorized("an API key is required from beyond this machine")
+            raise _unauthorized(
+                "an API key is required from beyond this machine"
+                + (" (this request came through a proxy)" if proxied else "")
+            )
         credentials = await super().__call__(request)
         if credentials is None:
             raise _unauthorized(

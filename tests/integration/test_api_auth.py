@@ -61,6 +61,29 @@ def test_without_keys_valuations_are_loopback_only_and_admin_routes_are_off(serv
         refused = remote.post("/valuations", json=HOME)
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
         assert remote.get("/health").status_code == 200  # probes carry no data
+    with TestClient(create_app(), client=("127.0.0.1", 40000)) as proxied:
+        for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+            through = proxied.post("/valuations", json=HOME, headers={header: "127.0.0.1"})
+            assert through.status_code == 401 and "came through a proxy" in through.text
+
+
+def test_without_keys_a_forwarded_header_never_passes_for_this_machine(served_home, tmp_path):
+    """Against the real server, told to trust forwarded headers from anywhere: before, a
+    request saying "X-Forwarded-For: 127.0.0.1" passed for this machine without a key (from
+    beyond it too, wherever uvicorn trusted the sender)."""
+    keys = tmp_path / "none.json"
+    env = {
+        **os.environ,
+        "HOMEVISION_HOME": str(served_home),
+        "HOMEVISION_API_KEYS": str(keys),
+        "FORWARDED_ALLOW_IPS": "*",
+    }
+    with served_api(served_home, env, "--workers", "1") as server:
+        url = f"{server.base}/valuations"
+        assert httpx.post(url, json=HOME, timeout=30).status_code == 200
+        spoofed = {"X-Forwarded-For": "127.0.0.1"}
+        refused = httpx.post(url, json=HOME, headers=spoofed, timeout=30)
+        assert refused.status_code == 401 and "came through a proxy" in refused.text
 
 
 def test_with_keys_each_route_needs_its_scope(served_home, key_file):
