@@ -501,6 +501,10 @@ class NestedEstimate:
     rows_scored: int = 0
     # `{metric}_low`/`_high`: bootstrap intervals over the rows scored (metrics.metric_bounds)
     bounds: dict[str, float] = field(default_factory=dict)
+    # Each row's out-of-fold valuation (NaN where no outer fold scored it) and its outer fold
+    # (-1 likewise): what the procedure gives sales it never saw, for the champion rule.
+    oof: np.ndarray | None = field(default=None, repr=False)
+    fold_of: np.ndarray | None = field(default=None, repr=False)
 
 
 def describe_procedure(settings: SelectionSettings) -> str:
@@ -551,6 +555,7 @@ def nested_estimate(
     start = time.perf_counter()
     y = pd.Series(np.asarray(y, dtype=float), index=X.index)
     oof = np.full(len(X), np.nan)
+    fold_of = np.full(len(X), -1)
     winners = []
     folds = outer.splits(y)[0]
     done = 0
@@ -565,6 +570,7 @@ def nested_estimate(
             break
         sel = select_and_tune(X.iloc[train], y.iloc[train], feature_set, settings)
         oof[test] = sel.fitted.predict(X.iloc[test])
+        fold_of[test] = i
         winners.append(sel.winner)
         done += 1
         if on_fold is not None:
@@ -582,7 +588,9 @@ def nested_estimate(
     truth, predicted = y.to_numpy()[scored], oof[scored]
     metrics = valuation_metrics(truth, predicted)
     bounds = metric_bounds(truth, predicted)
-    return NestedEstimate(metrics, winners, method, done, len(folds), int(scored.sum()), bounds)
+    return NestedEstimate(
+        metrics, winners, method, done, len(folds), int(scored.sum()), bounds, oof, fold_of
+    )
 
 
 @dataclass

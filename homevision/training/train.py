@@ -382,6 +382,7 @@ def train(
             shares,
             notes,
             repeats=None if plan is None else plan.promotion_repeats,
+            unseen=promotion.Unseen(nested.oof, nested.fold_of, nested.folds_planned),
         )
 
         explain_cfg = load_params()["explain"]
@@ -559,7 +560,7 @@ def evidence_text(fs: FeatureSet) -> str:
 
 
 def _decide(
-    selection, fs, X, y, promote, winner_cost, clock, shares, notes, repeats=None
+    selection, fs, X, y, promote, winner_cost, clock, shares, notes, repeats=None, unseen=None
 ) -> promotion.Decision:
     """Decide the champion BEFORE anything is registered, on fresh folds sized to the budget
     (or on `repeats` of them, a replayed plan's)."""
@@ -593,6 +594,7 @@ def _decide(
         promote,
         deployed=deployed,
         evidence=fs.evidence,
+        unseen=unseen,
     )
     if decision.comparison is not None:
         c = decision.comparison

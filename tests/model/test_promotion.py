@@ -149,3 +149,81 @@ def test_a_champions_listings_under_contract_are_not_fresh_when_they_sell():
     assert fresh_sales(new_export, seen).tolist() == [False, False, False, True, True]
     # A feature set without contracts as evidence: only the sales were fitted on.
     assert learnt_from(reference, (), "oof_valuation", "MLSNumber", "Status") == {"1", "2"}
+
+
+def _unseen(X, y, folds: int = 5):
+    """What the honest estimate hands the champion rule: out-of-fold valuations of the
+    procedure (here a ridge re-fitted per outer fold) and each row's outer fold."""
+    from homevision.features import get_feature_set
+    from homevision.training.candidates import build_from_spec
+    from homevision.training.evaluation import cross_validate_model
+    from homevision.training.promotion import Unseen
+
+    plan = CVPlan(folds=folds, repeats=1, seed=7)
+    splits = plan.splits(y)
+    model = build_from_spec(single_spec("ridge"), get_feature_set("task6"))
+    oof = cross_validate_model(model, X, y, splits, n_jobs=1).oof[0]
+    fold_of = np.full(len(X), -1)
+    for i, (_, test) in enumerate(splits[0]):
+        fold_of[test] = i
+    return Unseen(oof, fold_of, folds)
+
+
+def test_a_deployed_champion_meets_the_challengers_honest_valuations(labelled, monkeypatch):
+    """With the honest estimate's out-of-fold valuations, the challenger is scored on sales its
+    procedure never saw, like the champion: its chosen spec is not re-fitted on fresh splits of
+    the sales that chose it (which flattered it)."""
+    from homevision.training import promotion
+
+    X, y = labelled
+    fresh = np.asarray(X.index % 3 == 0)
+    moved = y.where(~fresh, y * 1.15)
+    deployed = _deployed_on(X, y, fresh)
+    spec = single_spec("ridge")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the challenger's spec was re-scored on the sales that chose it")
+
+    monkeypatch.setattr(promotion, "compare_deployed", never)
+    unseen = _unseen(X, moved)
+
+    def against(challenger):
+        return decide(
+            spec, "task6", X, moved, _current(), _logged(spec), PLAN, 0.05,
+            deployed=deployed, unseen=challenger,
+        )  # fmt: skip
+
+    stale = against(unseen)
+    assert stale.promote, stale.note
+    assert "160 sales the champion never saw, valued by the challenger's procedure" in (
+        stale.comparison.folds
+    )
+    assert len(stale.comparison.champion_rmse) == 5  # per outer fold, for the record
+    # A challenger whose procedure values the fresh sales as the champion does: no gain.
+    tie = against(promotion.Unseen(deployed.model.predict(X), unseen.fold_of, unseen.folds))
+    assert not tie.promote and tie.note.startswith("kept champion v3"), tie.note
+
+
+def test_an_honest_estimate_cut_short_falls_back_to_fresh_splits(labelled):
+    from homevision.training.promotion import Unseen
+
+    X, y = labelled
+    fresh = np.asarray(X.index % 3 == 0)
+    deployed = _deployed_on(X, y, fresh)
+    spec = single_spec("ridge")
+    full = _unseen(X, y)
+    few = np.flatnonzero(fresh & (full.fold_of == 0))[:9]  # 9 fresh sales valued: too few
+    one_fold = Unseen(np.where(np.isin(np.arange(len(X)), few), full.oof, np.nan), full.fold_of, 5)
+    decision = decide(
+        spec,
+        "task6",
+        X,
+        y,
+        _current(),
+        _logged(spec),
+        PLAN,
+        0.05,
+        deployed=deployed,
+        unseen=one_fold,
+    )
+    assert decision.comparison.folds.endswith(PLAN.describe())  # the fresh-splits path
