@@ -41,7 +41,8 @@ SCHEME_DESCRIPTION = (
 )
 
 
-FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+# ASGI header names are lower-case bytes: read from the scope, no Headers object is built.
+FORWARDING_HEADERS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
 
 
 def is_loopback(host: str | None) -> bool:
@@ -85,7 +86,7 @@ class Requirement(HTTPBearer):
                     "the admin routes are off: no API key is configured; create one with "
                     f"`{CREATE_HINT.format(scope='admin')}` and send it as a bearer token",
                 )
-            proxied = any(h in request.headers for h in FORWARDING_HEADERS)
+            proxied = any(name in FORWARDING_HEADERS for name, _ in request.scope["headers"])
             if not proxied and is_loopback(request.client.host if request.client else None):
                 return
             raise _unauthorized(
