@@ -188,14 +188,19 @@ class KeyRing:
         except FileNotFoundError:
             if self.required:
                 raise FileNotFoundError(
-                    f"{self.path} is gone, but it held API keys: requests that need a key are "
-                    "refused until it is restored (or the server restarts without keys)"
+                    f"{self.path} is gone, but API keys were configured in it: requests that "
+                    "need a key are refused until it is restored (or the server restarts "
+                    "without keys)"
                 ) from None
             self._stamp, self._keys = None, {}
             return self._keys
         stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
         if stamp != self._stamp:
-            self._keys = read_keys(self.path)
+            try:
+                self._keys = read_keys(self.path)
+            except (OSError, ValueError):
+                self.required = True  # a key file was there: never fall back to keyless mode
+                raise
             self._stamp = stamp
             self.required = self.required or bool(self._keys)
         return self._keys

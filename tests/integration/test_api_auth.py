@@ -212,8 +212,24 @@ def test_the_real_server_fails_closed_when_its_keys_go_away(served_home, tmp_pat
         revoke_key(record.id, path=keys)
         assert post().status_code == 401 and post(**bearer(value_key)).status_code == 401
         assert httpx.get(f"{server.base}/metrics", timeout=30).status_code == 401
-    assert "is gone, but it held API keys" in server.stderr
+    assert "is gone, but API keys were configured in it" in server.stderr
     assert value_key not in server.stderr
+
+
+def test_a_key_file_never_read_still_counts_as_keys_configured(tmp_path):
+    """A key file the server could not read from the start (here open to other users) and
+    then removed: the ring refuses, rather than fall back to the keyless mode."""
+    from homevision.api_keys import KeyRing
+
+    path = tmp_path / "api-keys.json"
+    create_key(Scope.value, "desk", path=path)
+    path.chmod(0o644)
+    ring = KeyRing(path)
+    with pytest.raises(PermissionError):
+        ring.keys()
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="API keys were configured in it"):
+        ring.keys()
 
 
 @pytest.mark.parametrize("text", ['{"a": 1}', "null", "[1]", '[{"id": "x"}]', "[[]]"])
