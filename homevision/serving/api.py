@@ -39,7 +39,7 @@ from homevision.api_keys import KeyRing
 from homevision.api_keys import Scope as KeyScope
 from homevision.config import load_params
 from homevision.data.fields import NONE_WHEN_MISSING
-from homevision.serving.auth import Requirement
+from homevision.serving.auth import KeyCheckedRoute, Requirement
 from homevision.serving.coalesce import Coalescer
 from homevision.serving.metrics import Metrics, RequestMetrics
 from homevision.serving.metrics import metrics as process_metrics
@@ -136,11 +136,28 @@ def serving_settings() -> dict[str, int]:
     }
 
 
+class BodyTooLarge(HTTPException):
+    """413 for a body that has passed the cap while it streams in: raised from the request's
+    `receive`, it reaches FastAPI's HTTPException handler like any other, before a byte of the
+    body is parsed."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, _too_large(max_bytes), headers={"connection": "close"})
+
+
+def _too_large(max_bytes: int) -> str:
+    return (
+        f"request body too large: the limit is {max_bytes} bytes ({max_bytes:,}); "
+        "send fewer listings per request"
+    )
+
+
 class BodySizeLimit:
     """Pure ASGI middleware: answer 413 to a request body over `max_bytes` before anything
     parses it. A declared Content-Length over the cap is refused without reading a byte; a
-    body without one (chunked) is counted as it streams and refused the moment it passes the
-    cap. A body within the cap is handed on unchanged."""
+    body without one (chunked) is counted as the route reads it and refused the moment it
+    passes the cap. The body is not read here: a route that answers without it (a request
+    without a valid API key, serving.auth.KeyCheckedRoute) never waits for it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -154,39 +171,34 @@ class BodySizeLimit:
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, receive, send)
             return
-        chunks: list[bytes] = []
         size = 0
-        while True:
+        started = False
+
+        async def counted() -> Message:
+            nonlocal size
             message = await receive()
-            if message["type"] != "http.request":  # the client went away: nobody to answer
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()  # after the body: wait for a disconnect, as usual
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-        await self.app(scope, replay, send)
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge:  # read outside a route's handler: nobody has answered yet
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(
             status_code=413,
-            content={
-                "detail": f"request body too large: the limit is {self.max_bytes} bytes "
-                f"({self.max_bytes:,}); send fewer listings per request"
-            },
+            content={"detail": _too_large(self.max_bytes)},
             headers={"connection": "close"},
         )
         await response(scope, receive, send)
@@ -318,6 +330,7 @@ def create_app(
         summary="Home valuations from MLS listing fields, with a price range and reasons.",
         lifespan=lifespan,
     )
+    app.router.route_class = KeyCheckedRoute  # keys are checked before a body is read
     app.add_middleware(BodySizeLimit, max_bytes=body_cap)
     if recorder is not None:  # added last: the outermost, so it sees the body limit's 413s
         app.add_middleware(RequestMetrics, recorder=recorder, routes=app.router.routes)

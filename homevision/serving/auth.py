@@ -18,15 +18,21 @@
   /redoc, /openapi.json): the shape of the requests, no model and no valuation.
 
 401 means no key or an unknown one (with `WWW-Authenticate: Bearer`), 403 a key whose scope does
-not reach the route. A key never appears in an answer or a log line.
+not reach the route. A key never appears in an answer or a log line. The check runs before the
+request's body is read (KeyCheckedRoute): FastAPI reads and parses a body before it resolves a
+route's dependencies, so a caller without a key could otherwise make a worker take in and parse
+up to the body cap on every request.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from homevision.api_keys import KeyRing, Scope, match_key
@@ -41,6 +47,9 @@ SCHEME_DESCRIPTION = (
 )
 
 
+# Set in the ASGI scope by KeyCheckedRoute once a request has passed a route's Requirement, so
+# the same check, resolved again as the route's dependency, does not run twice.
+CHECKED = "homevision.key_checked"
 # ASGI header names are lower-case bytes: read from the scope, no Headers object is built.
 FORWARDING_HEADERS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
 
@@ -72,6 +81,8 @@ class Requirement(HTTPBearer):
 
     # async: a stat and a hash, no blocking work, so it never waits for a pool thread.
     async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        if request.scope.get(CHECKED) is self:  # KeyCheckedRoute let it through already
+            return
         scope = self.scope
         try:
             keys = self.ring.keys()
@@ -106,3 +117,28 @@ class Requirement(HTTPBearer):
             raise HTTPException(
                 403, f"this key's scope is {record.scope!r}; this route needs {scope.value!r}"
             )
+
+
+class KeyCheckedRoute(APIRoute):
+    """An APIRoute that runs its Requirement on the request's headers before the body is read.
+
+    FastAPI reads and parses the body first and only then resolves dependencies: a keyless
+    caller could make a worker read and parse up to the body cap (5.7 MB took 72-91 ms) for a
+    401. Here the check answers first and the body is never read. The Requirement stays the
+    route's dependency too: it documents the scheme in OpenAPI and still guards the route if
+    this class is not used (it returns at once when this class has passed the request)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Return FastAPI's handler, preceded by the route's key check when it has one."""
+        handler = super().get_route_handler()
+        checks = [d.dependency for d in self.dependencies if isinstance(d.dependency, Requirement)]
+        if not checks:
+            return handler
+        (check,) = checks
+
+        async def checked(request: Request) -> Response:
+            await check(request)
+            request.scope[CHECKED] = check
+            return await handler(request)
+
+        return checked

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 from pathlib import Path
 
@@ -213,6 +214,39 @@ def test_the_real_server_fails_closed_when_its_keys_go_away(served_home, tmp_pat
         assert post().status_code == 401 and post(**bearer(value_key)).status_code == 401
         assert httpx.get(f"{server.base}/metrics", timeout=30).status_code == 401
     assert "is gone, but API keys were configured in it" in server.stderr
+    assert value_key not in server.stderr
+
+
+def _answer_to_unsent_body(base: str, headers: str) -> str:
+    """POST /valuations announcing a 5 MB body but sending 2 bytes of it; return the status
+    line the server answers within 10 s, or "" when it waits for the rest of the body."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /valuations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + headers.encode()
+            + b"Content-Length: 5000000\r\n\r\n[{"
+        )
+        try:
+            return conn.recv(4096).decode().split("\r\n")[0]
+        except TimeoutError:
+            return ""
+
+
+def test_the_real_server_refuses_a_keyless_caller_before_reading_the_body(served_home, tmp_path):
+    """The key is checked on the headers: a caller without a valid key gets its 401 before
+    the worker reads or parses a byte of the body (before, FastAPI read and parsed up to the
+    body cap first, then answered 401: a free way to keep a worker busy)."""
+    keys = tmp_path / "api-keys.json"
+    env = {**os.environ, "HOMEVISION_HOME": str(served_home), "HOMEVISION_API_KEYS": str(keys)}
+    value_key, _ = create_key(Scope.value, "desk", path=keys)
+    with served_api(served_home, env, "--workers", "1") as server:
+        assert _answer_to_unsent_body(server.base, "").startswith("HTTP/1.1 401")
+        wrong = "Authorization: Bearer hv_not_a_key\r\n"
+        assert _answer_to_unsent_body(server.base, wrong).startswith("HTTP/1.1 401")
+        # A valid key's request is still read whole and valued.
+        ok = httpx.post(f"{server.base}/valuations", json=HOME, headers=bearer(value_key))
+        assert ok.status_code == 200
     assert value_key not in server.stderr
 
 
