@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request, Response, Security
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homevision.api_keys import KeyRing
@@ -343,6 +345,15 @@ def create_app(
             recorder.invalid(len(body) if isinstance(body, list) else int(isinstance(body, dict)))
         return JSONResponse(status_code=422, content={"detail": _clean_errors(exc)})
 
+    # FastAPI raises Starlette's HTTPException for a body it could not parse (fastapi's own is
+    # a subclass): this handler sees both and keeps FastAPI's answer for all but that one.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        unparsable = _unparsable(exc)
+        if unparsable is None:
+            return await http_exception_handler(request, exc)
+        return JSONResponse(status_code=422, content={"detail": [unparsable]})
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
         log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -615,6 +626,31 @@ def create_app(
             return Response(body, headers={"Content-Type": content_type})
 
     return app
+
+
+# FastAPI's answer to a body that its JSON decoder failed on other than by JSONDecodeError.
+BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+def _unparsable(exc: StarletteHTTPException) -> dict[str, Any] | None:
+    """Return a 422 detail saying why the body could not be read as JSON, where FastAPI only
+    says "There was an error parsing the body" (a 400): bytes that are not UTF-8 (with their
+    position), nesting too deep for the decoder, a number too long to convert. None for any
+    other HTTPException, which keeps FastAPI's answer."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or exc.detail != BODY_PARSE_ERROR or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        byte = cause.object[cause.start : cause.start + 1].hex()
+        loc: list[Any] = ["body", cause.start]
+        msg = f"the body is not UTF-8: byte 0x{byte} at position {cause.start}"
+    elif isinstance(cause, RecursionError):
+        loc, msg = ["body"], "the body nests arrays or objects too deeply to be read"
+    elif isinstance(cause, ValueError) and "digits" in str(cause):
+        loc, msg = ["body"], "a number in the body has too many digits to read"
+    else:
+        return None
+    return {"loc": loc, "type": "json_invalid", "msg": msg}
 
 
 def _money(value: float) -> float | None:

@@ -171,6 +171,29 @@ def test_batch_errors_name_the_index_and_missing_fields(client):
     assert ["body", 1, "SqFtTotal"] in locs
 
 
+@pytest.mark.parametrize(
+    ("body", "loc", "said"),
+    [
+        (b'{"SqFtTotal": "\xff"}', ["body", 15], "not UTF-8: byte 0xff at position 15"),
+        (b"[" * 100_000 + b"]" * 100_000, ["body"], "nests arrays or objects too deeply"),
+        (
+            b'{"SqFtTotal": ' + b"9" * 5000 + b"}",
+            ["body"],
+            "a number in the body has too many digits",
+        ),
+    ],
+)
+def test_a_body_json_cannot_decode_is_a_422_saying_why(client, body, loc, said):
+    """Before, FastAPI's one sentence for all three: 400 "There was an error parsing the
+    body"."""
+    response = client.post(
+        "/valuations", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == loc and detail["type"] == "json_invalid" and said in detail["msg"]
+
+
 def test_too_many_listings_is_a_413_with_a_message(client):
     response = client.post("/valuations", json=[HOME] * (MAX_BATCH + 1))
     assert response.status_code == 413
