@@ -4,6 +4,10 @@ the whole model with the same evidence."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +19,9 @@ from homevision.features import get_feature_set
 from homevision.training.candidates import build_blend, build_model
 from homevision.training.evaluation import CVPlan, cross_validate_model
 from homevision.training.fold_cache import FoldCache, blend_result, cross_validate_cached
+from homevision.valuation.engine import RawEncoder
 from homevision.valuation.evidence import MIN_ASKING_PRICE, AskingEvidence, as_of
+from homevision.valuation.model import ValuationModel
 
 UNDER_CONTRACT = ("Pending", "Active Option Contract", "Active Contingent")
 
@@ -122,3 +128,45 @@ def test_cached_cv_with_evidence_equals_refitting_the_whole_model(export, fs, na
     results = [cross_validate_cached(n, p, cache, repeats=1) for n, p in members]
     blend = cross_validate_model(build_blend(members, fs), sold, y, splits)
     np.testing.assert_allclose(blend_result(results, y.to_numpy()).oof, blend.oof, rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def evidence_only(export, fs) -> tuple[ValuationModel, pd.DataFrame, pd.DataFrame]:
+    """(model, homes, sales): a model whose evidence alone carries a subdivision, the homes in
+    that subdivision, and the sales it was fitted on."""
+    sold, _ = export
+    frame = fs.evidence.frame.copy()
+    frame.loc[:11, "SubdivisionName"] = ONLY_IN_EVIDENCE
+    estimator = build_model("ridge", replace(fs, evidence=AskingEvidence(frame)))
+    model = ValuationModel(estimator, feature_set="offmarket", background_rows=8)
+    model.fit(sold, sold["ClosePrice"].astype(float))
+    return model, frame.head(12), sold
+
+
+ONLY_IN_EVIDENCE = "Contract Only Estates"
+
+
+def test_the_engine_values_categories_learnt_from_evidence_as_the_estimator(evidence_only):
+    model, homes, _ = evidence_only
+    assert model.uses_engine, model.engine_note_
+    np.testing.assert_allclose(
+        model.predict(homes), model.predict(homes, engine=False), atol=0.01, rtol=0
+    )
+    assert ONLY_IN_EVIDENCE in model.encoder_.text["SubdivisionName"]
+    fast = np.column_stack(model.predict_interval(homes))
+    slow = np.column_stack(model.predict_interval(homes, engine=False))
+    np.testing.assert_allclose(fast, slow, atol=0.01, rtol=0)
+
+
+def test_a_model_pickled_before_its_encoder_covered_evidence_is_served_right(evidence_only):
+    model, homes, sold = evidence_only
+    old = copy.deepcopy(model)  # as fit built it before: vocabulary and check on the sales
+    old.encoder_ = RawEncoder.fit(sold, get_feature_set("offmarket"))
+    old._compile(sold)
+    assert old.uses_engine and ONLY_IN_EVIDENCE not in old.encoder_.text["SubdivisionName"]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.uses_engine, loaded.engine_note_
+    expected = model.predict(homes, engine=False)
+    np.testing.assert_allclose(loaded.predict(homes), expected, atol=0.01, rtol=0)
+    point, *_ = loaded.predict_interval_matrix(loaded.encoder_.encode(homes))
+    np.testing.assert_allclose(point, expected, atol=0.01, rtol=0)

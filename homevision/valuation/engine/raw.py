@@ -61,6 +61,20 @@ class RawEncoder:
             tokens[col] = sorted(frequent)
         return cls(list(feature_set.raw_columns), feature_set.baths, text, tokens)
 
+    def widened(self, frame: pd.DataFrame) -> RawEncoder:
+        """Return an encoder whose text vocabularies also hold every value of `frame` (rows the
+        model learnt from that this encoder was not fitted on), or this encoder itself when it
+        already knows them all: a value it lacks would be coded as unseen, unlike the model.
+        Feature lists keep their items (an item the indicators keep without a bit fails the
+        compile check, so it cannot go unnoticed)."""
+        text = {}
+        for col, known in self.text.items():
+            values = frame[col].dropna().astype(object) if col in frame else pd.Series([])
+            text[col] = sorted(set(known) | {str(v) for v in values})
+        if text == self.text:
+            return self
+        return RawEncoder(list(self.columns), self.baths, text, dict(self.tokens))
+
     def __post_init__(self) -> None:
         self._index: dict[str, pd.Index] = {}
         self._lookup: dict[str, dict[object, int]] = {}
