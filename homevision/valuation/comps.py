@@ -254,15 +254,23 @@ def model_comparables(
     """Return, per row of X, the comparable sales the sales-comparison `model` (behind the
     fitted `features`) uses for it, as COMP_COLUMNS frames: nearest first in its learned metric
     (the `distance` column), never the listing itself; `same_school` says whether each shares
-    the home's school. `index` (fitted on the same sales, in the same order) gives the rows."""
+    the home's school. `index` (fitted on the same sales, in the same order) gives the rows.
+
+    A model fitted with evidence holds the listings under contract after the sales: they are
+    no sales (no close price), so the search asks for as many more neighbours as there are of
+    them and keeps the sales among them, nearest first."""
     k = k or index.k
     attrs = index._attributes(X)
     ids = np.array([str(v) for v in attrs["MLSNumber"]], dtype=object)
     points = np.asarray(features.transform(X), dtype=float)
-    rows, d2 = model.nearest(points, k + 1)  # one more: the listing itself may be among them
+    sales = len(index.ids_)
+    contracts = max(0, len(model.sales_) - sales)
+    # One more: the listing itself may be among them; and every contract may be nearer.
+    rows, d2 = model.nearest(points, k + 1 + contracts)
     chosen = []
     for i in range(len(X)):
-        keep = index.ids_[rows[i]] != ids[i]
+        keep = rows[i] < sales
+        keep[keep] = index.ids_[rows[i][keep]] != ids[i]
         chosen.append((rows[i][keep][:k], np.sqrt(d2[i][keep][:k]), 0))
     return _frames(index._sold_columns, attrs, chosen, match_schools=True)
 

@@ -327,3 +327,28 @@ def test_with_the_comparable_sales_model_the_explanation_shows_its_comparables()
     assert (
         find_sales_comparison(ValuationModel(build_model("ridge", fs)).fit(X, y).estimator_) is None
     )
+
+
+def test_a_comparable_sales_model_fitted_with_evidence_shows_sales_only():
+    from homevision.feature_sets import with_evidence
+    from homevision.training.candidates import build_model
+    from homevision.valuation.model import ValuationModel
+    from homevision.valuation.sales_comparison import find_sales_comparison
+
+    frame = coerce_types(generate_listings(500, seed=4).astype(object))
+    sold = frame[frame["Status"] == "Sold"].reset_index(drop=True).head(200)
+    unsold = frame[frame["Status"] != "Sold"].reset_index(drop=True)
+    fs = with_evidence(get_feature_set("task6"), unsold, sold)
+    y = sold["ClosePrice"].astype(float)
+    model = ValuationModel(build_model("comparables", fs, {"n_comps": 4}), "task6", "cv_base")
+    model.fit(sold, y)
+    features, sales = find_sales_comparison(model.estimator_)
+    assert model.estimator_.evidence_rows_ == len(fs.evidence) > 0
+    homes = fs.evidence.frame.head(5)  # each is nearest to its own contract, not a sale
+    frames = model.comparable_sales(homes, k=4)
+    rows, _ = sales.nearest(features.transform(homes), len(sales.sales_))
+    sold_ids = sold["MLSNumber"].astype(str).tolist()
+    for i, comps in enumerate(frames):
+        expected = [sold_ids[r] for r in rows[i] if r < len(sold)][:4]
+        assert comps["MLSNumber"].astype(str).tolist() == expected
+        assert comps["ClosePrice"].tolist() == [y.iloc[sold_ids.index(m)] for m in expected]
