@@ -5,6 +5,7 @@ in a Spark or pandas worker or the API, does not import MLflow (about 2 s)."""
 from __future__ import annotations
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from homevision.data.schema import MLS_ID
@@ -35,6 +36,7 @@ class ValuationPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         params = params or {}
         confidence = float(params.get("confidence", self.model.confidence))
+        model_input = with_all_columns(model_input, self.model.raw_columns_)
         if params.get("checked"):
             point, low, high = self.model.predict_interval(model_input, confidence)
             return pd.DataFrame(
@@ -47,3 +49,14 @@ class ValuationPyfunc(mlflow.pyfunc.PythonModel):
             frame.insert(0, MLS_ID, [str(i) for i in range(1, len(frame) + 1)])
         valued = value_listings(self.model, frame, confidence=confidence).frame
         return valued.drop(columns=[MLS_ID]).reset_index(drop=True)
+
+
+def with_all_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Return `frame` with every one of `columns` it lacks added as missing values: the
+    signature marks a column optional when the input example had gaps in it, and a row that
+    leaves it out is valued as one that sends it empty (as the CLI and the API value it), or
+    refused with the reason when the model cannot do without it."""
+    absent = [c for c in columns if c not in frame.columns]
+    if not absent:
+        return frame
+    return frame.assign(**dict.fromkeys(absent, np.nan))

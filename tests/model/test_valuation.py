@@ -209,3 +209,20 @@ def test_constant_factor_ranges_match_mapie_exactly():
     _, low, high = model.predict_interval(rows, 0.9)
     np.testing.assert_allclose(low, expected[:, 0], rtol=1e-9)
     np.testing.assert_allclose(high, expected[:, 1], rtol=1e-9)
+
+
+def test_pyfunc_values_rows_that_leave_out_a_column_as_rows_that_send_it_empty(fitted):
+    """The signature marks a column optional when the input example had gaps in it: leaving it
+    out must value the home as sending it empty, not refuse every row."""
+    model, train = fitted
+    rows = train[model.raw_columns_].head(3).reset_index(drop=True)
+    empty = rows.assign(LotSizeAreaSQFT=np.nan)
+    left_out = rows.drop(columns="LotSizeAreaSQFT")
+    for params in ({}, {"checked": True}):
+        expected = ValuationPyfunc(model).predict(None, empty, params=params)
+        got = ValuationPyfunc(model).predict(None, left_out, params=params)
+        pd.testing.assert_frame_equal(got, expected)
+        assert got["predicted_close_price"].notna().all()
+    refused = ValuationPyfunc(model).predict(None, rows.drop(columns="SqFtTotal"))
+    assert refused["predicted_close_price"].isna().all()
+    assert refused["error"].str.contains("SqFtTotal").all()
