@@ -157,9 +157,22 @@ class QuantileConformal:
         return self.median_.predict(X)
 
     def predict_interval(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Return (median valuation, bounds of shape (rows, 2, levels)) in dollars."""
+        """Return (median valuation, bounds of shape (rows, 2, levels)) in dollars, nested:
+        each level's range holds every narrower level's (`nested`)."""
         bounds = [self.by_level_[lv].predict_interval(X)[1][:, :, 0] for lv in self.levels]
-        return self.predict(X), np.stack(bounds, axis=2)
+        return self.predict(X), nested(np.stack(bounds, axis=2), self.levels)
+
+
+def nested(bounds: np.ndarray, levels: list[float]) -> np.ndarray:
+    """Return bounds (rows, 2, levels) widened so that a higher level's range contains every
+    lower level's: lows as a running minimum from the narrowest level up, highs as a running
+    maximum. CQR fits and conformalizes separate quantile models per level, which can cross
+    (a 95% range narrower than the 90% one); widening keeps each level's coverage."""
+    order = np.argsort(levels, kind="stable")
+    out = np.empty_like(bounds)
+    out[:, 0, order] = np.minimum.accumulate(bounds[:, 0, order], axis=1)
+    out[:, 1, order] = np.maximum.accumulate(bounds[:, 1, order], axis=1)
+    return out
 
 
 def constant_factors(conformal, X: pd.DataFrame, levels: list[float]) -> dict[float, tuple]:
