@@ -6,6 +6,8 @@ request are capped, a model that cannot be loaded is a 503 with one sentence whi
 stays up, and no answer carries internal exception text (it goes to the log). Valuing goes
 through valuation.predict.value_frame, as in the CLI and the Python API, so a valuation the
 model cannot support is refused (error, null prices) and an extrapolation warned, per listing.
+Stricter than the CLI on purpose: a listing must carry every field the model reads but those
+the pipeline repairs or whose absence means "none" (`_missing_required`), or the request is a 422.
 
 Guarded: every route says who may call it (serving.auth): valuations and model info need a
 `value` API key, /metrics a `metrics` key, reload an `admin` key; the health probes and the
@@ -93,7 +95,10 @@ def load_served(ref: str | None) -> Served:
 
 
 def _missing_required(listings: list[Listing], required: list[str]) -> list[dict[str, Any]]:
-    """422 details for fields the served model's feature set needs but a listing lacks."""
+    """422 details for fields the served model's feature set needs but a listing lacks: all it
+    reads but those the pipeline repairs or whose absence means "none", stricter than the CLI
+    and the pyfunc (which impute an export's empty cells) so that a client written for another
+    feature set is told, not valued on imputed fields (docs/how-to/serve.md)."""
     # Repaired in the pipeline, or empty meaning none (no association, no listed features).
     optional_ok = {"CDOM", "LotSizeAreaSQFT", "ElementarySchoolName", *NONE_WHEN_MISSING}
     errors = []

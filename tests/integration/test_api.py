@@ -353,3 +353,21 @@ def test_an_offmarket_listing_without_association_or_feature_lists_is_accepted()
     assert "ParkingSpacesGarage" in missing and "NumberOfStories" not in missing
     for column in ("AssociationFee", "AssociationFeeFrequency", "CommunityFeatures"):
         assert column not in missing
+
+
+def test_the_serve_docs_examples_carry_what_their_feature_set_requires():
+    """docs/how-to/serve.md's curl bodies: the task6 one for the default champion, the
+    offmarket one for an offmarket model, which refuses the task6 body (its stricter rule)."""
+    import json
+    import re
+    from pathlib import Path
+
+    from homevision.features import get_feature_set
+    from homevision.serving.api import _missing_required
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "how-to" / "serve.md").read_text()
+    bodies = [json.loads(b) for b in re.findall(r"-d '(\{.*?\})'", page, flags=re.S)]
+    task6, offmarket = (Listing(**b) for b in bodies[:2])
+    assert _missing_required([task6], get_feature_set("task6").raw_columns) == []
+    assert _missing_required([offmarket], get_feature_set("offmarket").raw_columns) == []
+    assert _missing_required([task6], get_feature_set("offmarket").raw_columns)
