@@ -29,7 +29,7 @@ from homevision.model_errors import ModelNotFoundError, first_line
 from homevision.model_files import environment_mismatches as environment_mismatches
 from homevision.model_files import load_local as load_local
 from homevision.service_secrets import apply_to_environment
-from homevision.signing import signature_tags, signing_key, verify
+from homevision.signing import refuse_signed_without_key, signature_tags, signing_key, verify
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "homevision-price"
@@ -139,11 +139,13 @@ def missing_model(uri: str, err: Exception | str) -> str:
 def fetch_verified(ref: str | None, folder: Path) -> Path:
     """Download the model behind `ref` into `folder` and return its local path; with a signing
     key configured, first check its files against the signature in its version's tags (a run's
-    tags for runs:/ references). Load from the returned path: what was checked is what runs.
+    tags for runs:/ references). A signed version with no key configured is refused before
+    anything is downloaded. Load from the returned path: what was checked is what runs.
     Raises UnverifiedModelError, or ModelNotFoundError for a reference that resolves to none."""
     uri = pin_model_uri(ref)
     key = signing_key()
-    tags = _signature_source(uri) if key is not None else {}
+    tags = _signature_source(uri)
+    refuse_signed_without_key(tags, key, uri)
     # A progress bar per model load is noise in a command's output (a user may still ask).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:

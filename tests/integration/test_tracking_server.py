@@ -219,6 +219,19 @@ def test_a_changed_or_unsigned_model_is_refused_and_the_api_keeps_its_own(
         said = proc.stdout + proc.stderr
         assert proc.returncode != 0 and reason in said, said[-2000:]
         assert not out.exists()
+    # Review defect 1: from a folder whose services dir holds no key (only the server and its
+    # credentials given), the tampered version carrying a signature used to be unpickled.
+    keyless = tmp_path / "keyless"
+    keyless.mkdir()
+    out = keyless / "valuations.csv"
+    proc = cli(keyless, "predict", "--data", str(export), "--model",
+               f"models:/{MODEL_NAME}/{tampered}", "--output", str(out),
+               env={"MLFLOW_TRACKING_URI": tracking_server},
+               unset=("HOMEVISION_SERVICES_DIR", "HOMEVISION_SIGNING_KEY"))  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0, said[-2000:]
+    assert "is signed but no signing key is configured" in said, said[-2000:]
+    assert not out.exists()
 
     home = tmp_path / "serve"
     home.mkdir()

@@ -84,3 +84,29 @@ def test_the_key_comes_from_the_environment_else_the_services_file(tmp_path, mon
     assert signing_key() == generated.encode()
     monkeypatch.setenv("HOMEVISION_SIGNING_KEY", "from-env")
     assert signing_key() == b"from-env"
+
+
+def test_a_signed_version_is_refused_when_no_key_is_configured(model_dir, tmp_path, monkeypatch):
+    """Review defect 1: a command with no key (run outside the services dir) used to skip the
+    check and unpickle a tampered version that carries a signature. It is refused before a
+    byte is downloaded; an unsigned version still loads where no key is configured."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from homevision.tracking import fetch_verified, tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())  # the test project's own SQLite store
+    client = MlflowClient(tracking_uri())
+    run = client.create_run(client.create_experiment("signed")).info.run_id
+    client.log_artifacts(run, str(model_dir), artifact_path="model")
+    tags = signature_tags(model_dir, KEY)
+    (model_dir / "artifacts" / "valuation_model.joblib").write_bytes(b"tampered")
+    client.log_artifacts(run, str(model_dir), artifact_path="tampered")
+    client.create_registered_model("m")
+    signed = client.create_model_version("m", f"runs:/{run}/tampered", run_id=run, tags=tags)
+    unsigned = client.create_model_version("m", f"runs:/{run}/model", run_id=run)
+    assert signing_key() is None
+    with pytest.raises(UnverifiedModelError, match=r"^models:/m/1 is signed but no signing key"):
+        fetch_verified(f"models:/m/{signed.version}", tmp_path / "a")
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+    assert (fetch_verified(f"models:/m/{unsigned.version}", tmp_path / "b") / "MLmodel").exists()
