@@ -8,7 +8,6 @@ secret is on its command line, in `ps`, or in what `status` and `env` print.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import time
 import urllib.request
@@ -20,6 +19,7 @@ from homevision.services.processes import (
     own_process,
     port_in_use,
     recorded_pid,
+    service_env,
     stop_group,
     write_pid,
 )
@@ -77,14 +77,16 @@ def start(settings: Settings) -> None:
             "start (no live MLflow server of ours is recorded in "
             f"{pids}): stop it or set HOMEVISION_MLFLOW_PORT"
         )
-    env = {
-        **os.environ,
-        "PGPASSFILE": str(settings.pgpass),
-        "MLFLOW_BACKEND_STORE_URI": settings.database_url("mlflow", with_password=True),
-        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config(settings)),
-        # Signs the auth app's CSRF tokens; the same on every start.
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": ensure_secret(FLASK_KEY, settings.dir),
-    }
+    # Only what the server needs: not the caller's MLflow client credentials or signing key.
+    env = service_env(
+        {
+            "PGPASSFILE": str(settings.pgpass),
+            "MLFLOW_BACKEND_STORE_URI": settings.database_url("mlflow", with_password=True),
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_config(settings)),
+            # Signs the auth app's CSRF tokens; the same on every start.
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": ensure_secret(FLASK_KEY, settings.dir),
+        }
+    )
     _upgrade_store(env)
     artifacts = settings.dir / "mlartifacts"
     artifacts.mkdir(parents=True, exist_ok=True)

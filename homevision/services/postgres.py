@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from homevision.service_secrets import PG_PASSWORD, ensure_secret, write_private
-from homevision.services.processes import port_in_use
+from homevision.services.processes import port_in_use, service_env
 from homevision.services.settings import DATABASES, PG_USER, Settings, pgpass_line
 
 log = logging.getLogger("homevision.services")
@@ -43,7 +43,7 @@ def find_bin(settings: Settings, install: bool = False) -> Path | None:
         return found[-1] if found else None
     log.info("installing PostgreSQL (Debian package postgresql)")
     sudo = [] if is_root() else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = service_env({"DEBIAN_FRONTEND": "noninteractive"})
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(
         [*sudo, "apt-get", "install", "-y", "-qq", "postgresql"],
@@ -63,6 +63,12 @@ def as_pg(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if is_root() else cmd
 
 
+def run_pg(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run `cmd` as the cluster's owner with service_env's environment and return it: the
+    postmaster inherits what pg_ctl has, and no secret of ours belongs there."""
+    return subprocess.run(as_pg(cmd), env=service_env(), **kwargs)
+
+
 def pgdata(settings: Settings) -> Path:
     """Return the cluster's folder: `<services dir>/pg`, or, as root when the user postgres
     cannot reach the services dir, a folder of its own home named after the services dir."""
@@ -74,7 +80,7 @@ def pgdata(settings: Settings) -> Path:
 
 def _postgres_reaches(folder: Path) -> bool:
     probe = folder if folder.exists() else folder.parent
-    return subprocess.run(as_pg(["test", "-x", str(probe)]), check=False).returncode == 0
+    return run_pg(["test", "-x", str(probe)], check=False).returncode == 0
 
 
 def running(settings: Settings, bindir: Path) -> bool:
@@ -82,8 +88,8 @@ def running(settings: Settings, bindir: Path) -> bool:
     data = pgdata(settings)
     if not (data / "postmaster.pid").exists():
         return False
-    status = subprocess.run(
-        as_pg([str(bindir / "pg_ctl"), "-D", str(data), "status"]),
+    status = run_pg(
+        [str(bindir / "pg_ctl"), "-D", str(data), "status"],
         capture_output=True,
         check=False,
     )
@@ -111,22 +117,20 @@ def start(settings: Settings) -> None:
                 f"port {settings.pg_port} on 127.0.0.1 is taken by a program that is not this "
                 "project's PostgreSQL: stop it or set HOMEVISION_PG_PORT"
             )
-        subprocess.run(
-            as_pg(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(data / "postgres.log"),
-                    "-w",
-                    "-t",
-                    "60",
-                    "-o",
-                    f"-h 127.0.0.1 -p {settings.pg_port} -k ''",
-                    "start",
-                ]
-            ),
+        run_pg(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(data / "postgres.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-h 127.0.0.1 -p {settings.pg_port} -k ''",
+                "start",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -149,20 +153,18 @@ def _init_cluster(data: Path, bindir: Path, password: str) -> None:
         if is_root():
             shutil.chown(folder, "postgres", "postgres")
             shutil.chown(pwfile, "postgres", "postgres")
-        subprocess.run(
-            as_pg(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    PG_USER,
-                    "--auth=scram-sha-256",
-                    f"--pwfile={pwfile}",
-                    "-E",
-                    "UTF8",
-                ]
-            ),
+        run_pg(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                PG_USER,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+            ],
             check=True,
             capture_output=True,
         )
@@ -203,8 +205,8 @@ def _harden(settings: Settings, bindir: Path, data: Path, password: str) -> None
         for line in _hba_lines(data)
     ]
     hba.write_text("".join(lines))
-    subprocess.run(
-        as_pg([str(bindir / "pg_ctl"), "-D", str(data), "reload"]),
+    run_pg(
+        [str(bindir / "pg_ctl"), "-D", str(data), "reload"],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -227,8 +229,8 @@ def stop(settings: Settings) -> None:
     bindir = find_bin(settings)
     if bindir is None or not running(settings, bindir):
         return
-    subprocess.run(
-        as_pg([str(bindir / "pg_ctl"), "-D", str(pgdata(settings)), "-m", "fast", "-w", "stop"]),
+    run_pg(
+        [str(bindir / "pg_ctl"), "-D", str(pgdata(settings)), "-m", "fast", "-w", "stop"],
         check=True,
         stdout=subprocess.DEVNULL,
     )

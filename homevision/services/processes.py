@@ -12,7 +12,15 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
+
+# What a service's process may inherit from the shell that ran `make services`: where programs
+# and Python packages are, the locale, the time zone. Nothing else: that shell may hold the
+# MLflow admin password, the signing key, a database URL or libpq's PG* settings (review
+# defect 2: they were readable in /proc/<postmaster>/environ by the user postgres and, over
+# SQL, by the superuser role).
+INHERITED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 def start_time(pid: int) -> int | None:
@@ -31,6 +39,13 @@ def command_line(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the environment for a service's process: INHERITED and LC_* of ours, plus
+    `extra` (what that service needs), so no secret of the caller's shell reaches it."""
+    env = {k: v for k, v in os.environ.items() if k in INHERITED or k.startswith("LC_")}
+    return env | dict(extra or {})
 
 
 def write_pid(path: Path, pid: int) -> None:

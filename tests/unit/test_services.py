@@ -186,3 +186,76 @@ def test_as_root_a_folder_postgres_cannot_reach_is_not_opened_up(tmp_path):
     (tmp_path / "open").mkdir()
     if postgres._postgres_reaches(tmp_path / "open"):
         assert postgres.pgdata(reachable) == reachable.pgdata
+
+
+SECRET_ENV = {
+    "MLFLOW_TRACKING_PASSWORD": "admin-password-in-the-shell",
+    "MLFLOW_TRACKING_USERNAME": "admin",
+    "HOMEVISION_SIGNING_KEY": "signing-key-in-the-shell",
+}
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().partition("=")[::2] for item in raw if item)
+
+
+def _leaked(env: dict[str, str]) -> list[str]:
+    secrets = {v for k, v in SECRET_ENV.items() if k != "MLFLOW_TRACKING_USERNAME"}
+    return sorted(k for k, v in env.items() if v in secrets or k in SECRET_ENV)
+
+
+def test_the_mlflow_server_gets_no_secret_of_the_shell_that_started_it(tmp_path, monkeypatch):
+    """Review defect 2: the server was started with {**os.environ, ...}: the admin password and
+    the signing key of an `eval "$(services.sh env)"` shell were in its /proc/PID/environ."""
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    seen = tmp_path / "environ.txt"
+    fake = tmp_path / "mlflow"  # answers /health as the server would, and records its environ
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import http.server, json, os, sys\n"
+        f"open({str(seen)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'OK')\n"
+        "    def log_message(self, *a): pass\n"
+        "port = int(sys.argv[sys.argv.index('--port') + 1])\n"
+        "http.server.HTTPServer(('127.0.0.1', port), H).serve_forever()\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(mlflow_server, "_upgrade_store", lambda env: None)
+    settings = _settings(tmp_path, mlflow_bin=fake)
+    mlflow_server.start(settings)
+    try:
+        import json
+
+        env = json.loads(seen.read_text())
+        assert _leaked(env) == []
+        assert env["MLFLOW_BACKEND_STORE_URI"] == settings.database_url("mlflow")
+        assert {"PATH", "PGPASSFILE", "MLFLOW_AUTH_CONFIG_PATH"} <= set(env)
+    finally:
+        mlflow_server.stop(settings)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not list(Path("/usr/lib/postgresql").glob("*/bin")), reason="needs PostgreSQL installed"
+)
+def test_the_postmaster_gets_no_secret_of_the_shell_that_started_it(tmp_path, monkeypatch):
+    """Review defect 2: pg_ctl start ran with the caller's environment; the OS user postgres
+    (and, over SQL, the superuser role) could read the MLflow password and the signing key in
+    /proc/<postmaster>/environ. A real cluster, started and stopped here (about 5 s)."""
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    settings = _settings(tmp_path)
+    monkeypatch.setenv("PGPASSFILE", str(settings.pgpass))
+    data = postgres.pgdata(settings)
+    try:
+        postgres.start(settings)
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        assert _leaked(_environ(pid)) == []
+    finally:
+        postgres.stop(settings)
+        if data != settings.pgdata:
+            subprocess.run(postgres.as_pg(["rm", "-rf", str(data)]), check=False)
