@@ -9,8 +9,10 @@
 
 Every homevision command reads them through `apply_to_environment`: PGPASSFILE and
 MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD are set in the process's own environment
-(what libpq and the MLflow client read) unless the user set them. The services dir is
-HOMEVISION_SERVICES_DIR, else `.services/` in the project root.
+(what libpq and the MLflow client read) unless the user set them; the MLflow credentials only
+when MLFLOW_TRACKING_URI is the server these services started (`<services dir>/mlflow.uri`),
+never for another server. The services dir is HOMEVISION_SERVICES_DIR, else `.services/` in
+the project root.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from homevision.config import project_root
 
@@ -29,6 +32,8 @@ PGPASS = "pgpass"
 MLFLOW_PASSWORD = "mlflow-password"
 SIGNING_KEY = "signing-key"
 MLFLOW_USER = "admin"
+MLFLOW_URI_FILE = "mlflow.uri"  # in the services dir: the URI the MLflow server was started on
+DEFAULT_MLFLOW_URI = "http://127.0.0.1:5000"  # a set-up started before the file was written
 
 
 class SecretFileError(PermissionError):
@@ -100,10 +105,48 @@ def apply_to_environment(env: MutableMapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     folder = secrets_dir()
     pgpass = folder / PGPASS
-    if "PGPASSFILE" not in env and pgpass.is_file():
+    if "PGPASSFILE" not in env and pgpass.is_file():  # its lines name their host and port
         env["PGPASSFILE"] = str(pgpass)
-    if "MLFLOW_TRACKING_USERNAME" not in env and "MLFLOW_TRACKING_PASSWORD" not in env:
+    credentials_unset = (
+        "MLFLOW_TRACKING_USERNAME" not in env and "MLFLOW_TRACKING_PASSWORD" not in env
+    )
+    if credentials_unset and tracks_to_our_server(env):
         password = read_private(folder / MLFLOW_PASSWORD)
         if password:
             env["MLFLOW_TRACKING_USERNAME"] = MLFLOW_USER
             env["MLFLOW_TRACKING_PASSWORD"] = password
+
+
+def our_mlflow_uri(base: Path | None = None) -> str:
+    """Return the URI of the MLflow server the services started (recorded by `start` in
+    MLFLOW_URI_FILE; the default port's for a set-up started before that file existed)."""
+    try:
+        return (
+            (services_dir() if base is None else base).joinpath(MLFLOW_URI_FILE).read_text().strip()
+        )
+    except OSError:
+        return DEFAULT_MLFLOW_URI
+
+
+def tracks_to_our_server(env: Mapping[str, str]) -> bool:
+    """Return whether env's MLFLOW_TRACKING_URI is the services' own MLflow server: only that
+    one is sent its admin password (review defect 3: any server named got it)."""
+    given = env.get("MLFLOW_TRACKING_URI")
+    return given is not None and _same_server(given, our_mlflow_uri())
+
+
+def _same_server(a: str, b: str) -> bool:
+    """Return whether two http(s) URIs name the same scheme, host and port (localhost being
+    127.0.0.1, a trailing slash or path ignored)."""
+
+    def key(uri: str) -> tuple[str, str, int | None]:
+        parts = urlsplit(uri.strip())
+        host = (parts.hostname or "").lower()
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        return parts.scheme.lower(), "127.0.0.1" if host == "localhost" else host, port
+
+    first = key(a)
+    return first[0] in ("http", "https") and first == key(b)

@@ -13,7 +13,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from homevision.service_secrets import MLFLOW_PASSWORD, MLFLOW_USER, ensure_secret, write_private
+from homevision.service_secrets import (
+    MLFLOW_PASSWORD,
+    MLFLOW_URI_FILE,
+    MLFLOW_USER,
+    ensure_secret,
+    write_private,
+)
 from homevision.services.postgres import ServiceError
 from homevision.services.processes import (
     own_process,
@@ -66,9 +72,11 @@ def auth_config(settings: Settings) -> Path:
 
 
 def start(settings: Settings) -> None:
-    """Start the server unless ours already runs; refuse a port held by anything else."""
+    """Start the server unless ours already runs; refuse a port held by anything else. Once
+    ours answers its URI is recorded: commands send the admin password to that server only."""
     pids = pid_file(settings)
     if own_process(pids, MARKER) is not None and answers(settings):
+        record_uri(settings)
         log.info("MLflow server already answers on %s", settings.mlflow_uri)
         return
     if port_in_use(settings.mlflow_port):
@@ -118,6 +126,7 @@ def start(settings: Settings) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if answers(settings):
+            record_uri(settings)
             log.info("MLflow server started on %s (log: %s)", settings.mlflow_uri, logfile)
             return
         if process.poll() is not None:
@@ -125,6 +134,12 @@ def start(settings: Settings) -> None:
             raise ServiceError("the MLflow server exited; its log ends:\n" + "\n".join(tail))
         time.sleep(0.5)
     raise ServiceError(f"the MLflow server did not answer within 90 s (log: {logfile})")
+
+
+def record_uri(settings: Settings) -> Path:
+    """Write the URI our server answers on to `<services dir>/mlflow.uri` and return its path:
+    the one server whose requests get the admin password (service_secrets.tracks_to_our_server)."""
+    return write_private(settings.dir / MLFLOW_URI_FILE, settings.mlflow_uri + "\n")
 
 
 def _upgrade_store(env: dict[str, str]) -> None:
