@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from homevision.service_secrets import PG_PASSWORD, ensure_secret, write_private
-from homevision.services.processes import port_in_use, service_env
+from homevision.services.processes import command_line, port_in_use, service_env
 from homevision.services.settings import DATABASES, PG_USER, Settings, pgpass_line
 
 log = logging.getLogger("homevision.services")
@@ -83,17 +83,50 @@ def _postgres_reaches(folder: Path) -> bool:
     return run_pg(["test", "-x", str(probe)], check=False).returncode == 0
 
 
-def running(settings: Settings, bindir: Path) -> bool:
-    """Return whether our cluster runs (pg_ctl's own pid check of its data folder)."""
-    data = pgdata(settings)
-    if not (data / "postmaster.pid").exists():
-        return False
-    status = run_pg(
-        [str(bindir / "pg_ctl"), "-D", str(data), "status"],
-        capture_output=True,
-        check=False,
-    )
-    return status.returncode == 0
+def postmaster(data: Path) -> tuple[int, int] | None:
+    """Return (pid, port) from the cluster's postmaster.pid when that pid is this cluster's
+    postgres (its program is `postgres`, its -D is `data`); None when the file is absent or
+    stale. A crash can leave the file naming a pid reused by another program (review defect
+    4): pg_ctl only checks that the pid lives, so such a program would be signalled."""
+    try:
+        lines = (data / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    argv = command_line(pid)
+    if not argv or Path(argv[0]).name != "postgres" or not _exe_is_postgres(pid):
+        return None
+    given = argv[argv.index("-D") + 1] if "-D" in argv[:-1] else None
+    if given is None or Path(given).resolve() != data.resolve():
+        return None
+    return pid, port
+
+
+def _exe_is_postgres(pid: int) -> bool:
+    """Return whether process `pid` runs a binary named postgres (True where /proc will not
+    say: its argv was checked already)."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/exe")).name == "postgres"
+    except OSError:
+        return True
+
+
+def running(settings: Settings) -> bool:
+    """Return whether our cluster runs (postmaster.pid names its live postgres)."""
+    return postmaster(pgdata(settings)) is not None
+
+
+def _remove_stale_lock(data: Path) -> None:
+    """Remove a postmaster.pid that names no postgres of this cluster, signalling nobody (it
+    would also keep the cluster from starting)."""
+    lock = data / "postmaster.pid"
+    if lock.exists() and postmaster(data) is None:
+        log.warning(
+            "%s names a process that is not this cluster's postgres (left by a crash): "
+            "nothing signalled, the stale file removed",
+            lock,
+        )
+        lock.unlink(missing_ok=True)
 
 
 def start(settings: Settings) -> None:
@@ -109,9 +142,10 @@ def start(settings: Settings) -> None:
         log.info("the user postgres cannot reach %s: the cluster lives in %s", settings.dir, data)
     if not (data / "PG_VERSION").exists():
         _init_cluster(data, bindir, password)
-    if running(settings, bindir):
+    if running(settings):
         log.info("PostgreSQL already runs on 127.0.0.1:%d", settings.pg_port)
     else:
+        _remove_stale_lock(data)
         if port_in_use(settings.pg_port):
             raise ServiceError(
                 f"port {settings.pg_port} on 127.0.0.1 is taken by a program that is not this "
@@ -227,7 +261,10 @@ def create_databases(admin_url: str, settings: Settings) -> None:
 def stop(settings: Settings) -> None:
     """Stop our cluster (its data is kept)."""
     bindir = find_bin(settings)
-    if bindir is None or not running(settings, bindir):
+    if bindir is None:
+        return
+    if not running(settings):
+        _remove_stale_lock(pgdata(settings))
         return
     run_pg(
         [str(bindir / "pg_ctl"), "-D", str(pgdata(settings)), "-m", "fast", "-w", "stop"],
@@ -242,6 +279,6 @@ def status(settings: Settings) -> tuple[bool, str]:
     bindir = find_bin(settings)
     if bindir is None:
         return False, "PostgreSQL: not installed (make services installs it)"
-    if running(settings, bindir):
+    if running(settings):
         return True, f"PostgreSQL: up (127.0.0.1:{settings.pg_port}, password logins only)"
     return False, "PostgreSQL: down"

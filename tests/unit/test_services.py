@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import os
 import pwd
+import shutil
 import socket
 import stat
 import subprocess
@@ -259,3 +260,40 @@ def test_the_postmaster_gets_no_secret_of_the_shell_that_started_it(tmp_path, mo
         postgres.stop(settings)
         if data != settings.pgdata:
             subprocess.run(postgres.as_pg(["rm", "-rf", str(data)]), check=False)
+
+
+@pytest.mark.skipif(
+    not list(Path("/usr/lib/postgresql").glob("*/bin")), reason="needs PostgreSQL installed"
+)
+def test_a_stale_postmaster_pid_naming_another_program_is_never_signalled(tmp_path, caplog):
+    """Review defect 4: after a crash postmaster.pid can name a pid reused by an unrelated
+    program of the cluster's owner; `status` said up and `stop` sent it SIGINT (it died), then
+    waited 60 s and crashed. Now that program is left alone and the stale file removed."""
+    owner = "postgres" if os.geteuid() == 0 else None
+    program = subprocess.Popen(["sleep", "60"], user=owner, start_new_session=True)
+    settings = _settings(tmp_path)
+    data = postgres.pgdata(settings)
+    try:
+        data.mkdir(mode=0o700, parents=True)
+        (data / "PG_VERSION").write_text("15\n")  # a cluster that was not stopped cleanly
+        lock = data / "postmaster.pid"
+        lock.write_text(
+            f"{program.pid}\n{data}\n{int(time.time())}\n{settings.pg_port}\n\n127.0.0.1\n"
+            "  5432001         0\nready   \n"
+        )
+        if owner:
+            for path in (data, lock, data / "PG_VERSION"):
+                os.chown(path, pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
+        up, line = postgres.status(settings)
+        assert not up and line.startswith("PostgreSQL: down"), line
+        started = time.monotonic()
+        postgres.stop(settings)
+        assert time.monotonic() - started < 10
+        time.sleep(0.3)
+        assert program.poll() is None, "stop signalled a program that is not our postgres"
+        assert not lock.exists()
+        assert "not this cluster's postgres" in caplog.text
+    finally:
+        program.kill()
+        program.wait()
+        shutil.rmtree(data, ignore_errors=True)
