@@ -54,17 +54,41 @@ def secrets_dir(base: Path | None = None) -> Path:
 def write_private(path: Path, text: str) -> Path:
     """Write `text` to a new file readable by its owner only (0600, created so: no window in
     which it is wider) and return its path; the folder is created 0700."""
+    tmp = _private_temp(path, text)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def create_private(path: Path, text: str) -> bool:
+    """Publish `text` as `path` (0600, complete from its first moment) unless `path` exists;
+    return whether this call created it. Of two processes creating one secret at once, exactly
+    one wins and both then read the winner's (review defect 5)."""
+    tmp = _private_temp(path, text)
+    try:
+        os.link(tmp, path)  # fails, never overwrites, when another process was first
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _private_temp(path: Path, text: str) -> Path:
+    """Write `text` to a fresh 0600 file beside `path` (folder made 0700) and return it."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+    return tmp
 
 
 def read_private(path: Path) -> str | None:
@@ -89,7 +113,8 @@ def ensure_secret(name: str, base: Path | None = None, nbytes: int = 32) -> str:
     value = read_private(path)
     if value is None:
         value = secrets.token_urlsafe(nbytes)
-        write_private(path, value + "\n")
+        if not create_private(path, value + "\n"):  # another process generated it first
+            value = read_private(path) or ""
     return value
 
 

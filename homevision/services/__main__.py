@@ -6,6 +6,9 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Callable
+
+from filelock import FileLock, Timeout
 
 from homevision.service_secrets import MLFLOW_USER, SIGNING_KEY, ensure_secret, write_private
 from homevision.services import mlflow_server, postgres
@@ -13,6 +16,7 @@ from homevision.services.postgres import ServiceError, create_databases
 from homevision.services.settings import Settings, external_pgpass_line
 
 USAGE = "usage: scripts/services.sh start|stop|status|env"
+LOCK_WAIT_SECONDS = 300  # a start waits up to 90 s for MLflow and 60 s for PostgreSQL
 
 
 def say(text: str) -> None:
@@ -48,6 +52,21 @@ def status(settings: Settings) -> int:
     return 0 if all(up for up, _ in lines) else 1
 
 
+def exclusively(settings: Settings, action: Callable[[Settings], None]) -> None:
+    """Run `action` (start or stop) holding `<services dir>/.services.lock`: two at once would
+    start two MLflow servers (one orphaned) or race pg_ctl (review defect 5)."""
+    settings.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = settings.dir / ".services.lock"
+    try:
+        with FileLock(path, timeout=LOCK_WAIT_SECONDS):
+            action(settings)
+    except Timeout:
+        raise ServiceError(
+            f"another start or stop of these services holds {path} for over "
+            f"{LOCK_WAIT_SECONDS} s: wait for it, or end it"
+        ) from None
+
+
 def env_lines(settings: Settings) -> list[str]:
     """Return the exports that point a shell at the services: no secret, only where it is."""
     q = shlex.quote
@@ -69,10 +88,10 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     try:
         if command == "start":
-            start(settings)
+            exclusively(settings, start)
             say("\n".join(env_lines(settings)))
         elif command == "stop":
-            stop(settings)
+            exclusively(settings, stop)
         elif command == "status":
             return status(settings)
         elif command == "env":

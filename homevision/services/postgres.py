@@ -65,8 +65,25 @@ def as_pg(cmd: list[str]) -> list[str]:
 
 def run_pg(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run `cmd` as the cluster's owner with service_env's environment and return it: the
-    postmaster inherits what pg_ctl has, and no secret of ours belongs there."""
-    return subprocess.run(as_pg(cmd), env=service_env(), **kwargs)
+    postmaster inherits what pg_ctl has, and no secret of ours belongs there. With check=True
+    a failure is a ServiceError naming the program and its last line of output, not a
+    traceback (review defect 5: two starts at once raced pg_ctl start)."""
+    try:
+        return subprocess.run(as_pg(cmd), env=service_env(), **kwargs)
+    except subprocess.CalledProcessError as err:
+        raise ServiceError(_failure(cmd, err)) from None
+
+
+def _failure(cmd: list[str], err: subprocess.CalledProcessError) -> str:
+    """Return the sentence for a PostgreSQL program that failed: which, its exit code, and
+    its last line of output when it was captured (else it is on the terminal above)."""
+    actions = [arg for arg in cmd[1:] if arg in ("start", "stop", "reload")]
+    what = " ".join([Path(cmd[0]).name, *actions])
+    output = err.stderr or err.stdout or b""
+    text = output.decode(errors="replace") if isinstance(output, bytes) else output
+    lines = text.strip().splitlines()
+    reason = f": {lines[-1][:300]}" if lines else " (its reason is above)"
+    return f"{what} failed with exit code {err.returncode}{reason}"
 
 
 def pgdata(settings: Settings) -> Path:
@@ -202,8 +219,6 @@ def _init_cluster(data: Path, bindir: Path, password: str) -> None:
             check=True,
             capture_output=True,
         )
-    except subprocess.CalledProcessError as err:
-        raise ServiceError(f"initdb failed: {err.stderr.decode(errors='replace')[-500:]}") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

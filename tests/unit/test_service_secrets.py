@@ -122,3 +122,23 @@ def test_the_admin_password_goes_only_to_the_server_the_services_started(tmp_pat
     env = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000/"}  # ours (a trailing / is the same)
     apply_to_environment(env)
     assert env["MLFLOW_TRACKING_PASSWORD"] == password
+
+
+def test_two_processes_generating_a_secret_at_once_end_with_the_same_one(tmp_path, monkeypatch):
+    """Review defect 5: ensure_secret read, then replaced the file; of two `make services` on
+    a fresh folder one could go on with a password that another overwrote (18 of 200 tries).
+    Here the other process writes its secret between our read and our write."""
+    import homevision.service_secrets as module
+
+    read = module.read_private
+
+    def read_then_the_other_writes(path):
+        value = read(path)
+        if value is None and not path.exists():
+            write_private(path, "the-other-process-secret\n")
+        return value
+
+    monkeypatch.setattr(module, "read_private", read_then_the_other_writes)
+    assert ensure_secret("pg-password", tmp_path) == "the-other-process-secret"
+    assert read_secret("pg-password", tmp_path) == "the-other-process-secret"
+    assert [p.name for p in (tmp_path / "secrets").iterdir()] == ["pg-password"]

@@ -297,3 +297,26 @@ def test_a_stale_postmaster_pid_naming_another_program_is_never_signalled(tmp_pa
         program.kill()
         program.wait()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_second_start_or_stop_waits_for_the_first(tmp_path):
+    """Review defect 5: two `make services` at once both started an MLflow server (one
+    orphaned, holding the port) or died in a pg_ctl traceback. start and stop now hold
+    `<services dir>/.services.lock`: a second one waits until the first is done."""
+    from filelock import FileLock
+
+    folder = tmp_path / ".services"
+    folder.mkdir()
+    env = {
+        **os.environ,
+        "HOMEVISION_SERVICES_DIR": str(folder),
+        "HOMEVISION_PG_ROOT": str(tmp_path / "no-postgresql"),
+        "HOMEVISION_MLFLOW_PORT": str(_free_port()),
+    }
+    command = [sys.executable, "-m", "homevision.services", "stop"]
+    with FileLock(folder / ".services.lock"):
+        second = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert second.poll() is None, "stop ran while another start/stop held the services"
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
