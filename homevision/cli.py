@@ -24,6 +24,7 @@ from homevision.console import make_console
 from homevision.data.errors import NotAnExportError
 from homevision.data.sources import is_parquet, resolve_data_path
 from homevision.logging_setup import setup_logging
+from homevision.service_secrets import SecretFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     from homevision.data.listings import Listings
@@ -32,7 +33,21 @@ if TYPE_CHECKING:  # pragma: no cover
 # scikit-learn nor MLflow (tests/unit/test_cli_imports.py holds it to that).
 # `make services` prints this export: the PostgreSQL database for Optuna studies.
 OPTUNA_STORAGE_ENV = "HOMEVISION_OPTUNA_STORAGE"
-app = typer.Typer(
+
+
+class _App(typer.Typer):
+    """The CLI; a services secret that others can read (service_secrets.SecretFileError),
+    wherever a command meets it, stops it in one sentence with exit code 2, no traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except SecretFileError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise SystemExit(2) from None
+
+
+app = _App(
     help="homevision: value homes from an MLS listings export.",
     no_args_is_help=True,
     add_completion=False,

@@ -22,8 +22,13 @@ from pathlib import Path
 
 from homevision.model_errors import ModelNotFoundError, UnverifiedModelError, first_line
 from homevision.model_files import load_local
+from homevision.service_secrets import SecretFileError
 
-_ERRORS = {"unverified": UnverifiedModelError, "missing": ModelNotFoundError}
+_ERRORS = {
+    "unverified": UnverifiedModelError,
+    "missing": ModelNotFoundError,
+    "secret": SecretFileError,  # a secret file others can read: its own sentence
+}
 
 
 class ModelFetch:
@@ -47,7 +52,8 @@ class ModelFetch:
 
     def model(self):
         """Return the fitted ValuationModel behind the reference; raise ModelNotFoundError
-        (UnverifiedModelError for a signature that does not hold) as tracking.load_model does."""
+        (UnverifiedModelError for a signature that does not hold) as tracking.load_model does,
+        SecretFileError for a services secret that others can read."""
         if self._model is None:
             self._model = self._load()
         return self._model
@@ -123,6 +129,8 @@ def _answer(ref: str | None, folder: Path) -> dict[str, str]:
         return {"kind": "unverified", "error": str(err)}
     except ModelNotFoundError as err:
         return {"kind": "missing", "error": str(err)}
+    except SecretFileError as err:
+        return {"kind": "secret", "error": str(err)}
     unloadable = missing_model(resolve_model_uri(ref), "").removesuffix(": ")
     return {"folder": str(local), "unloadable": unloadable}
 

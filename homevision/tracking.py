@@ -28,7 +28,7 @@ from homevision.hashing import file_hash as file_hash  # re-exported: the datase
 from homevision.model_errors import ModelNotFoundError, first_line
 from homevision.model_files import environment_mismatches as environment_mismatches
 from homevision.model_files import load_local as load_local
-from homevision.service_secrets import apply_to_environment
+from homevision.service_secrets import SecretFileError, apply_to_environment
 from homevision.signing import refuse_signed_without_key, signature_tags, signing_key, verify
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,8 @@ def fetch_model(ref: str | None, folder: Path) -> Path:
     mlflow.set_tracking_uri(tracking_uri())
     try:
         return fetch_verified(uri, folder)
-    except ModelNotFoundError:  # UnverifiedModelError included
-        raise
+    except (ModelNotFoundError, SecretFileError):  # UnverifiedModelError included
+        raise  # a leaked key file is its own sentence, not "no model" (review defect 8)
     except Exception as err:  # MLflow raises several types for a reference that does not exist
         raise ModelNotFoundError(missing_model(uri, err)) from None
 
@@ -142,8 +142,8 @@ def fetch_verified(ref: str | None, folder: Path) -> Path:
     tags for runs:/ references). A signed version with no key configured is refused before
     anything is downloaded. Load from the returned path: what was checked is what runs.
     Raises UnverifiedModelError, or ModelNotFoundError for a reference that resolves to none."""
+    key = signing_key()  # first: a key file others can read stops here, whatever the ref
     uri = pin_model_uri(ref)
-    key = signing_key()
     tags = _signature_source(uri)
     refuse_signed_without_key(tags, key, uri)
     # A progress bar per model load is noise in a command's output (a user may still ask).

@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 from filelock import FileLock, Timeout
 
-from homevision.service_secrets import MLFLOW_USER, SIGNING_KEY, ensure_secret, write_private
+from homevision.service_secrets import (
+    MLFLOW_USER,
+    SIGNING_KEY,
+    SecretFileError,
+    ensure_secret,
+    write_private,
+)
 from homevision.services import mlflow_server, postgres
 from homevision.services.postgres import ServiceError, create_databases
 from homevision.services.settings import Settings, external_pgpass_line
@@ -99,7 +105,7 @@ def main(argv: list[str]) -> int:
         else:
             sys.stderr.write(USAGE + "\n")
             return 2
-    except ServiceError as err:
+    except (ServiceError, SecretFileError) as err:
         sys.stderr.write(f"services: {err}\n")
         return 1
     return 0

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from homevision.service_secrets import PG_PASSWORD, ensure_secret, write_private
 from homevision.services.processes import command_line, port_in_use, service_env
@@ -241,13 +242,17 @@ def _harden(settings: Settings, bindir: Path, data: Path, password: str) -> None
     from psycopg import sql
 
     log.info("hardening the PostgreSQL cluster: password logins only from now on")
-    with psycopg.connect(settings.database_url("postgres"), autocommit=True) as conn:
-        conn.execute("SET password_encryption = 'scram-sha-256'")
-        conn.execute(
-            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(PG_USER), sql.Literal(password)
+    url = settings.database_url("postgres")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(PG_USER), sql.Literal(password)
+                )
             )
-        )
+    except psycopg.Error as err:
+        raise ServiceError(database_failure(url, err)) from None
     hba = data / "pg_hba.conf"
     lines = [
         line if line.startswith("#") else re.sub(r"\btrust(\s*)$", r"scram-sha-256\1", line)
@@ -262,15 +267,29 @@ def _harden(settings: Settings, bindir: Path, data: Path, password: str) -> None
 
 
 def create_databases(admin_url: str, settings: Settings) -> None:
-    """Create the databases the services use (mlflow, optuna, mlflow_auth) when missing."""
+    """Create the databases the services use (mlflow, optuna, mlflow_auth) when missing.
+    Raises ServiceError naming the server (never its password) when it refuses."""
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        for name in DATABASES:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if exists.fetchone() is None:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+            for name in DATABASES:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if exists.fetchone() is None:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as err:
+        raise ServiceError(database_failure(admin_url, err)) from None
+
+
+def database_failure(url: str, err: Exception) -> str:
+    """Return the sentence for a PostgreSQL server that refused us: where (the URL without
+    its password) and the first line of why (review defect 8: a psycopg traceback)."""
+    from homevision.services.settings import database_url
+
+    where = database_url(url, urlsplit(url).path.lstrip("/") or "postgres")
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    return f"cannot reach PostgreSQL at {where}: {lines[0][:300]}"
 
 
 def stop(settings: Settings) -> None:

@@ -80,3 +80,36 @@ def test_a_folder_of_a_pickled_pyfunc_still_loads_through_mlflow(served_home, li
     assert valuation_artifact(pickled) is None
     pd.testing.assert_frame_equal(_prices(load_local(pickled), listings), _prices(model, listings))
     assert VALUATION_ARTIFACT == MODEL_ARTIFACT
+
+
+def test_a_secret_others_can_read_stops_predict_in_one_sentence(
+    tmp_path, synthetic_csv, monkeypatch
+):
+    """Review defect 8: an mlflow-password others can read gave two tracebacks (the fetching
+    child's SecretFileError, then "fetching the model champion stopped"); a signing-key that
+    others can read said "no model at ... (train one first ...)"."""
+    from homevision.service_secrets import MLFLOW_URI_FILE, SecretFileError, ensure_secret
+
+    from .conftest import cli
+
+    services = tmp_path / "svc"
+    uri = "http://127.0.0.1:9"  # the services' own server (down: the secret is read first)
+    (services / MLFLOW_URI_FILE).parent.mkdir()
+    (services / MLFLOW_URI_FILE).write_text(uri + "\n")
+    ensure_secret("mlflow-password", services)
+    password = services / "secrets" / "mlflow-password"
+    password.chmod(0o644)
+    env = {"HOMEVISION_SERVICES_DIR": str(services), "MLFLOW_TRACKING_URI": uri}
+    proc = cli(tmp_path, "predict", "--data", str(synthetic_csv), "--output",
+               str(tmp_path / "out.csv"), env=env)  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 2, said[-2000:]
+    assert "Traceback" not in said and "stopped" not in said, said[-2000:]
+    assert f"error: {password} can be read by other users" in " ".join(said.split()), said
+    password.unlink()
+
+    ensure_secret("signing-key", services)  # the local store this time
+    (services / "secrets" / "signing-key").chmod(0o644)
+    monkeypatch.setenv("HOMEVISION_SERVICES_DIR", str(services))
+    with pytest.raises(SecretFileError, match="signing-key can be read by other users"):
+        fetch_model(None, tmp_path / "model")

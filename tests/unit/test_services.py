@@ -320,3 +320,25 @@ def test_a_second_start_or_stop_waits_for_the_first(tmp_path):
         assert second.poll() is None, "stop ran while another start/stop held the services"
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
+
+
+def test_a_database_that_refuses_is_one_sentence_without_its_password(tmp_path):
+    """Review defect 8: `start` with HOMEVISION_DATABASE_URL whose server refuses ended in a
+    psycopg traceback."""
+    env = {
+        **os.environ,
+        "HOMEVISION_SERVICES_DIR": str(tmp_path / ".services"),
+        "HOMEVISION_DATABASE_URL": f"postgresql://ana:hunter2@127.0.0.1:{_free_port()}/postgres",
+        "HOMEVISION_MLFLOW_PORT": str(_free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "homevision.services", "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("services: cannot reach PostgreSQL at "), lines
