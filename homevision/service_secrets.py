@@ -101,7 +101,8 @@ def read_private(path: Path) -> str | None:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretFileError(
             f"{path} can be read by other users (mode {stat.filemode(mode)}): "
-            f"run `chmod 600 {path}` or delete it to have a new one generated"
+            f"run `chmod 600 {path}` (a new one would not be the one the services were set "
+            "up with)"
         )
     return path.read_text(encoding="utf-8").strip()
 

@@ -7,9 +7,11 @@ secret is on its command line, in `ps`, or in what `status` and `env` print.
 
 from __future__ import annotations
 
+import base64
 import logging
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from homevision.service_secrets import (
     MLFLOW_URI_FILE,
     MLFLOW_USER,
     ensure_secret,
+    read_secret,
     write_private,
 )
 from homevision.services.postgres import ServiceError
@@ -50,9 +53,41 @@ def answers(settings: Settings) -> bool:
         return False
 
 
+def check_admin(settings: Settings) -> None:
+    """Raise ServiceError unless the server accepts the admin password on file: MLflow keeps
+    the one of its first start, so a regenerated file would leave every call at 401."""
+    password = read_secret(MLFLOW_PASSWORD, settings.dir) or ""
+    token = base64.b64encode(f"{MLFLOW_USER}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        f"{settings.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1",
+        headers={"Authorization": f"Basic {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return
+    except urllib.error.HTTPError as err:
+        if err.code not in (401, 403):
+            return  # it let us in; what it answered is not a credential matter
+    except OSError:
+        return  # no answer: start's own checks say so
+    raise ServiceError(
+        f"the MLflow server at {settings.mlflow_uri} refuses the admin password in "
+        f"{settings.mlflow_password_file} (it keeps the one of its first start): restore that "
+        "file from a backup of the services' secrets"
+    )
+
+
 def auth_config(settings: Settings) -> Path:
     """Write the basic-auth app's configuration (mode 0600: it holds the admin password) and
     return its path. Users and permissions live in the `mlflow_auth` database."""
+    ini = settings.secrets / "mlflow-auth.ini"
+    if read_secret(MLFLOW_PASSWORD, settings.dir) is None and ini.exists():
+        raise ServiceError(
+            f"{settings.mlflow_password_file} is missing, but the MLflow server was set up with "
+            "an admin password (stored in its mlflow_auth database on its first start): "
+            "restore the file from a backup of the services' secrets, or drop the mlflow_auth "
+            f"database (its users and permissions) and remove {ini} to set up a new one"
+        )
     password = ensure_secret(MLFLOW_PASSWORD, settings.dir)
     text = "\n".join(
         [
@@ -68,7 +103,7 @@ def auth_config(settings: Settings) -> Path:
             "",
         ]
     )
-    return write_private(settings.secrets / "mlflow-auth.ini", text)
+    return write_private(ini, text)
 
 
 def start(settings: Settings) -> None:
@@ -76,6 +111,7 @@ def start(settings: Settings) -> None:
     ours answers its URI is recorded: commands send the admin password to that server only."""
     pids = pid_file(settings)
     if own_process(pids, MARKER) is not None and answers(settings):
+        check_admin(settings)
         record_uri(settings)
         log.info("MLflow server already answers on %s", settings.mlflow_uri)
         return
@@ -126,6 +162,7 @@ def start(settings: Settings) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if answers(settings):
+            check_admin(settings)
             record_uri(settings)
             log.info("MLflow server started on %s (log: %s)", settings.mlflow_uri, logfile)
             return

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from homevision.service_secrets import PG_PASSWORD, ensure_secret, write_private
+from homevision.service_secrets import PG_PASSWORD, ensure_secret, read_secret, write_private
 from homevision.services.processes import command_line, port_in_use, service_env
 from homevision.services.settings import DATABASES, PG_USER, Settings, pgpass_line
 
@@ -153,9 +153,15 @@ def start(settings: Settings) -> None:
     bindir = find_bin(settings, install=True)
     if bindir is None:
         raise ServiceError("PostgreSQL is not installed and apt-get could not install it")
+    data = pgdata(settings)
+    if read_secret(PG_PASSWORD, settings.dir) is None and (data / "PG_VERSION").exists():
+        raise ServiceError(
+            f"{settings.pg_password_file} is missing, but the cluster in {data} was made with "
+            "its password, which cannot be read back: restore the file from a backup of the "
+            f"services' secrets, or move {data} away to start a new, empty cluster"
+        )
     password = ensure_secret(PG_PASSWORD, settings.dir)
     write_private(settings.pgpass, pgpass_line("127.0.0.1", settings.pg_port, PG_USER, password))
-    data = pgdata(settings)
     if data != settings.pgdata:
         log.info("the user postgres cannot reach %s: the cluster lives in %s", settings.dir, data)
     if not (data / "PG_VERSION").exists():

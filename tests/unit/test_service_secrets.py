@@ -40,8 +40,9 @@ def test_a_secret_is_generated_once_in_a_private_file(tmp_path):
 def test_a_secret_others_can_read_is_refused_in_one_sentence(tmp_path):
     path = write_private(tmp_path / "secrets" / "signing-key", "k\n")
     os.chmod(path, 0o644)
-    with pytest.raises(SecretFileError, match=r"can be read by other users .*chmod 600"):
+    with pytest.raises(SecretFileError, match=r"can be read by other users .*chmod 600") as err:
         read_secret("signing-key", tmp_path)
+    assert "delete" not in str(err.value)  # review defect 6: a new one would lock users out
 
 
 def test_commands_find_the_credentials_without_overriding_the_user(tmp_path, monkeypatch):

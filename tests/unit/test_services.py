@@ -206,25 +206,39 @@ def _leaked(env: dict[str, str]) -> list[str]:
     return sorted(k for k, v in env.items() if v in secrets or k in SECRET_ENV)
 
 
+def _fake_mlflow(folder: Path, environ: Path, admin_password: str | None = None) -> Path:
+    """Write a stand-in `mlflow` binary and return it: it records its environment in
+    `environ`, answers /health, and every other path with 200 for Basic auth as admin with
+    `admin_password` (default: the one in its MLFLOW_AUTH_CONFIG_PATH), else 401."""
+    fake = folder / "mlflow"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import base64, configparser, http.server, json, os, sys\n"
+        f"open({str(environ)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+        "ini = configparser.ConfigParser()\n"
+        "ini.read(os.environ['MLFLOW_AUTH_CONFIG_PATH'])\n"
+        f"password = {admin_password!r} or ini['mlflow']['admin_password']\n"
+        "good = 'Basic ' + base64.b64encode(f'admin:{password}'.encode()).decode()\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        ok = self.path == '/health' or self.headers.get('Authorization') == good\n"
+        "        self.send_response(200 if ok else 401); self.end_headers()\n"
+        "        self.wfile.write(b'{}')\n"
+        "    def log_message(self, *a): pass\n"
+        "port = int(sys.argv[sys.argv.index('--port') + 1])\n"
+        "http.server.HTTPServer(('127.0.0.1', port), H).serve_forever()\n"
+    )
+    fake.chmod(0o755)
+    return fake
+
+
 def test_the_mlflow_server_gets_no_secret_of_the_shell_that_started_it(tmp_path, monkeypatch):
     """Review defect 2: the server was started with {**os.environ, ...}: the admin password and
     the signing key of an `eval "$(services.sh env)"` shell were in its /proc/PID/environ."""
     for name, value in SECRET_ENV.items():
         monkeypatch.setenv(name, value)
     seen = tmp_path / "environ.txt"
-    fake = tmp_path / "mlflow"  # answers /health as the server would, and records its environ
-    fake.write_text(
-        f"#!{sys.executable}\n"
-        "import http.server, json, os, sys\n"
-        f"open({str(seen)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
-        "class H(http.server.BaseHTTPRequestHandler):\n"
-        "    def do_GET(self):\n"
-        "        self.send_response(200); self.end_headers(); self.wfile.write(b'OK')\n"
-        "    def log_message(self, *a): pass\n"
-        "port = int(sys.argv[sys.argv.index('--port') + 1])\n"
-        "http.server.HTTPServer(('127.0.0.1', port), H).serve_forever()\n"
-    )
-    fake.chmod(0o755)
+    fake = _fake_mlflow(tmp_path, seen)
     monkeypatch.setattr(mlflow_server, "_upgrade_store", lambda env: None)
     settings = _settings(tmp_path, mlflow_bin=fake)
     mlflow_server.start(settings)
@@ -342,3 +356,44 @@ def test_a_database_that_refuses_is_one_sentence_without_its_password(tmp_path):
     assert "Traceback" not in done.stderr and "hunter2" not in done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("services: cannot reach PostgreSQL at "), lines
+
+
+def test_a_lost_secret_is_not_replaced_by_one_the_services_would_refuse(tmp_path, monkeypatch):
+    """Review defect 6: following "delete it to have a new one generated" locked users out:
+    a new mlflow-password is not the admin password MLflow stored on its first start (every
+    call 401, though start said "started"), a new pg-password not the role's (a psycopg
+    traceback). A lost secret of a set-up that exists is now refused in one sentence."""
+    from homevision.service_secrets import MLFLOW_PASSWORD, PG_PASSWORD, ensure_secret
+
+    settings = _settings(tmp_path)
+    monkeypatch.setattr(mlflow_server, "_upgrade_store", lambda env: None)
+    ensure_secret(MLFLOW_PASSWORD, settings.dir)
+    mlflow_server.auth_config(settings)  # what the first start wrote
+    settings.mlflow_password_file.unlink()
+    with pytest.raises(ServiceError, match=r"mlflow-password is missing, but the MLflow server"):
+        mlflow_server.start(settings)
+    assert not settings.mlflow_password_file.exists()
+
+    data = postgres.pgdata(settings)
+    try:
+        data.mkdir(parents=True)
+        (data / "PG_VERSION").write_text("15\n")  # a cluster made with the lost password
+        if postgres.find_bin(settings) is not None:
+            with pytest.raises(ServiceError, match=r"pg-password is missing, but the cluster"):
+                postgres.start(settings)
+            assert not settings.pg_password_file.exists()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    assert ensure_secret(PG_PASSWORD, settings.dir)  # a fresh set-up still generates it
+
+
+def test_start_fails_when_the_server_refuses_the_admin_password(tmp_path, monkeypatch):
+    """Review defect 6: start said "started" while every authenticated call got 401."""
+    monkeypatch.setattr(mlflow_server, "_upgrade_store", lambda env: None)
+    fake = _fake_mlflow(tmp_path, tmp_path / "environ.txt", admin_password="the-old-one")
+    settings = _settings(tmp_path, mlflow_bin=fake)
+    try:
+        with pytest.raises(ServiceError, match=r"refuses the admin password in .*mlflow-password"):
+            mlflow_server.start(settings)
+    finally:
+        mlflow_server.stop(settings)
