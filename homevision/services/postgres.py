@@ -134,6 +134,16 @@ def running(settings: Settings) -> bool:
     return postmaster(pgdata(settings)) is not None
 
 
+def _refuse_another_port(settings: Settings, found: tuple[int, int] | None) -> None:
+    """Raise ServiceError when our cluster runs on another port than settings.pg_port (review
+    defect 7: start then said "already runs" on the new one and rewrote the password file)."""
+    if found is not None and found[1] != settings.pg_port:
+        raise ServiceError(
+            f"our cluster runs on port {found[1]}: stop it first (make services-stop) or set "
+            f"HOMEVISION_PG_PORT={found[1]} (it is {settings.pg_port} now)"
+        )
+
+
 def _remove_stale_lock(data: Path) -> None:
     """Remove a postmaster.pid that names no postgres of this cluster, signalling nobody (it
     would also keep the cluster from starting)."""
@@ -160,6 +170,7 @@ def start(settings: Settings) -> None:
             "its password, which cannot be read back: restore the file from a backup of the "
             f"services' secrets, or move {data} away to start a new, empty cluster"
         )
+    _refuse_another_port(settings, postmaster(data))
     password = ensure_secret(PG_PASSWORD, settings.dir)
     write_private(settings.pgpass, pgpass_line("127.0.0.1", settings.pg_port, PG_USER, password))
     if data != settings.pgdata:
@@ -319,6 +330,10 @@ def status(settings: Settings) -> tuple[bool, str]:
     bindir = find_bin(settings)
     if bindir is None:
         return False, "PostgreSQL: not installed (make services installs it)"
-    if running(settings):
-        return True, f"PostgreSQL: up (127.0.0.1:{settings.pg_port}, password logins only)"
+    found = postmaster(pgdata(settings))
+    if found is not None:
+        moved = (
+            f"; HOMEVISION_PG_PORT says {settings.pg_port}" if found[1] != settings.pg_port else ""
+        )
+        return True, f"PostgreSQL: up (127.0.0.1:{found[1]}, password logins only{moved})"
     return False, "PostgreSQL: down"

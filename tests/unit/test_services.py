@@ -253,6 +253,21 @@ def test_the_mlflow_server_gets_no_secret_of_the_shell_that_started_it(tmp_path,
         mlflow_server.stop(settings)
 
 
+def _another_port_is_refused_while_it_runs(settings: Settings) -> None:
+    """Review defect 7: with HOMEVISION_PG_PORT changed while the cluster ran, start said
+    "already runs on <new port>", rewrote pgpass for it, then died in a psycopg traceback;
+    status named the new port."""
+    import dataclasses
+
+    moved = dataclasses.replace(settings, pg_port=_free_port())
+    pgpass = settings.pgpass.read_text()
+    with pytest.raises(ServiceError, match=rf"runs on port {settings.pg_port}: stop it first"):
+        postgres.start(moved)
+    assert settings.pgpass.read_text() == pgpass
+    up, line = postgres.status(moved)
+    assert up and f"127.0.0.1:{settings.pg_port}" in line and "HOMEVISION_PG_PORT" in line, line
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not list(Path("/usr/lib/postgresql").glob("*/bin")), reason="needs PostgreSQL installed"
@@ -270,6 +285,7 @@ def test_the_postmaster_gets_no_secret_of_the_shell_that_started_it(tmp_path, mo
         postgres.start(settings)
         pid = int((data / "postmaster.pid").read_text().split()[0])
         assert _leaked(_environ(pid)) == []
+        _another_port_is_refused_while_it_runs(settings)
     finally:
         postgres.stop(settings)
         if data != settings.pgdata:
