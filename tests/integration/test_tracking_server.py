@@ -145,6 +145,9 @@ def test_the_app_shows_the_servers_champion(
     tracking_server, first_champion, export, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
+    # The services dir holds the key the champion is checked with: a signed model is never
+    # loaded unchecked (review defect 1).
+    monkeypatch.setenv("HOMEVISION_SERVICES_DIR", str(SERVICES_DIR))
     monkeypatch.setenv("HOMEVISION_DATA", str(export))
     app = AppTest.from_file(str(APP), default_timeout=180)
     app.run()
