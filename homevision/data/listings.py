@@ -142,9 +142,12 @@ def read_export_chunks(
 
     Everything read_export checks up front (a file, not empty, UTF-8, the required columns, some
     rows) is checked before this returns, with the same sentence; a CSV that stops parsing
-    further on raises the same NotAnExportError when its chunk is reached. With `numbers`, the
-    numeric fields a Parquet file holds as numbers are not turned into text (see _as_strings):
-    for a reader that validates and types the rows, as a valuation does, with the same results.
+    further on raises the same NotAnExportError when its chunk is reached (a row whose field
+    count is not the header's: as soon as pandas takes the file over from Arrow, which counts
+    every row's fields first, so at once when Arrow cannot read the first block). With
+    `numbers`, the numeric fields a Parquet file holds as numbers are not turned into text (see
+    _as_strings): for a reader that validates and types the rows, as a valuation does, with the
+    same results.
     With `lazy`, chunks come as ArrowChunk where Arrow read them (as_frame gives the frame).
     """
     path = Path(path)
@@ -194,9 +197,57 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as err:
         raise _undecodable(path, err.start) from None
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True)
+        _check_field_counts(path, io.StringIO(text, newline=""))
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True, index_col=False)
     except _CSV_ERRORS as err:
         raise _unreadable_csv(path, err) from None
+
+
+def _check_field_counts(path: Path, text: io.TextIOBase) -> None:
+    """Raise NotAnExportError naming the first row whose field count is not the header's.
+
+    pandas pads a short row (a copy cut off part way) with missing cells and, where the first
+    row has one field more than the header (a trailing separator), takes the first column as
+    the index, which read_export then dropped: every value moved one column over. Neither can
+    be told from a real missing value later, so the file is refused here. Blank and space-only
+    lines are skipped as pandas skips them; a value may be as long as pandas allows. A row
+    next to a bare CR is not counted: pandas ends a line there and may drop the delimiter
+    after it, which the csv module does not, so their counts differ (such a row reads as
+    pandas reads it, as before)."""
+    csv.field_size_limit(max(csv.field_size_limit(), _LARGEST_FIELD))
+    lines = _Lines(text)
+    reader = csv.reader(lines)
+    width = row = 0
+    line = 1  # where the next record starts
+    for record in reader:
+        start, line = line, reader.line_num + 1
+        if not record or (len(record) == 1 and not record[0].strip(" \t")):
+            continue
+        if not width:
+            width = len(record)
+            continue
+        row += 1
+        if len(record) != width and lines.bare_cr_at < start - 1:
+            raise NotAnExportError(
+                f"{path}: row {row} (line {start}) has {len(record)} fields where the header"
+                f" has {width} (a row cut short or a stray separator); re-export the file."
+            )
+
+
+class _Lines:
+    """The lines of a text opened with newline="", noting the last that ends in a bare CR."""
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self.text = text
+        self.number = 0
+        self.bare_cr_at = -1  # the number of the last line ending in a CR without a LF
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.text:
+            self.number += 1
+            if line.endswith("\r"):
+                self.bare_cr_at = self.number
+            yield line
 
 
 def _csv_chunks(
@@ -208,9 +259,9 @@ def _csv_chunks(
     Arrow's CSV reader reads them (a quarter of pandas' time on a 250-column export) while the
     file is one it reads as pandas does: a header pandas keeps as it is, every row as wide as
     the header, no bare CR. Where Arrow stops (a short or long row, a bare CR, anything it
-    cannot parse), pandas reads
-    the rest of the file from the first row not yet yielded: it pads a short row with missing
-    cells, or raises its own error, as reading the whole file with pandas would."""
+    cannot parse), pandas reads the rest of the file from the first row not yet yielded, after
+    the field counts are checked as _read_csv checks them: a row shorter or longer than the
+    header refuses the file, naming the row and its line."""
     position = _first_undecodable_byte(path)
     if position is not None:
         raise _undecodable(path, position)
@@ -239,10 +290,18 @@ def _pandas_csv_chunks(
 
     Every column is parsed and the others dropped after: given `usecols`, pandas no longer
     refuses a row wider than the header, it drops the extra cells, so a stray separator in one
-    row shifted that row's later cells into the wrong columns, and the row was valued on them."""
+    row shifted that row's later cells into the wrong columns, and the row was valued on them.
+    Every row's field count is checked first (_check_field_counts)."""
     try:
+        with path.open(encoding="utf-8-sig", newline="") as text:
+            _check_field_counts(path, text)
         with pd.read_csv(
-            path, dtype=str, keep_default_na=True, encoding="utf-8-sig", chunksize=chunk_rows
+            path,
+            dtype=str,
+            keep_default_na=True,
+            encoding="utf-8-sig",
+            chunksize=chunk_rows,
+            index_col=False,
         ) as reader:
             for frame in reader:
                 if columns is not None:
@@ -259,7 +318,9 @@ def _arrow_csv_chunks(
     markers are), None when Arrow would not read the file as pandas does: a header pandas renames
     (duplicate or blank names), or a first block Arrow cannot parse, or a single column."""
     try:
-        header = pd.read_csv(path, dtype=str, encoding="utf-8-sig", nrows=0).columns
+        header = pd.read_csv(
+            path, dtype=str, encoding="utf-8-sig", nrows=0, index_col=False
+        ).columns
         with (
             _blocks(path) as source,
             pa_csv.open_csv(source, _arrow_read_options(), _ARROW_PARSE) as probe,
@@ -365,6 +426,7 @@ def _first_line(err: Exception, default: str | None = None) -> str:
     return text.splitlines()[0] if text else default or type(err).__name__
 
 
+_LARGEST_FIELD = 2**31 - 1  # the csv module's limit is 128 KiB by default, pandas has none
 _CSV_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error)
 
 

@@ -4,6 +4,8 @@ stops, whatever the file holds."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -120,17 +122,56 @@ def test_a_regular_export_is_read_by_arrow_in_chunks_of_the_asked_size(tmp_path)
 
 def test_pandas_reads_on_from_the_row_arrow_stops_at(tmp_path, caplog, monkeypatch):
     path = tmp_path / "export.csv"
-    rows = [f"{i},x{i}" for i in range(1, 10)]
-    rows[6] = "7"  # a short row: pandas pads it with a missing cell, Arrow stops
-    path.write_text("MLSNumber,Remarks\n" + "\n".join(rows) + "\n")
-    monkeypatch.setattr(listings, "CSV_BLOCK_BYTES", 40)  # the short row is in the 2nd block
+    rows = [f"{i},x{i}" for i in range(1, 4000)]
+    rows[3600] = '3601,"a\r,b"'  # a bare CR in a value: Arrow stops, pandas reads on
+    path.write_bytes(("MLSNumber,Remarks\n" + "\n".join(rows) + "\n").encode())
+    monkeypatch.setattr(listings, "CSV_BLOCK_BYTES", 40)  # the bare CR is blocks in
     with caplog.at_level("INFO"):
-        got = list(listings._csv_chunks(path, 3, lazy=True))
+        got = list(listings._csv_chunks(path, 300, lazy=True))
     assert isinstance(got[0], ArrowChunk) and isinstance(got[-1], pd.DataFrame)
     frames = [c.frame() if isinstance(c, ArrowChunk) else c for c in got]
-    assert_same(frames, pandas_chunks(path, 3, None))
-    assert pd.isna(frames[2].loc[6, "Remarks"])
-    assert "pandas reads on from row 4" in caplog.text
+    assert_same(frames, pandas_chunks(path, 300, None))
+    assert frames[12].loc[3600, "Remarks"] == "a\r,b"
+    assert "pandas reads on from row" in caplog.text
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize(
+    ("bad", "sentence"),
+    [
+        ("7", "row 7 (line 9) has 1 fields where the header has 2"),  # cut short
+        ("7,x7,", "row 7 (line 9) has 3 fields where the header has 2"),  # a trailing comma
+    ],
+)
+def test_a_row_not_as_wide_as_the_header_refuses_the_file(
+    tmp_path, monkeypatch, bad, sentence, lazy
+):
+    """pandas padded a short row with missing cells and the row was accepted without them; the
+    row's file line is named, after a value with a line break in it."""
+    path = tmp_path / "export.csv"
+    rows = [f"{i},x{i}" for i in range(1, 10)]
+    rows[0] = '1,"two\nlines"'
+    rows[6] = bad
+    path.write_text("MLSNumber,Remarks\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(listings, "CSV_BLOCK_BYTES", 40)  # the bad row is in the 2nd block
+    for read in (lambda: read_export(path), lambda: list(read_export_chunks(path, 3, lazy=lazy))):
+        with pytest.raises(NotAnExportError, match=re.escape(sentence)):
+            read()
+
+
+@pytest.mark.parametrize("extra", ["every", "first"])
+def test_a_trailing_separator_never_moves_the_values_one_column_over(tmp_path, extra):
+    """One more field than the header on the first data row made pandas take the first column
+    as the index: MLSNumber was dropped and every value moved one column left."""
+    header = "MLSNumber,City,SqFtTotal"
+    rows = [f"{i},Frisco,{1500 + i}" + ("," if extra == "every" or i == 1 else "") for i in (1, 2)]
+    path = tmp_path / "export.csv"
+    path.write_text("\r\n".join([header, *rows]) + "\r\n")
+    sentence = "row 1 (line 2) has 4 fields where the header has 3"
+    with pytest.raises(NotAnExportError, match=re.escape(sentence)):
+        read_export(path)
+    with pytest.raises(NotAnExportError, match=re.escape(sentence)):
+        list(read_export_chunks(path, 1, columns={"MLSNumber", "City"}))
 
 
 def test_a_block_ending_inside_a_quoted_crlf_keeps_the_line_break(tmp_path, monkeypatch):
@@ -217,7 +258,7 @@ def test_a_row_wider_than_the_header_is_refused_when_some_columns_are_read(tmp_p
     path = tmp_path / "export.csv"
     path.write_text("\r\n".join(rows) + "\r\n")
     whole = chunks(path, 2, None)
-    assert isinstance(whole, str) and "Expected 4 fields in line 5, saw 6" in whole
+    assert isinstance(whole, str) and "row 4 (line 5) has 6 fields where the header has 4" in whole
     for columns in ({"MLSNumber", "SqFtTotal"}, {"City"}, {"BedsTotal", "City"}):
         assert chunks(path, 2, frozenset(columns)) == whole
         assert pandas_chunks(path, 2, frozenset(columns)) == whole
