@@ -19,6 +19,7 @@ Groups of checks, each on the model's own view of the data:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -201,19 +202,27 @@ def derive(
 
 def as_typed(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Return the columns as Evidently reads them: numbers as floats (booleans as 0/1, what does
-    not parse as NaN), categories as text with missing kept missing."""
+    not parse as NaN), categories as text with missing kept missing. A column the frame lacks (an
+    optional column the export leaves out) is all missing."""
     out = pd.DataFrame(index=frame.index)
+    absent = pd.Series(None, index=frame.index, dtype=object)
     for column in numeric:
-        values = frame[column]
+        values = frame[column] if column in frame.columns else absent
         if values.dtype == bool or str(values.dtype) == "boolean":
             values = values.astype("Float64")
         elif values.dtype == object or str(values.dtype).startswith(("string", "str")):
             values = values.replace({"True": 1, "False": 0, "true": 1, "false": 0})
         out[column] = pd.to_numeric(values, errors="coerce").astype(float)
     for column in categorical:
-        text = frame[column].astype(object)
+        text = (frame[column] if column in frame.columns else absent).astype(object)
         out[column] = text.where(text.notna(), None)
     return out
+
+
+def empty_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    """Return the columns without a single value in one of the frames: Evidently cannot test
+    their drift (it raises), and their missing-value check already says what happened."""
+    return [c for c in reference.columns if reference[c].isna().all() or current[c].isna().all()]
 
 
 def dataset(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> Dataset:
@@ -229,20 +238,26 @@ def row_metrics(
     drift_share: float,
     missing_only: list[str] | None = None,
     tests: dict[str, tuple[str, float]] | None = None,
+    untested: Collection[str] = (),
 ) -> list:
     """Return the Evidently metrics for all rows: input drift (the preset), valuation drift,
     per column the quality counts against the reference's range and categories, the
     missing-value count alone for `missing_only` columns, and the drift alone of the columns of
-    `tests` with its (method, threshold) (feature-list items, see token_tests)."""
-    tests = tests or {}
-    preset = DataDriftPreset(
-        columns=[*numeric, *categorical, *tests],
-        drift_share=drift_share,
-        per_column_method={c: method for c, (method, _) in tests.items()} or None,
-        per_column_threshold={c: threshold for c, (_, threshold) in tests.items()} or None,
-    )
-    metrics: list = [preset]
-    metrics.append(ValueDrift(column=VALUATION))
+    `tests` with its (method, threshold) (feature-list items, see token_tests). The `untested`
+    columns (empty on one side, see empty_columns) get no drift test, only the quality counts."""
+    tests = {c: test for c, test in (tests or {}).items() if c not in untested}
+    drift = [c for c in [*numeric, *categorical, *tests] if c not in untested]
+    metrics: list = []
+    if drift:  # no column at all would be every column to the preset
+        preset = DataDriftPreset(
+            columns=drift,
+            drift_share=drift_share,
+            per_column_method={c: method for c, (method, _) in tests.items()} or None,
+            per_column_threshold={c: threshold for c, (_, threshold) in tests.items()} or None,
+        )
+        metrics.append(preset)
+    if VALUATION not in untested:
+        metrics.append(ValueDrift(column=VALUATION))
     for column in [*numeric, *categorical, *(missing_only or [])]:
         metrics.append(MissingValueCount(column=column))
     for column in numeric:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from homevision import tracking
 from homevision.config import load_params, paths
+from homevision.data.errors import NotAnExportError
 from homevision.data.listings import is_labelled, load_listings
 from homevision.data.schema import MLS_ID
 from homevision.features import FeatureSet, get_feature_set
@@ -77,11 +78,24 @@ def _reference_frame(model, info: dict[str, Any], reference: Path | None) -> pd.
         if not info.get("run_id"):
             raise LookupError(f"{info['uri']} names no training run to find its reference in")
         return load_reference(info["run_id"])
-    typed = load_listings(reference).typed
+    typed = accepted_rows(reference)
     frame = typed.copy()
     frame[ck.VALUATION] = value_frame(model, typed).frame["predicted_close_price"].to_numpy()
     frame[OOF_VALUATION] = np.nan  # not the model's training data: its errors are honest
     return frame.reset_index(drop=True)
+
+
+def accepted_rows(path: Path) -> pd.DataFrame:
+    """Return the typed accepted rows of the export at `path`. NotAnExportError when none is
+    accepted: there is nothing to compare (Evidently raised on the empty frame)."""
+    listings = load_listings(path)
+    if listings.typed.empty:
+        rejected = len(listings.validation.rejected)
+        raise NotAnExportError(
+            f"{path}: none of its {rejected} rows passed validation, so there is nothing to"
+            f" monitor; `homevision validate --data {path}` says why."
+        )
+    return listings.typed
 
 
 def _errors(frame: pd.DataFrame, valuation: str) -> pd.DataFrame:
@@ -131,8 +145,9 @@ def compare_rows(
     """Return the Evidently snapshot of all rows of `cur` against `ref` (both holding the model's
     valuations) and its checks: drift of the feature set's input columns, of the annual fee and
     feature-list items derived from them (checks.derive; items common in `ref` by
-    `token_min_count`) and of the valuations, and the quality counts. `cfg` is params'
-    monitoring section."""
+    `token_min_count`) and of the valuations, and the quality counts. A column empty on one side
+    (absent, or no row has a value) gets only the quality counts: Evidently cannot test its
+    drift, and the missing check is the alarm. `cfg` is params' monitoring section."""
     numeric, categorical = ck.input_columns(fs)
     derived = ck.derive(fs, ref, cur, token_min_count)
     ref, cur = derived.add(ref), derived.add(cur)
@@ -152,6 +167,7 @@ def compare_rows(
         float(cfg["drift_share"]),
         hidden,
         ck.token_tests(derived.tokens, len(ref_rows)),
+        untested=ck.empty_columns(ref_rows, cur_rows),
     )
     all_numeric, all_categorical = [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens]
     snapshot = _run_report(
@@ -175,13 +191,13 @@ def run_monitor(
     that does not resolve and LookupError for a model with no logged reference."""
     started = time.perf_counter()
     cfg = _settings()
-    listings = load_listings(current)
+    current_rows = accepted_rows(current)
     pinned = tracking.pin_model_uri(model_ref)  # one version for the model and its reference
     model = tracking.load_model(pinned)
     info = tracking.describe_model(model_ref, pinned)
     fs = get_feature_set(model.feature_set)
     ref = _reference_frame(model, info, reference)
-    cur = listings.typed.reset_index(drop=True)
+    cur = current_rows.reset_index(drop=True)
     cur[ck.VALUATION] = value_frame(model, cur).frame["predicted_close_price"].to_numpy()
     token_min_count = int(load_params()["features"]["token_min_count"])
     snapshot, checks = compare_rows(ref, cur, fs, cfg, token_min_count)

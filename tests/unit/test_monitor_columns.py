@@ -184,3 +184,25 @@ def test_an_items_metric_name_is_one_mlflow_accepts(item):
     _validate_metric_name(key)  # raises on a character MLflow refuses or a path it rewrites
     assert key.startswith("inputs.ExteriorFeatures_")
     assert metric_key(ck.Check("inputs", "SqFtTotal", "z", 0.0, 0.05, False)) == "inputs.SqFtTotal"
+
+
+@pytest.mark.parametrize("side", ["current", "reference"])
+@pytest.mark.parametrize("column", ["LotSizeAreaSQFT", "ElementarySchoolName"])
+def test_a_column_all_missing_on_one_side_is_a_missing_alarm_not_a_crash(side, column):
+    """Evidently refuses to test the drift of a column empty on one side ("An empty column ...
+    was provided for drift calculation"): monitor crashed on an export validate accepted. The
+    column is left out of the drift test; its missing check is what fires."""
+    frames = {"reference": homes(seed=1), "current": homes(seed=2)}
+    frames[side][column] = np.nan
+    cfg = load_params()["monitoring"]
+    checks = compare_rows(frames["reference"], frames["current"], FS, cfg, MIN_COUNT)[1]
+    assert column not in {c.column for c in checks if c.group == "inputs"}
+    assert one(checks, "quality", column, "missing").drifted == (side == "current")
+
+
+def test_a_column_the_export_lacks_is_all_missing():
+    """An optional column absent from the export (NumberOfStories) raised KeyError."""
+    current = homes(seed=2).drop(columns=["LotSizeAreaSQFT"])
+    checks = run(current)
+    assert "LotSizeAreaSQFT" not in {c.column for c in checks if c.group == "inputs"}
+    assert one(checks, "quality", "LotSizeAreaSQFT", "missing").drifted

@@ -131,3 +131,14 @@ def test_drift_gauges_carry_the_verdict_share_and_model():
     assert 'homevision_drift_detected{model="homevision-price"} 1.0' in text
     assert 'homevision_drift_share{model="homevision-price"} 0.5' in text
     assert "homevision_drift_last_run_timestamp_seconds{" in text
+
+
+def test_an_export_with_no_accepted_row_is_one_sentence_not_a_crash(tmp_path):
+    """Every row rejected: Evidently raised on the empty frame, after a model was loaded."""
+    from homevision.data.errors import NotAnExportError
+    from homevision.data.synthetic import generate_listings, write_listings
+    from homevision.monitoring.drift import accepted_rows
+
+    path = write_listings(generate_listings(20, 4).assign(SqFtTotal="abc"), tmp_path / "x.csv")
+    with pytest.raises(NotAnExportError, match="none of its 20 rows passed validation"):
+        accepted_rows(path)
