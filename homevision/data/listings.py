@@ -8,6 +8,7 @@ repairable quirks that the feature pipeline fixes later.
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import io
 import itertools
@@ -204,7 +205,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _check_field_counts(path: Path, text: io.TextIOBase) -> None:
-    """Raise NotAnExportError naming the first row whose field count is not the header's.
+    """Raise NotAnExportError naming the first row whose field count is not the header's (or
+    the names the header repeats, see _check_names).
 
     pandas pads a short row (a copy cut off part way) with missing cells and, where the first
     row has one field more than the header (a trailing separator), takes the first column as
@@ -224,6 +226,7 @@ def _check_field_counts(path: Path, text: io.TextIOBase) -> None:
         if not record or (len(record) == 1 and not record[0].strip(" \t")):
             continue
         if not width:
+            _check_names(path, record)
             width = len(record)
             continue
         row += 1
@@ -232,6 +235,19 @@ def _check_field_counts(path: Path, text: io.TextIOBase) -> None:
                 f"{path}: row {row} (line {start}) has {len(record)} fields where the header"
                 f" has {width} (a row cut short or a stray separator); re-export the file."
             )
+
+
+def _check_names(path: Path, names: list[str]) -> None:
+    """Raise NotAnExportError naming the columns the header names more than once: pandas read
+    the second SqFtTotal as SqFtTotal.1 and ignored it, and pyarrow refused a Parquet file
+    without saying why. Blank names are not compared (Excel's trailing empty columns)."""
+    counts = collections.Counter(n for n in names if n.strip())
+    repeated = [n for n, count in counts.items() if count > 1]
+    if repeated:
+        raise NotAnExportError(
+            f"{path}: the header names {', '.join(repeated)} more than once, so which column"
+            " holds the values is unclear; re-export it with each column once."
+        )
 
 
 class _Lines:
@@ -503,7 +519,10 @@ def _undecodable_position(path: Path, block: int) -> int | None:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
+        _check_names(path, pq.read_schema(path).names)
         table = pq.read_table(path)
+    except NotAnExportError:
+        raise
     except Exception as err:  # pyarrow raises many types for a damaged file
         raise _unreadable_parquet(path, err) from None
     return ArrowChunk(table).frame()  # as its chunks read: the same text whatever the chunking
@@ -523,10 +542,13 @@ def _parquet_chunks(
         # grew with every row group read (200 MB over 4M rows); local reads are as fast.
         file = pq.ParquetFile(path, pre_buffer=False)
         names = file.schema_arrow.names
+        _check_names(path, names)
         read = None if columns is None else [n for n in names if n in columns]
         for batch in file.iter_batches(batch_size=chunk_rows, columns=read):
             chunk = ArrowChunk(batch, numbers)
             yield chunk if lazy else chunk.frame()
+    except NotAnExportError:
+        raise
     except Exception as err:  # pyarrow raises many types for a damaged file
         raise _unreadable_parquet(path, err) from None
 

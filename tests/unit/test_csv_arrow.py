@@ -262,3 +262,26 @@ def test_a_row_wider_than_the_header_is_refused_when_some_columns_are_read(tmp_p
     for columns in ({"MLSNumber", "SqFtTotal"}, {"City"}, {"BedsTotal", "City"}):
         assert chunks(path, 2, frozenset(columns)) == whole
         assert pandas_chunks(path, 2, frozenset(columns)) == whole
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_column_named_twice_is_named_in_one_sentence(tmp_path, kind):
+    """pandas renamed the second SqFtTotal SqFtTotal.1 and ignored it (exit 0); pyarrow refused
+    the Parquet file with only "ArrowInvalid"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / f"export.{kind}"
+    if kind == "csv":
+        path.write_text("MLSNumber,SqFtTotal,City,SqFtTotal\n1,1500,Frisco,9999\n")
+    else:
+        arrays = [pa.array(["1"]), pa.array(["1500"]), pa.array(["Frisco"]), pa.array(["9999"])]
+        pq.write_table(
+            pa.table(arrays, names=["MLSNumber", "SqFtTotal", "City", "SqFtTotal"]), path
+        )
+    sentence = "the header names SqFtTotal more than once"
+    with pytest.raises(NotAnExportError, match=sentence):
+        read_export(path)
+    for columns in (None, {"MLSNumber", "City"}):
+        with pytest.raises(NotAnExportError, match=sentence):
+            list(read_export_chunks(path, 1, columns=columns))
