@@ -638,3 +638,15 @@ def parse_boolean(value: object) -> bool | None:
     if token in FALSE_TOKENS:
         return False
     raise ValueError(f"{value!r}: {RULES['not_a_boolean']}")
+
+
+def parse_dates(values: object) -> pd.Series:
+    """Return export dates and timestamps as datetimes ("2020-02-13", "2020-02-13 10:15:00"),
+    NaT where missing or not ISO 8601 (the export's format). One format for every value: left
+    to guess, pandas took the format from the first value, so one "02/13/2020" first made every
+    ISO date after it NaT, and a time after date-only values was NaT."""
+    series = pd.Series(values)
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return series
+    text = series.astype("string").str.strip()
+    return pd.to_datetime(text, errors="coerce", format="ISO8601")

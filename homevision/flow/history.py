@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from homevision.config import project_root
-from homevision.data.fields import check_ids
+from homevision.data.fields import check_ids, parse_dates
 from homevision.data.listings import is_labelled, read_export
 from homevision.data.schema import MLS_ID
 
@@ -94,8 +94,7 @@ def _keyed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 def parse_times(values: pd.Series) -> pd.Series:
     """Return export timestamps (ISO 8601, e.g. '2020-02-22 17:03:34') as datetimes, NaT where
     missing or unreadable."""
-    text = values.astype("string").str.strip()
-    return pd.to_datetime(text, errors="coerce", format="ISO8601")
+    return parse_dates(values)
 
 
 def fact_times(frame: pd.DataFrame) -> pd.Series:

@@ -7,6 +7,7 @@ so no validation row ever influences the model that scores it.
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -19,7 +20,10 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import RepeatedStratifiedKFold
 
+from homevision.data.fields import parse_dates
 from homevision.training.metrics import GREATER_IS_BETTER, PRIMARY, valuation_metrics
+
+log = logging.getLogger(__name__)
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -129,7 +133,17 @@ def time_ordered_split(
     on (the rest), to learn from the first and score the second.
     None when too few rows have a date or either side is too small. Validation that says how
     well a model values next month's sales, which random folds (past and future mixed) do not."""
-    when = pd.to_datetime(pd.Series(dates).reset_index(drop=True), errors="coerce")
+    given = pd.Series(dates).reset_index(drop=True)
+    when = parse_dates(given)
+    unreadable = when.isna() & given.notna() & given.astype("string").str.strip().ne("")
+    if unreadable.any():
+        log.warning(
+            "%s: %d of %d dates are not ISO 8601 (%r) and are left out of the time-ordered split",
+            given.name or "dates",
+            int(unreadable.sum()),
+            int(given.notna().sum()),
+            given[unreadable].iloc[0],
+        )
     known = when.dropna().sort_values(kind="stable")
     if len(known) < min_earlier + min_later:
         return None

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from homevision.data.fields import parse_dates
+
 LIST_PRICE = "ListPrice"
 PENDING_DATE = "PendingDate"  # when the listing went under contract (not a model input)
 MIN_SALES_FOR_RATIO = 10  # fewer training sales with an asking price: no evidence is used
@@ -68,7 +70,7 @@ class AskingEvidence:
         under contract before it (a listing without a pending date is left out)."""
         if PENDING_DATE not in self.frame.columns:
             return AskingEvidence(self.frame.iloc[:0])
-        pending = pd.to_datetime(self.frame[PENDING_DATE], errors="coerce")
+        pending = parse_dates(self.frame[PENDING_DATE])
         return AskingEvidence(self.frame[(pending < cut).fillna(False)].reset_index(drop=True))
 
     def ratio(self, X: pd.DataFrame, y) -> float | None:

@@ -67,3 +67,26 @@ def test_no_dates_no_estimate(small):
     X, y = small
     none = pd.Series([None] * len(X))
     assert sel.time_ordered_estimate(X, y, none, FS, SMALL) is None
+
+
+ISO = [f"2020-{m:02d}-{d:02d}" for m in range(1, 7) for d in (3, 10, 17, 24)] * 2
+
+
+def test_one_date_in_another_format_first_leaves_the_iso_dates_readable(caplog):
+    """pandas guessed the format from the first value: one '02/13/2020' first made the other 48
+    ISO dates NaT and the time-ordered estimate silently vanished."""
+    with caplog.at_level("WARNING"):
+        found = time_ordered_split(pd.Series(["02/13/2020", *ISO], name="CloseDate"))
+    assert found is not None
+    (earlier, later), _ = found
+    assert len(earlier) + len(later) == 48 and 0 not in {*earlier, *later}
+    assert "CloseDate: 1 of 49 dates are not ISO 8601 ('02/13/2020')" in caplog.text
+
+
+def test_a_timestamp_among_dates_is_read():
+    from homevision.data.fields import parse_dates
+
+    parsed = parse_dates(pd.Series([*ISO, "2020-02-13 10:15:00", " 2020-03-01 ", None, ""]))
+    assert parsed.iloc[48] == pd.Timestamp("2020-02-13 10:15:00")
+    assert parsed.iloc[49] == pd.Timestamp("2020-03-01")
+    assert parsed.iloc[:48].notna().all() and parsed.iloc[50:].isna().all()
