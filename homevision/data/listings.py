@@ -37,6 +37,7 @@ from homevision.data.schema import (
     SOLD,
     STATUS,
     TARGET,
+    TEXT_COLUMNS,
     find_failures,
     to_number,
 )
@@ -662,7 +663,8 @@ def _violations(raw: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
 def coerce_types(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a copy with numeric and boolean columns typed; other columns stay strings.
 
-    This is the frame every model sees: the raw export columns with their natural types.
+    This is the frame every model sees: the raw export columns with their natural types, the
+    contract's text columns without surrounding spaces (strip_text).
     MLSNumber is normalised as the duplicate check reads it ("1.0" and " 1" are 1). Never
     raises, whatever the text: a value that is not what its column holds becomes missing (rows
     that passed `validate_listings` have none).
@@ -677,9 +679,25 @@ def coerce_types(frame: pd.DataFrame) -> pd.DataFrame:
             known = text.isin(BOOLEAN_TOKENS).fillna(False).astype(bool)
             flags = text.isin(TRUE_TOKENS).fillna(False).astype("float64")
             out[col] = flags.where(known, np.nan)
+    for col in TEXT_COLUMNS:
+        if col in out.columns:
+            out[col] = strip_text(out[col])
     if MLS_ID in out.columns:
         out[MLS_ID] = pd.array(check_ids(out[MLS_ID].to_numpy())[0], dtype="Int64")
     return out
+
+
+def strip_text(values: pd.Series) -> pd.Series:
+    """Return text values without surrounding spaces (nothing left: missing), other values and
+    the dtype as they are. 'Vaughn ' was a category the model never saw (5% off 'Vaughn''s
+    value) while numbers, baths and booleans were read through their spaces; training and
+    valuing both read the typed frame, so both see 'Vaughn'."""
+    text = values.astype(object)
+    is_text = text.map(lambda v: isinstance(v, str)).astype(bool)
+    stripped = text[is_text].str.strip()
+    out = text.copy()
+    out[is_text] = stripped.where(stripped != "", np.nan)
+    return out if values.dtype == object else out.astype(values.dtype)
 
 
 def is_labelled(frame: pd.DataFrame) -> pd.Series:

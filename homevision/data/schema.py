@@ -77,6 +77,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.in_e
 # Columns read as numbers / booleans wherever a feature set or the label uses them.
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.is_numeric)
 BOOLEAN_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.kind == "boolean")
+TEXT_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.kind == "text")
 # An asking price below this is a lease price or a typo: treated as missing (repaired).
 MIN_LIST_PRICE: float = float(FIELDS["ListPrice"].repair_below or 0)
 

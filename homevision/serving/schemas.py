@@ -122,7 +122,8 @@ class Listing(BaseModel):
     `BathsHalf`. After validation `BathsTotal` always holds the canonical "F.H" text (the model
     reads it); `BathsFull`/`BathsHalf` are left out of `model_dump()`."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Text without surrounding spaces, as the export's (coerce_types): "Vaughn " is "Vaughn".
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     MLSNumber: Annotated[int | None, BeforeValidator(_id_value)] = api_field(FIELDS["MLSNumber"])
     SqFtTotal: float = api_field(FIELDS["SqFtTotal"])
