@@ -106,6 +106,25 @@ def _baths_value(value: object) -> str | None:
     return None if parts is None else format_baths(*parts)
 
 
+def _number_text(column: str, value: object) -> object:
+    """Read a number sent as text as the export's contract reads it (pd.to_numeric): spaces
+    around it and "3e0" are fine ("3e0" is 3 beds, not a 422), "2_400" is not a number (Python
+    and pydantic took it as 2400); blank text is missing. Other values go on to the type."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    if "_" in text:
+        raise _rule_error(column, "not_a_number")
+    try:
+        number = float(text)
+    except ValueError:
+        raise _rule_error(column, "not_a_number") from None
+    kind = FIELDS[column].kind
+    return int(number) if kind == "integer" and number.is_integer() else number
+
+
 _BATHS_HOW = (
     'send BathsTotal as "F.H" text ("2.1" = 2 full + 1 half; an integer = full baths only) '
     "or BathsFull and BathsHalf"
@@ -113,6 +132,34 @@ _BATHS_HOW = (
 BathsText = Annotated[str, Field(pattern=BATHS_PATTERN)]
 FullBaths = Annotated[int, Field(ge=0, le=MAX_FULL_BATHS)]
 Money = Annotated[float, Field(allow_inf_nan=False)]
+
+
+# The Listing fields of the contract's number and text kinds (test_fields holds them to FIELDS).
+NUMBER_FIELDS = (
+    "SqFtTotal",
+    "BedsTotal",
+    "CDOM",
+    "LotSizeAreaSQFT",
+    "ListPrice",
+    "NumberOfStories",
+    "ParkingSpacesGarage",
+    "NumberOfLivingAreas",
+    "FireplacesTotal",
+    "AssociationFee",
+)
+TEXT_FIELDS = (
+    "ElementarySchoolName",
+    "PropertySubType",
+    "City",
+    "YearBuiltDetails",
+    "HighSchoolName",
+    "MiddleSchoolName",
+    "AssociationFeeFrequency",
+    "CommunityFeatures",
+    "ExteriorFeatures",
+    "ConstructionMaterials",
+    "SubdivisionName",
+)
 
 
 class Listing(BaseModel):
@@ -158,6 +205,18 @@ class Listing(BaseModel):
     ExteriorFeatures: str | None = api_field(FIELDS["ExteriorFeatures"])
     ConstructionMaterials: str | None = api_field(FIELDS["ConstructionMaterials"])
     SubdivisionName: str | None = api_field(FIELDS["SubdivisionName"])
+
+    @field_validator(*NUMBER_FIELDS, mode="before")
+    @classmethod
+    def _numbers_as_the_contract_reads_them(cls, value: object, info: ValidationInfo) -> object:
+        return _number_text(str(info.field_name), value)
+
+    @field_validator(*TEXT_FIELDS, mode="before")
+    @classmethod
+    def _blank_text_is_missing(cls, value: object) -> object:
+        """Return None for blank text: the export reads an empty cell as missing, where the
+        API said string_too_short."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("BathsTotal", mode="after")
     @classmethod

@@ -150,7 +150,7 @@ def test_explanations_over_the_api_are_the_ones_a_frame_of_the_listings_gets(cli
     ("change", "field", "rule"),
     [
         ({"SqFtTotal": -5}, "SqFtTotal", "greater_than_equal"),
-        ({"SqFtTotal": "big"}, "SqFtTotal", "float_parsing"),
+        ({"SqFtTotal": "big"}, "SqFtTotal", "not_a_number"),
         ({"BedsTotal": 2.5}, "BedsTotal", "int_from_float"),
         ({"BathsTotal": "2,1"}, "BathsTotal", "baths_format"),
         ({"LotSizeAreaSQFT": -1}, "LotSizeAreaSQFT", "greater_than_equal"),

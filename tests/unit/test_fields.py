@@ -520,3 +520,41 @@ def test_text_is_read_without_surrounding_spaces_by_the_export_and_the_api():
     body = {"SqFtTotal": 2000, "BedsTotal": 3, "BathsTotal": "2.1", "CDOM": 10}
     body |= {"LotSizeAreaSQFT": 6000, "ElementarySchoolName": "Vaughn "}
     assert Listing.model_validate(body).ElementarySchoolName == "Vaughn"
+
+
+API_BODY = {"SqFtTotal": 2000, "BedsTotal": 3, "BathsTotal": "2.1", "CDOM": 10}
+
+
+API_CASES = [("SqFtTotal", "2_400", False), ("BedsTotal", "3e0", True), ("BedsTotal", "1e1", True)]
+API_CASES += [
+    ("SqFtTotal", " 2400 ", True),
+    ("ElementarySchoolName", "", True),
+    ("City", "  ", True),
+]
+
+
+@pytest.mark.parametrize(("column", "text", "accepted"), API_CASES)
+def test_the_api_reads_a_text_value_as_the_export_contract_does(column, text, accepted):
+    """The faces disagreed: "2_400" sqft accepted by the API only, "3e0" beds and a blank
+    school accepted by the export only."""
+    raw = pd.DataFrame([{k: str(v) for k, v in API_BODY.items()} | {column: text}])
+    raw = raw.assign(
+        MLSNumber="1",
+        LotSizeAreaSQFT="6000",
+        ElementarySchoolName=raw.get("ElementarySchoolName", "Vaughn"),
+    )
+    assert validate_listings(raw).rejected.empty == accepted
+    try:
+        Listing.model_validate(API_BODY | {column: text})
+        api = True
+    except ValidationError:
+        api = False
+    assert api == accepted
+
+
+def test_the_api_number_and_text_fields_are_the_contracts():
+    from homevision.serving.schemas import NUMBER_FIELDS, TEXT_FIELDS
+
+    declared = [c for c in Listing.model_fields if c in FIELDS]
+    assert set(NUMBER_FIELDS) == {c for c in declared if FIELDS[c].is_numeric}
+    assert set(TEXT_FIELDS) == {c for c in declared if FIELDS[c].kind == "text"}
