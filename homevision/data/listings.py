@@ -571,9 +571,23 @@ def _as_strings(frame: pd.DataFrame, numbers: bool = False) -> pd.DataFrame:
             return col
         if isinstance(col.dtype, pd.StringDtype):  # text already: the same objects, one pass
             return pd.Series(col.to_numpy(dtype=object), col.index, object, col.name)
+        if rule is not None and rule.kind == "baths" and col.dtype.kind == "f":
+            return _decimal_baths(col)
         return col.astype(object).where(col.isna(), col.astype(str))
 
     return frame.apply(text)
+
+
+def _decimal_baths(col: pd.Series) -> pd.Series:
+    """Return a BathsTotal column the file holds as floats: whole numbers as their text ("3"),
+    others as the floats, which the contract refuses as baths_ambiguous as the API does. As
+    text, 2.1 read as 2 full + 1 half, though it may have been "2.10" (ten half baths, refused
+    in a CSV): the float cannot say which."""
+    values = col.to_numpy(dtype=float)
+    whole = np.isfinite(values) & (np.mod(values, 1) == 0)
+    out = col.astype(object).where(col.notna(), np.nan)
+    out[whole] = [str(int(v)) for v in values[whole]]
+    return out
 
 
 def validate_listings(raw: pd.DataFrame, repeated: np.ndarray | None = None) -> ValidationResult:

@@ -558,3 +558,21 @@ def test_the_api_number_and_text_fields_are_the_contracts():
     declared = [c for c in Listing.model_fields if c in FIELDS]
     assert set(NUMBER_FIELDS) == {c for c in declared if FIELDS[c].is_numeric}
     assert set(TEXT_FIELDS) == {c for c in declared if FIELDS[c].kind == "text"}
+
+
+def test_a_float_baths_column_in_parquet_is_read_as_the_api_reads_a_json_decimal(tmp_path):
+    """pandas writes "2.10" and "2.1" read from a CSV as the float 2.1: as text it passed as 2
+    full + 1 half, where the CSV's "2.10" and the API's 2.1 are baths_ambiguous."""
+    from homevision.data.listings import read_export
+
+    body = {"MLSNumber": [1, 2, 3], "SqFtTotal": [2000.0] * 3, "BedsTotal": [3] * 3}
+    body |= {"CDOM": [10] * 3, "LotSizeAreaSQFT": [6000.0] * 3, "BathsTotal": [2.0, 2.1, None]}
+    body |= {"ElementarySchoolName": ["Vaughn"] * 3}
+    path = tmp_path / "export.parquet"
+    pd.DataFrame(body).to_parquet(path, index=False)
+    result = validate_listings(read_export(path))
+    baths = result.violations[result.violations["column"] == "BathsTotal"]
+    assert baths[["row", "rule", "value"]].values.tolist()[:1] == [[2, "baths_ambiguous", "2.1"]]
+    assert result.accepted["BathsTotal"].iloc[0] == "2"
+    with pytest.raises(ValidationError, match="ambiguous"):
+        Listing.model_validate(API_BODY | {"BathsTotal": 2.1})
