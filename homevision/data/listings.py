@@ -44,6 +44,7 @@ from homevision.data.schema import (
 
 log = logging.getLogger(__name__)
 REASON_COLUMN = "rejection_reason"
+ROW_COLUMN = "row"  # in rejected.csv: the data row (1 = the first after the header)
 CSV_BLOCK_BYTES = 1 << 20  # Arrow parses a CSV this much at a time (16 MB held 800 MB)
 # How Arrow must parse a CSV to read it as pandas does: quoted line breaks are part of a value
 # (an export's remarks hold them), empty lines are skipped.
@@ -453,9 +454,24 @@ def _unreadable_csv(path: Path, err: Exception) -> NotAnExportError:
 
 
 def _undecodable(path: Path, position: int) -> NotAnExportError:
+    line = _line_at(path, position)
     return NotAnExportError(
-        f"{path}: cannot be decoded as UTF-8 text (byte {position}); re-export it as a UTF-8 CSV."
+        f"{path}: cannot be decoded as UTF-8 text (line {line}, byte {position}); re-export it"
+        " as a UTF-8 CSV."
     )
+
+
+def _line_at(path: Path, position: int, block: int = 1 << 24) -> int:
+    """Return the file line holding byte `position` (counted after a BOM, as _read_csv and
+    _undecodable_position count it): what a user can find in an editor."""
+    with path.open("rb") as file:
+        start = 3 if file.read(3) == codecs.BOM_UTF8 else 0
+        file.seek(start)
+        lines, left = 1, position
+        while left > 0 and (data := file.read(min(block, left))):
+            lines += data.count(b"\n")
+            left -= len(data)
+    return lines
 
 
 def _first_undecodable_byte(path: Path, block: int = 1 << 24) -> int | None:
@@ -750,10 +766,21 @@ def load_listings(path: str | Path) -> Listings:
 
 
 def write_rejected(result: ValidationResult, path: Path) -> Path:
-    """Write the rejected rows (all original columns plus the reason) and return the path."""
+    """Write the rejected rows (their row number, all original columns, the reason) and return
+    the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    result.rejected.to_csv(path, index=False)
+    numbered(result.rejected, first=1).to_csv(path, index=False)
     return path
+
+
+def numbered(rejected: pd.DataFrame, first: int) -> pd.DataFrame:
+    """Return the rejected rows with their data row number (ROW_COLUMN, the violations' `row`)
+    first, the row at index 0 being row `first`: a rejected row then leads back to the export
+    (and its violations) without an MLSNumber, which it may lack. An export with its own `row`
+    column keeps it, unnumbered."""
+    if ROW_COLUMN in rejected.columns:
+        return rejected
+    return rejected.assign(**{ROW_COLUMN: rejected.index + first})[[ROW_COLUMN, *rejected.columns]]
 
 
 def data_report(listings: Listings, used_columns: list[str]) -> dict[str, Any]:

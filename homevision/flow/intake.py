@@ -27,7 +27,7 @@ import pandas as pd
 
 from homevision.data.errors import NotAnExportError
 from homevision.data.fields import check_ids
-from homevision.data.listings import read_export_chunks, validate_listings
+from homevision.data.listings import numbered, read_export_chunks, validate_listings
 from homevision.data.schema import MLS_ID
 from homevision.flow.history import EXPORT_SUFFIXES, newest_status_time, snapshot_time
 
@@ -159,7 +159,7 @@ def stage_rows(copy: Path, folder: Path, chunk_rows: int) -> StagedExport:
         result.accepted.index = result.accepted.index + rows + 1
         result.rejected.index = result.rejected.index + rows + 1
         _append(result.accepted, accepted_path, quoted=True)  # the export's own format
-        _append(result.rejected, rejected_path, quoted=False)  # as write_rejected writes it
+        _append(numbered(result.rejected, 0), rejected_path, quoted=False)  # as write_rejected
         rows, accepted, rejected = (
             rows + result.rows,
             accepted + len(result.accepted),

@@ -50,6 +50,7 @@ def test_validate_damaged_export_exits_1_and_sets_rows_aside(synthetic_csv, tmp_
     assert fatal == {(5, "SqFtTotal", "huge"), (10, "BathsTotal", "2-1")}
     kept = pd.read_csv(rejected, dtype=str)
     assert kept["MLSNumber"].tolist() == [frame.loc[4, "MLSNumber"], frame.loc[9, "MLSNumber"]]
+    assert kept["row"].tolist() == ["5", "10"]  # the violations' rows: back to the export
     assert kept["rejection_reason"].str.contains("SqFtTotal|BathsTotal").all()
 
 

@@ -285,3 +285,12 @@ def test_a_column_named_twice_is_named_in_one_sentence(tmp_path, kind):
     for columns in (None, {"MLSNumber", "City"}):
         with pytest.raises(NotAnExportError, match=sentence):
             list(read_export_chunks(path, 1, columns=columns))
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path):
+    """The byte offset alone could not be found in an editor."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(b'\xef\xbb\xbfMLSNumber,City\r\n1,Frisco\r\n2,"two\nlines"\r\n3,Caf\xe9\r\n')
+    for read in (lambda: read_export(path), lambda: list(read_export_chunks(path, 2))):
+        with pytest.raises(NotAnExportError, match=r"\(line 5, byte 46\)"):
+            read()

@@ -105,6 +105,7 @@ def test_a_large_export_is_read_chunk_by_chunk_with_the_same_result(tmp_path):
     pd.testing.assert_frame_equal(accepted, expected[accepted.columns], check_dtype=False)
     rejected = pd.read_csv(staged.rejected_path, dtype=str)
     assert set(rejected["MLSNumber"]) == set(whole.rejected["MLSNumber"])
+    assert rejected["row"].astype(int).tolist() == (whole.rejected.index + 1).tolist()
 
 
 def test_binary_and_broken_files_are_refused_in_one_sentence(tmp_path):
