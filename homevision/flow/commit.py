@@ -7,9 +7,11 @@ the exports taken). Then each step runs, each one idempotent:
 
 1. history   <- the staged history (copied beside it, then renamed over it)
 2. manifest  <- the new manifest
-3. files     <- each export archived (from the copy that was merged; the original leaves the drop
-               folder only if unchanged since it was read), each refused file moved to failed/
-               with its reason beside it
+3. files     <- each export archived (from the copy that was merged, kept in the commit folder
+               until the commit ends: linked or copied beside the target, synced, renamed over
+               it, so an archive file is whole or absent; the original leaves the drop folder
+               only once its copy is archived, and only if unchanged since it was read), each
+               refused file moved to failed/ with its reason beside it
 4. alias     <- the champion moves from the version the training compared against to the new
                one (compare-and-set, tracking.set_champion): only after the history it was
                trained on is in place
@@ -190,13 +192,33 @@ def _unchanged(path: Path, signature: list[int] | None) -> bool:
     return signature is None or [info.st_size, info.st_mtime_ns] == list(signature)
 
 
+def _put(source: Path, target: Path) -> None:
+    """Make `target` a whole copy of `source`, or leave it as it was: a hard link (or, across
+    filesystems, a copy synced to disk) beside the target, renamed over it. `source` stays, so a
+    step cut short by a kill is done again from it."""
+    tmp = target.with_name(f".{target.name}.incoming")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        with source.open("rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        shutil.copystat(source, tmp)
+    os.replace(tmp, target)
+
+
 def _move(move: Move, notes: list[str]) -> None:
     target = Path(move.target)
     source = Path(move.source) if move.source is not None else None
     target.parent.mkdir(parents=True, exist_ok=True)
     if move.copy is not None:
-        if not target.exists():
-            shutil.move(move.copy, target)
+        # Placed from the kept copy every time: a target that exists may be one a kill cut short.
+        if Path(move.copy).exists():
+            _put(Path(move.copy), target)
+        elif not target.exists():
+            raise FileNotFoundError(f"the copy of {target.name} kept for the commit is missing")
         if source is not None and _unchanged(source, move.signature):
             source.unlink()
         elif source is not None and source.exists():

@@ -4,6 +4,7 @@ ones, and a journal a killed run left is completed by the next."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,16 @@ def project(tmp_path) -> dict[str, Path]:
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     (incoming / "2020-01.csv").write_text("export bytes\n")
-    (staging / "2020-01.csv").write_text("export bytes\n")
+    shutil.copy2(incoming / "2020-01.csv", staging / "2020-01.csv")  # as the run copies it
     (incoming / "link.csv").symlink_to(incoming / "nowhere.csv")
     return {"root": tmp_path, "staging": staging, "incoming": incoming}
 
 
-def _plan(project, run_id: str = "r1") -> journal.Journal:
+def _plan(
+    project, run_id: str = "r1", report: bool = False, alias: journal.AliasMove | None = None
+) -> journal.Journal:
+    """The journal of a commit: the new history and manifest, the export archived (with its
+    rejected rows' report when `report`), the symlink sent to failed/."""
     incoming = project["incoming"]
     info = (incoming / "2020-01.csv").stat()
     moves = [
@@ -46,13 +51,17 @@ def _plan(project, run_id: str = "r1") -> journal.Journal:
             reason="a symbolic link",
         ),
     ]
+    if report:
+        (project["staging"] / "rejected.csv").write_text("rejected rows\n")
+        target = str(incoming / "archive" / "2020-01.csv.rejected.csv")
+        moves.insert(1, journal.Move(None, target, str(project["staging"] / "rejected.csv")))
     return journal.prepare(
         run_id,
         project["staging"] / "listings.csv",
         None,
         '{"merges": ["2020-01.csv"]}\n',
         moves,
-        None,
+        alias,
     )
 
 
@@ -108,3 +117,23 @@ def test_a_file_changed_after_it_was_read_stays_for_the_next_run(project):
     assert (incoming / "archive" / "2020-01.csv").read_text() == "export bytes\n"  # as merged
     assert (incoming / "2020-01.csv").read_text() == "export bytes, and more rows\n"
     assert plan.notes == ["2020-01.csv changed after it was read: left for the next run"]
+
+
+@pytest.mark.parametrize("other_filesystem", [False, True])
+def test_a_run_killed_while_archiving_loses_no_export(project, monkeypatch, other_filesystem):
+    """Defect 3: a kill in the middle of the copy into archive/ (another filesystem) left a
+    truncated archive file that the next run took for done, deleting the original."""
+    _plan(project)
+    if other_filesystem:  # no hard links from data/history/ to the drop folder: copies
+
+        def cross_device(source, target):
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr(journal.os, "link", cross_device)
+    incoming = project["incoming"]
+    (incoming / "archive").mkdir()
+    (incoming / "archive" / "2020-01.csv").write_text("expo")  # the copy, cut short
+    assert journal.recover() == "completed the commit of run r1, interrupted before"
+    assert (incoming / "archive" / "2020-01.csv").read_text() == "export bytes\n"
+    assert not (incoming / "2020-01.csv").exists()
+    assert not [p.name for p in (incoming / "archive").iterdir() if p.name.startswith(".")]
