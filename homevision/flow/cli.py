@@ -80,7 +80,8 @@ def run(
     """Run the flow once (a Dagster run in this process, kept in .dagster/'s run history).
 
     Exit 0 when it committed (or had nothing to do), 1 when a step failed: then the history,
-    the manifest, the drop folder and the champion are as they were. The last line says what
+    the manifest, the drop folder and the champion are as they were, unless the last line says
+    a commit could not be wholly undone (the next run completes it). The last line says what
     changed.
     """
     from homevision.flow.pipeline import FlowError, run_flow
@@ -98,15 +99,24 @@ def run(
         )
     except FlowError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
-        console.print(
-            "Nothing changed: the history, manifest, drop folder and champion are as they were."
-        )
+        console.print(failure_sentence(err.unfinished), highlight=False)
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(summary, default=str))
     else:
         console.print(decision_table(summary))
         console.print(summary["changed"], highlight=False)
+
+
+def failure_sentence(unfinished: bool) -> str:
+    """Return the last line of a failed run: nothing changed, or a commit is left half done
+    (only the journal then says what changed; the next run completes it)."""
+    if unfinished:
+        return (
+            "Not wholly undone: data/history/commit.json names the commit's changes, and the "
+            "next run completes it before anything else."
+        )
+    return "Nothing changed: the history, manifest, drop folder and champion are as they were."
 
 
 def decision_table(summary: dict[str, Any]) -> Table:

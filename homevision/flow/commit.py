@@ -17,7 +17,10 @@ the exports taken). Then each step runs, each one idempotent:
                trained on is in place
 
 A step that raises undoes the ones before it (the previous history and manifest come back, files
-return to the drop folder, the alias to where it was) and the run reports that nothing changed.
+return to the drop folder, the alias to where it was, last and at best) and the run reports that
+nothing changed. When some step cannot be undone (a disk error; the tracking store down, for the
+alias) the journal and its folder stay, the run says so, and the next run completes the commit
+before anything else (it fails at once while that is not possible yet).
 A process killed midway leaves the journal: the next run completes it before anything else and
 undoes it only if completing fails. The API reload and MLflow bookkeeping come after the commit:
 they change nothing a later run relies on.
@@ -29,7 +32,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from homevision.flow.faults import failpoint
@@ -136,10 +141,15 @@ def _link_or_copy(source: Path, target: Path) -> Path:
     return target
 
 
+class RollbackIncompleteError(RuntimeError):
+    """A commit that failed and could not be wholly undone: its journal and folder stay, and the
+    next run completes the commit (or undoes it) before anything else."""
+
+
 def apply(journal: Journal) -> list[str]:
     """Carry out every step of the journal (each idempotent), then remove it; return what was
     changed, one short phrase per change. A step that raises undoes the earlier ones (rollback)
-    and re-raises."""
+    and re-raises; RollbackIncompleteError when some could not be undone (the journal stays)."""
     done: list[str] = []
     try:
         if journal.history is not None:
@@ -156,12 +166,23 @@ def apply(journal: Journal) -> list[str]:
         if journal.alias is not None:
             _move_alias(journal.alias, journal.notes)
         failpoint("commit:alias")
-    except Exception:
+    except Exception as err:
         log.exception("Commit %s failed: undoing it", journal.run_id)
-        rollback(journal)
+        left = rollback(journal)
+        if left:
+            raise RollbackIncompleteError(
+                f"{_brief(err)}; could not undo {', '.join(left)}: {journal_path()} stays and "
+                "the next run completes the commit before anything else"
+            ) from err
         raise
     _forget(journal)
     return done
+
+
+def _brief(err: BaseException) -> str:
+    """Return an error as one short phrase: its first line, else its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _replace_history(staged: Path, sha256: str | None) -> None:
@@ -244,31 +265,56 @@ def _move_alias(alias: AliasMove, notes: list[str]) -> None:
         )
 
 
-def rollback(journal: Journal) -> None:
-    """Undo whatever of the journal was done, in reverse order, then remove it."""
-    if journal.alias is not None:
-        _restore_alias(journal.alias)
-    for move in reversed(journal.moves):
-        target = Path(move.target)
-        if move.reason is not None:
-            target.with_name(target.name + ".reason.txt").unlink(missing_ok=True)
-        if move.source is not None and not os.path.lexists(move.source):
-            if os.path.lexists(target):
-                os.replace(target, move.source)  # back where it was found
-        elif move.copy is not None:
-            target.unlink(missing_ok=True)  # the source is still there: drop the copy
+def rollback(journal: Journal) -> list[str]:
+    """Undo whatever of the journal was done, in reverse order, each step on its own (one that
+    fails does not stop the others) and the champion alias last, at best (a tracking store that
+    is down must not keep the history and files from coming back). Remove the journal only when
+    every step was undone, so a later run can finish what is left; return the steps that were
+    not undone, one phrase each (empty: all undone)."""
+    steps: list[tuple[str, Callable[[], None]]] = [
+        (Path(move.target).name, partial(_undo_move, move)) for move in reversed(journal.moves)
+    ]
     if journal.manifest is not None:
-        _restore(journal.previous_manifest, manifest_path())
+        steps.append(
+            ("the manifest", partial(_restore, journal.previous_manifest, manifest_path()))
+        )
     if journal.history is not None:
-        _restore(journal.previous_history, history_path())
-    _forget(journal)
+        steps.append(("the history", partial(_restore, journal.previous_history, history_path())))
+    if journal.alias is not None:
+        steps.append(("the champion alias", partial(_restore_alias, journal.alias)))
+    left = []
+    for what, step in steps:
+        try:
+            step()
+        except Exception as err:
+            log.exception("Could not undo %s of commit %s", what, journal.run_id)
+            left.append(f"{what} ({_brief(err)})")
+    if not left:
+        _forget(journal)
+    return left
+
+
+def _undo_move(move: Move) -> None:
+    """Put one file back where the commit found it (the archived export back in the drop
+    folder, a refused one back from failed/); a report of the run's own is removed (its copy
+    stays in the commit folder)."""
+    target = Path(move.target)
+    if move.reason is not None:
+        target.with_name(target.name + ".reason.txt").unlink(missing_ok=True)
+    if move.source is not None and not os.path.lexists(move.source):
+        if os.path.lexists(target):
+            os.replace(target, move.source)  # back where it was found
+    elif move.copy is not None:
+        target.unlink(missing_ok=True)  # the source is still there: drop the copy
 
 
 def _restore(previous: str | None, target: Path) -> None:
+    """Put back the file a commit replaced (from its link in the commit folder, which stays,
+    so the step can be done again); remove the target when there was none."""
     if previous is None:
         target.unlink(missing_ok=True)
-    elif Path(previous).exists():
-        os.replace(previous, target)
+    else:
+        _put(Path(previous), target)
 
 
 def _restore_alias(alias: AliasMove) -> None:
@@ -296,7 +342,9 @@ def _forget(journal: Journal) -> None:
 def recover() -> str | None:
     """Complete a commit a killed run left (or undo it, when completing fails) and remove the
     folders of commits that ended; return a sentence saying what was done, None when there was
-    nothing to do. Call with the history lock held."""
+    nothing to do. Raises RollbackIncompleteError when the commit could be neither completed
+    nor wholly undone (the journal and its folder stay for the next run). Call with the
+    history lock held."""
     path = journal_path()
     sentence = None
     if path.exists():
@@ -304,9 +352,15 @@ def recover() -> str | None:
         try:
             apply(journal)
             sentence = f"completed the commit of run {journal.run_id}, interrupted before"
+        except RollbackIncompleteError as err:
+            raise RollbackIncompleteError(
+                f"the commit of run {journal.run_id}, interrupted before, could be neither "
+                f"completed nor wholly undone: {err}"
+            ) from err
         except Exception as err:  # apply rolled it back
-            sentence = f"undid the interrupted commit of run {journal.run_id}: {err}"
+            sentence = f"undid the interrupted commit of run {journal.run_id}: {_brief(err)}"
         log.warning("Recovery: %s", sentence)
-    for stale in history_dir().glob(".commit-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    if not path.exists():  # a journal that stays keeps its folder: it is all the next run has
+        for stale in history_dir().glob(".commit-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     return sentence

@@ -740,6 +740,8 @@ def commit(
     )
     try:
         journal.apply(plan)
+    except journal.RollbackIncompleteError as err:
+        raise Failure(f"the commit failed and could not be wholly undone: {err}") from err
     except Exception as err:
         raise Failure(
             f"the commit failed and was undone, nothing changed: {_sentence(err)}"
@@ -1042,13 +1044,19 @@ def dagster_home(root: Path | None = None) -> Path:
 
 
 class FlowError(RuntimeError):
-    """A flow run that failed; nothing was committed. The message is one sentence."""
+    """A flow run that failed. The message is one sentence; `unfinished` is True when a commit
+    is left half done (its journal stays: the next run completes it), False when nothing was
+    committed."""
+
+    def __init__(self, message: str, unfinished: bool = False) -> None:
+        super().__init__(message)
+        self.unfinished = unfinished
 
 
 def run_flow(log_level: str = "INFO", **options: Any) -> dict[str, Any]:
     """Run the flow once, in this process, recorded in the project's Dagster instance (its
     console log at `log_level`); return its decisions, or raise FlowError with the failing
-    op's error in one sentence."""
+    op's error in one sentence (and whether a commit was left unfinished)."""
     os.environ["DAGSTER_HOME"] = str(dagster_home())
     job_def = build_definitions(**options).resolve_job_def(JOB_NAME)
     config = run_config(**options) | {"loggers": {"console": {"config": {"log_level": log_level}}}}
@@ -1058,7 +1066,7 @@ def run_flow(log_level: str = "INFO", **options: Any) -> dict[str, Any]:
         )
         if result.success:
             return result.output_for_node("commit")
-        raise FlowError(_failure_sentence(result))
+        raise FlowError(_failure_sentence(result), journal.journal_path().exists())
 
 
 def _failure_sentence(result) -> str:

@@ -137,3 +137,43 @@ def test_a_run_killed_while_archiving_loses_no_export(project, monkeypatch, othe
     assert (incoming / "archive" / "2020-01.csv").read_text() == "export bytes\n"
     assert not (incoming / "2020-01.csv").exists()
     assert not [p.name for p in (incoming / "archive").iterdir() if p.name.startswith(".")]
+
+
+def test_a_rollback_the_store_stops_keeps_the_journal_and_the_next_run_completes_it(
+    project, monkeypatch
+):
+    """Defect 4: the tracking store down during the commit: restoring the alias failed first
+    and stopped the rollback (history, manifest and files stayed changed while the run said
+    nothing changed), and the next run removed the journal's folder, the rejected rows' report
+    with it."""
+    plan = _plan(project, report=True, alias=journal.AliasMove("homevision-price", "2", "1"))
+    moved = []
+
+    def store_down(*args):
+        raise ConnectionError("the tracking server refused the connection")
+
+    monkeypatch.setattr(journal, "_move_alias", store_down)
+    monkeypatch.setattr(journal, "_restore_alias", store_down)
+    with pytest.raises(journal.RollbackIncompleteError, match="could not undo the champion"):
+        journal.apply(plan)
+    incoming = project["incoming"]
+    assert history_path().read_text() == "old history\n"  # all but the alias undone
+    assert manifest_path().read_text() == '{"merges": []}\n'
+    assert (incoming / "2020-01.csv").read_text() == "export bytes\n"
+    assert not (incoming / "archive" / "2020-01.csv.rejected.csv").exists()
+    assert journal.journal_path().exists() and journal.commit_dir("r1").exists()
+
+    with pytest.raises(journal.RollbackIncompleteError, match="neither completed nor wholly"):
+        journal.recover()  # still down: the run stops at once, the journal and folder stay
+    assert journal.journal_path().exists() and journal.commit_dir("r1").exists()
+    assert history_path().read_text() == "old history\n"
+
+    monkeypatch.setattr(journal, "_move_alias", lambda alias, notes: moved.append(alias.version))
+    assert journal.recover() == "completed the commit of run r1, interrupted before"
+    assert moved == ["2"]
+    assert history_path().read_text() == "new history\n"
+    assert json.loads(manifest_path().read_text()) == {"merges": ["2020-01.csv"]}
+    assert (incoming / "archive" / "2020-01.csv").read_text() == "export bytes\n"
+    assert (incoming / "archive" / "2020-01.csv.rejected.csv").read_text() == "rejected rows\n"
+    assert not (incoming / "2020-01.csv").exists()
+    assert not journal.journal_path().exists() and not journal.commit_dir("r1").exists()
