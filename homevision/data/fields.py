@@ -641,12 +641,17 @@ def parse_boolean(value: object) -> bool | None:
 
 
 def parse_dates(values: object) -> pd.Series:
-    """Return export dates and timestamps as datetimes ("2020-02-13", "2020-02-13 10:15:00"),
-    NaT where missing or not ISO 8601 (the export's format). One format for every value: left
-    to guess, pandas took the format from the first value, so one "02/13/2020" first made every
-    ISO date after it NaT, and a time after date-only values was NaT."""
+    """Return export dates and timestamps as naive datetimes (datetime64[ns]): "2020-02-13",
+    "2020-02-13 10:15:00", one with an offset ("Z", "+02:00") in UTC; NaT where missing, not
+    ISO 8601 (the export's format) or out of range (before 1678 or after 2261). One format for
+    every value: left to guess, pandas took the format from the first value, so one
+    "02/13/2020" first made every ISO date after it NaT, and a time after date-only values was
+    NaT; and mixed offsets or a year 9999 raised instead (they stopped the flow for good)."""
     series = pd.Series(values)
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return series
-    text = series.astype("string").str.strip()
-    return pd.to_datetime(text, errors="coerce", format="ISO8601")
+    if not pd.api.types.is_datetime64_any_dtype(series.dtype):
+        text = series.astype("string").str.strip()
+        series = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    if getattr(series.dt, "tz", None) is not None:
+        series = series.dt.tz_convert(None)
+    low, high = pd.Timestamp.min.as_unit("ns"), pd.Timestamp.max.as_unit("ns")
+    return series.where((series >= low) & (series <= high)).astype("datetime64[ns]")

@@ -92,9 +92,18 @@ def _keyed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def parse_times(values: pd.Series) -> pd.Series:
-    """Return export timestamps (ISO 8601, e.g. '2020-02-22 17:03:34') as datetimes, NaT where
-    missing or unreadable."""
+    """Return export timestamps (ISO 8601, e.g. '2020-02-22 17:03:34') as naive datetimes
+    (datetime64[ns]): one with an offset ('Z', '+02:00') in UTC, one without taken as is, so
+    rows of mixed forms still order; NaT where missing, unreadable or out of range (before
+    1678 or after 2261)."""
     return parse_dates(values)
+
+
+def unreadable_times(values: pd.Series) -> pd.Series:
+    """Return True where a timestamp is given but parse_times cannot read it: such a row cannot
+    be ordered against others, so the flow sets it aside."""
+    given = values.astype("string").str.strip().fillna("").ne("")
+    return given & parse_times(values).isna()
 
 
 def fact_times(frame: pd.DataFrame) -> pd.Series:

@@ -19,7 +19,7 @@ import shutil
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,21 @@ import pandas as pd
 
 from homevision.data.errors import NotAnExportError
 from homevision.data.fields import check_ids
-from homevision.data.listings import numbered, read_export_chunks, validate_listings
+from homevision.data.listings import (
+    REASON_COLUMN,
+    ValidationResult,
+    numbered,
+    read_export_chunks,
+    validate_listings,
+)
 from homevision.data.schema import MLS_ID
-from homevision.flow.history import EXPORT_SUFFIXES, newest_status_time, snapshot_time
+from homevision.flow.history import (
+    EXPORT_SUFFIXES,
+    STATUS_TIME,
+    newest_status_time,
+    snapshot_time,
+    unreadable_times,
+)
 
 PART_SUFFIX = ".part"
 KEPT_FOLDERS = {"archive", "failed"}  # the flow's own folders inside the drop folder
@@ -156,6 +168,7 @@ def stage_rows(copy: Path, folder: Path, chunk_rows: int) -> StagedExport:
         repeated = np.array([i is not None and i in seen for i in ids], dtype=bool)
         seen.update(i for i in ids if i is not None)
         result = validate_listings(chunk, repeated if len(ids) else None)
+        result = _reject_unreadable_times(result)
         result.accepted.index = result.accepted.index + rows + 1
         result.rejected.index = result.rejected.index + rows + 1
         _append(result.accepted, accepted_path, quoted=True)  # the export's own format
@@ -165,7 +178,7 @@ def stage_rows(copy: Path, folder: Path, chunk_rows: int) -> StagedExport:
             accepted + len(result.accepted),
             rejected + len(result.rejected),
         )
-        stamp = newest_status_time(chunk)
+        stamp = newest_status_time(result.accepted)
         if stamp and (newest is None or stamp > newest):
             newest = stamp
     modified = copy.stat().st_mtime
@@ -177,6 +190,26 @@ def stage_rows(copy: Path, folder: Path, chunk_rows: int) -> StagedExport:
         rejected_path if rejected else None,
         newest or snapshot_time(pd.DataFrame(), modified),
     )
+
+
+def _reject_unreadable_times(result: ValidationResult) -> ValidationResult:
+    """Return the validation with the accepted rows whose StatusChangeTimestamp is given but
+    unreadable moved to the rejected ones, with the reason: the history orders a listing's
+    rows by that time, so such a row cannot be merged."""
+    if STATUS_TIME not in result.accepted or not len(result.accepted):
+        return result
+    values = result.accepted[STATUS_TIME]
+    bad = unreadable_times(values).to_numpy()
+    if not bad.any():
+        return result
+    moved = result.accepted[bad].copy()
+    moved[REASON_COLUMN] = [
+        f"{STATUS_TIME}: not a date and time the flow can order (ISO 8601, e.g. "
+        f"2020-02-22 17:03:34, years 1678 to 2261) (got {value})"
+        for value in values[bad]
+    ]
+    rejected = pd.concat([result.rejected, moved]).sort_index(kind="stable")
+    return replace(result, accepted=result.accepted[~bad], rejected=rejected)
 
 
 def _chunks(copy: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:

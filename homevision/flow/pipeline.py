@@ -428,6 +428,14 @@ def _sort(
         intake.refused.append(Refused(name, str(path), sha, str(err)))
         context.log.warning(f"Refused {name}: {err}")
         return
+    except OSError:  # writing the staging folder: the flow's own trouble, not the file's
+        raise
+    except Exception as err:  # a value no rule foresaw: this file is refused, the rest go on
+        log.exception("Could not stage %s", name)
+        reason = f"could not be read as an export: {type(err).__name__}: {_sentence(err)}"
+        intake.refused.append(Refused(name, str(path), sha, reason))
+        context.log.warning(f"Refused {name}: {reason}")
+        return
     intake.new.append(
         NewExport(
             name,

@@ -156,3 +156,55 @@ def test_a_file_that_cannot_be_copied_gets_a_sentence_and_the_rest_goes_on(
     found = [e.reason if hasattr(e, "reason") else e["reason"] for e in entries]
     assert len(found) == 1 and reason in found[0]
     assert good.exists() and bad.exists()
+
+
+def test_odd_status_times_are_read_in_utc_or_set_aside_with_a_reason(tmp_path):
+    """Defect 1: one StatusChangeTimestamp with an offset, in 'Z' or out of range stopped every
+    run (mixed time zones, out-of-bounds datetimes, tz-aware casts), holding back every export."""
+    frame = generate_listings(6, seed=1)
+    frame["StatusChangeTimestamp"] = [
+        "2020-04-01 10:00:00",
+        "2020-04-01T10:00:00+02:00",
+        "2020-04-02T10:00:00Z",
+        "9999-12-31 00:00:00",
+        "not a time",
+        "",
+    ]
+    path = write_listings(frame, tmp_path / "2020-04.csv")
+    staged = drop.stage_rows(path, tmp_path / "rows", chunk_rows=4)
+    assert (staged.rows, staged.accepted, staged.rejected) == (6, 4, 2)
+    assert staged.snapshot == "2020-04-02 10:00:00"  # the 'Z' row, in UTC; not year 9999
+    rejected = pd.read_csv(staged.rejected_path, dtype=str)
+    assert list(rejected["MLSNumber"]) == list(frame["MLSNumber"].astype(str)[3:5])
+    assert rejected["rejection_reason"].str.startswith("StatusChangeTimestamp: ").all()
+    assert "(got 9999-12-31 00:00:00)" in rejected["rejection_reason"].iloc[0]
+
+    from homevision.flow.history import merge_changes
+
+    history, counts, _ = merge_changes(pd.DataFrame(), read_export(staged.accepted_path))
+    assert (len(history), counts.added) == (4, 4)
+
+
+def test_a_file_that_breaks_staging_unforeseen_is_refused_and_the_rest_goes_on(
+    tmp_path, monkeypatch
+):
+    """Defect 1: an error no rule foresaw while staging one file failed the whole run."""
+    good = _old(write_listings(generate_listings(30, seed=1), tmp_path / "good.csv"))
+    bad = _old(write_listings(generate_listings(30, seed=2), tmp_path / "odd.csv"))
+    real = drop.stage_rows
+
+    def stage(copy, folder, chunk_rows):
+        if copy.name == bad.name:
+            raise TypeError("Cannot use .astype to convert from timezone-aware dtype")
+        return real(copy, folder, chunk_rows)
+
+    monkeypatch.setattr(drop, "stage_rows", stage)
+    intake = Intake(str(tmp_path / "staging"), "run")
+    for verdict in drop.survey(tmp_path, settle_seconds=0):
+        _sort(SimpleNamespace(log=_Log()), verdict, tmp_path / "staging", set(), intake)
+    assert [e.name for e in intake.new] == ["good.csv"]
+    (refused,) = intake.refused
+    assert refused.name == "odd.csv" and refused.reason.startswith(
+        "could not be read as an export: TypeError: Cannot use .astype"
+    )
+    assert good.exists() and bad.exists()
