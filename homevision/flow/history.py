@@ -3,8 +3,9 @@
 One row per MLSNumber, holding the newest fact about that listing by the export's own clock:
 its StatusChangeTimestamp, else the time of the snapshot it came from (SnapshotTimestamp, kept
 as a column of the history: the newest timestamp the file carries, else its modification
-time). A late, older export never turns a sale back into an active listing: a row older than
-the one held is left out and counted as stale. Every merge is reproducible: the same history
+time); of two rows with the same fact time, the later snapshot's. A late, older export never
+turns a sale back into an active listing nor undoes a correction: a row older than the one held
+is left out and counted as stale. Every merge is reproducible: the same history
 and the same files give the same bytes, and `manifest.json` records each file merged (name,
 SHA-256, rows and sales added, updated and removed) with the SHA-256 of the history it
 produced. Nothing here moves files or talks to MLflow: the flow (homevision.flow.pipeline)
@@ -82,11 +83,18 @@ def _keys(frame: pd.DataFrame) -> pd.Series:
 
 def _keyed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Return the rows with an MLSNumber, indexed by it, one per number: the newest by
-    fact_times, the last in file order among equals."""
+    fact_times, then by snapshot_times, the last in file order among equals."""
     keys = _keys(frame)
     out = frame.loc[keys.notna()].reindex(columns=columns)
     out.index = pd.Index(keys[keys.notna()].astype("int64"), name=None)
-    order = np.lexsort((np.arange(len(out)), _order_key(fact_times(out)), out.index.to_numpy()))
+    order = np.lexsort(
+        (
+            np.arange(len(out)),
+            _order_key(snapshot_times(out)),
+            _order_key(fact_times(out)),
+            out.index.to_numpy(),
+        )
+    )
     out = out.iloc[order]
     return out[~out.index.duplicated(keep="last")]
 
@@ -113,6 +121,14 @@ def fact_times(frame: pd.DataFrame) -> pd.Series:
     status = parse_times(frame[STATUS_TIME]) if STATUS_TIME in frame else none
     snapshot = parse_times(frame[SNAPSHOT_TIME]) if SNAPSHOT_TIME in frame else none
     return status.fillna(snapshot).astype("datetime64[ns]")
+
+
+def snapshot_times(frame: pd.DataFrame) -> pd.Series:
+    """Return the time of the snapshot each row came from (NaT when unknown): between two rows
+    of the same fact time, the later snapshot's row is the newer word (a corrected price)."""
+    if SNAPSHOT_TIME not in frame:
+        return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    return parse_times(frame[SNAPSHOT_TIME])
 
 
 def _order_key(times: pd.Series) -> np.ndarray:
@@ -158,9 +174,11 @@ def merge_changes(
 ) -> tuple[pd.DataFrame, MergeCounts, pd.DataFrame]:
     """Return the history with an export's rows merged in, and what changed.
 
-    One row per MLSNumber, the newest fact winning (fact_times; an export row as new as the
-    history's wins, so a re-export of the same moment updates it): the export's row replaces
-    the history's whole row, and a row older than the history's is left out (stale). Within
+    One row per MLSNumber, the newest fact winning (fact_times, then snapshot_times: of two
+    rows with the same fact time, the later snapshot's, so a late, older export cannot undo a
+    correction; an export row as new as the history's on both wins, so a re-export of the same
+    moment updates it): the export's row replaces the history's whole row, and a row older than
+    the history's is left out (stale). Within
     the export the newest row of a number wins, the last among equals. `snapshot` (the
     export's snapshot_time) fills SnapshotTimestamp where the export has none. Columns are the
     history's followed by any new ones; rows are sorted by MLSNumber, so the result depends
@@ -182,7 +200,11 @@ def merge_changes(
             _order_key(fact_times(old.loc[common])),
             _order_key(fact_times(new.loc[common])),
         )
-        older.loc[common] = t_new < t_old
+        s_old, s_new = (
+            _order_key(snapshot_times(old.loc[common])),
+            _order_key(snapshot_times(new.loc[common])),
+        )
+        older.loc[common] = (t_new < t_old) | ((t_new == t_old) & (s_new < s_old))
     new = new.loc[~older.to_numpy()]
     common = new.index[new.index.isin(old.index)]
     facts = [c for c in columns if c != SNAPSHOT_TIME]  # the same facts seen again: unchanged

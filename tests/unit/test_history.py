@@ -193,3 +193,20 @@ def test_only_the_rows_that_changed_the_history_are_new():
                   "2020-06-20 10:00:00"))  # fmt: skip
     _, counts, changed = merge_changes(history, july, snapshot="2020-07-31 00:00:00")
     assert list(changed["MLSNumber"]) == ["2"] and counts.unchanged == 1
+
+
+def test_a_late_older_export_never_undoes_a_correction():
+    """Defect 2: April's typo (40000) corrected in May (400000), the same StatusChangeTimestamp
+    on both rows: April's export arriving after May's put the typo back, with no warning."""
+    april = _dated(("1", "Sold", "40000", "2020-04-02 10:00:00"))
+    may = _dated(("1", "Sold", "400000", "2020-04-02 10:00:00"))
+    in_order, _ = merge_export(
+        merge_export(pd.DataFrame(), april, "2020-04-10 00:00:00")[0], may, "2020-05-30 00:00:00"
+    )
+    history, _ = merge_export(pd.DataFrame(), may, snapshot="2020-05-30 00:00:00")
+    late, counts = merge_export(history, april, snapshot="2020-04-10 00:00:00")
+    assert late.loc[0, "ClosePrice"] == in_order.loc[0, "ClosePrice"] == "400000"
+    assert late.loc[0, "SnapshotTimestamp"] == "2020-05-30 00:00:00"
+    assert (counts.stale, counts.updated, counts.sales_updated) == (1, 0, 0)
+    again, counts = merge_export(history, may, snapshot="2020-05-30 00:00:00")
+    assert again.equals(history) and counts.unchanged == 1  # the same moment again: no change
