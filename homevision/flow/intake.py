@@ -22,11 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from homevision.data.errors import NotAnExportError
-from homevision.data.fields import check_ids
 from homevision.data.listings import (
     REASON_COLUMN,
     ValidationResult,
@@ -34,7 +32,6 @@ from homevision.data.listings import (
     read_export_chunks,
     validate_listings,
 )
-from homevision.data.schema import MLS_ID
 from homevision.flow.history import (
     EXPORT_SUFFIXES,
     STATUS_TIME,
@@ -44,6 +41,7 @@ from homevision.flow.history import (
 )
 
 PART_SUFFIX = ".part"
+DUPLICATE = "duplicate"  # the contract's rule for an MLSNumber an earlier row used
 KEPT_FOLDERS = {"archive", "failed"}  # the flow's own folders inside the drop folder
 TAKE, WAIT, FAIL, LEAVE, GONE = "take", "wait", "fail", "leave", "gone"
 
@@ -155,20 +153,17 @@ class StagedExport:
 
 def stage_rows(copy: Path, folder: Path, chunk_rows: int) -> StagedExport:
     """Validate the copied export chunk by chunk and append its accepted and rejected rows to
-    `folder/accepted.csv` and `folder/rejected.csv` (written only when there are some).
+    `folder/accepted.csv` and `folder/rejected.csv` (written only when there are some). A
+    repeated MLSNumber is no fault here (the merge keeps each number's newest row); a row whose
+    StatusChangeTimestamp is given but unreadable is.
     Raises NotAnExportError for a file that is not a listings export, or one that stops
     parsing part-way."""
     folder.mkdir(parents=True, exist_ok=True)
     accepted_path, rejected_path = folder / "accepted.csv", folder / "rejected.csv"
-    seen: set[int] = set()
     rows = accepted = rejected = 0
     newest = None
     for chunk in _chunks(copy, chunk_rows):
-        ids = check_ids(chunk[MLS_ID].to_numpy())[0] if MLS_ID in chunk else []
-        repeated = np.array([i is not None and i in seen for i in ids], dtype=bool)
-        seen.update(i for i in ids if i is not None)
-        result = validate_listings(chunk, repeated if len(ids) else None)
-        result = _reject_unreadable_times(result)
+        result = _reject_unreadable_times(_keep_repeated_numbers(validate_listings(chunk)))
         result.accepted.index = result.accepted.index + rows + 1
         result.rejected.index = result.rejected.index + rows + 1
         _append(result.accepted, accepted_path, quoted=True)  # the export's own format
@@ -190,6 +185,23 @@ def stage_rows(copy: Path, folder: Path, chunk_rows: int) -> StagedExport:
         rejected_path if rejected else None,
         newest or snapshot_time(pd.DataFrame(), modified),
     )
+
+
+def _keep_repeated_numbers(result: ValidationResult) -> ValidationResult:
+    """Return the validation with the rows rejected only for repeating an MLSNumber accepted
+    again: an export may list a listing twice (Active, then Sold), and the history keeps the
+    newest row of each number (history.merge_changes), where the contract's duplicate rule
+    would keep the first. The contract itself (validate, predict) is unchanged."""
+    fatal = result.violations[result.violations["fatal"]]
+    if not len(fatal):
+        return result
+    only_repeated = fatal.groupby("row")["rule"].agg(lambda rules: set(rules) == {DUPLICATE})
+    back = result.rejected.index.isin(only_repeated.index[only_repeated.to_numpy()] - 1)
+    if not back.any():
+        return result
+    again = result.rejected[back].drop(columns=[REASON_COLUMN])
+    accepted = pd.concat([result.accepted, again]).sort_index(kind="stable")
+    return replace(result, accepted=accepted, rejected=result.rejected[~back])
 
 
 def _reject_unreadable_times(result: ValidationResult) -> ValidationResult:
