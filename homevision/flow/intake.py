@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -120,23 +121,58 @@ def _unreadable() -> str:
     return "cannot be read: permission denied (give the flow's user read access, drop it again)"
 
 
+class StagingWriteError(OSError):
+    """Writing the flow's own copy of an export failed (disk full, a file size limit): the
+    flow's trouble, not the export's, so the run fails and the file waits in the drop folder."""
+
+
 def copy_and_hash(source: Path, target: Path) -> str:
     """Copy `source` to `target` in one pass and return the copy's SHA-256. Raises
     ChangedWhileReadError when the source's size or modification time moved meanwhile (a
-    writer is still at it), FileNotFoundError or PermissionError as the OS says."""
+    writer is still at it), StagingWriteError when the copy cannot be written, FileNotFoundError
+    or PermissionError as the OS says about the source. A failed copy is removed."""
     before = source.stat()
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    with source.open("rb") as src, target.open("wb") as dst:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            digest.update(block)
-            dst.write(block)
+    try:
+        with source.open("rb") as src, _open_copy(target) as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                _write_all(dst, block, target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     after = source.stat()
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         target.unlink(missing_ok=True)
         raise ChangedWhileReadError(f"{source.name} changed while it was being read")
     shutil.copystat(source, target)
     return digest.hexdigest()
+
+
+def _open_copy(target: Path) -> BinaryIO:
+    """Return the staging copy opened for writing, unbuffered (so a write error surfaces at
+    the write that failed); a failure to create it is a StagingWriteError."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.open("wb", buffering=0)
+    except OSError as err:
+        raise _staging_error(err, target) from None
+
+
+def _write_all(dst: BinaryIO, block: bytes, target: Path) -> None:
+    """Write the whole block to the copy; an OS error is a StagingWriteError."""
+    view = memoryview(block)
+    try:
+        while view:
+            view = view[dst.write(view) :]
+    except OSError as err:
+        raise _staging_error(err, target) from None
+
+
+def _staging_error(err: OSError, target: Path) -> StagingWriteError:
+    return StagingWriteError(
+        err.errno, f"could not write the flow's copy {target}: {err.strerror or err}"
+    )
 
 
 @dataclass(frozen=True)

@@ -413,6 +413,8 @@ def _sort(
         intake.waiting.append({"file": name, "reason": reason})
         context.log.warning(f"{name}: {reason}")
         return
+    except drop.StagingWriteError:  # the flow's own disk: the run fails, the file waits
+        raise
     except OSError as err:
         reason = f"cannot be read: {err.strerror or type(err).__name__}"
         intake.refused.append(Refused(name, str(path), None, reason))

@@ -4,6 +4,8 @@ defects 1 and 2)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -230,3 +232,43 @@ def test_the_newer_row_of_a_listing_listed_twice_in_one_export_wins(tmp_path):
     history, counts, _ = merge_changes(pd.DataFrame(), read_export(staged.accepted_path))
     assert list(history["Status"]) == ["Sold"] and list(history["ClosePrice"]) == ["333000"]
     assert counts.new_sales == 1
+
+
+def test_a_copy_the_flow_cannot_write_fails_the_run_and_the_export_waits(tmp_path):
+    """Defect 8: a write error on the flow's side (a file size limit, a full disk) blamed the
+    export ('cannot be read: File too large'), sent it to failed/ and left a partial copy."""
+    source = write_listings(generate_listings(200, seed=1), tmp_path / "2020-04.csv")
+    target = tmp_path / "staging" / "2020-04.csv"
+    probe = "\n".join(
+        [
+            "import resource, sys",
+            "from pathlib import Path",
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))",
+            "from homevision.flow import intake",
+            "try:",
+            "    intake.copy_and_hash(Path(sys.argv[1]), Path(sys.argv[2]))",
+            "except intake.StagingWriteError as err:",
+            "    print('staging', err)",
+            "    sys.exit(3)",
+        ]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(source), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr[-2000:]
+    assert "File too large" in proc.stdout and not target.exists()
+
+    def full_disk(source, target):
+        raise drop.StagingWriteError(28, "could not write the flow's copy: No space left")
+
+    intake = Intake(str(tmp_path / "staging"), "run")
+    verdict = drop.Verdict(source.name, str(source), drop.TAKE)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(drop, "copy_and_hash", full_disk)
+        with pytest.raises(drop.StagingWriteError):
+            _sort(SimpleNamespace(log=_Log()), verdict, tmp_path / "staging", set(), intake)
+    assert not intake.refused and source.exists()
