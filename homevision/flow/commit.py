@@ -244,8 +244,11 @@ def _move(move: Move, notes: list[str]) -> None:
             source.unlink()
         elif source is not None and source.exists():
             notes.append(f"{source.name} changed after it was read: left for the next run")
-    elif source is not None and os.path.lexists(source) and not os.path.lexists(target):
-        os.replace(source, target)
+    elif source is not None and os.path.lexists(source):
+        if os.path.lexists(target):  # never overwrite: say so rather than skip it quietly
+            notes.append(f"{source.name} not moved: {target} is taken; it stays where it is")
+        else:
+            os.replace(source, target)
     if move.reason is not None:
         reason = target.with_name(target.name + ".reason.txt")
         if not reason.exists():

@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
+from itertools import chain, count
 from pathlib import Path
 from typing import Any
 
@@ -282,11 +284,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def free_name(folder: Path, name: str, sha256: str) -> Path:
-    """Return `folder/name`, or `folder/STEM.SHA8.SUFFIX` when that name is taken (a file of
-    the same name was archived before), so no archived file is ever overwritten."""
-    target = folder / name
-    if not target.exists():
-        return target
+def free_name(folder: Path, name: str, sha256: str, taken: Collection[str] = ()) -> Path:
+    """Return `folder/name`, else `folder/STEM.SHA8.SUFFIX`, else `STEM.SHA8-2.SUFFIX`, `-3`...:
+    the first name no entry of the folder holds (a dangling link counts) and not in `taken`
+    (the paths this run already gave out), so no archived or failed file is ever overwritten,
+    however often the same bytes come back."""
     path = Path(name)
-    return folder / f"{path.stem}.{sha256[:8]}{path.suffix}"
+    hashed = f"{path.stem}.{sha256[:8]}"
+    names = chain((name, hashed + path.suffix), (f"{hashed}-{n}{path.suffix}" for n in count(2)))
+    for candidate in names:
+        target = folder / candidate
+        if not os.path.lexists(target) and str(target) not in taken:
+            return target
+    raise AssertionError("unreachable: count() never ends")

@@ -811,11 +811,9 @@ def _moves(settings: FlowSettings, intake: Intake) -> list[journal.Move]:
     moves, taken = [], set()
 
     def target(folder: Path, name: str, sha: str) -> str:
-        path = free_name(folder, name, sha)
-        while str(path) in taken:  # two files of this run wanting one name
-            path = free_name(folder, f"{sha[:4]}-{path.name}", sha)
-        taken.add(str(path))
-        return str(path)
+        path = str(free_name(folder, name, sha, taken))  # two files of this run: two names
+        taken.add(path)
+        return path
 
     for export in intake.new:
         archived = target(archive, export.name, export.sha256)

@@ -210,3 +210,21 @@ def test_a_late_older_export_never_undoes_a_correction():
     assert (counts.stale, counts.updated, counts.sales_updated) == (1, 0, 0)
     again, counts = merge_export(history, may, snapshot="2020-05-30 00:00:00")
     assert again.equals(history) and counts.unchanged == 1  # the same moment again: no change
+
+
+def test_a_name_taken_again_and_again_still_gets_a_free_one(tmp_path):
+    """Defect 7: the same refused bytes dropped a third time were given STEM.SHA8.SUFFIX,
+    already taken, so the move was skipped and the file stayed in the drop folder for good."""
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    given = []
+    for _ in range(4):
+        target = free_name(failed, "latest.csv", "abcdef0123")
+        target.write_text("")
+        given.append(target.name)
+    assert given == ["latest.csv", "latest.abcdef01.csv", "latest.abcdef01-2.csv",
+                     "latest.abcdef01-3.csv"]  # fmt: skip
+    (failed / "link.csv").symlink_to(tmp_path / "nowhere")  # a dangling link holds its name
+    assert free_name(failed, "link.csv", "abcdef0123").name == "link.abcdef01.csv"
+    taken = {str(failed / "link.abcdef01.csv")}  # given out earlier in the same run
+    assert free_name(failed, "link.csv", "abcdef0123", taken).name == "link.abcdef01-2.csv"
