@@ -32,6 +32,16 @@ IncomingOption = Annotated[
         "files go to its archive/, files that are not exports to its failed/.",
     ),
 ]
+ExistingIncomingOption = Annotated[
+    Path,
+    typer.Option(
+        "--incoming",
+        exists=True,
+        file_okay=False,
+        help="Drop folder of new exports (*.csv, *.parquet, merged in name order); it must "
+        "exist. Processed files go to its archive/, files that are not exports to its failed/.",
+    ),
+]
 FeaturesOption = Annotated[
     str, typer.Option("--features", help="Feature set to train: task6, offmarket, onmarket.")
 ]
@@ -69,7 +79,7 @@ SettleOption = Annotated[
 
 @flow_app.command("run")
 def run(
-    incoming: IncomingOption,
+    incoming: ExistingIncomingOption,
     features: FeaturesOption = "task6",
     budget: BudgetOption = None,
     min_new_sales: MinSalesOption = 30,

@@ -65,9 +65,11 @@ class ChangedWhileReadError(OSError):
 
 def survey(folder: Path, settle_seconds: float, now: float | None = None) -> list[Verdict]:
     """Return a verdict for every entry of the drop folder (hidden names and the flow's own
-    archive/ and failed/ aside), in name order: the order exports are taken in."""
+    archive/ and failed/ aside), in name order: the order exports are taken in. Raises
+    NotADirectoryError for a drop folder that does not exist (a typo in --incoming would
+    otherwise read as an empty drop, every run)."""
     if not folder.is_dir():
-        return []
+        raise NotADirectoryError(f"the drop folder {folder} does not exist or is not a folder")
     now = time.time() if now is None else now
     verdicts = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from homevision.data.listings import load_listings
 from homevision.data.synthetic import MarketDrift, generate_listings, write_listings
@@ -119,7 +120,8 @@ def test_exports_are_taken_in_name_order_and_archive_names_are_free(tmp_path):
     (tmp_path / "archive").mkdir()
     taken = [v.name for v in survey(tmp_path, settle_seconds=0, now=1e12) if v.action == TAKE]
     assert taken == ["a.parquet", "b.csv"]
-    assert survey(tmp_path / "absent", settle_seconds=0) == []
+    with pytest.raises(NotADirectoryError, match=r"the drop folder .*absent does not exist"):
+        survey(tmp_path / "absent", settle_seconds=0)  # defect 9: it read as an empty drop
     assert free_name(tmp_path / "archive", "b.csv", "abcdef0123") == tmp_path / "archive/b.csv"
     (tmp_path / "archive" / "b.csv").write_text("x")
     assert free_name(tmp_path / "archive", "b.csv", "abcdef0123").name == "b.abcdef01.csv"

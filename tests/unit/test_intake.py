@@ -272,3 +272,16 @@ def test_a_copy_the_flow_cannot_write_fails_the_run_and_the_export_waits(tmp_pat
         with pytest.raises(drop.StagingWriteError):
             _sort(SimpleNamespace(log=_Log()), verdict, tmp_path / "staging", set(), intake)
     assert not intake.refused and source.exists()
+
+
+def test_a_drop_folder_that_does_not_exist_is_an_error_not_an_empty_drop(tmp_path):
+    """Defect 9: `flow run --incoming typo` exited 0 'Nothing changed.', every run."""
+    from typer.testing import CliRunner
+
+    from homevision.cli import app
+
+    typo = tmp_path / "typo-incomming"
+    result = CliRunner().invoke(app, ["flow", "run", "--incoming", str(typo)])
+    assert result.exit_code == 2
+    assert "does not exist" in " ".join(result.output.split())
+    assert not (tmp_path / "data" / "history").exists()  # no run was started
