@@ -21,25 +21,30 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pandas as pd
 
+from homevision.config import DEFAULT_CHUNK_ROWS
 from homevision.data.errors import NotAnExportError
 from homevision.data.listings import (
     REASON_COLUMN,
     ValidationResult,
     numbered,
+    read_export,
     read_export_chunks,
     validate_listings,
 )
+from homevision.data.synthetic import write_listings
 from homevision.flow.history import (
     EXPORT_SUFFIXES,
     STATUS_TIME,
+    merge_export,
     newest_status_time,
     snapshot_time,
     unreadable_times,
 )
+from homevision.hashing import file_hash
 
 PART_SUFFIX = ".part"
 DUPLICATE = "duplicate"  # the contract's rule for an MLSNumber an earlier row used
@@ -280,3 +285,28 @@ def _append(frame: pd.DataFrame, path: Path, quoted: bool) -> None:
         return
     options = {"quoting": csv.QUOTE_ALL, "lineterminator": "\r\n"} if quoted else {}
     frame.to_csv(path, mode="a", header=not path.exists(), index=False, **options)
+
+
+def replay_history(
+    manifest: dict[str, Any], archive: Path, work: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> tuple[pd.DataFrame, str]:
+    """Return the history the manifest's merges make from the archived exports, and its
+    SHA-256: what the manifest's `history_sha256` is checked against. Each file is found in
+    `archive` by its SHA-256 (an archived name may carry one), validated as the flow validates
+    it (stage_rows, in `work`), and only its accepted rows are merged, with the entry's
+    snapshot. Raises FileNotFoundError naming a merged file the archive lacks."""
+    by_hash = {
+        file_hash(path): path
+        for path in sorted(archive.iterdir())
+        if path.is_file() and not path.name.endswith((".rejected.csv", ".reason.txt"))
+    }
+    history = pd.DataFrame()
+    for number, entry in enumerate(manifest.get("merges", [])):
+        if entry["sha256"] not in by_hash:
+            raise FileNotFoundError(
+                f"{entry['file']} (SHA-256 {entry['sha256'][:12]}…) is not in {archive}"
+            )
+        staged = stage_rows(by_hash[entry["sha256"]], work / f"replay-{number}", chunk_rows)
+        rows = read_export(staged.accepted_path) if staged.accepted_path else history.iloc[0:0]
+        history, _ = merge_export(history, rows, entry["snapshot"])
+    return history, file_hash(write_listings(history, work / "listings.csv"))
