@@ -217,6 +217,8 @@ def _put(source: Path, target: Path) -> None:
     """Make `target` a whole copy of `source`, or leave it as it was: a hard link (or, across
     filesystems, a copy synced to disk) beside the target, renamed over it. `source` stays, so a
     step cut short by a kill is done again from it."""
+    if target.exists() and os.path.samefile(source, target):
+        return  # linked before a crash (renaming a link over its twin would do nothing)
     tmp = target.with_name(f".{target.name}.incoming")
     tmp.unlink(missing_ok=True)
     try:

@@ -109,6 +109,16 @@ def test_a_journal_left_by_a_killed_run_is_completed(project):
     assert journal.recover() is None
 
 
+def test_a_journal_killed_after_its_files_step_is_completed_without_leftovers(project):
+    plan = _plan(project)
+    for move in plan.moves:  # killed after the files step: the archive linked to the copy
+        journal._move(move, plan.notes)
+    assert journal.recover() == "completed the commit of run r1, interrupted before"
+    archive = project["incoming"] / "archive"
+    assert [p.name for p in archive.iterdir()] == ["2020-01.csv"]
+    assert (archive / "2020-01.csv").read_text() == "export bytes\n"
+
+
 def test_a_file_changed_after_it_was_read_stays_for_the_next_run(project):
     plan = _plan(project)
     (project["incoming"] / "2020-01.csv").write_text("export bytes, and more rows\n")
