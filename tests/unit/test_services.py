@@ -150,19 +150,24 @@ def test_status_installs_nothing(tmp_path):
         "HOMEVISION_PG_ROOT": str(tmp_path / "no-postgresql"),
         "HOMEVISION_MLFLOW_PORT": str(_free_port()),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "homevision.services", "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _services("status", env)
     assert done.returncode == 1
     assert done.stdout.splitlines() == [
         "PostgreSQL: not installed (make services installs it)",
         "MLflow server: down",
     ]
     assert not marker.exists(), marker.read_text()
+
+
+def _services(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `python -m homevision.services <command>` with `env`; return what it did."""
+    return subprocess.run(
+        [sys.executable, "-m", "homevision.services", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _postgres_user() -> bool:
@@ -361,13 +366,7 @@ def test_a_database_that_refuses_is_one_sentence_without_its_password(tmp_path):
         "HOMEVISION_DATABASE_URL": f"postgresql://ana:hunter2@127.0.0.1:{_free_port()}/postgres",
         "HOMEVISION_MLFLOW_PORT": str(_free_port()),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "homevision.services", "start"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _services("start", env)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "hunter2" not in done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
