@@ -4,6 +4,8 @@
 
 - `pg-password`     the PostgreSQL role's password (scram-sha-256), and `pgpass`, the libpq
                     password file that carries it (PGPASSFILE): URLs stay password-free.
+- `pg-admin-password` the cluster's superuser's password (homevision.services.pg_roles): read
+                    by `make services` only, in no password file.
 - `mlflow-password` the MLflow server's `admin` password (its basic-auth app).
 - `signing-key`     the key that signs registered models' artifact digests (homevision.signing).
 
@@ -28,6 +30,7 @@ from homevision.config import project_root
 
 SERVICES_DIR_ENV = "HOMEVISION_SERVICES_DIR"
 PG_PASSWORD = "pg-password"
+PG_ADMIN_PASSWORD = "pg-admin-password"
 PGPASS = "pgpass"
 MLFLOW_PASSWORD = "mlflow-password"
 SIGNING_KEY = "signing-key"

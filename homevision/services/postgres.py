@@ -1,9 +1,11 @@
 """PostgreSQL for the team services: a cluster of Debian's `postgresql` package that accepts
 password logins only (scram-sha-256, no `trust`), on 127.0.0.1, created and started here.
 
-The role's password is generated on first start (service_secrets, mode 0600) and reaches initdb
-through a password file, and every client through the libpq password file: it is on no argv.
-A cluster made by an older homevision with `trust` is given the password and hardened in place.
+The passwords are generated on first start (service_secrets, mode 0600). The superuser's
+(`homevision_admin`) reaches initdb through a password file and is used by `start` alone; the
+role every client logs in as (`homevision`, no superuser: pg_roles) reaches them through the
+libpq password file: neither is on an argv. A cluster made by an older homevision with
+`trust`, or with `homevision` as its superuser, is hardened and migrated in place.
 As root the cluster runs as the user `postgres`; when that user cannot reach the services dir,
 the cluster lives in its home instead (nothing's permissions are widened).
 """
@@ -20,7 +22,14 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from homevision.service_secrets import PG_PASSWORD, ensure_secret, read_secret, write_private
+from homevision.service_secrets import (
+    PG_ADMIN_PASSWORD,
+    PG_PASSWORD,
+    ensure_secret,
+    read_secret,
+    write_private,
+)
+from homevision.services import pg_roles
 from homevision.services.processes import command_line, port_in_use, service_env
 from homevision.services.settings import DATABASES, PG_USER, Settings, pgpass_line
 
@@ -176,7 +185,7 @@ def start(settings: Settings) -> None:
     if data != settings.pgdata:
         log.info("the user postgres cannot reach %s: the cluster lives in %s", settings.dir, data)
     if not (data / "PG_VERSION").exists():
-        _init_cluster(data, bindir, password)
+        init_cluster(data, bindir, ensure_secret(PG_ADMIN_PASSWORD, settings.dir))
     if running(settings):
         log.info("PostgreSQL already runs on 127.0.0.1:%d", settings.pg_port)
     else:
@@ -186,31 +195,49 @@ def start(settings: Settings) -> None:
                 f"port {settings.pg_port} on 127.0.0.1 is taken by a program that is not this "
                 "project's PostgreSQL: stop it or set HOMEVISION_PG_PORT"
             )
-        run_pg(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(data / "postgres.log"),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                f"-h 127.0.0.1 -p {settings.pg_port} -k ''",
-                "start",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        log.info("PostgreSQL started on 127.0.0.1:%d", settings.pg_port)
+        pg_ctl_start(settings, bindir, data)
     if _trusting(data):
         _harden(settings, bindir, data, password)
-    create_databases(settings.database_url("postgres"), settings)
+    _settle_roles(settings, data, password)
 
 
-def _init_cluster(data: Path, bindir: Path, password: str) -> None:
-    """initdb with password authentication only; the password goes through a private file."""
+def pg_ctl_start(settings: Settings, bindir: Path, data: Path) -> None:
+    """Start the cluster in `data` on 127.0.0.1:pg_port (no Unix socket) and wait for it."""
+    run_pg(
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(data / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {settings.pg_port} -k ''",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    log.info("PostgreSQL started on 127.0.0.1:%d", settings.pg_port)
+
+
+def _settle_roles(settings: Settings, data: Path, password: str) -> None:
+    """pg_roles.settle, its failures as one-sentence ServiceErrors."""
+    import psycopg
+
+    try:
+        pg_roles.settle(settings, data, password)
+    except pg_roles.RoleError as err:
+        raise ServiceError(str(err)) from None
+    except psycopg.Error as err:
+        raise ServiceError(database_failure(settings.database_url("postgres"), err)) from None
+
+
+def init_cluster(data: Path, bindir: Path, password: str, user: str = pg_roles.ADMIN_USER) -> None:
+    """initdb with password authentication only, `user` its superuser; the password goes
+    through a private file."""
     log.info("creating the PostgreSQL cluster in %s", data)
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     if is_root():
@@ -228,7 +255,7 @@ def _init_cluster(data: Path, bindir: Path, password: str) -> None:
                 "-D",
                 str(data),
                 "-U",
-                PG_USER,
+                user,
                 "--auth=scram-sha-256",
                 f"--pwfile={pwfile}",
                 "-E",
