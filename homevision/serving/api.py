@@ -43,6 +43,7 @@ from homevision.api_keys import KeyRing
 from homevision.api_keys import Scope as KeyScope
 from homevision.config import load_params
 from homevision.data.fields import NONE_WHEN_MISSING
+from homevision.service_secrets import SecretFileError
 from homevision.serving.auth import KeyCheckedRoute, Requirement
 from homevision.serving.coalesce import Coalescer
 from homevision.serving.metrics import Metrics, RequestMetrics
@@ -263,8 +264,8 @@ def create_app(
         anything else only goes to the log."""
         try:
             return loader(model_ref)
-        except ModelNotFoundError as err:  # UnverifiedModelError included
-            failure["reason"] = str(err)
+        except (ModelNotFoundError, SecretFileError) as err:  # UnverifiedModelError included
+            failure["reason"] = str(err)  # a secret file's sentence names it, never its value
             log.error("Could not load the model %s: %s", target, err)
             return None
         except Exception:  # MLflow, a corrupt artifact, unpickling: all mean "no model"

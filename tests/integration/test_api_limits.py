@@ -193,6 +193,28 @@ def test_a_failed_reload_is_a_503_and_the_old_model_is_still_served(served_home,
         assert after == before
 
 
+def test_a_reload_stopped_by_a_secret_file_others_can_read_says_which(
+    served_home, admin_headers, tmp_path, monkeypatch
+):
+    """Stop 50's "left out": the CLI and `services` name a secret file others can read in one
+    sentence; the reload route answered "see the server's log"."""
+    from homevision.service_secrets import SIGNING_KEY, ensure_secret, secrets_dir
+
+    services = tmp_path / "services"
+    monkeypatch.setenv("HOMEVISION_SERVICES_DIR", str(services))
+    monkeypatch.delenv("HOMEVISION_SIGNING_KEY", raising=False)
+    with TestClient(create_app(), headers=admin_headers) as c:
+        assert c.get("/health").json()["model_loaded"] is True
+        key = ensure_secret(SIGNING_KEY, services)
+        (secrets_dir(services) / SIGNING_KEY).chmod(0o644)  # a careless copy
+        reload = c.post("/model/reload")
+        assert reload.status_code == 503
+        detail = reload.json()["detail"]
+        assert "signing-key can be read by other users (mode -rw-r--r--)" in detail, detail
+        assert detail.endswith("; still serving version 1") and key not in detail
+        _clean(reload)
+
+
 def test_an_unexpected_failure_is_a_500_with_a_fixed_sentence(served_home, monkeypatch):
     from homevision.valuation import predict
 
