@@ -719,12 +719,20 @@ def monitor(
     except (NotAnExportError, ModelNotFoundError, LookupError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
-    if pushgateway:
-        push(report.summary, pushgateway)
     if as_json:
         typer.echo(json.dumps(report.summary, default=str))
     else:
         _print_drift(report, load_params()["monitoring"]["triggers"])
+    if pushgateway:
+        try:
+            push(report.summary, pushgateway)
+        except OSError as err:  # URLError included: the verdict and its exit code still hold
+            reason = getattr(err, "reason", None) or err.strerror or err
+            make_console(stderr=True).print(
+                f"[bold yellow]warning:[/] the drift gauges were not pushed to {pushgateway}: "
+                f"{reason}",
+                highlight=False,
+            )
     raise typer.Exit(3 if report.detected else 0)
 
 

@@ -39,7 +39,9 @@ from homevision.monitoring._compat import import_evidently
 import_evidently()
 from evidently import DataDefinition, Dataset  # noqa: E402  (after the pandas shim)
 from evidently.legacy.calculations.stattests import (  # noqa: E402
+    chi_stat_test,
     jensenshannon_stat_test,
+    ks_stat_test,
     z_stat_test,
 )
 from evidently.metrics import (  # noqa: E402
@@ -57,14 +59,20 @@ GROUPS = ("inputs", "valuations", "sale_price", "errors", "quality")
 ANNUAL_FEE = "AnnualAssociationFee"
 TOKEN_SEP = ": "  # a feature-list item's column: "ExteriorFeatures: Gutters"
 MAX_TOKENS = 10  # items tested per feature list (its most common): bounds the tests and the table
-# Evidently's own rule for a two-valued column: up to this many reference rows a two-proportion
-# z-test (p-value, 0.05), above it the Jensen-Shannon distance (0.1), as for any category.
+# Evidently's own rule: up to this many rows a test (K-S for numbers, chi-square for categories,
+# the two-proportion z-test for a two-valued one; p-value, 0.05), above it a distance
+# (Wasserstein, Jensen-Shannon; 0.1). Evidently counts the reference's rows only; here the
+# smaller side decides (sample_tests): a distance is an effect size that a small export
+# exceeds by chance (80 same-market rows against a 1,500-row reference drifted 5 of 6 inputs).
 SMALL_REFERENCE = 1000
 ALPHA = 0.05
 DISTANCE = 0.1
 # A method named in the preset is reported by that name ("z"): read back by its display name,
 # which says whether its score is a p-value (see _drifted).
-DISPLAY_NAMES = {t.name: t.display_name for t in (z_stat_test, jensenshannon_stat_test)}
+DISPLAY_NAMES = {
+    t.name: t.display_name
+    for t in (z_stat_test, jensenshannon_stat_test, ks_stat_test, chi_stat_test)
+}
 
 
 @dataclass(frozen=True)
@@ -139,18 +147,41 @@ def token_presence(frame: pd.DataFrame, vocabulary: dict[str, list[str]]) -> pd.
     return pd.DataFrame(out, index=frame.index)
 
 
-def token_tests(
-    vocabulary: dict[str, list[str]], reference_rows: int
+def sample_tests(
+    reference: pd.DataFrame, numeric: list[str], categorical: list[str], rows: int
 ) -> dict[str, tuple[str, float]]:
-    """Return, per item column, the Evidently drift method and threshold of its presence share.
-    Up to SMALL_REFERENCE reference rows: the two-proportion z-test at ALPHA / k, Bonferroni over
-    the list's k items, so a list (one input column in the share) false-alarms no more often
-    than a column. Above: the Jensen-Shannon distance at DISTANCE, an effect size that needs no
-    correction. Either is what Evidently would pick for a two-valued category itself."""
+    """Return, per column, the Evidently drift method and threshold when the smaller of the
+    two samples has `rows` <= SMALL_REFERENCE rows: K-S for numbers, the z-test for a category
+    with at most two values in `reference`, chi-square for the others, each at ALPHA. Empty
+    above: Evidently's default distances are then what its own rule picks."""
+    if rows > SMALL_REFERENCE:
+        return {}
+    tests = {c: (ks_stat_test.name, ALPHA) for c in numeric}
+    for column in categorical:
+        binary = reference[column].dropna().nunique() <= 2
+        tests[column] = (z_stat_test.name if binary else chi_stat_test.name, ALPHA)
+    return tests
+
+
+def value_drift(column: str, rows: int) -> ValueDrift:
+    """Return the drift metric of one column, its test chosen by the smaller sample's `rows`
+    (sample_tests' rule: K-S at ALPHA up to SMALL_REFERENCE rows, else Evidently's distance)."""
+    if rows > SMALL_REFERENCE:
+        return ValueDrift(column=column)
+    return ValueDrift(column=column, method=ks_stat_test.name, threshold=ALPHA)
+
+
+def token_tests(vocabulary: dict[str, list[str]], rows: int) -> dict[str, tuple[str, float]]:
+    """Return, per item column, the Evidently drift method and threshold of its presence share,
+    by the smaller sample's `rows`. Up to SMALL_REFERENCE: the two-proportion z-test at
+    ALPHA / k, Bonferroni over the list's k items, so a list (one input column in the share)
+    false-alarms no more often than a column. Above: the Jensen-Shannon distance at DISTANCE,
+    an effect size that needs no correction. Either is what Evidently would pick for a
+    two-valued category itself."""
     out = {}
     for column, tokens in vocabulary.items():
         for token in tokens:
-            if reference_rows <= SMALL_REFERENCE:
+            if rows <= SMALL_REFERENCE:
                 test = (z_stat_test.name, ALPHA / len(tokens))
             else:
                 test = (jensenshannon_stat_test.name, DISTANCE)
@@ -239,14 +270,18 @@ def row_metrics(
     missing_only: list[str] | None = None,
     tests: dict[str, tuple[str, float]] | None = None,
     untested: Collection[str] = (),
+    rows: int | None = None,
 ) -> list:
     """Return the Evidently metrics for all rows: input drift (the preset), valuation drift,
     per column the quality counts against the reference's range and categories, the
     missing-value count alone for `missing_only` columns, and the drift alone of the columns of
     `tests` with its (method, threshold) (feature-list items, see token_tests). The `untested`
-    columns (empty on one side, see empty_columns) get no drift test, only the quality counts."""
+    columns (empty on one side, see empty_columns) get no drift test, only the quality counts.
+    `rows`, the smaller sample's size, picks the valuation's test (value_drift; default: the
+    reference's)."""
+    rows = len(reference) if rows is None else rows
     tests = {c: test for c, test in (tests or {}).items() if c not in untested}
-    drift = [c for c in [*numeric, *categorical, *tests] if c not in untested]
+    drift = list(dict.fromkeys(c for c in [*numeric, *categorical, *tests] if c not in untested))
     metrics: list = []
     if drift:  # no column at all would be every column to the preset
         preset = DataDriftPreset(
@@ -257,7 +292,7 @@ def row_metrics(
         )
         metrics.append(preset)
     if VALUATION not in untested:
-        metrics.append(ValueDrift(column=VALUATION))
+        metrics.append(value_drift(VALUATION, rows))
     for column in [*numeric, *categorical, *(missing_only or [])]:
         metrics.append(MissingValueCount(column=column))
     for column in numeric:
@@ -273,9 +308,10 @@ def row_metrics(
     return metrics
 
 
-def sales_metrics() -> list:
-    """Return the Evidently metrics on the sales: sale price and valuation error drift."""
-    return [ValueDrift(column=PRICE), ValueDrift(column=LOG_ERROR)]
+def sales_metrics(rows: int) -> list:
+    """Return the Evidently metrics on the sales: sale price and valuation error drift, their
+    test chosen by the smaller side's number of sales `rows` (value_drift)."""
+    return [value_drift(PRICE, rows), value_drift(LOG_ERROR, rows)]
 
 
 def log_errors(price: pd.Series, valuation: pd.Series) -> pd.Series:

@@ -160,14 +160,17 @@ def compare_rows(
     ref_rows = ck.as_typed(ref, [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens])
     cur_rows = ck.as_typed(cur, [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens])
     missing = {c: float(ref_rows[c].isna().mean()) for c in ref_rows.columns}
+    rows = min(len(ref_rows), len(cur_rows))  # the smaller sample picks each test
+    tests = ck.sample_tests(ref_rows, numeric, categorical, rows)
     metrics = ck.row_metrics(
         ref_rows,
         numeric,
         categorical,
         float(cfg["drift_share"]),
         hidden,
-        ck.token_tests(derived.tokens, len(ref_rows)),
+        tests | ck.token_tests(derived.tokens, rows),
         untested=ck.empty_columns(ref_rows, cur_rows),
+        rows=rows,
     )
     all_numeric, all_categorical = [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens]
     snapshot = _run_report(
@@ -217,7 +220,7 @@ def run_monitor(
     if len(cur_sales) >= min_sales and len(ref_sales) >= min_sales:
         cols = [ck.PRICE, ck.LOG_ERROR]
         snapshots[HTML_SALES] = _run_report(
-            ck.sales_metrics(),
+            ck.sales_metrics(min(len(cur_sales), len(ref_sales))),
             ck.dataset(ck.as_typed(cur_sales, cols, []), cols, []),
             ck.dataset(ck.as_typed(ref_sales, cols, []), cols, []),
         )
@@ -288,7 +291,7 @@ def drift_gauges(summary: dict[str, Any]):
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
-    labels = {"model": str(summary["model"].get("name") or summary["model"]["uri"])}
+    labels = {"model": model_label(summary)}
     gauges = (
         (
             "homevision_drift_detected",
@@ -319,10 +322,21 @@ def write_textfile(summary: dict[str, Any], path: Path) -> None:
 
 
 def push(summary: dict[str, Any], gateway: str) -> None:
-    """Push the drift gauges to a Prometheus Pushgateway (job `homevision-monitor`)."""
+    """Push the drift gauges to a Prometheus Pushgateway (job `homevision-monitor`, grouped by
+    model: a push replaces its group, so one group per model keeps each model's gauges)."""
     from prometheus_client import push_to_gateway
 
-    push_to_gateway(gateway, job="homevision-monitor", registry=drift_gauges(summary))
+    push_to_gateway(
+        gateway,
+        job="homevision-monitor",
+        grouping_key={"model": model_label(summary)},
+        registry=drift_gauges(summary),
+    )
+
+
+def model_label(summary: dict[str, Any]) -> str:
+    """Return the name the drift gauges carry for the model: its registered name, else URI."""
+    return str(summary["model"].get("name") or summary["model"]["uri"])
 
 
 def metric_key(check: ck.Check) -> str:

@@ -3,9 +3,13 @@ export from the same market (no drift: exit 0) and one from a market that moved 
 
 from __future__ import annotations
 
+import http.server
 import json
+import socket
 import subprocess
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import mlflow
 import pytest
@@ -103,3 +107,43 @@ def test_sales_the_model_was_trained_on_are_not_compared(market):
     assert summary["sales_seen_in_training"] > 100  # in-sample errors would look too good
     assert not any(c["group"] in ("errors", "sale_price") for c in summary["checks"])
     assert "checks skipped" in summary["sales_note"]
+
+
+class _Gateway(http.server.BaseHTTPRequestHandler):
+    """A Pushgateway that records the path of each push."""
+
+    pushed: ClassVar[list[str]] = []
+
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Gateway.pushed.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_drift_gauges_are_pushed_in_a_group_of_their_model(market):
+    """Review (ops) D5: every model's push went to one group (job only), and a push replaces
+    its group: a second model's gauges deleted the first's."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gateway = f"127.0.0.1:{server.server_address[1]}"
+        proc = monitor(market, "--current", "data/same.csv", "--pushgateway", gateway)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        server.shutdown()
+    assert _Gateway.pushed == ["/metrics/job/homevision-monitor/model/homevision-price"]
+
+
+def test_an_unreachable_pushgateway_is_a_warning_and_the_verdict_stands(market):
+    """Review (ops) D4: a traceback and exit 1, the verdict never printed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once it is closed
+    proc = monitor(market, "--current", "data/drift.csv", "--pushgateway", closed)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Drift found" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    assert f"the drift gauges were not pushed to {closed}" in proc.stderr

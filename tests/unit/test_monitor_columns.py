@@ -35,32 +35,33 @@ def homes(
     gutters: float = 0.8,
     monthly_billed_as: str = "Monthly",
     unknown_frequency: float = 0.0,
+    rows: int = ROWS,
 ) -> pd.DataFrame:
-    """Return `ROWS` listings of one market with valuations: an annual fee of about $600 billed
+    """Return `rows` listings of one market with valuations: an annual fee of about $600 billed
     monthly, quarterly or annually (10% of homes without an association), Gutters on `gutters`
     of the homes, a sprinkler on half, a patio on 30%, an outdoor kitchen on 1% (too rare to
     test). `monthly_billed_as="Annual"` keeps the monthly amounts but bills them once a year;
     `unknown_frequency` of the homes get the frequency "Other"."""
     rng = np.random.default_rng(seed)
-    sqft = rng.normal(2500, 400, ROWS).round()
-    frequency = rng.choice(list(PER_YEAR), ROWS, p=[0.5, 0.2, 0.3])
-    annual = rng.lognormal(np.log(600), 0.3, ROWS)
+    sqft = rng.normal(2500, 400, rows).round()
+    frequency = rng.choice(list(PER_YEAR), rows, p=[0.5, 0.2, 0.3])
+    annual = rng.lognormal(np.log(600), 0.3, rows)
     amount = (annual / np.array([PER_YEAR[f] for f in frequency])).round()
     frequency = np.where(frequency == "Monthly", monthly_billed_as, frequency).astype(object)
-    frequency[rng.random(ROWS) < unknown_frequency] = "Other"
-    no_association = rng.random(ROWS) < 0.1
+    frequency[rng.random(rows) < unknown_frequency] = "Other"
+    no_association = rng.random(rows) < 0.1
     items = {"Gutters": gutters, "Sprinkler System": 0.5, "Covered Patio/Porch": 0.3}
     items["Outdoor Kitchen"] = 0.01
-    held = {item: rng.random(ROWS) < share for item, share in items.items()}
-    lists = [", ".join(i for i in items if held[i][row]) or None for row in range(ROWS)]
+    held = {item: rng.random(rows) < share for item, share in items.items()}
+    lists = [", ".join(i for i in items if held[i][row]) or None for row in range(rows)]
     return pd.DataFrame(
         {
-            "BedsTotal": rng.integers(2, 6, ROWS).astype(float),
-            "CDOM": rng.integers(0, 90, ROWS).astype(float),
-            "LotSizeAreaSQFT": sqft * rng.uniform(2, 4, ROWS),
+            "BedsTotal": rng.integers(2, 6, rows).astype(float),
+            "CDOM": rng.integers(0, 90, rows).astype(float),
+            "LotSizeAreaSQFT": sqft * rng.uniform(2, 4, rows),
             "SqFtTotal": sqft,
-            "BathsTotal": rng.choice(["2", "2.1", "3", "3.1"], ROWS),
-            "ElementarySchoolName": rng.choice(["Anderson", "Bledsoe", "Curtsinger"], ROWS),
+            "BathsTotal": rng.choice(["2", "2.1", "3", "3.1"], rows),
+            "ElementarySchoolName": rng.choice(["Anderson", "Bledsoe", "Curtsinger"], rows),
             "AssociationFee": pd.Series(amount).where(~no_association),
             "AssociationFeeFrequency": pd.Series(frequency).where(~no_association),
             LIST: lists,
@@ -162,11 +163,35 @@ def test_items_tested_are_the_common_ones_capped_and_split_as_the_model_splits()
 
 def test_item_tests_are_bonferroni_z_tests_on_small_references_and_distances_on_large():
     vocabulary = {LIST: ["A", "B", "C", "D"], "CommunityFeatures": ["Pool"]}
-    small = ck.token_tests(vocabulary, reference_rows=1000)
+    small = ck.token_tests(vocabulary, rows=1000)
     assert small[ck.token_column(LIST, "A")] == ("z", pytest.approx(0.05 / 4))
     assert small[ck.token_column("CommunityFeatures", "Pool")] == ("z", pytest.approx(0.05))
-    large = ck.token_tests(vocabulary, reference_rows=1001)
+    large = ck.token_tests(vocabulary, rows=1001)
     assert set(large.values()) == {("jensenshannon", 0.1)}
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_a_small_export_of_the_same_market_is_no_drift_against_a_large_reference(seed):
+    """Review (ops) D2: Evidently picks its tests by the reference's size alone. Above 1,000
+    rows it uses distances (effect sizes at 0.1) that 80 same-market rows exceed by chance: 5 of
+    6 inputs drifted, and the flow retrained on every small drop. The smaller side decides."""
+    cfg = load_params()["monitoring"]
+    reference, current = homes(seed=1, rows=1500), homes(seed=seed, rows=80)
+    checks = compare_rows(reference, current, FS, cfg, MIN_COUNT)[1]
+    assert ck.verdicts(checks, float(cfg["drift_share"]))["inputs"] is False
+    assert drifted(checks, "valuations") == set()
+    assert one(checks, "inputs", "SqFtTotal").method == "K-S p_value"
+    assert one(checks, "inputs", "ElementarySchoolName").method == "chi-square p_value"
+    assert one(checks, "valuations", ck.VALUATION).method == "K-S p_value"
+    assert one(checks, "inputs", GUTTERS).method == "Z-test p_value"
+
+
+def test_two_large_samples_keep_evidentlys_distances():
+    cfg = load_params()["monitoring"]
+    checks = compare_rows(homes(seed=1, rows=1500), homes(seed=2, rows=1200), FS, cfg, 10)[1]
+    assert one(checks, "inputs", "SqFtTotal").method == "Wasserstein distance (normed)"
+    assert one(checks, "valuations", ck.VALUATION).method == "Wasserstein distance (normed)"
+    assert drifted(checks, "inputs") == set()
 
 
 def test_a_lists_items_count_once_in_the_input_share():
