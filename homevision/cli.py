@@ -754,6 +754,13 @@ def _print_drift(report, triggers: list[str]) -> None:
         )
     if report.summary["sales_note"]:
         console.print(report.summary["sales_note"], highlight=False)
+    rows = report.summary["current"]
+    if rows["rejected"] or rows["refused"]:
+        console.print(
+            f"{rows['rejected']:,} rows rejected by validation (`homevision validate` says why), "
+            f"{rows['refused']:,} of the {rows['rows']:,} accepted refused by the model",
+            highlight=False,
+        )
     found = [g for g, flag in report.groups.items() if flag]
     if report.detected:
         console.print(

@@ -58,6 +58,9 @@ PRICE = "ClosePrice"
 GROUPS = ("inputs", "valuations", "sale_price", "errors", "quality")
 ANNUAL_FEE = "AnnualAssociationFee"
 TOKEN_SEP = ": "  # a feature-list item's column: "ExteriorFeatures: Gutters"
+REFUSED = "refused valuations, +share"  # the valuation's missing check: rows the model refused
+REJECTED = "rejected rows, share"  # rows of the export that validation kept aside
+ROWS = "(rows)"  # the column of a check on whole rows
 MAX_TOKENS = 10  # items tested per feature list (its most common): bounds the tests and the table
 # Evidently's own rule: up to this many rows a test (K-S for numbers, chi-square for categories,
 # the two-proportion z-test for a two-valued one; p-value, 0.05), above it a distance
@@ -199,6 +202,12 @@ class Derived:
     tokens: dict[str, list[str]] = field(default_factory=dict)
 
     @property
+    def sources(self) -> list[str]:
+        """The raw columns the derived ones are computed from: the feature lists, the fee's amount
+        and frequency (each gets the missing check)."""
+        return [*self.tokens, *(self.fee or ())]
+
+    @property
     def numeric(self) -> list[str]:
         """The derived numeric columns: the annual fee, when there is one."""
         return [ANNUAL_FEE] if self.fee else []
@@ -209,7 +218,13 @@ class Derived:
         return [token_column(c, t) for c, tokens in self.tokens.items() for t in tokens]
 
     def add(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Return `frame` with the derived columns added (a copy)."""
+        """Return `frame` with the derived columns added (a copy). A source column the frame
+        lacks counts as all missing, as as_typed reads an absent column."""
+        absent = [c for c in self.sources if c not in frame.columns]
+        if absent:
+            frame = frame.assign(
+                **{c: pd.Series(None, index=frame.index, dtype=object) for c in absent}
+            )
         parts = [frame]
         if self.fee:
             parts.append(annual_fee(frame, self.fee).to_frame())
@@ -222,10 +237,11 @@ def derive(
     fs: FeatureSet, reference: pd.DataFrame, current: pd.DataFrame, min_count: int
 ) -> Derived:
     """Return what the monitor derives for `fs`: the annual fee when it has one, the common items
-    of its feature lists in `reference` (token_vocabulary). A source column that one of the frames
-    lacks is skipped (a reference logged before the feature set read it); a feature set with
-    neither (task6) derives nothing."""
-    has = set(reference.columns) & set(current.columns)
+    of its feature lists in `reference` (token_vocabulary). A source column the reference lacks
+    is skipped (a reference logged before the feature set read it); one only `current` lacks
+    counts as all missing there (Derived.add), so a list or fee dropped from the export is still
+    checked. A feature set with neither (task6) derives nothing."""
+    has = set(reference.columns)
     fee = fs.fee if fs.fee and all(c in has for c in fs.fee) else None
     lists = [c for c in fs.token_lists if c in has]
     return Derived(fee, token_vocabulary(reference, lists, min_count))
@@ -274,7 +290,8 @@ def row_metrics(
 ) -> list:
     """Return the Evidently metrics for all rows: input drift (the preset), valuation drift,
     per column the quality counts against the reference's range and categories, the
-    missing-value count alone for `missing_only` columns, and the drift alone of the columns of
+    missing-value count alone for `missing_only` columns and for the valuation (the rows the
+    model refused to value), and the drift alone of the columns of
     `tests` with its (method, threshold) (feature-list items, see token_tests). The `untested`
     columns (empty on one side, see empty_columns) get no drift test, only the quality counts.
     `rows`, the smaller sample's size, picks the valuation's test (value_drift; default: the
@@ -293,7 +310,7 @@ def row_metrics(
         metrics.append(preset)
     if VALUATION not in untested:
         metrics.append(value_drift(VALUATION, rows))
-    for column in [*numeric, *categorical, *(missing_only or [])]:
+    for column in [*numeric, *categorical, *(missing_only or []), VALUATION]:
         metrics.append(MissingValueCount(column=column))
     for column in numeric:
         seen = reference[column].dropna()
@@ -352,7 +369,8 @@ def read_checks(
             share = float(value["share"])
             limit = float(limits["max_missing_increase"])
             gain = share - reference_missing.get(column, 0.0)
-            checks.append(Check("quality", column, "missing, +share", gain, limit, gain > limit))
+            method = REFUSED if column == VALUATION else "missing, +share"
+            checks.append(Check("quality", column, method, gain, limit, gain > limit))
         elif kind == "OutRangeValueCount":
             share = float(value["share"])
             limit = float(limits["max_out_of_range"])
@@ -366,6 +384,24 @@ def read_checks(
                 Check("quality", column, "new category, share", share, limit, share > limit)
             )
     return checks
+
+
+def all_refused(reference: pd.DataFrame, current: pd.DataFrame) -> Check | None:
+    """Return the valuations check of an export the model refused to value at all while it
+    valued the reference (a column it needs is absent, say): drifted, share 1. Evidently cannot
+    test a column empty on one side, and an untested valuation would read as no drift. None
+    when the current side has a valuation, or neither side has one."""
+    if current.empty or current[VALUATION].notna().any() or reference[VALUATION].isna().all():
+        return None
+    return Check("valuations", VALUATION, "refused, share", 1.0, 0.0, True)
+
+
+def rejected_check(rejected: int, rows: int, limit: float) -> Check:
+    """Return the quality check of the export's rows that validation rejected (`rejected` of
+    `rows` in all): their share against `limit` (params monitoring.max_rejected). The reference
+    holds accepted rows only, so the share is compared with the limit as it is."""
+    share = rejected / rows if rows else 0.0
+    return Check("quality", ROWS, REJECTED, share, limit, share > limit)
 
 
 def verdicts(checks: list[Check], drift_share: float) -> dict[str, bool]:

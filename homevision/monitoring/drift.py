@@ -78,16 +78,17 @@ def _reference_frame(model, info: dict[str, Any], reference: Path | None) -> pd.
         if not info.get("run_id"):
             raise LookupError(f"{info['uri']} names no training run to find its reference in")
         return load_reference(info["run_id"])
-    typed = accepted_rows(reference)
+    typed, _ = accepted_rows(reference)
     frame = typed.copy()
     frame[ck.VALUATION] = value_frame(model, typed).frame["predicted_close_price"].to_numpy()
     frame[OOF_VALUATION] = np.nan  # not the model's training data: its errors are honest
     return frame.reset_index(drop=True)
 
 
-def accepted_rows(path: Path) -> pd.DataFrame:
-    """Return the typed accepted rows of the export at `path`. NotAnExportError when none is
-    accepted: there is nothing to compare (Evidently raised on the empty frame)."""
+def accepted_rows(path: Path) -> tuple[pd.DataFrame, int]:
+    """Return the typed accepted rows of the export at `path` and how many rows validation
+    rejected (the monitor reports them). NotAnExportError when none is accepted: there is
+    nothing to compare (Evidently raised on the empty frame)."""
     listings = load_listings(path)
     if listings.typed.empty:
         rejected = len(listings.validation.rejected)
@@ -95,7 +96,7 @@ def accepted_rows(path: Path) -> pd.DataFrame:
             f"{path}: none of its {rejected} rows passed validation, so there is nothing to"
             f" monitor; `homevision validate --data {path}` says why."
         )
-    return listings.typed
+    return listings.typed, len(listings.validation.rejected)
 
 
 def _errors(frame: pd.DataFrame, valuation: str) -> pd.DataFrame:
@@ -131,7 +132,8 @@ def _error_figures(sales: pd.DataFrame) -> dict[str, float]:
 def _limits(cfg: dict[str, Any]) -> dict[str, float]:
     """Return the quality limits of the monitoring settings, as floats."""
     return {
-        k: float(cfg[k]) for k in ("max_missing_increase", "max_out_of_range", "max_new_category")
+        k: float(cfg[k])
+        for k in ("max_missing_increase", "max_out_of_range", "max_new_category", "max_rejected")
     }
 
 
@@ -156,7 +158,7 @@ def compare_rows(
     # High-cardinality columns and the raw feature lists only get the missing check (see
     # checks.input_columns; a list's items are tested one by one instead).
     hidden = [c for c in fs.high_cardinality if c in ref.columns and c in cur.columns]
-    hidden += list(derived.tokens)
+    hidden += [c for c in derived.sources if c not in hidden]
     ref_rows = ck.as_typed(ref, [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens])
     cur_rows = ck.as_typed(cur, [*numeric, ck.VALUATION], [*categorical, *hidden, *tokens])
     missing = {c: float(ref_rows[c].isna().mean()) for c in ref_rows.columns}
@@ -178,7 +180,9 @@ def compare_rows(
         ck.dataset(cur_rows, all_numeric, all_categorical),
         ck.dataset(ref_rows, all_numeric, all_categorical),
     )
-    return snapshot, ck.read_checks(snapshot.dict(), missing, _limits(cfg), GROUP_OF)
+    checks = ck.read_checks(snapshot.dict(), missing, _limits(cfg), GROUP_OF)
+    refused = ck.all_refused(ref_rows, cur_rows)
+    return snapshot, ([refused] if refused else []) + checks
 
 
 def run_monitor(
@@ -194,7 +198,7 @@ def run_monitor(
     that does not resolve and LookupError for a model with no logged reference."""
     started = time.perf_counter()
     cfg = _settings()
-    current_rows = accepted_rows(current)
+    current_rows, rejected = accepted_rows(current)
     pinned = tracking.pin_model_uri(model_ref)  # one version for the model and its reference
     model = tracking.load_model(pinned)
     info = tracking.describe_model(model_ref, pinned)
@@ -206,6 +210,9 @@ def run_monitor(
     snapshot, checks = compare_rows(ref, cur, fs, cfg, token_min_count)
     snapshots = {HTML_ALL: snapshot}
     limits = _limits(cfg)
+    checks.append(ck.rejected_check(rejected, len(cur) + rejected, limits["max_rejected"]))
+    refused = int(cur[ck.VALUATION].isna().sum())
+    refused_sales = int((is_labelled(cur) & cur[ck.VALUATION].isna()).sum())
 
     ref_valuation = OOF_VALUATION if ref[OOF_VALUATION].notna().any() else ck.VALUATION
     ref_sales = _errors(ref, ref_valuation)
@@ -228,8 +235,8 @@ def run_monitor(
     else:
         sales_note = (
             f"price and error checks skipped: {len(cur_sales)} sales in the export the model "
-            f"was not trained on ({seen} it was), {len(ref_sales)} in the reference, "
-            f"{min_sales} needed"
+            f"valued and was not trained on ({seen} it was, {refused_sales} it refused to "
+            f"value), {len(ref_sales)} in the reference, {min_sales} needed"
         )
         log.debug(sales_note)
 
@@ -243,7 +250,13 @@ def run_monitor(
         "input_drift_share": ck.input_drift_share(checks),
         "thresholds": {k: cfg[k] for k in ("drift_share", "min_sales", *limits)},
         "model": {k: info.get(k) for k in ("uri", "name", "version", "run_id", "feature_set")},
-        "current": {"path": str(current), "rows": len(cur), "hash": tracking.file_hash(current)},
+        "current": {
+            "path": str(current),
+            "rows": len(cur),
+            "rejected": rejected,
+            "refused": refused,
+            "hash": tracking.file_hash(current),
+        },
         "reference": {
             "source": str(reference) if reference else f"runs:/{info.get('run_id')}/reference",
             "rows": len(ref),

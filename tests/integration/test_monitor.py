@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import mlflow
+import pandas as pd
 import pytest
 
 from homevision.data.synthetic import MarketDrift, generate_listings, write_listings
@@ -147,3 +148,19 @@ def test_an_unreachable_pushgateway_is_a_warning_and_the_verdict_stands(market):
     assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Drift found" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
     assert f"the drift gauges were not pushed to {closed}" in proc.stderr
+
+
+def test_rejected_rows_are_reported_and_checked(market):
+    """Review (ops) D1: sales priced in thousands were all rejected by validation and the
+    monitor said only "0 sales in the export": rejected rows were invisible to it."""
+    frame = pd.read_csv(market / "data" / "same.csv")
+    frame["ClosePrice"] = frame["ClosePrice"] / 1000
+    frame.to_csv(market / "data" / "kprice.csv", index=False)
+    proc = monitor(market, "--current", "data/kprice.csv")
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((market / "reports" / "monitoring" / "drift_summary.json").read_text())
+    sales = int(frame["ClosePrice"].notna().sum())
+    assert summary["current"]["rejected"] == sales > 0
+    rejected = next(c for c in summary["checks"] if c["method"] == "rejected rows, share")
+    assert rejected["drifted"] and rejected["score"] == pytest.approx(sales / len(frame))
+    assert f"{sales:,} rows rejected by validation" in proc.stdout

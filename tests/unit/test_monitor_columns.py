@@ -231,3 +231,42 @@ def test_a_column_the_export_lacks_is_all_missing():
     checks = run(current)
     assert "LotSizeAreaSQFT" not in {c.column for c in checks if c.group == "inputs"}
     assert one(checks, "quality", "LotSizeAreaSQFT", "missing").drifted
+
+
+def test_an_export_the_model_refused_to_value_is_drift_not_an_untested_column():
+    """Review (ops) D1: a column the model needs absent from the export, every row refused
+    (valuation NaN): the valuation was left untested and nothing counted the refusals, so
+    `monitor` said "No drift found" (exit 0) for an export the model could not value."""
+    current = homes(seed=2)
+    current[ck.VALUATION] = np.nan
+    checks = run(current)
+    assert one(checks, "valuations", ck.VALUATION).drifted
+    refused = one(checks, "quality", ck.VALUATION, ck.REFUSED)
+    assert refused.score == pytest.approx(1.0) and refused.drifted
+    groups = ck.verdicts(checks, 0.3)
+    assert groups["valuations"] and groups["quality"]
+
+
+def test_a_few_refused_rows_are_counted_against_the_missing_limit():
+    current = homes(seed=2)
+    current.loc[: ROWS // 10 - 1, ck.VALUATION] = np.nan  # 10% refused, the reference 0%
+    checks = run(current)
+    assert one(checks, "quality", ck.VALUATION, ck.REFUSED).score == pytest.approx(0.1)
+    assert drifted(checks, "quality") == {ck.VALUATION}
+    assert one(checks, "valuations", ck.VALUATION).method == "K-S p_value"  # still tested
+
+
+def test_a_list_and_a_fee_frequency_the_export_lacks_count_as_all_missing():
+    """Review (ops) D1: derive skipped a list or fee whose source column the export lacked, so
+    a dropped list got no check at all; the docs say an absent column counts as all missing."""
+    current = homes(seed=2).drop(columns=[LIST, "AssociationFeeFrequency"])
+    checks = run(current)
+    assert {LIST, "AssociationFeeFrequency", ck.ANNUAL_FEE} <= drifted(checks, "quality")
+    assert GUTTERS in drifted(checks, "inputs")  # no home holds it now
+
+
+def test_rejected_rows_are_a_quality_check_on_their_share():
+    assert not ck.rejected_check(0, 600, 0.05).drifted
+    check = ck.rejected_check(157, 600, 0.05)
+    assert (check.group, check.column, check.method) == ("quality", ck.ROWS, ck.REJECTED)
+    assert check.score == pytest.approx(157 / 600) and check.drifted
