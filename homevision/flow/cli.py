@@ -153,7 +153,10 @@ def decision_table(summary: dict[str, Any]) -> Table:
         else:
             table.add_row("drift", f"not checked: {summary['drift_note']}")
         reasons = "; ".join(summary["retrain_reasons"])
-        table.add_row("retrained", f"yes: {reasons}" if summary["retrained"] else "no")
+        retrained = f"yes: {reasons}" if summary["retrained"] else "no"
+        if summary.get("retrain_skipped"):
+            retrained = f"no: {summary['retrain_skipped']} (called for by {reasons})"
+        table.add_row("retrained", retrained)
         if summary["retrained"]:
             table.add_row("model", f"{summary['model_name']} v{summary['version']}")
             table.add_row("champion", summary["champion_note"])

@@ -222,6 +222,7 @@ class Training:
     champion_note: str = ""
     run_id: str | None = None
     champion_before: str | None = None  # the champion the decision compared against
+    skipped: str = ""  # why a retrain the reasons called for did not run (too few sales)
 
 
 @dataclass
@@ -662,17 +663,24 @@ def retrain(
     training = Training(bool(reasons), reasons, tracking.model_name(settings.features))
     if reasons and merged.staged_history is None:
         raise Failure("the history holds no accepted rows: nothing to train on")
+    outcome = None
     if reasons:
-        from homevision.training.train import train
+        from homevision.training.train import MIN_TRAIN_SALES, TooFewSalesError, train
 
         context.log.info(f"Retraining ({'; '.join(reasons)})")
-        outcome = train(
-            Path(merged.staged_history),
-            settings.features,
-            budget=settings.budget,
-            promote=False,
-            move_alias=False,  # commit moves it, once the history it learnt from is in place
-        )
+        try:
+            outcome = train(
+                Path(merged.staged_history),
+                settings.features,
+                budget=settings.budget,
+                promote=False,
+                move_alias=False,  # commit moves it, once the history it learnt from is in place
+            )
+        except TooFewSalesError as err:  # the merge still commits; a later drop adds sales
+            training.retrained = False
+            training.skipped = f"too few sales to retrain: {err.sales} of {MIN_TRAIN_SALES}"
+            context.log.warning(f"Not retrained: {training.skipped}")
+    if outcome is not None:
         training.version = outcome.version
         training.promoted = outcome.promoted
         training.champion_note = outcome.champion_note
@@ -680,7 +688,7 @@ def retrain(
         training.model_name = outcome.model_name
         training.champion_before = outcome.champion_before
         context.log.info(f"{outcome.model_name} v{outcome.version}: {outcome.champion_note}")
-    else:
+    elif not reasons:
         context.log.info("No retraining: no drift, too few new sales, a champion in place")
     if intake.new:
         _log_mlflow(
@@ -688,6 +696,7 @@ def retrain(
             params={
                 "retrained": training.retrained,
                 "retrain_reason": "; ".join(reasons) or "none",
+                "retrain_skipped": training.skipped or "no",
                 "version": training.version or "none",
                 "promoted": training.promoted,
             },
@@ -702,6 +711,7 @@ def retrain(
         metadata={
             "retrained": training.retrained,
             "why": MetadataValue.text("; ".join(reasons) or "no reason to retrain"),
+            "skipped": MetadataValue.text(training.skipped or "no"),
             "model": MetadataValue.text(training.model_name),
             "version": MetadataValue.text(training.version or "none"),
             "to promote": training.promoted,
@@ -904,6 +914,7 @@ def decisions(
         "drift_note": drift.reason,
         "retrained": training.retrained,
         "retrain_reasons": training.reasons,
+        "retrain_skipped": training.skipped,
         "model_name": training.model_name,
         "version": training.version,
         "promoted": training.promoted,

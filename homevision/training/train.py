@@ -93,6 +93,20 @@ from homevision.valuation.pyfunc import ValuationPyfunc
 
 log = logging.getLogger(__name__)
 TARGET = "ClosePrice"
+MIN_TRAIN_SALES = 30  # labelled rows (sales) a training run needs
+
+
+class TooFewSalesError(ValueError):
+    """The data holds fewer labelled rows than a training run needs; `sales` says how many."""
+
+    def __init__(self, sales: int):
+        self.sales = sales
+        super().__init__(
+            f"only {sales} labelled rows (Sold with ClosePrice): need at least {MIN_TRAIN_SALES}"
+        )
+
+    def __reduce__(self):
+        return (TooFewSalesError, (self.sales,))
 
 
 @dataclass
@@ -216,8 +230,8 @@ def train(
     X = listings.labelled.reset_index(drop=True)
     y = X[TARGET].astype(float)
     fs = with_evidence(fs, listings.to_value, X)
-    if len(X) < 30:
-        raise ValueError(f"only {len(X)} labelled rows (Sold with ClosePrice): need at least 30")
+    if len(X) < MIN_TRAIN_SALES:
+        raise TooFewSalesError(len(X))
     data_hash = tracking.file_hash(data_path)
     name = tracking.model_name(fs.name)
     log.info("Training on %d labelled rows of %s, feature set %s", len(X), data_path, fs.name)

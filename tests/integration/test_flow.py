@@ -192,18 +192,31 @@ def test_failed_training_leaves_champion_history_manifest_and_file_alone(champio
 
 
 @pytest.mark.slow
-def test_too_few_sales_to_train_fails_and_commits_nothing(tmp_path):
+def test_too_few_sales_to_train_commits_the_merge_and_skips_the_retrain(tmp_path):
+    """Review (ops) D3: a retrain called for (no champion yet, or drift) on a history of fewer
+    than 30 sales raised in `train`: the run failed (exit 1), merged nothing and left the file
+    in the drop folder, so every later run failed the same way."""
     home = tmp_path / "project"
     incoming = home / "incoming"
     write_listings(generate_listings(40, seed=1), incoming / "2020-01.csv")  # ~15 sales
-    before = snapshot(home, incoming)
 
-    proc = flow(home, "run", "--incoming", str(incoming))
-    assert proc.returncode == 1, proc.stdout + proc.stderr[-2000:]
-    assert "labelled rows" in proc.stdout and "need at least 30" in proc.stdout
-    assert snapshot(home, incoming) == before == {**before, "history": None, "manifest": None}
-    assert champion_version(home) is None
+    summary = flow_json(home, "--incoming", str(incoming))
+    assert summary["files_processed"] == ["2020-01.csv"] and summary["history_rows"] == 40
+    assert summary["retrain_reasons"] == ["no champion yet"] and not summary["retrained"]
+    sales = summary["new_sales"]
+    assert summary["retrain_skipped"] == f"too few sales to retrain: {sales} of 30"
+    assert summary["version"] is None and champion_version(home) is None
+    assert len(pd.read_csv(history_path(home), dtype=str)) == 40
+    assert [m["file"] for m in json.loads(manifest_path(home).read_text())["merges"]] == [
+        "2020-01.csv"
+    ]
+    assert (incoming / "archive" / "2020-01.csv").exists()
+    assert not (incoming / "2020-01.csv").exists()
     assert not list(history_path(home).parent.glob(".staging-*"))
+    assert flow_runs(home)[0].data.params["retrain_skipped"].startswith("too few sales")
+
+    table = flow(home, "run", "--incoming", str(incoming))  # the next run: nothing to do
+    assert table.returncode == 0 and "nothing to do" in table.stdout
 
 
 @pytest.mark.slow
