@@ -221,6 +221,34 @@ def serve_command(
     return command, env
 
 
+def serve_problem(env: dict[str, str]) -> str | None:
+    """Return why `dagster dev` would load the flow's code location broken under `env` (the
+    environment serve_command hands it), in one sentence, or None. Dagster checks the cron,
+    the budget and the feature set only inside its code server: the UI then keeps serving
+    "Error loading repository location" and no run is ever scheduled."""
+    from dagster import DagsterInvalidDefinitionError
+
+    from homevision.features import get_feature_set
+    from homevision.flow import pipeline
+
+    try:
+        get_feature_set(env.get(pipeline.ENV_FEATURES) or "task6")
+        settings = pipeline.settings_from_env(env)
+    except KeyError as err:
+        return f"--features: {err.args[0]}."
+    except ValueError as err:
+        return f"{err}."
+    cron = env.get(pipeline.ENV_CRON) or pipeline.DEFAULT_CRON
+    try:
+        pipeline.build_definitions(cron, **settings)
+    except DagsterInvalidDefinitionError:
+        return (
+            f"--cron {cron!r} is not a cron schedule: five fields, minute hour day month "
+            "weekday, e.g. '0 6 * * *' (06:00 UTC daily)."
+        )
+    return None
+
+
 @flow_app.command("serve")
 def serve(
     incoming: IncomingOption,
@@ -235,7 +263,16 @@ def serve(
 ) -> None:
     """Serve the flow on a schedule: `dagster dev` (UI on 127.0.0.1 with the run history, and
     the daemon that starts a run at every --cron tick)."""
-    command, env = serve_command(incoming, cron, port, features, budget, min_new_sales, api)
+    from dagster import DagsterInvalidDefinitionError
+
+    try:  # importing the pipeline builds its definitions from the shell's HOMEVISION_FLOW_*
+        command, env = serve_command(incoming, cron, port, features, budget, min_new_sales, api)
+        problem = serve_problem({**os.environ, **env})
+    except (ValueError, DagsterInvalidDefinitionError) as err:
+        problem = f"the flow's settings in the environment do not load: {err}."
+    if problem:
+        console.print(f"[bold red]error:[/] {problem}", highlight=False)
+        raise typer.Exit(2)
     console.print(f"Dagster UI on http://{SERVE_HOST}:{port}, schedule '{cron}' (UTC)")
     sys.stdout.flush()
     # exec: dagster dev becomes this process, so Ctrl-C and SIGTERM reach it directly.

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -1015,15 +1016,31 @@ def run_config(
     return {"resources": {"settings": {"config": config}}}
 
 
+def budget_seconds(text: str | None) -> float | None:
+    """Return the training budget that HOMEVISION_FLOW_BUDGET holds (None when unset), or raise
+    ValueError in one sentence naming it when it is not a positive number of seconds."""
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(
+            f"the training budget (--budget, {ENV_BUDGET}) must be a positive number of"
+            f" seconds, not {text!r}"
+        )
+    return seconds
+
+
 def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
     """Return run_config's options from HOMEVISION_FLOW_* variables (the drop folder defaults
     to data/incoming/ of the project)."""
     env = dict(os.environ if env is None else env)
-    budget = env.get(ENV_BUDGET)
     return {
         "incoming": env.get(ENV_INCOMING) or str(project_root() / "data" / "incoming"),
         "features": env.get(ENV_FEATURES) or "task6",
-        "budget": float(budget) if budget else None,
+        "budget": budget_seconds(env.get(ENV_BUDGET)),
         "min_new_sales": int(env.get(ENV_MIN_NEW_SALES) or DEFAULT_MIN_NEW_SALES),
         "api_url": env.get(ENV_API_URL) or None,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -322,3 +323,46 @@ def test_dagster_validates_the_definitions_serve_loads(tmp_path):
         check=True,
     ).stdout
     assert out.startswith("0 5 * * 1") and str(tmp_path / "drop") in out
+
+
+def test_serve_refuses_a_bad_cron_in_one_sentence_before_starting_dagster(tmp_path):
+    """Review (ops) D6: `flow serve --cron "every day"` started `dagster dev`, whose code
+    location then failed to load ("Error loading repository location"): the UI kept serving
+    and no run was ever scheduled. (Before the fix this started dagster dev: the timeout.)"""
+    command = [sys.executable, "-m", "homevision.cli", "flow", "serve", "--incoming", "drop"]
+    proc = subprocess.Popen(
+        [*command, "--cron", "every day", "--port", str(free_port())],
+        env={**os.environ, "HOMEVISION_HOME": str(tmp_path)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a dagster dev started by mistake is stopped with its children
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 2, stdout[-2000:] + stderr[-2000:]
+    out = " ".join(stdout.split())
+    assert "error: --cron 'every day' is not a cron schedule" in out
+    assert "Dagster UI" not in out and "Traceback" not in stdout + stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "sentence"),
+    [
+        ({"HOMEVISION_FLOW_CRON": "0 25 * * *"}, "--cron '0 25 * * *' is not a cron schedule"),
+        ({"HOMEVISION_FLOW_FEATURES": "nosuch"}, "--features: unknown feature set 'nosuch'"),
+        ({"HOMEVISION_FLOW_BUDGET": "30s"}, "must be a positive number of seconds, not '30s'"),
+        ({"HOMEVISION_FLOW_BUDGET": "0"}, "must be a positive number of seconds, not '0'"),
+    ],
+)
+def test_serve_names_what_would_break_the_code_location(tmp_path, change, sentence):
+    from homevision.flow.cli import serve_command, serve_problem
+
+    _, env = serve_command(tmp_path / "drop", "0 6 * * *", 3999, budget=90)
+    assert serve_problem(env) is None
+    problem = serve_problem({**env, **change})
+    assert problem is not None and sentence in problem and problem.endswith(".")
