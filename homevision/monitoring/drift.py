@@ -3,9 +3,10 @@
 Loads the model and its reference (logged with it at training, or an export given instead),
 values the new export with the model, runs the checks of homevision/monitoring/checks.py as two
 Evidently reports (all rows; the sales), and writes under reports/monitoring/: the HTML reports,
-a JSON summary and a Prometheus textfile (`homevision_drift_detected`, `homevision_drift_share`
-for monitoring/alerts.yml, read by the node exporter's textfile collector or pushed to a
-Pushgateway). Each run is also an MLflow run (stage `monitor`) with the same files and figures.
+a JSON summary and a Prometheus textfile (`homevision_drift_detected`, `homevision_drift_share`,
+`homevision_drift_group_detected` for monitoring/alerts.yml, read by the node exporter's
+textfile collector or pushed to a Pushgateway). Each run is also an MLflow run (stage
+`monitor`) with the same files and figures.
 """
 
 from __future__ import annotations
@@ -300,7 +301,9 @@ def _write(snapshots: dict[str, Any], summary: dict[str, Any], folder: Path) -> 
 
 def drift_gauges(summary: dict[str, Any]):
     """Return a Prometheus registry holding the drift gauges of `summary`, labelled with the
-    model: what both the textfile and the Pushgateway carry."""
+    model: the verdict, the input columns' drift share, the time, and per group of checks its
+    verdict (so an alert can say what drifted); what both the textfile and the Pushgateway
+    carry."""
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
@@ -324,6 +327,15 @@ def drift_gauges(summary: dict[str, Any]):
     )
     for name, description, value in gauges:
         Gauge(name, description, list(labels), registry=registry).labels(**labels).set(value)
+    groups = Gauge(
+        "homevision_drift_group_detected",
+        "1 when this group of checks (inputs, valuations, sale_price, errors, quality) found "
+        "drift in the last export, else 0: what the HomevisionDataDrift alert names",
+        [*labels, "group"],
+        registry=registry,
+    )
+    for group, flag in summary["groups"].items():
+        groups.labels(**labels, group=group).set(1 if flag else 0)
     return registry
 
 

@@ -121,16 +121,22 @@ def test_log_errors_are_signed_and_relative():
     assert errors.round(4).tolist() == [round(np.log(1.1), 4), 0.0]
 
 
-def test_drift_gauges_carry_the_verdict_share_and_model():
+def test_drift_gauges_carry_the_verdict_share_model_and_each_groups_verdict():
+    """Review (ops) D7: the alert said "drift in 0% of the monitored columns" for drift in the
+    errors alone; a gauge per group lets it name what drifted."""
     from prometheus_client import generate_latest
 
     from homevision.monitoring.drift import drift_gauges
 
     summary = {"model": {"name": "homevision-price", "uri": "x"}, "detected": True}
+    summary["groups"] = {"inputs": False, "errors": True}
     text = generate_latest(drift_gauges({**summary, "input_drift_share": 0.5})).decode()
     assert 'homevision_drift_detected{model="homevision-price"} 1.0' in text
     assert 'homevision_drift_share{model="homevision-price"} 0.5' in text
     assert "homevision_drift_last_run_timestamp_seconds{" in text
+    group = "homevision_drift_group_detected"
+    assert f'{group}{{group="errors",model="homevision-price"}} 1.0' in text
+    assert f'{group}{{group="inputs",model="homevision-price"}} 0.0' in text
 
 
 def test_an_export_with_no_accepted_row_is_one_sentence_not_a_crash(tmp_path):
