@@ -516,8 +516,9 @@ def predict(
 
     # MLflow resolves, downloads and checks the model in a second process meanwhile.
     with model_fetch.start_fetch(model) as fetch:
-        from homevision.data.listings import read_export, read_export_chunks
-        from homevision.valuation.predict import export_columns
+        from homevision.data.listings import check_columns, read_export, read_export_chunks
+        from homevision.data.schema import ROW_REQUIRED_COLUMNS
+        from homevision.valuation.predict import export_columns, required_columns
 
         streamed = data is not None
         try:
@@ -529,10 +530,12 @@ def predict(
                     export_columns(fitted),
                     numbers=True,
                     lazy=True,
+                    required=required_columns(fitted),
                 )
-            else:
-                raw = read_export(source)
+            else:  # the header needs only what the model reads (checked once it is here)
+                raw = read_export(source, required=ROW_REQUIRED_COLUMNS)
                 fitted = fetch.model()
+                check_columns(source, raw.columns, required_columns(fitted))
         except (NotAnExportError, ModelNotFoundError) as err:
             console.print(f"[bold red]error:[/] {err}", highlight=False)
             raise typer.Exit(2) from None

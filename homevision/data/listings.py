@@ -72,14 +72,16 @@ class ValidationResult:
         return 1 if len(self.rejected) else 0
 
 
-def read_export(path: str | Path) -> pd.DataFrame:
+def read_export(path: str | Path, required: Collection[str] = REQUIRED_COLUMNS) -> pd.DataFrame:
     """Return the export as a frame of strings (missing cells NaN), row order kept.
 
-    Raises NotAnExportError with one sentence when the file cannot be a listings export.
+    Raises NotAnExportError with one sentence when the file cannot be a listings export: one
+    without rows or without a `required` column (by default the contract's full header; a
+    valuation needs only predict.required_columns).
     """
     path = Path(path)
     frame = _read_parquet(path) if _is_parquet(path) else _read_csv(path)
-    _check_listings(path, frame)
+    _check_listings(path, frame, required)
     return frame.reset_index(drop=True)
 
 
@@ -137,6 +139,7 @@ def read_export_chunks(
     columns: Collection[str] | None = None,
     numbers: bool = False,
     lazy: bool = False,
+    required: Collection[str] = REQUIRED_COLUMNS,
 ) -> Iterator[pd.DataFrame | ArrowChunk]:
     """Return the export's rows as frames of at most `chunk_rows`, parsed exactly as read_export
     parses the whole file, so memory is bounded by the chunk, not the file. With `columns`, only
@@ -152,6 +155,7 @@ def read_export_chunks(
     _as_strings): for a reader that validates and types the rows, as a valuation does, with the
     same results.
     With `lazy`, chunks come as ArrowChunk where Arrow read them (as_frame gives the frame).
+    `required`: the columns the header must hold, as read_export's.
     """
     path = Path(path)
     wanted = None if columns is None else frozenset(columns)
@@ -161,7 +165,7 @@ def read_export_chunks(
         else _csv_chunks(path, chunk_rows, wanted, lazy)
     )
     first = next(chunks, None)
-    _check_listings(path, pd.DataFrame() if first is None else first)
+    _check_listings(path, pd.DataFrame() if first is None else first, required)
     return itertools.chain([first], chunks)
 
 
@@ -183,11 +187,18 @@ def _is_parquet(path: Path) -> bool:
     return False
 
 
-def _check_listings(path: Path, frame: pd.DataFrame) -> None:
-    """Raise NotAnExportError unless the (first) frame has rows and every required column."""
+def _check_listings(
+    path: Path, frame: pd.DataFrame | ArrowChunk, required: Collection[str]
+) -> None:
+    """Raise NotAnExportError unless the (first) frame has rows and every `required` column."""
     if frame.empty:
         raise NotAnExportError(f"{path}: has a header but no listing rows.")
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    check_columns(path, frame.columns, required)
+
+
+def check_columns(path: str | Path, columns: Collection[str], required: Collection[str]) -> None:
+    """Raise NotAnExportError naming the `required` columns the header (`columns`) lacks."""
+    missing = [c for c in required if c not in columns]
     if missing:
         raise NotAnExportError(
             f"{path}: not a listings export, required column(s) missing: {', '.join(missing)}."

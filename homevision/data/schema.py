@@ -52,6 +52,7 @@ __all__ = [
     "NUMERIC_COLUMNS",
     "REPAIRABLE_RULES",
     "REQUIRED_COLUMNS",
+    "ROW_REQUIRED_COLUMNS",
     "RULES",
     "SCHOOL",
     "SOLD",
@@ -74,6 +75,10 @@ SQFT = "SqFtTotal"
 # The header must hold these for a file to count as a listings export: the fields whose value is
 # required, and those whose absence is a repairable quirk.
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.in_every_export)
+# The fields every row must hold a value of: the header a valuation needs, with the columns its
+# model reads (predict.required_columns). A repairable field the model does not read may be
+# absent: it reads as a column of empty cells would (repaired, never a rejection).
+ROW_REQUIRED_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.required)
 # Columns read as numbers / booleans wherever a feature set or the label uses them.
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.is_numeric)
 BOOLEAN_COLUMNS: tuple[str, ...] = tuple(n for n, r in FIELDS.items() if r.kind == "boolean")

@@ -17,7 +17,7 @@ import pandas as pd
 from homevision.config import load_params
 from homevision.data.fields import FIELDS
 from homevision.data.listings import REASON_COLUMN, coerce_types, is_labelled, validate_listings
-from homevision.data.schema import MLS_ID, STATUS, TARGET
+from homevision.data.schema import MLS_ID, ROW_REQUIRED_COLUMNS, STATUS, TARGET
 from homevision.valuation.comps import ComparableFrames
 from homevision.valuation.model import matrix_support_values, support_values
 from homevision.valuation.records import Records
@@ -368,6 +368,15 @@ def export_columns(model) -> set[str]:
     (a row breaking any of its rules is refused, whatever the model uses), MLSNumber, and the
     model's own columns. Reading only these gives the same valuations, errors and warnings."""
     return {*FIELDS, STATUS, TARGET, MLS_ID, *model.encoder_.columns}
+
+
+def required_columns(model) -> tuple[str, ...]:
+    """Return the columns an export's header must hold for `model` to value it: those every row
+    needs a value of (MLSNumber, SqFtTotal, BedsTotal, BathsTotal) and those the model reads.
+    Any other contract column may be absent (CDOM for an off-market model): a row breaks no
+    rule of an absent column, as it breaks none with the cell empty, so the valuations are
+    those of the file with the column there and empty."""
+    return tuple(dict.fromkeys([*ROW_REQUIRED_COLUMNS, *model.raw_columns_]))
 
 
 def unsold_rows(raw: pd.DataFrame) -> pd.DataFrame:

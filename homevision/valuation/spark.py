@@ -41,10 +41,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from homevision.config import SPARK_BATCH_ROWS
-from homevision.data.listings import ArrowChunk, NotAnExportError, coerce_types, is_labelled
+from homevision.data.listings import (
+    ArrowChunk,
+    NotAnExportError,
+    check_columns,
+    coerce_types,
+    is_labelled,
+)
 from homevision.data.schema import MLS_ID, REQUIRED_COLUMNS
 from homevision.data.sources import is_parquet
-from homevision.valuation.predict import OUTPUT_COLUMNS, PRICE_COLUMNS, export_columns
+from homevision.valuation.predict import (
+    OUTPUT_COLUMNS,
+    PRICE_COLUMNS,
+    export_columns,
+    required_columns,
+)
 from homevision.valuation.stream import as_arrow, mls_ids, value_chunk
 
 if TYPE_CHECKING:
@@ -129,14 +140,17 @@ def create_session(
 
 
 def read_listings(
-    spark: SparkSession, path: str | Path, columns: Collection[str] | None = None
+    spark: SparkSession,
+    path: str | Path,
+    columns: Collection[str] | None = None,
+    required: Collection[str] = REQUIRED_COLUMNS,
 ) -> DataFrame:
     """Return the export (CSV or Parquet) as a DataFrame, header names as columns, file order
     kept: a CSV as text, a Parquet file's numbers, booleans and text as they are (other types
     as text). With `columns`, only those of them the file has (predict.export_columns: what a
     valuation reads, as the pandas path reads it; Spark then parses and sends to Python those
     alone, not the 250 of an MLS export). Raises NotAnExportError when it cannot be a listings
-    export."""
+    export: its header lacks a `required` column (a valuation: predict.required_columns)."""
     from pyspark.sql import functions as sf
 
     path = Path(path)
@@ -170,11 +184,7 @@ def read_listings(
             encoding="UTF-8",
         )
         frame = frame.toDF(*[c.lstrip("\ufeff") for c in frame.columns])
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise NotAnExportError(
-            f"{path}: not a listings export, required column(s) missing: {', '.join(missing)}."
-        )
+    check_columns(path, frame.columns, required)
     if columns is not None:
         wanted = frozenset(columns)
         frame = frame.select([sf.col(f"`{c}`") for c in frame.columns if c in wanted])
@@ -366,7 +376,7 @@ def value_on_spark(
     try:
         if batch_rows is not None:
             session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
-        frame = read_listings(session, data, export_columns(model))
+        frame = read_listings(session, data, export_columns(model), required_columns(model))
         csv = not _is_parquet(Path(data))
         valued = score(frame, model, level, csv=csv, unsold_only=unsold_only)
         valued.write.mode("overwrite").parquet(str(output))

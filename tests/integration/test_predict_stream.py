@@ -98,3 +98,59 @@ def test_streamed_explanations_equal_the_one_shot_explanations(champion, tmp_pat
         pd.read_parquet(parquet_out).astype(object).fillna(""),
         one_shot.astype(object).fillna(""),
     )
+
+
+@pytest.fixture(scope="module")
+def offmarket() -> ValuationModel:
+    """A ridge model over the off-market feature set (no days on market): it reads no CDOM."""
+    train = coerce_types(generate_listings(600, 21, market_seed=11).astype(object))
+    train = train[train["Status"] == "Sold"].reset_index(drop=True)
+    estimator = build_model("ridge", get_feature_set("offmarket"))
+    model = ValuationModel(estimator, feature_set="offmarket", background_rows=10)
+    return model.fit(train, train["ClosePrice"])
+
+
+@pytest.mark.parametrize("reader", ["arrow", "pandas", "parquet", "whole"])
+def test_an_export_without_a_column_the_model_does_not_read_is_valued(
+    monkeypatch, tmp_path, offmarket, reader
+):
+    """An off-market export has no CDOM column: the offmarket model (which does not read it) values
+    it as the same file with CDOM there and empty, on Arrow's and pandas' CSV readers, Parquet and
+    the default data (read whole); the Python API and the REST API valued it, the CLI refused
+    the file ("required column(s) missing: CDOM")."""
+    from homevision.data import listings
+
+    monkeypatch.setattr(model_fetch, "start_fetch", lambda ref=None: model_fetch.Fetched(offmarket))
+    rows = generate_listings(60, 5, market_seed=11)
+    rows = rows[rows["Status"] != "Sold"].reset_index(drop=True)
+    if reader == "pandas":  # Arrow reads no such file: pandas reads it all
+        monkeypatch.setattr(listings, "_arrow_csv_chunks", lambda *args: None)
+    empty, without = rows.assign(CDOM=None), rows.drop(columns="CDOM")
+    if reader == "parquet":
+        empty.to_parquet(empty := tmp_path / "empty.parquet", index=False)
+        without.to_parquet(without := tmp_path / "without.parquet", index=False)
+    else:
+        empty = write_listings(empty, tmp_path / "empty.csv")
+        without = write_listings(without, tmp_path / "without.csv")
+    outputs = []
+    for source in (empty, without):
+        out = tmp_path / f"{source.stem}-valued.csv"
+        if reader == "whole":
+            monkeypatch.setenv("HOMEVISION_DATA", str(source))
+            _predict("--output", str(out))
+        else:
+            _predict(
+                "--data", str(source), "--output", str(out), "--chunk-rows", "20", "--workers", "1"
+            )
+        outputs.append(pd.read_csv(out, dtype=str))
+    pd.testing.assert_frame_equal(outputs[1], outputs[0])
+    assert outputs[1]["predicted_close_price"].notna().all()
+
+
+def test_an_export_without_a_column_the_model_reads_is_refused(champion, tmp_path):
+    """The task6 model reads CDOM: a file without it is refused in one sentence, exit 2."""
+    rows = generate_listings(40, 5, market_seed=11).drop(columns="CDOM")
+    source = write_listings(rows, tmp_path / "no-cdom.csv")
+    result = runner.invoke(app, ["predict", "--data", str(source)])
+    assert result.exit_code == 2
+    assert "required column(s) missing: CDOM." in " ".join(result.output.split())
