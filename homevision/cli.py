@@ -82,6 +82,38 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
     setup_logging(verbose)
 
 
+def unwritable(path: Path, folder: bool = False) -> str | None:
+    """Return why `path` cannot take the output (a file; a folder when `folder`), else None:
+    an existing directory (a file), or an existing file (a folder), or a path under a file.
+    Checked before a command works: the write would fail only at its end."""
+    if path.is_dir() and not folder:
+        return f"{path}: is a directory"
+    if path.exists() and folder and not path.is_dir():
+        return f"{path}: is a file"
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"{path}: {parent} is a file, not a folder"
+    return None
+
+
+def _check_output(path: Path, option: str, folder: bool = False) -> Path:
+    """Return `path`, or stop in one sentence with exit 2 when the output cannot go there."""
+    reason = unwritable(path, folder)
+    if reason is not None:
+        what = "a folder" if folder else "a file"
+        console.print(f"[bold red]error:[/] {reason}; {option} must be {what}", highlight=False)
+        raise typer.Exit(2)
+    return path
+
+
+def _cannot_write(path: Path, err: OSError) -> typer.Exit:
+    """Print that `path` could not be written (the system's reason) and return exit 2 to raise."""
+    console.print(
+        f"[bold red]error:[/] cannot write {path}: {err.strerror or err}", highlight=False
+    )
+    return typer.Exit(2)
+
+
 def _load(data: Path | None) -> Listings:
     """Load and validate an export, turning 'not an export' into one sentence and exit 2."""
     from homevision.data.listings import load_listings
@@ -114,12 +146,16 @@ def validate(
     Exit 0 when every row was accepted or repaired, 1 when some were rejected, 2 when the file
     is not a listings export.
     """
-    from homevision.data.listings import data_report, write_rejected
+    from homevision.data import listings as data_listings
 
+    target = _check_output(rejected or paths().rejected, "--rejected")
     listings = _load(data)
     result = listings.validation
-    rejected_path = write_rejected(result, rejected or paths().rejected)
-    report = data_report(listings, _used_columns())
+    try:
+        rejected_path = data_listings.write_rejected(result, target)
+    except OSError as err:
+        raise _cannot_write(target, err) from None
+    report = data_listings.data_report(listings, _used_columns())
     report["rejected_file"] = str(rejected_path)
     if as_json:
         typer.echo(json.dumps(report, default=str))
@@ -240,7 +276,7 @@ def sample_data(
 
     from homevision.data.synthetic import MarketDrift, write_listings_chunked
 
-    target = output or paths().raw / "synthetic-listings.csv"
+    target = _check_output(output or paths().raw / "synthetic-listings.csv", "--output")
     try:
         drift = MarketDrift(month, price_trend, mix_shift, new_school, new_school_share)
     except ValueError as err:
@@ -249,15 +285,18 @@ def sample_data(
     start = time.perf_counter()
     with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
         task = progress.add_task(f"Generating {rows:,} listings", total=rows)
-        write_listings_chunked(
-            rows,
-            target,
-            seed,
-            market_seed,
-            drift,
-            chunk_rows,
-            on_chunk=lambda done: progress.update(task, completed=done),
-        )
+        try:
+            write_listings_chunked(
+                rows,
+                target,
+                seed,
+                market_seed,
+                drift,
+                chunk_rows,
+                on_chunk=lambda done: progress.update(task, completed=done),
+            )
+        except OSError as err:
+            raise _cannot_write(target, err) from None
     console.print(f"Wrote {rows:,} listings to {target} in {time.perf_counter() - start:.1f} s")
 
 
@@ -272,12 +311,14 @@ def ingest(
     """Copy the export the pipeline works on into data/raw/listings.csv (DVC tracks the copy)."""
     from homevision.data.sources import ingest as copy_export
 
-    target = output or paths().raw / "listings.csv"
+    target = _check_output(output or paths().raw / "listings.csv", "--output")
     try:
         source = copy_export(target, data)
-    except FileNotFoundError as err:
+    except FileNotFoundError as err:  # the export, not the copy
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
+    except OSError as err:
+        raise _cannot_write(target, err) from None
     console.print(f"Copied {source} ({target.stat().st_size:,} bytes) to {target}", highlight=False)
 
 
@@ -493,6 +534,8 @@ def predict(
 ) -> None:
     """Value every row of an export: MLSNumber, price, range, error (and reasons). A --data
     export is streamed chunk by chunk."""
+    if engine is Engine.pandas:  # Spark's output is a folder, which it checks (check_output)
+        target = _check_output(output or paths().processed / "valuations.csv", "--output")
     source = resolve_data_path(data)
     if data is not None and engine is Engine.pandas and is_parquet(source):
         from homevision.valuation.parallel import return_freed_memory
@@ -548,7 +591,6 @@ def predict(
         levels = ", ".join(str(v) for v in fitted.levels)
         console.print(f"[bold red]error:[/] this model carries ranges at {levels} only")
         raise typer.Exit(2)
-    target = output or paths().processed / "valuations.csv"
     top = int(load_params()["explain"]["top"]) if explain else None
     if streamed:
         doing = "Valued and explained" if explain else "Valued"
@@ -566,6 +608,8 @@ def predict(
             except NotAnExportError as err:  # a CSV that stops parsing part way
                 console.print(f"[bold red]error:[/] {err}", highlight=False)
                 raise typer.Exit(2) from None
+            except OSError as err:  # the output: a full disk, a folder made meanwhile...
+                raise _cannot_write(target, err) from None
     else:
         rows = raw if data is not None else unsold_rows(raw)
         with console.status(f"Valuing {len(rows):,} listings..."):
@@ -573,7 +617,10 @@ def predict(
         frame = valued.frame
         if top is not None:
             frame = explanation_columns(valued, top)
-        write_frame(frame, target)
+        try:
+            write_frame(frame, target)
+        except OSError as err:
+            raise _cannot_write(target, err) from None
         summary = summarize(frame, valued.confidence)
     console.print(
         f"Valued {summary.rows - summary.failed:,} of {summary.rows:,} listings "
@@ -711,6 +758,8 @@ def monitor(
     reports/monitoring/ and logs them to MLflow. Exit 0 when nothing drifted, 3 when drift was
     found, 2 when the file is not an export or the model (or its reference) cannot be found.
     """
+    if output is not None:
+        _check_output(output, "--output", folder=True)
     from homevision.config import load_params
     from homevision.monitoring.drift import push, run_monitor
     from homevision.tracking import ModelNotFoundError

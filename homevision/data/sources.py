@@ -66,6 +66,9 @@ def ingest(output: str | Path, source: str | Path | None = None) -> Path:
     if target.exists() and target.resolve() == src.resolve():
         return src  # already there (the same file)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, target)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, target)
+    finally:  # a copy that cannot be placed (a folder there, a full disk) is not left behind
+        tmp.unlink(missing_ok=True)
     return src

@@ -99,6 +99,8 @@ def load_plan(path: str | Path) -> TrainPlan:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PlanError(f"{path}: no such plan file") from None
+    except IsADirectoryError:
+        raise PlanError(f"{path}: is a directory, not a plan file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise PlanError(f"{path}: not a JSON plan ({err})") from None
     if not isinstance(data, dict):
