@@ -190,8 +190,10 @@ def _is_parquet(path: Path) -> bool:
 def _check_listings(
     path: Path, frame: pd.DataFrame | ArrowChunk, required: Collection[str]
 ) -> None:
-    """Raise NotAnExportError unless the (first) frame has rows and every `required` column."""
-    if frame.empty:
+    """Raise NotAnExportError unless the (first) frame has rows and every `required` column.
+    Rows are counted, not `empty`: read for a valuation's columns only, a file holding none of
+    them has rows and no column, which pandas calls empty."""
+    if len(frame) == 0:
         raise NotAnExportError(f"{path}: has a header but no listing rows.")
     check_columns(path, frame.columns, required)
 

@@ -223,6 +223,20 @@ def test_header_only(tmp_path):
         read_export(path)
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("text", ["a,b,c\n1,2,3\n4,5,6\n", "MLSNumber;SqFtTotal\n1;2400\n"])
+def test_rows_without_the_exports_columns_are_named_not_called_empty(tmp_path, text, lazy):
+    """A file with rows but none of the columns a valuation reads (a wrong file, a
+    semicolon-separated export): predict read only those columns, got rows and no column, and
+    said "has a header but no listing rows"; validate named the missing columns."""
+    from homevision.data.listings import read_export_chunks
+
+    path = tmp_path / "wrong.csv"
+    path.write_text(text)
+    with pytest.raises(NotAnExportError, match="required column\\(s\\) missing: MLSNumber"):
+        read_export_chunks(path, 10, ["MLSNumber", "SqFtTotal"], numbers=True, lazy=lazy)
+
+
 def test_binary_file(tmp_path):
     path = tmp_path / "photo.csv"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
