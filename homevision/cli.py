@@ -114,6 +114,23 @@ def _cannot_write(path: Path, err: OSError) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _json(value: object) -> str:
+    """Return `value` as strict JSON: NaN and infinities (which json writes as NaN and Infinity,
+    not JSON) become null; other values json cannot write become text."""
+    import math
+
+    def finite(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {k: finite(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(v) for v in item]
+        return item
+
+    return json.dumps(finite(value), default=str, allow_nan=False)
+
+
 def _load(data: Path | None) -> Listings:
     """Load and validate an export, turning 'not an export' into one sentence and exit 2."""
     from homevision.data.listings import load_listings
@@ -158,7 +175,7 @@ def validate(
     report = data_listings.data_report(listings, _used_columns())
     report["rejected_file"] = str(rejected_path)
     if as_json:
-        typer.echo(json.dumps(report, default=str))
+        typer.echo(_json(report))
     else:
         _print_report(report)
     raise typer.Exit(result.exit_code)
@@ -772,7 +789,7 @@ def monitor(
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
-        typer.echo(json.dumps(report.summary, default=str))
+        typer.echo(_json(report.summary))
     else:
         _print_drift(report, load_params()["monitoring"]["triggers"])
     if pushgateway:

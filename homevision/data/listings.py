@@ -810,8 +810,9 @@ def data_report(listings: Listings, used_columns: list[str]) -> dict[str, Any]:
             continue
         values = raw[col]
         entry: dict[str, Any] = {"present": True, "missing": int(values.isna().sum())}
-        if col in NUMERIC_COLUMNS:
+        if col in NUMERIC_COLUMNS:  # the range of the finite values: "inf" is not a number
             num = to_number(values)
+            num = num.where(np.isfinite(num))
             entry |= {"min": _num(num.min()), "median": _num(num.median()), "max": _num(num.max())}
         else:
             entry |= {"distinct": int(values.nunique())}
@@ -834,4 +835,5 @@ def data_report(listings: Listings, used_columns: list[str]) -> dict[str, Any]:
 
 
 def _num(value: float) -> float | None:
-    return None if pd.isna(value) else float(value)
+    """Return the value as a float, None where it is missing or not finite (JSON has neither)."""
+    return float(value) if np.isfinite(value) else None

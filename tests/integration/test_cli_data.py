@@ -109,3 +109,22 @@ def test_validate_as_a_subprocess(synthetic_csv, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["accepted"] == 600
     assert (tmp_path / "data" / "interim" / "rejected.csv").exists()
+
+
+def test_validate_json_is_strict_json_when_a_number_is_infinite(synthetic_csv, tmp_path):
+    """BedsTotal "inf" and CDOM "-inf" (rows validation rejects): the report held
+    `"max": Infinity` and `"min": -Infinity`, which no strict JSON parser reads. The ranges are
+    those of the finite values."""
+    frame = pd.read_csv(synthetic_csv, dtype=str)
+    frame.loc[1, "BedsTotal"], frame.loc[2, "CDOM"] = "inf", "-inf"
+    frame.to_csv(path := tmp_path / "inf.csv", index=False)
+    result = runner.invoke(app, ["validate", "--data", str(path), "--json"])
+    assert result.exit_code == 1, result.output
+
+    def refuse(constant: str):
+        raise ValueError(f"not JSON: {constant}")
+
+    report = json.loads(result.stdout, parse_constant=refuse)
+    beds = pd.to_numeric(frame["BedsTotal"].drop(index=1))
+    assert report["columns"]["BedsTotal"]["max"] == beds.max()
+    assert report["columns"]["CDOM"]["min"] == pd.to_numeric(frame["CDOM"].drop(index=2)).min()
