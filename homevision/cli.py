@@ -131,6 +131,11 @@ def _json(value: object) -> str:
     return json.dumps(finite(value), default=str, allow_nan=False)
 
 
+def _reason(err: Exception) -> str:
+    """Return the error's sentence: a KeyError's own message, without the quotes str() adds."""
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+
+
 def _load(data: Path | None) -> Listings:
     """Load and validate an export, turning 'not an export' into one sentence and exit 2."""
     from homevision.data.listings import load_listings
@@ -431,7 +436,7 @@ def train(
             source, features, budget=budget, promote=promote, storage=storage, plan=recorded
         )
     except (KeyError, ValueError, PlanError) as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        console.print(f"[bold red]error:[/] {_reason(err)}", highlight=False)
         raise typer.Exit(2) from None
     table = Table(title=f"Leaderboard ({outcome.selection.plan.describe()})")
     for head in ("candidate", "RMSE", "± std", "MAE", "R2", "MAPE", "MdAPE", "within 10%"):
@@ -726,15 +731,21 @@ def tune(
     ] = 1,
 ) -> None:
     """Tune one candidate with Optuna on the labelled rows; studies can be shared."""
+    from homevision.training.candidates import tunable_candidate
     from homevision.training.tune_job import run_tuning
 
+    try:
+        tunable_candidate(candidate)  # before the export is read
+    except ValueError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
     listings = _load(data)
     try:
         result = run_tuning(
             listings, candidate, features, trials, timeout, storage, study, workers=workers
         )
     except (KeyError, ValueError) as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        console.print(f"[bold red]error:[/] {_reason(err)}", highlight=False)
         raise typer.Exit(2) from None
     console.print(
         f"Study {result.study_name}: {result.trials} completed trial(s); best CV RMSE "

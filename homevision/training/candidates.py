@@ -305,6 +305,19 @@ STACK = "stack"
 STACK_FOLDS = 5  # the stack's own out-of-fold predictions: members fit this many times + 1
 
 
+def tunable_candidate(name: str) -> Candidate:
+    """Return the candidate `name` when it has a search space; else ValueError in one sentence
+    naming those that do (an unknown name, or a baseline, which has nothing to tune)."""
+    candidate = CANDIDATES.get(name)
+    if candidate is None or not candidate.tunable:
+        names = ", ".join(n for n, c in CANDIDATES.items() if c.tunable)
+        problem = (
+            f"unknown candidate {name!r}" if candidate is None else f"{name} has no search space"
+        )
+        raise ValueError(f"{problem}; choose one of {names}")
+    return candidate
+
+
 def build_model(name: str, feature_set: FeatureSet, params: Params | None = None):
     """Return the unfitted model for candidate `name` (defaults overridden by `params`).
 

@@ -15,6 +15,7 @@ from homevision.config import load_params, paths
 from homevision.data.listings import Listings
 from homevision.feature_sets import with_evidence
 from homevision.features import get_feature_set
+from homevision.training.candidates import tunable_candidate
 from homevision.training.evaluation import CVPlan, CVResult
 from homevision.training.tuning import TuningResult, rows_key, study_name, tune
 from homevision.training.workers import check_storage, tune_in_workers
@@ -63,7 +64,9 @@ def run_tuning(
 ) -> TuningResult:
     """Tune `candidate` with repeated CV on the labelled rows; each trial is an MLflow run.
     `workers` > 1 runs the trials (`trials` in all) in that many processes on one study, which
-    needs a PostgreSQL or MySQL `storage`."""
+    needs a PostgreSQL or MySQL `storage`. An unknown or untunable `candidate` is refused
+    (ValueError) before any MLflow run is opened."""
+    tunable_candidate(candidate)
     check_storage(storage, workers)
     fs = get_feature_set(feature_set_name)
     cfg = load_params()["train"]

@@ -209,3 +209,24 @@ def test_the_storage_exported_by_make_services_is_the_default(synthetic_csv, tmp
     studies = optuna.get_all_study_summaries(f"sqlite:///{db}")
     assert len(studies) == 1 and studies[0].n_trials == 1
     assert not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.parametrize("candidate", ["bogus", "median_ppsf"])
+def test_a_candidate_that_cannot_be_tuned_is_one_sentence_before_any_run(
+    synthetic_csv, tmp_path, candidate
+):
+    """Before: 'error: 'bogus'' (a bare KeyError) and a FAILED run tune-bogus-task6 in the store,
+    one per try; a baseline ('has no search space') left one too."""
+    args = ["tune", "--candidate", candidate, "--data", str(synthetic_csv), "--trials", "1"]
+    out = CliRunner().invoke(app, args)
+    said = " ".join(out.output.split())
+    first = "unknown candidate 'bogus'" if candidate == "bogus" else "median_ppsf has no search"
+    assert out.exit_code == 2 and said.startswith(f"error: {first}"), out.output
+    assert "; choose one of " in said and "ridge" in said and "median_ppsf" not in said[40:]
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run was started
+
+
+def test_an_unknown_feature_set_is_printed_without_the_keyerrors_quotes(synthetic_csv):
+    out = CliRunner().invoke(app, ["train", "--features", "bogus", "--data", str(synthetic_csv)])
+    said = " ".join(out.output.split())
+    assert out.exit_code == 2 and said.startswith("error: unknown feature set 'bogus'; choose")
