@@ -15,6 +15,7 @@ folder, or the error's kind and sentence.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -148,4 +149,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group, this child with its parent, which stops it
+    # (ModelFetch.close): here it printed a KeyboardInterrupt traceback from `import mlflow`.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(main(sys.argv[1:]))

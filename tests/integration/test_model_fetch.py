@@ -113,3 +113,25 @@ def test_a_secret_others_can_read_stops_predict_in_one_sentence(
     monkeypatch.setenv("HOMEVISION_SERVICES_DIR", str(services))
     with pytest.raises(SecretFileError, match="signing-key can be read by other users"):
         fetch_model(None, tmp_path / "model")
+
+
+def test_ctrl_c_leaves_the_fetch_child_to_its_parent(tmp_path):
+    """Ctrl-C reaches the whole process group, the fetch child included: it printed a
+    KeyboardInterrupt traceback from the middle of `import mlflow` under predict's own clean
+    exit 130. The child ignores it (the parent stops it in close()) and answers as usual."""
+    import os
+    import signal
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "homevision.model_fetch", "models:/nothing@here", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(0.8)  # past the interpreter's start, inside MLflow's imports
+    os.killpg(child.pid, signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert child.returncode == 0 and '"kind": "missing"' in out
