@@ -49,7 +49,7 @@ services: install ## Start PostgreSQL + the MLflow server on 127.0.0.1 (data in 
 services-stop: ## Stop the MLflow server and PostgreSQL (their data stays in .services/)
 	@scripts/services.sh stop
 
-pipeline: install data ## Run the DVC pipeline (ingest -> validate -> train -> predict); only what changed reruns
+pipeline: install data ## Run the DVC pipeline (ingest -> validate -> train -> predict -> monitor); only what changed reruns
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro -f -s ingest
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	$(BIN)/dvc metrics show

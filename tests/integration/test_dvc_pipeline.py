@@ -1,4 +1,4 @@
-"""The DVC pipeline (dvc.yaml: ingest -> validate -> train -> predict and monitor): its
+"""The DVC pipeline (dvc.yaml: ingest -> validate -> train -> predict -> monitor): its
 declarations match the project, `homevision ingest` copies the export DVC tracks, and, end to
 end in a fresh copy of the checkout, `dvc repro` runs every stage once, then nothing, then only
 what a changed param needs."""
@@ -63,6 +63,18 @@ def test_stages_are_homevision_commands_on_paths_and_params_that_exist():
     assert "reports/model.json" in stages["predict"]["deps"]
     assert "reports/model.json" in stages["monitor"]["deps"]
     assert stages["train"]["metrics"] == ["reports/metrics.json"]
+
+
+def test_the_docs_name_every_stage():
+    """docs/how-to/dvc.md described four stages (no monitor) and 'train.folds reruns train and
+    predict only', the Makefile's help and README 'ingest -> validate -> train -> predict'."""
+    chain = " -> ".join(STAGES)
+    page = (ROOT / "docs" / "how-to" / "dvc.md").read_text()
+    assert "chains five stages" in page
+    assert all(f"| `{stage}` | `homevision {stage}" in page for stage in STAGES)
+    assert "reruns train, predict and monitor" in page
+    for path in ("Makefile", "README.md", "dvc.yaml"):
+        assert chain in (ROOT / path).read_text(), path
 
 
 def test_params_yaml_at_the_root_is_a_file_dvc_can_read_from_git():
