@@ -185,3 +185,19 @@ def test_only_the_columns_a_valuation_reads_leave_the_file(spark, tmp_path):
     without_beds = write_listings(frame.drop(columns="BedsTotal"), tmp_path / "bad.csv")
     with pytest.raises(NotAnExportError, match="required column"):
         read_listings(spark, without_beds, wanted)  # not wanted, yet required
+
+
+def test_a_valuation_needs_only_the_columns_its_model_reads(spark, tmp_path):
+    """An off-market export without CDOM: refused against the contract's full header (what
+    `validate` checks), read for a model that does not read CDOM (predict.required_columns),
+    as the pandas path reads it."""
+    from homevision.data.listings import NotAnExportError
+    from homevision.data.schema import ROW_REQUIRED_COLUMNS
+    from homevision.valuation.spark import read_listings
+
+    frame = generate_listings(20, seed=2).astype(object).drop(columns="CDOM")
+    export = write_listings(frame, tmp_path / "offmarket.csv")
+    with pytest.raises(NotAnExportError, match="required column\\(s\\) missing: CDOM"):
+        read_listings(spark, export)
+    read = read_listings(spark, export, {"MLSNumber", "SqFtTotal"}, ROW_REQUIRED_COLUMNS)
+    assert read.count() == 20
