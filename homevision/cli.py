@@ -82,7 +82,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
     setup_logging(verbose)
 
 
-def unwritable(path: Path, folder: bool = False) -> str | None:
+def _unwritable(path: Path, folder: bool = False) -> str | None:
     """Return why `path` cannot take the output (a file; a folder when `folder`), else None:
     an existing directory (a file), or an existing file (a folder), or a path under a file.
     Checked before a command works: the write would fail only at its end."""
@@ -98,7 +98,7 @@ def unwritable(path: Path, folder: bool = False) -> str | None:
 
 def _check_output(path: Path, option: str, folder: bool = False) -> Path:
     """Return `path`, or stop in one sentence with exit 2 when the output cannot go there."""
-    reason = unwritable(path, folder)
+    reason = _unwritable(path, folder)
     if reason is not None:
         what = "a folder" if folder else "a file"
         console.print(f"[bold red]error:[/] {reason}; {option} must be {what}", highlight=False)
@@ -168,16 +168,16 @@ def validate(
     Exit 0 when every row was accepted or repaired, 1 when some were rejected, 2 when the file
     is not a listings export.
     """
-    from homevision.data import listings as data_listings
+    from homevision.data.listings import data_report, write_rejected
 
     target = _check_output(rejected or paths().rejected, "--rejected")
     listings = _load(data)
     result = listings.validation
     try:
-        rejected_path = data_listings.write_rejected(result, target)
+        rejected_path = write_rejected(result, target)
     except OSError as err:
         raise _cannot_write(target, err) from None
-    report = data_listings.data_report(listings, _used_columns())
+    report = data_report(listings, _used_columns())
     report["rejected_file"] = str(rejected_path)
     if as_json:
         typer.echo(_json(report))
