@@ -666,7 +666,7 @@ def retrain(
         raise Failure("the history holds no accepted rows: nothing to train on")
     outcome = None
     if reasons:
-        from homevision.training.train import MIN_TRAIN_SALES, TooFewSalesError, train
+        from homevision.training.train import TooFewSalesError, train
 
         context.log.info(f"Retraining ({'; '.join(reasons)})")
         try:
@@ -679,7 +679,7 @@ def retrain(
             )
         except TooFewSalesError as err:  # the merge still commits; a later drop adds sales
             training.retrained = False
-            training.skipped = f"too few sales to retrain: {err.sales} of {MIN_TRAIN_SALES}"
+            training.skipped = f"too few sales to retrain: {err.sales} of {err.needed}"
             context.log.warning(f"Not retrained: {training.skipped}")
     if outcome is not None:
         training.version = outcome.version

@@ -4,6 +4,7 @@ narrowest one that keeps the promised coverage picked."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,12 @@ from sklearn.exceptions import ConvergenceWarning
 
 from homevision.training.evaluation import CVPlan, time_ordered_split
 from homevision.valuation.evidence import as_of
-from homevision.valuation.intervals import CONSTANT_FACTOR, interval_bounds, make_conformal
+from homevision.valuation.intervals import (
+    CONSTANT_FACTOR,
+    calibration_rows_needed,
+    interval_bounds,
+    make_conformal,
+)
 
 
 @dataclass
@@ -36,6 +42,16 @@ def _score(variant, level, truth, bounds, point) -> IntervalScore:
     covered = (truth >= bounds[:, 0]) & (truth <= bounds[:, 1])
     width = (bounds[:, 1] - bounds[:, 0]) / point
     return IntervalScore(variant, level, float(covered.mean()), float(np.median(width)))
+
+
+def sales_needed(variant: str, levels: list[float], outer_folds: int) -> int:
+    """Return the fewest sales whose every outer training fold (all but about 1/`outer_folds`
+    of them) can calibrate `variant` at every one of `levels` (compare_variants needs this)."""
+    rows = calibration_rows_needed(variant, levels)
+    sales = rows
+    while sales - math.ceil(sales / outer_folds) < rows:
+        sales += 1
+    return sales
 
 
 def compare_variants(
@@ -101,9 +117,11 @@ def time_ordered_scores(
 ) -> list[IntervalScore]:
     """Calibrate on the earlier sales (by `dates`) and score the later `later_share` of them:
     how well the ranges hold for next month's sales rather than for a random fold. Returns []
-    when there are no usable dates or too few rows on either side."""
+    when there are no usable dates or too few rows on either side (the earlier side must
+    calibrate the variant at every level)."""
     levels = _levels(level)
-    found = time_ordered_split(dates, later_share, min_earlier=30, min_later=10)
+    earliest = max(30, calibration_rows_needed(variant, levels))
+    found = time_ordered_split(dates, later_share, min_earlier=earliest, min_later=10)
     if found is None:
         return []
     (earlier, later), cut = found

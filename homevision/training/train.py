@@ -64,6 +64,7 @@ from homevision.training.interval_choice import (
     carried_levels,
     choose_variant,
     compare_variants,
+    sales_needed,
     time_ordered_scores,
 )
 from homevision.training.metrics import SELECTABLE
@@ -97,16 +98,17 @@ MIN_TRAIN_SALES = 30  # labelled rows (sales) a training run needs
 
 
 class TooFewSalesError(ValueError):
-    """The data holds fewer labelled rows than a training run needs; `sales` says how many."""
+    """The data holds fewer labelled rows than a training run needs: `sales` of `needed`, and
+    `why` that many (the flow skips its retrain with this, and merges the sales anyway)."""
 
-    def __init__(self, sales: int):
-        self.sales = sales
+    def __init__(self, sales: int, needed: int = MIN_TRAIN_SALES, why: str = ""):
+        self.sales, self.needed, self.why = sales, needed, why
         super().__init__(
-            f"only {sales} labelled rows (Sold with ClosePrice): need at least {MIN_TRAIN_SALES}"
+            f"only {sales} labelled rows (Sold with ClosePrice): need at least {needed}{why}"
         )
 
     def __reduce__(self):
-        return (TooFewSalesError, (self.sales,))
+        return (TooFewSalesError, (self.sales, self.needed, self.why))
 
 
 @dataclass
@@ -158,6 +160,26 @@ def select_by(cfg: dict[str, Any], fs: FeatureSet | None = None) -> str:
             f"params.yaml {where} is {metric!r}; choose one of {', '.join(SELECTABLE)}"
         )
     return metric
+
+
+def _check_sales(sales: int, plan: TrainPlan | None = None) -> None:
+    """Raise TooFewSalesError, before any work, for an export with fewer sales than the run
+    needs: MIN_TRAIN_SALES to select at all, and enough that every outer training fold of the
+    price-range comparison calibrates the least demanding variant at the highest level (MAPIE
+    refuses fewer calibration scores than 1/(1 - level): 50 sales at 95% on 5 outer folds)."""
+    cfg = load_params()["intervals"]
+    levels = [float(v) for v in cfg["levels"]]
+    variants = list(cfg["variants"]) if plan is None else list(plan.interval_variants)
+    folds = int(cfg["outer_folds"]) if plan is None else int(plan.interval_outer_folds)
+    ranged = min(sales_needed(v, levels, folds) for v in variants)
+    needed = max(MIN_TRAIN_SALES, ranged)
+    if sales < needed:
+        raise TooFewSalesError(
+            sales,
+            needed,
+            f", for the {100 * max(levels):g}% price range to be calibrated on each of {folds} "
+            "outer folds' training sales (intervals.levels, intervals.outer_folds)",
+        )
 
 
 def plan_procedure(
@@ -230,8 +252,7 @@ def train(
     X = listings.labelled.reset_index(drop=True)
     y = X[TARGET].astype(float)
     fs = with_evidence(fs, listings.to_value, X)
-    if len(X) < MIN_TRAIN_SALES:
-        raise TooFewSalesError(len(X))
+    _check_sales(len(X), plan)
     data_hash = tracking.file_hash(data_path)
     name = tracking.model_name(fs.name)
     log.info("Training on %d labelled rows of %s, feature set %s", len(X), data_path, fs.name)
@@ -676,16 +697,34 @@ def _measure_intervals(
     levels = [float(v) for v in cfg["levels"]]
     tolerance = float(cfg["coverage_tolerance"])
     outer_folds = int(cfg["outer_folds"])
+    # A variant that these sales cannot calibrate at the highest level (CQR conformalizes on
+    # only a share of each training fold) is not measured: MAPIE would refuse it.
+    configured = list(cfg["variants"]) if fixed is None else list(fixed[0])
+    folds = outer_folds if fixed is None else int(fixed[1])
+    too_few = {
+        v: f"needs {sales_needed(v, levels, folds)} sales for {100 * max(levels):g}% ranges"
+        for v in configured
+        if sales_needed(v, levels, folds) > len(X)
+    }
+    configured = [v for v in configured if v not in too_few]
     if fixed is not None:
-        planned, outer_folds = list(fixed[0]), int(fixed[1])
+        planned, outer_folds = configured, folds
         seconds = float("inf")
     else:
-        planned = plan_variants(winner_cost, list(cfg["variants"]), outer_folds, seconds)
+        planned = plan_variants(winner_cost, configured, outer_folds, seconds)
     # A variant that cannot range this winner (CQR on a baseline) is not measured, not even
     # when a plan lists it: it would stop the run after the honest estimate.
     planned, inapplicable = applicable_variants(estimator, planned)
+    if not planned:  # the one the budget kept cannot range this winner: the next one can
+        planned = applicable_variants(estimator, configured)[0][:1]
+    inapplicable |= too_few
     notes.extend(f"interval variant {v} not applicable ({why})" for v, why in inapplicable.items())
-    if fixed is None and len(planned) == 1 and outer_folds > 3:
+    if (
+        fixed is None
+        and len(planned) == 1
+        and outer_folds > 3
+        and sales_needed(planned[0], levels, 3) <= len(X)
+    ):
         # Not even one variant fits at full size: measure it on 3 outer folds.
         cost = winner_cost * outer_folds * 6 / PARALLEL_SPEEDUP
         if cost > seconds:
@@ -701,7 +740,8 @@ def _measure_intervals(
         variants.append(variant)
     if fixed is None and len(variants) < len(cfg["variants"]):
         skipped = [v for v in cfg["variants"] if v not in variants and v not in inapplicable]
-        notes.append(f"interval variants skipped: {', '.join(skipped)}")
+        if skipped:
+            notes.append(f"interval variants skipped: {', '.join(skipped)}")
     at_default = [s for s in scores if s.level == level]
     chosen = choose_variant(at_default, tolerance, float(cfg.get("fast_within", 0.0)))
     mine = [s for s in scores if s.variant == chosen.variant]

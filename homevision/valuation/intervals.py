@@ -7,7 +7,9 @@ How a variant is chosen (measured by outer CV) lives in homevision.training.inte
 from __future__ import annotations
 
 import logging
+import math
 import warnings
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -97,6 +99,34 @@ def applicable_variants(estimator, variants: list[str]) -> tuple[list[str], dict
                 continue
         kept.append(variant)
     return kept, why
+
+
+def scores_needed(variant: str, levels: list[float]) -> int:
+    """Return how many conformity scores MAPIE asks for before `variant` ranges at every one
+    of `levels`: at least 1/alpha and 1/(1 - alpha), where alpha is 1 - level (20 at 95%), or
+    half of it for CQR, whose bounds are conformalized one tail at a time (40 at 95%). Alpha
+    is taken in decimal, as MAPIE takes it (1 - 0.9 in floats would ask for 11 scores)."""
+    alphas = [float(Decimal(1) - Decimal(str(lv))) for lv in levels]
+    alphas = [a / 2 for a in alphas] if variant == "cqr" else alphas
+    return math.ceil(max(max(1 / a, 1 / (1 - a)) for a in alphas))
+
+
+def calibration_scores(variant: str, rows: int) -> int:
+    """Return the conformity scores MAPIE counts when `variant` is calibrated on `rows` rows:
+    CQR conformalizes on its held-out share of them; the cross-conformal variants score every
+    row out of fold, but the gamma score is not symmetric, so MAPIE counts half of them for
+    each bound."""
+    if variant == "cqr":
+        return math.ceil(CQR_CONFORMALIZE_SHARE * rows)
+    return rows // 2
+
+
+def calibration_rows_needed(variant: str, levels: list[float]) -> int:
+    """Return the fewest rows `variant` can be calibrated on at every one of `levels`."""
+    needed, rows = scores_needed(variant, levels), 1
+    while calibration_scores(variant, rows) < needed:
+        rows += 1
+    return rows
 
 
 class QuantileConformal:

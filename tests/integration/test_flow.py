@@ -205,7 +205,7 @@ def test_too_few_sales_to_train_commits_the_merge_and_skips_the_retrain(tmp_path
     assert summary["files_processed"] == ["2020-01.csv"] and summary["history_rows"] == 40
     assert summary["retrain_reasons"] == ["no champion yet"] and not summary["retrained"]
     sales = summary["new_sales"]
-    assert summary["retrain_skipped"] == f"too few sales to retrain: {sales} of 30"
+    assert summary["retrain_skipped"] == f"too few sales to retrain: {sales} of 50"
     assert summary["version"] is None and champion_version(home) is None
     assert len(pd.read_csv(history_path(home), dtype=str)) == 40
     assert [m["file"] for m in json.loads(manifest_path(home).read_text())["merges"]] == [
