@@ -63,17 +63,44 @@ class FeatureSet:
         ]
 
 
+# The roles every feature set must name, and every role one may name.
+REQUIRED_KEYS = ("numeric", "baths", "school")
+KNOWN_KEYS = frozenset(
+    {
+        *REQUIRED_KEYS,
+        "categorical",
+        "high_cardinality",
+        "description",
+        "fee",
+        "token_lists",
+        "tax",
+        "garage",
+        "evidence_statuses",
+        "select_by",
+    }
+)
+
+
 def feature_set_names() -> list[str]:
     """Return the feature set names defined in params.yaml."""
     return list(load_params()["feature_sets"])
 
 
 def get_feature_set(name: str) -> FeatureSet:
-    """Return the named feature set from params.yaml, or raise KeyError naming the choices."""
+    """Return the named feature set from params.yaml, or raise KeyError naming the choices
+    (ValueError naming the missing role when the set lacks numeric, baths or school)."""
     sets = load_params()["feature_sets"]
     if name not in sets:
         raise KeyError(f"unknown feature set {name!r}; choose one of {', '.join(sets)}")
-    spec = sets[name]
+    spec = sets[name] or {}
+    missing = [key for key in REQUIRED_KEYS if not spec.get(key)]
+    if missing:
+        unknown = sorted(set(spec) - KNOWN_KEYS)
+        raise ValueError(
+            f"params.yaml feature_sets.{name} has no {', '.join(missing)} (required: "
+            f"{', '.join(REQUIRED_KEYS)})"
+            + (f"; it has unknown key(s) {', '.join(map(str, unknown))}" if unknown else "")
+        )
     fs = FeatureSet(
         name=name,
         numeric=tuple(spec["numeric"]),

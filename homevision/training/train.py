@@ -68,6 +68,7 @@ from homevision.training.interval_choice import (
     time_ordered_scores,
 )
 from homevision.training.metrics import SELECTABLE
+from homevision.training.params_check import check_training_params
 from homevision.training.plan import (
     FILE_NAME,
     PlanError,
@@ -231,6 +232,7 @@ def train(
     flow moves it once the history it was trained on is committed). With `plan` (a recorded
     TrainPlan) the run makes no timing-based decision: it replays the plan exactly, and the
     budget is not enforced."""
+    check_training_params(load_params())  # a bad setting stops here, not minutes later
     cfg = load_params()["train"]
     if plan is not None:
         check_plan(plan)
