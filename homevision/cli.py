@@ -747,9 +747,11 @@ def tune(
     except (KeyError, ValueError) as err:
         console.print(f"[bold red]error:[/] {_reason(err)}", highlight=False)
         raise typer.Exit(2) from None
+    from homevision.training.card import fmt_metric
+
     console.print(
-        f"Study {result.study_name}: {result.trials} completed trial(s); best CV RMSE "
-        f"${result.rmse:,.0f} with {result.params}",
+        f"Study {result.study_name}: {result.trials} completed trial(s); best CV "
+        f"{result.metric.upper()} {fmt_metric(result.metric, result.value)} with {result.params}",
         highlight=False,
     )
 

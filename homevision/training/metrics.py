@@ -3,6 +3,8 @@ percentage errors (MAPE, MdAPE) and hit rates (share of valuations within 5/10/2
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
@@ -106,3 +108,19 @@ def metric_bounds(
         out[f"{name}_low"] = float(found.confidence_interval.low)
         out[f"{name}_high"] = float(found.confidence_interval.high)
     return out
+
+
+def select_by(cfg: dict[str, Any], fs: Any = None) -> str:
+    """Return the metric that ranks candidates (the feature set `fs`'s `select_by`, else
+    `train.select_by` of `cfg`), refusing one that cannot (a score where higher is better, or a
+    name that is not a metric) in one sentence. `train` and `tune` both rank by it, so a
+    `tune` study is one `train` continues."""
+    if fs is not None and fs.select_by:
+        metric, where = str(fs.select_by), f"feature_sets.{fs.name}.select_by"
+    else:
+        metric, where = str(cfg.get("select_by", "rmse")), "train.select_by"
+    if metric not in SELECTABLE:
+        raise ValueError(
+            f"params.yaml {where} is {metric!r}; choose one of {', '.join(SELECTABLE)}"
+        )
+    return metric

@@ -43,7 +43,7 @@ from homevision.training.metrics import (
     metric_bounds,
     valuation_metrics,
 )
-from homevision.training.tuning import TrialCallback, rows_key, study_name, tune
+from homevision.training.tuning import TrialCallback, rows_key, study_name, study_prefix, tune
 
 log = logging.getLogger(__name__)
 Spec = dict[str, Any]
@@ -217,7 +217,7 @@ def select_and_tune(
         if not per_candidate[name]:
             continue
         timeout = settings.tuning_timeout / len(to_tune) if settings.tuning_timeout else None
-        prefix = settings.study_prefix + ("" if metric == "rmse" else f"-by-{metric}")
+        prefix = study_prefix(metric, settings.study_prefix)
         study = study_name(prefix, feature_set.name, name, data_key)
 
         def scored(params, report, name=name):

@@ -67,7 +67,7 @@ from homevision.training.interval_choice import (
     sales_needed,
     time_ordered_scores,
 )
-from homevision.training.metrics import SELECTABLE
+from homevision.training.metrics import select_by
 from homevision.training.params_check import check_training_params
 from homevision.training.plan import (
     FILE_NAME,
@@ -146,21 +146,6 @@ def base_settings(storage: str | None, fs: FeatureSet | None = None) -> Selectio
         show_progress=True,
         metric=select_by(cfg, fs),
     )
-
-
-def select_by(cfg: dict[str, Any], fs: FeatureSet | None = None) -> str:
-    """Return the metric that ranks candidates (the feature set's `select_by`, else
-    `train.select_by`), refusing one that cannot (a score where higher is better, or a name
-    that is not a metric) in one sentence."""
-    if fs is not None and fs.select_by:
-        metric, where = str(fs.select_by), f"feature_sets.{fs.name}.select_by"
-    else:
-        metric, where = str(cfg.get("select_by", "rmse")), "train.select_by"
-    if metric not in SELECTABLE:
-        raise ValueError(
-            f"params.yaml {where} is {metric!r}; choose one of {', '.join(SELECTABLE)}"
-        )
-    return metric
 
 
 def _check_sales(sales: int, plan: TrainPlan | None = None) -> None:

@@ -17,7 +17,8 @@ from homevision.feature_sets import with_evidence
 from homevision.features import get_feature_set
 from homevision.training.candidates import tunable_candidate
 from homevision.training.evaluation import CVPlan, CVResult
-from homevision.training.tuning import TuningResult, rows_key, study_name, tune
+from homevision.training.metrics import select_by
+from homevision.training.tuning import TuningResult, rows_key, study_name, study_prefix, tune
 from homevision.training.workers import check_storage, tune_in_workers
 
 
@@ -62,14 +63,16 @@ def run_tuning(
     study: str | None,
     workers: int = 1,
 ) -> TuningResult:
-    """Tune `candidate` with repeated CV on the labelled rows; each trial is an MLflow run.
-    `workers` > 1 runs the trials (`trials` in all) in that many processes on one study, which
-    needs a PostgreSQL or MySQL `storage`. An unknown or untunable `candidate` is refused
-    (ValueError) before any MLflow run is opened."""
+    """Tune `candidate` with repeated CV on the labelled rows to the metric `train` ranks this
+    feature set by (its `select_by`), in the study `train` would continue (the same name rule);
+    each trial is an MLflow run. `workers` > 1 runs the trials (`trials` in all) in that many
+    processes on one study, which needs a PostgreSQL or MySQL `storage`. An unknown or
+    untunable `candidate` is refused (ValueError) before any MLflow run is opened."""
     tunable_candidate(candidate)
     check_storage(storage, workers)
     fs = get_feature_set(feature_set_name)
     cfg = load_params()["train"]
+    metric = select_by(cfg, fs)
     plan = CVPlan(folds=int(cfg["folds"]), repeats=int(cfg["repeats"]), seed=int(cfg["seed"]))
     X = listings.labelled.reset_index(drop=True)
     y = X["ClosePrice"].astype(float)
@@ -88,7 +91,7 @@ def run_tuning(
         key = rows_key(X, y, splits)
         # Default: a study of its own for these rows, folds and search space; --study NAME
         # continues a named one (refused when it was made for other data or another space).
-        name = study or study_name("homevision", fs.name, candidate, key)
+        name = study or study_name(study_prefix(metric), fs.name, candidate, key)
         mlflow.set_tag("optuna_study", name)
         on_trial = TrialRunLogger(
             candidate, run.info.run_id, mlflow.get_tracking_uri(), run.info.experiment_id
@@ -110,6 +113,7 @@ def run_tuning(
                 n_jobs=1,  # the workers already use the cores
                 on_trial=on_trial,
                 data_key=key,
+                metric=metric,
             )
         else:
             result = tune(
@@ -126,7 +130,8 @@ def run_tuning(
                 show_progress=True,
                 on_trial=on_trial,
                 data_key=key,
+                metric=metric,
             )
-        mlflow.log_metric("best_rmse", result.rmse)
+        mlflow.log_metric(f"best_{metric}", result.value)
         mlflow.log_params({f"best_{k}": str(v)[:250] for k, v in result.params.items()})
     return result

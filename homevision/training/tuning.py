@@ -298,6 +298,13 @@ def rows_key(X: pd.DataFrame, y: pd.Series, splits: list[list[Split]]) -> str:
     return digest.hexdigest()[:12]
 
 
+def study_prefix(metric: str, base: str = "homevision") -> str:
+    """Return the study name prefix for studies minimising `metric`: `base`, with `-by-METRIC`
+    for any metric but RMSE (a study keeps one objective; `train` and `tune` share the rule, so
+    one continues the other's study)."""
+    return base + ("" if metric == "rmse" else f"-by-{metric}")
+
+
 def study_name(prefix: str, feature_set: str, candidate: str, data_key: str) -> str:
     """Return the study name for a candidate on these rows and folds (`rows_key`) and its
     current search space: other data or a changed space gets a new study, never an old one."""

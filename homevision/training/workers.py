@@ -28,6 +28,7 @@ import optuna
 import pandas as pd
 
 from homevision.features import FeatureSet
+from homevision.training.card import fmt_metric
 from homevision.training.evaluation import Split
 from homevision.training.tuning import (
     HEARTBEAT,
@@ -103,6 +104,7 @@ class WorkerJob:
     on_trial: TrialCallback | None = None  # must pickle: a module-level function or object
     heartbeat: Heartbeat = HEARTBEAT
     deadline: float | None = None  # time.time() after which no worker starts a trial
+    metric: str = "rmse"  # the CV metric the trials minimise
 
 
 def run_worker(
@@ -121,7 +123,14 @@ def run_worker(
         constant_liar=True,  # running trials of other workers count as likely bad, not as holes
     )
     objective = make_objective(
-        job.candidate, job.feature_set, job.X, job.y, job.splits, job.n_jobs, job.on_trial
+        job.candidate,
+        job.feature_set,
+        job.X,
+        job.y,
+        job.splits,
+        job.n_jobs,
+        job.on_trial,
+        metric=job.metric,
     )
     with ready.get_lock():
         ready.value += 1
@@ -230,9 +239,10 @@ def tune_in_workers(
     data_key: str | None = None,
     heartbeat: Heartbeat = HEARTBEAT,
     poll_seconds: float = 1.0,
+    metric: str = "rmse",
 ) -> TuningResult:
     """Run `n_trials` trials of `candidate` (or until `timeout`) in `workers` processes on one
-    study in `storage`, logging progress; return the study's best params and CV RMSE.
+    study in `storage`, logging progress; return the study's best params and CV `metric`.
 
     `on_trial` runs in the workers, so it must pickle (a module-level function or an object).
     """
@@ -262,6 +272,7 @@ def tune_in_workers(
         on_trial=on_trial,
         heartbeat=heartbeat,
         deadline=None if timeout is None else start + timeout,
+        metric=metric,
     )
     pool = WorkerPool(job, workers, Tickets(UNLIMITED if n_trials is None else n_trials))
     before = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -274,19 +285,29 @@ def tune_in_workers(
         while running:
             time.sleep(poll_seconds)
             running = pool.check(study)
-            shown = _show_progress(study, before, total, shown, start)
+            shown = _show_progress(study, before, total, shown, start, metric)
     finally:
         pool.stop()
-    return tuning_result(study, candidate)
+    return tuning_result(study, candidate, metric)
 
 
-def _show_progress(study: optuna.Study, before: int, total: str, shown: int, start: float) -> int:
-    """Log the trials finished so far and the best CV RMSE when the count moved; return it."""
+def _show_progress(
+    study: optuna.Study, before: int, total: str, shown: int, start: float, metric: str = "rmse"
+) -> int:
+    """Log the trials finished so far and the best CV `metric` when the count moved; return
+    it."""
     done = len(study.get_trials(deepcopy=False, states=FINISHED)) - before
     if done != shown:
         try:
-            best = f"${study.best_value:,.0f}"
+            best = fmt_metric(metric, study.best_value)
         except ValueError:  # no completed trial yet
             best = "none yet"
-        log.info("  %d/%s trials, best CV RMSE %s (%.0f s)", done, total, best, time.time() - start)
+        log.info(
+            "  %d/%s trials, best CV %s %s (%.0f s)",
+            done,
+            total,
+            metric.upper(),
+            best,
+            time.time() - start,
+        )
     return done
