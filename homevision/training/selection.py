@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -507,13 +508,37 @@ class NestedEstimate:
     fold_of: np.ndarray | None = field(default=None, repr=False)
 
 
-def describe_procedure(settings: SelectionSettings) -> str:
-    """Return the procedure in words (what the nested loop re-runs), for the card."""
-    tuning = (
-        f"the best {settings.tune_top} tuned with {settings.tuning_trials} Optuna trials each"
-        if settings.tune_top and settings.tuning_trials
-        else "no tuning"
-    )
+def tuning_text(per_fold: list[dict[str, int]]) -> str:
+    """Return what Optuna did inside the outer folds, in words, from each fold's trials per
+    candidate tuned ("no tuning" when no fold tuned): in a budgeted run each fold plans its own
+    trials from the prices, so the configured caps say nothing of what ran."""
+    if not any(per_fold):
+        return "no tuning"
+    counts = Counter((name, trials) for fold in per_fold for name, trials in fold.items())
+    parts = [
+        f"{name} {trials} trial{'s' * (trials != 1)} in {n} of {len(per_fold)} folds"
+        for (name, trials), n in sorted(counts.items())
+    ]
+    untuned = sum(1 for fold in per_fold if not fold)
+    if untuned:
+        parts.append(f"no tuning in {untuned}")
+    return "tuned with Optuna (" + "; ".join(parts) + ")"
+
+
+def describe_procedure(
+    settings: SelectionSettings, tuned: list[dict[str, int]] | None = None
+) -> str:
+    """Return the procedure in words (what the nested loop re-runs), for the card: with
+    `tuned` (each outer fold's trials per candidate), the tuning that ran; without, the
+    settings' own."""
+    if tuned is not None:
+        tuning = tuning_text(tuned)
+    elif settings.tune_top and settings.tuning_trials:
+        tuning = (
+            f"the best {settings.tune_top} tuned with {settings.tuning_trials} Optuna trials each"
+        )
+    else:
+        tuning = "no tuning"
     rungs = settings.rungs or (settings.plan.repeats,)
     halving = (
         f" (successive halving: all on {rungs[0]} repeat(s), the best {settings.keep:.0%} on "
@@ -557,6 +582,7 @@ def nested_estimate(
     oof = np.full(len(X), np.nan)
     fold_of = np.full(len(X), -1)
     winners = []
+    tuned: list[dict[str, int]] = []  # each fold's trials per candidate: what the card says
     folds = outer.splits(y)[0]
     done = 0
     for i, (train, test) in enumerate(folds):
@@ -572,6 +598,7 @@ def nested_estimate(
         oof[test] = sel.fitted.predict(X.iloc[test])
         fold_of[test] = i
         winners.append(sel.winner)
+        tuned.append(dict(sel.tuned))
         done += 1
         if on_fold is not None:
             on_fold(i + 1, len(folds))
@@ -583,7 +610,7 @@ def nested_estimate(
     )
     method = (
         f"nested CV: {outer.folds} outer folds (seed {outer.seed}){coverage}; inside each, the "
-        f"same procedure as the deployed model: {describe_procedure(settings)}"
+        f"same procedure as the deployed model: {describe_procedure(settings, tuned)}"
     )
     truth, predicted = y.to_numpy()[scored], oof[scored]
     metrics = valuation_metrics(truth, predicted)

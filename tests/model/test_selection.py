@@ -319,3 +319,24 @@ def test_the_stack_is_tried_beside_the_blend_with_non_negative_weights(small):
     meta = stack.estimator_.final_estimator_
     assert (meta.coef_ >= 0).all() and len(meta.coef_) == 2
     assert "and the stack of the best 2" in sel.describe_procedure(settings)
+
+
+def test_the_tuning_in_words_is_what_each_outer_fold_ran():
+    assert sel.tuning_text([{}, {}]) == "no tuning"
+    said = sel.tuning_text([{"elasticnet": 7}, {"elasticnet": 7}, {}, {"ridge": 1}])
+    assert said == (
+        "tuned with Optuna (elasticnet 7 trials in 2 of 4 folds; ridge 1 trial in 1 of 4 "
+        "folds; no tuning in 1)"
+    )
+
+
+def test_the_honest_method_says_no_tuning_when_the_folds_budget_allowed_none(small):
+    # Review 3: the card said "the best 1 tuned with 40 Optuna trials each" (the cap) where
+    # each fold's prices left no trial.
+    X, y = small
+    settings = dataclasses.replace(
+        SMALL, tuning_trials=40, costs={"median_ppsf": 0.01, "ridge": 5.0}, tuning_seconds=0.01
+    )
+    assert "40 Optuna trials" in sel.describe_procedure(settings)
+    estimate = sel.nested_estimate(X, y, FS, settings, CVPlan(folds=2, repeats=1, seed=7))
+    assert "no tuning" in estimate.method and "40" not in estimate.method
