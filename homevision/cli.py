@@ -422,7 +422,7 @@ def train(
 ) -> None:
     """Select, tune, honestly evaluate, refit, log and register a model, within --budget (or
     exactly as a recorded plan says: --plan, --replay)."""
-    from homevision.training.card import fmt_metric
+    from homevision.training.card import fmt_metric, spread_text
     from homevision.training.plan import PlanError
     from homevision.training.train import train as run_training
 
@@ -441,11 +441,12 @@ def train(
     table = Table(title=f"Leaderboard ({outcome.selection.plan.describe()})")
     for head in ("candidate", "RMSE", "± std", "MAE", "R2", "MAPE", "MdAPE", "within 10%"):
         table.add_column(head, justify="left" if head == "candidate" else "right")
+    repeats = outcome.selection.repeats_run
     for name, row in outcome.selection.table.iterrows():
         table.add_row(
             str(name),
             fmt_metric("rmse", row["rmse"]),
-            fmt_metric("rmse", row["rmse_std"]),
+            spread_text("rmse", row, repeats.get(str(name))),
             fmt_metric("mae", row["mae"]),
             fmt_metric("r2", row["r2"]),
             fmt_metric("mape", row["mape"]),

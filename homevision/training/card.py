@@ -42,16 +42,27 @@ def bounds_note(scored: Any) -> str:
     )
 
 
-def leaderboard_markdown(table: pd.DataFrame) -> str:
-    """Return the leaderboard as a Markdown table: random-fold CV (mean ± std across repeats),
-    then the time-ordered figures (`later_*` columns, fitted on the earlier sales, scored on
-    the later ones) when the table has them."""
+def spread_text(metric: str, row: pd.Series, repeats: int | None = None) -> str:
+    """Return a leaderboard row's std across repeats in the metric's unit, or "n/a" for an
+    entry that ran one repeat (successive halving dropped it): a spread over one repeat is
+    undefined, and "$0" would read as no spread at all."""
+    if repeats is not None and repeats < 2:
+        return "n/a"
+    return fmt_metric(metric, row[f"{metric}_std"])
+
+
+def leaderboard_markdown(table: pd.DataFrame, repeats: dict[str, int] | None = None) -> str:
+    """Return the leaderboard as a Markdown table: random-fold CV (mean ± std across repeats;
+    "± n/a" for an entry `repeats` says ran one repeat), then the time-ordered figures
+    (`later_*` columns, fitted on the earlier sales, scored on the later ones) when the table
+    has them."""
     metrics = ["rmse", "mae", "r2", "mape", "mdape", "within_10"]
     later = [m for m in LATER if f"later_{m}" in table.columns]
     head = [m.upper() for m in metrics] + ["fit s"] + [f"later {m.upper()}" for m in later]
     lines = ["| candidate | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, row in table.iterrows():
-        cells = [f"{fmt_metric(m, row[m])} ± {fmt_metric(m, row[m + '_std'])}" for m in metrics]
+        ran = None if repeats is None else repeats.get(str(name))
+        cells = [f"{fmt_metric(m, row[m])} ± {spread_text(m, row, ran)}" for m in metrics]
         cells.append(f"{row['fit_seconds']:.2f}")
         cells += [
             fmt_metric(m, row[f"later_{m}"]) if pd.notna(row[f"later_{m}"]) else "n/a"

@@ -115,6 +115,12 @@ class SelectionResult:
     def spec(self) -> Spec:
         return self.specs[self.winner]
 
+    @property
+    def repeats_run(self) -> dict[str, int]:
+        """Return the CV repeats each leaderboard entry ran (1 for one dropped after the first
+        rung of successive halving)."""
+        return {name: len(result.per_repeat) for name, result in self.results.items()}
+
 
 def single_spec(name: str, params: dict[str, Any] | None = None) -> Spec:
     return {"kind": "single", "name": name, "params": dict(params or {})}

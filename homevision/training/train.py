@@ -461,7 +461,7 @@ def train(
         )
         ctx |= {
             "table": table,
-            "leaderboard_md": leaderboard_markdown(table),
+            "leaderboard_md": leaderboard_markdown(table, selection.repeats_run),
             "choice": selection.choice,
             "halving": halving_text(selection),
             "time_ordered": time_ordered,
@@ -504,14 +504,24 @@ def train(
 
 
 def halving_text(selection: SelectionResult) -> str:
-    """Return how far each candidate went in the successive-halving sweep, in words."""
+    """Return how far each candidate went in the successive-halving sweep, in words: the
+    dropped ones weakest first, as the sweep dropped them (fewest repeats first, then the
+    worst CV score in the ranking metric first)."""
     full = selection.plan.repeats
-    dropped = sorted(n for n, r in selection.reached.items() if r < full)
+    table, metric = selection.table, selection.metric
+    dropped = sorted(
+        (n for n, r in selection.reached.items() if r < full),
+        key=lambda n: (
+            selection.reached[n],
+            -float(table.loc[n, metric]) if n in table.index else 0.0,
+            n,
+        ),
+    )
     if not dropped:
         return f"every candidate ran all {full} repeats"
     return (
-        f"dropped after fewer repeats (weakest first): {', '.join(dropped)}; the rest ran all "
-        f"{full} repeats"
+        f"dropped after fewer repeats (weakest first: fewest repeats, then worst CV "
+        f"{metric.upper()}): {', '.join(dropped)}; the rest ran all {full} repeats"
     )
 
 
@@ -984,7 +994,7 @@ def locals_for_card(
             if share > 0
         )
         or "none",
-        "leaderboard_md": leaderboard_markdown(table),
+        "leaderboard_md": leaderboard_markdown(table, selection.repeats_run),
         "choice": selection.choice,
         "halving": halving_text(selection),
         "table": table,
