@@ -106,6 +106,9 @@ class SelectionResult:
     reached: dict[str, int] = field(default_factory=dict)  # candidate -> repeats it ran
     choice: str = ""  # the selection rule applied, in words (for the card)
     metric: str = "rmse"  # what ranked the candidates
+    # candidate -> trials its stored study held before this run (a continued study; in
+    # `tuned` too): the replays then tune with `tuned`'s counts, not the prices' plan.
+    earlier: dict[str, int] = field(default_factory=dict)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -218,6 +221,7 @@ def select_and_tune(
         per_candidate = {n: t for n, t in settings.trials_by_candidate.items() if t > 0}
         to_tune = list(per_candidate)
     tuned: dict[str, int] = {}
+    earlier: dict[str, int] = {}
     studies: dict[str, str] = {}
     data_key = rows_key(X, y, splits)
     for name in to_tune:
@@ -254,6 +258,7 @@ def select_and_tune(
         # procedure that chose the deployed model, not a lighter one.
         tuned[name], studies[name] = result.ran + result.earlier, result.study_name
         if result.earlier:
+            earlier[name] = result.earlier
             log.info(
                 "%s: continued study %s, %d earlier trials and %d now; replays tune with %d",
                 name,
@@ -312,6 +317,7 @@ def select_and_tune(
         reached=reached,
         choice=choice if winner == order[0] else f"{choice}; {winner} passed the gate first",
         metric=metric,
+        earlier=earlier,
     )
 
 
@@ -473,15 +479,21 @@ def replay_settings(settings: SelectionSettings, done: SelectionResult) -> Selec
     candidates, blend and choice rule, and the same tuning rule with the prices `done` used
     (calibrated by its measured slowdown), so every decision is a function of the rows alone
     (in memory, no clock). The nested estimate runs the procedure with these in every outer
-    fold. Without prices (a replayed plan), as many candidates tuned with as many trials."""
+    fold. Without prices (a replayed plan), as many candidates tuned with as many trials.
+    When `done` continued a stored study (`--storage`), its winner was chosen among the
+    study's earlier trials too: the replays then tune the same candidates with as many trials
+    each (`done.tuned`) instead of the prices' plan, so they measure that procedure, not a
+    lighter one."""
     if settings.costs is not None and settings.tuning_seconds is not None:
+        continued = bool(done.earlier)
         return replace(
             settings,
             tuning_timeout=None,
             slowdown=done.slowdown,
             storage=None,
             show_progress=False,
-            trials_by_candidate=None,
+            trials_by_candidate=dict(done.tuned) if continued else None,
+            tune_top=len(done.tuned) if continued else settings.tune_top,
         )
     trials = min(done.tuned.values()) if done.tuned else 0
     return replace(

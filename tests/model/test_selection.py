@@ -112,7 +112,14 @@ def test_two_trains_on_different_data_sharing_one_storage_never_mix_trials(small
     # The continued run chose among all 4 trials, so its honest estimate and its plan replay 4
     # (before: the 2 it ran, a lighter procedure than the one that chose the model).
     assert (first.tuned, again.tuned) == ({"ridge": 2}, {"ridge": 4})
+    assert (first.earlier, again.earlier) == ({}, {"ridge": 2})
     assert sel.replay_settings(settings, again).tuning_trials == 4
+    # A budgeted run re-plans each fold's trials from the prices, unless it continued a study
+    # (review 3: the deployed winner was chosen among 12 trials, its honest estimate tuned 7).
+    priced = dataclasses.replace(settings, costs={"median_ppsf": 0.01, "ridge": 0.1})
+    priced = dataclasses.replace(priced, tuning_seconds=1.0)
+    assert sel.replay_settings(priced, first).trials_by_candidate is None
+    assert sel.replay_settings(priced, again).trials_by_candidate == {"ridge": 4}
 
 
 def test_a_changed_search_space_gets_a_new_study_and_an_explicit_one_is_refused(
