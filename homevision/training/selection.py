@@ -223,7 +223,7 @@ def select_and_tune(
     tuned: dict[str, int] = {}
     earlier: dict[str, int] = {}
     studies: dict[str, str] = {}
-    data_key = rows_key(X, y, splits)
+    data_key = rows_key(X, y, splits, feature_set)
     for name in to_tune:
         if not per_candidate[name]:
             continue

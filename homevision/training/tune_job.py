@@ -88,7 +88,7 @@ def run_tuning(
             }
         )
         splits = plan.splits(y)
-        key = rows_key(X, y, splits)
+        key = rows_key(X, y, splits, fs)  # as the selection keys it: train continues it
         # Default: a study of its own for these rows, folds and search space; --study NAME
         # continues a named one (refused when it was made for other data or another space).
         name = study or study_name(study_prefix(metric), fs.name, candidate, key)

@@ -18,13 +18,14 @@ import socket
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import optuna
 import pandas as pd
 from sqlalchemy.exc import IntegrityError
 
+from homevision.config import load_params
 from homevision.features import FeatureSet
 from homevision.training.candidates import CANDIDATES, Params, build_model
 from homevision.training.evaluation import CVResult, Split, cross_validate_model
@@ -115,7 +116,7 @@ def tune(
         storage,
         name,
         seed=seed,
-        data_key=data_key or rows_key(X, y, splits),
+        data_key=data_key or rows_key(X, y, splits, feature_set),
         enqueue_defaults=enqueue_defaults,
     )
     objective = make_objective(
@@ -287,14 +288,35 @@ def space_fingerprint(candidate: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def rows_key(X: pd.DataFrame, y: pd.Series, splits: list[list[Split]]) -> str:
-    """Return a short hash of the rows, prices and folds a study scores trials on."""
+def rows_key(
+    X: pd.DataFrame,
+    y: pd.Series,
+    splits: list[list[Split]],
+    feature_set: FeatureSet | None = None,
+) -> str:
+    """Return a short hash of what a study scores trials on: the rows, prices and folds, and,
+    with `feature_set`, what else changes the CV: the set's definition (its roles and columns),
+    the listings under contract it fits beside the sales (its evidence) and the `features:`
+    settings of params.yaml that shape its pipeline. Why: the same sales with other evidence
+    or columns score the same parameters differently, so their trials must not mix."""
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(X.astype(str), index=False).to_numpy().tobytes())
     digest.update(pd.Series(y, dtype=float).to_numpy().tobytes())
     for repeat in splits:
         for _, test in repeat:
             digest.update(test.tobytes())
+    if feature_set is not None:
+        definition = {
+            f.name: getattr(feature_set, f.name)
+            for f in fields(feature_set)
+            if f.name not in ("description", "evidence")
+        }
+        settings = load_params().get("features", {})
+        digest.update(json.dumps([definition, settings], sort_keys=True, default=str).encode())
+        if feature_set.evidence is not None:
+            frame = feature_set.evidence.frame.astype(str)
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+            digest.update(",".join(map(str, frame.columns)).encode())
     return digest.hexdigest()[:12]
 
 

@@ -254,7 +254,7 @@ def tune_in_workers(
         storage,
         study_name,
         seed=seed,
-        data_key=data_key or rows_key(X, y, splits),
+        data_key=data_key or rows_key(X, y, splits, feature_set),
         enqueue_defaults=enqueue_defaults,
         heartbeat=heartbeat,
     )

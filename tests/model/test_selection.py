@@ -347,3 +347,21 @@ def test_the_honest_method_says_no_tuning_when_the_folds_budget_allowed_none(sma
     assert "40 Optuna trials" in sel.describe_procedure(settings)
     estimate = sel.nested_estimate(X, y, FS, settings, CVPlan(folds=2, repeats=1, seed=7))
     assert "no tuning" in estimate.method and "40" not in estimate.method
+
+
+def test_the_study_key_changes_with_the_evidence_and_the_feature_set_definition(small):
+    # Review 3: the export with every listing under contract at 1.6x its asking price got the
+    # same study name as the original, so --storage continued trials scored on other evidence.
+    from homevision.valuation.evidence import AskingEvidence
+
+    X, y = small
+    splits = CVPlan(3, 1).splits(y)
+    rows = X.head(20).assign(ListPrice=X["ClosePrice"].head(20))
+    evidence = dataclasses.replace(FS, evidence=AskingEvidence(rows))
+    dearer = dataclasses.replace(
+        FS, evidence=AskingEvidence(rows.assign(ListPrice=1.6 * rows["ListPrice"]))
+    )
+    wider = dataclasses.replace(FS, numeric=(*FS.numeric, "NumberOfStories"))
+    keys = [tuning.rows_key(X, y, splits, fs) for fs in (FS, evidence, dearer, wider)]
+    assert len(set(keys)) == 4
+    assert tuning.rows_key(X, y, splits, dataclasses.replace(FS)) == keys[0]
