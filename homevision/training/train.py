@@ -157,7 +157,7 @@ def _check_sales(sales: int, plan: TrainPlan | None = None) -> None:
     levels = [float(v) for v in cfg["levels"]]
     variants = list(cfg["variants"]) if plan is None else list(plan.interval_variants)
     folds = int(cfg["outer_folds"]) if plan is None else int(plan.interval_outer_folds)
-    ranged = min(sales_needed(v, levels, folds) for v in variants)
+    ranged = min((sales_needed(v, levels, folds) for v in variants), default=0)
     needed = max(MIN_TRAIN_SALES, ranged)
     if sales < needed:
         raise TooFewSalesError(
