@@ -94,8 +94,13 @@ def settle(settings: Settings, data: Path, app_password: str) -> None:
         superuser, retired, missing = None, False, list(DATABASES)  # no role yet, or lost
     if superuser:
         _migrate(settings, data, app_password)
-        retired = True
-    if superuser is None or retired or missing:
+    # A migration killed before the hand-over leaves objects to the retired role; checked as
+    # the app role (catalogs are readable by all), so a migrated cluster needs no admin.
+    handover = superuser or (
+        retired
+        and any(_retired_objects(settings, name) for name in DATABASES if name not in missing)
+    )
+    if superuser is None or handover or missing:
         admin = _admin_password(settings, data)
         with _connect(settings, ADMIN_USER, password=admin) as conn:
             if superuser is None:
@@ -103,7 +108,7 @@ def settle(settings: Settings, data: Path, app_password: str) -> None:
                 _create_app_role(conn, app_password)
             for name in missing:
                 _create_database(conn, name)
-        if retired:
+        if handover:
             _hand_over_objects(settings, admin)
 
 
@@ -158,10 +163,8 @@ def _hand_over_objects(settings: Settings, admin: str) -> None:
     moved = 0
     for name in DATABASES:
         with _connect(settings, ADMIN_USER, password=admin, dbname=name) as conn:
-            if not _database_exists(conn, name):
-                continue
             old = _role_oid(conn, RETIRED_USER)
-            for kind, query in _OWNED:
+            for kind, query in _OWNED:  # kind by kind, in order: see _OWNED
                 for (target,) in _owned(conn, query, old):
                     conn.execute(
                         sql.SQL("ALTER {} {} OWNER TO {}").format(
@@ -169,7 +172,7 @@ def _hand_over_objects(settings: Settings, admin: str) -> None:
                         )
                     )
                     moved += 1
-            left = [target for _, query in _OWNED for (target,) in _owned(conn, query, old)]
+            left = _owned_by(conn, old)
             if left:
                 raise RoleError(
                     f"PostgreSQL: the old superuser role still owns {', '.join(left[:5])} in "
@@ -183,6 +186,18 @@ def _owned(conn, query: str, owner: int | None) -> Iterable[tuple[str]]:
     if owner is None:
         return []
     return conn.execute(f"{query} AND {_USER_SCHEMAS}", (owner,)).fetchall()
+
+
+def _owned_by(conn, owner: int | None) -> list[str]:
+    """Return the names of every object `owner` owns in the connected database's schemas."""
+    return [target for _, query in _OWNED for (target,) in _owned(conn, query, owner)]
+
+
+def _retired_objects(settings: Settings, name: str) -> list[str]:
+    """Return what the retired bootstrap role still owns in database `name`, read as the app
+    role."""
+    with _connect(settings, PG_USER, dbname=name) as conn:
+        return _owned_by(conn, _role_oid(conn, RETIRED_USER))
 
 
 def _first_app_role(conn, settings: Settings) -> None:
