@@ -233,12 +233,10 @@ class Derived:
         return pd.concat(parts, axis=1) if len(parts) > 1 else frame.copy()
 
 
-def derive(
-    fs: FeatureSet, reference: pd.DataFrame, current: pd.DataFrame, min_count: int
-) -> Derived:
+def derive(fs: FeatureSet, reference: pd.DataFrame, min_count: int) -> Derived:
     """Return what the monitor derives for `fs`: the annual fee when it has one, the common items
     of its feature lists in `reference` (token_vocabulary). A source column the reference lacks
-    is skipped (a reference logged before the feature set read it); one only `current` lacks
+    is skipped (a reference logged before the feature set read it); one only the export lacks
     counts as all missing there (Derived.add), so a list or fee dropped from the export is still
     checked. A feature set with neither (task6) derives nothing."""
     has = set(reference.columns)

@@ -152,7 +152,7 @@ def compare_rows(
     (absent, or no row has a value) gets only the quality counts: Evidently cannot test its
     drift, and the missing check is the alarm. `cfg` is params' monitoring section."""
     numeric, categorical = ck.input_columns(fs)
-    derived = ck.derive(fs, ref, cur, token_min_count)
+    derived = ck.derive(fs, ref, token_min_count)
     ref, cur = derived.add(ref), derived.add(cur)
     numeric += derived.numeric
     tokens = derived.token_columns

@@ -126,7 +126,7 @@ def test_fees_at_an_unknown_frequency_raise_the_annual_fees_missing_share():
 def test_a_feature_set_without_fee_or_lists_is_checked_as_before():
     task6 = get_feature_set("task6")
     reference = homes(seed=1)
-    derived = ck.derive(task6, reference, homes(seed=2), MIN_COUNT)
+    derived = ck.derive(task6, reference, MIN_COUNT)
     assert derived == ck.Derived() and derived.add(reference).equals(reference)
     checks = run(homes(seed=2, gutters=0.1, monthly_billed_as="Annual"), task6)
     numeric, categorical = ck.input_columns(task6)
@@ -136,7 +136,7 @@ def test_a_feature_set_without_fee_or_lists_is_checked_as_before():
 
 def test_a_reference_without_the_new_columns_skips_them():
     reference = homes(seed=1).drop(columns=["AssociationFeeFrequency", LIST])
-    assert ck.derive(FS, reference, homes(seed=2), MIN_COUNT) == ck.Derived()
+    assert ck.derive(FS, reference, MIN_COUNT) == ck.Derived()
 
 
 def test_the_annual_fee_is_the_models_own():
