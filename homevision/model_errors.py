@@ -10,8 +10,8 @@ class UnverifiedModelError(ModelNotFoundError):
     that reports a missing model reports this one the same way, in its sentence."""
 
 
-def first_line(err: Exception) -> str:
-    """Return an error's first line (at most 200 characters), or its type's name when empty:
-    the reason a one-sentence refusal carries."""
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """Return an error's first line (at most `limit` characters), or its type's name when
+    empty: the reason a one-sentence refusal carries."""
     text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
+    return text.splitlines()[0][:limit] if text else type(err).__name__

@@ -40,6 +40,7 @@ from pathlib import Path
 from homevision.flow.faults import failpoint
 from homevision.flow.history import atomic_write_text, history_dir, history_path, manifest_path
 from homevision.hashing import file_hash
+from homevision.model_errors import first_line
 
 log = logging.getLogger(__name__)
 JOURNAL = "commit.json"
@@ -132,12 +133,15 @@ def prepare(
 
 
 def _link_or_copy(source: Path, target: Path) -> Path:
-    """Keep the current file under `target`: a hard link (free), a copy across filesystems."""
+    """Keep the current file under `target`: a hard link (free), across filesystems a copy
+    synced to disk (a crash leaves it whole or not renamed into place, see _put)."""
     target.unlink(missing_ok=True)
     try:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+        with target.open("rb+") as copied:
+            os.fsync(copied.fileno())
     return target
 
 
@@ -171,18 +175,12 @@ def apply(journal: Journal) -> list[str]:
         left = rollback(journal)
         if left:
             raise RollbackIncompleteError(
-                f"{_brief(err)}; could not undo {', '.join(left)}: {journal_path()} stays and "
-                "the next run completes the commit before anything else"
+                f"{first_line(err, 300)}; could not undo {', '.join(left)}: {journal_path()} "
+                "stays and the next run completes the commit before anything else"
             ) from err
         raise
     _forget(journal)
     return done
-
-
-def _brief(err: BaseException) -> str:
-    """Return an error as one short phrase: its first line, else its type's name."""
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _replace_history(staged: Path, sha256: str | None) -> None:
@@ -220,16 +218,7 @@ def _put(source: Path, target: Path) -> None:
     if target.exists() and os.path.samefile(source, target):
         return  # linked before a crash (renaming a link over its twin would do nothing)
     tmp = target.with_name(f".{target.name}.incoming")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        with source.open("rb") as src, tmp.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        shutil.copystat(source, tmp)
-    os.replace(tmp, target)
+    os.replace(_link_or_copy(source, tmp), target)
 
 
 def _move(move: Move, notes: list[str]) -> None:
@@ -293,7 +282,7 @@ def rollback(journal: Journal) -> list[str]:
             step()
         except Exception as err:
             log.exception("Could not undo %s of commit %s", what, journal.run_id)
-            left.append(f"{what} ({_brief(err)})")
+            left.append(f"{what} ({first_line(err, 300)})")
     if not left:
         _forget(journal)
     return left
@@ -363,7 +352,9 @@ def recover() -> str | None:
                 f"completed nor wholly undone: {err}"
             ) from err
         except Exception as err:  # apply rolled it back
-            sentence = f"undid the interrupted commit of run {journal.run_id}: {_brief(err)}"
+            sentence = (
+                f"undid the interrupted commit of run {journal.run_id}: {first_line(err, 300)}"
+            )
         log.warning("Recovery: %s", sentence)
     if not path.exists():  # a journal that stays keeps its folder: it is all the next run has
         for stale in history_dir().glob(".commit-*"):

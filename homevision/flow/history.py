@@ -292,8 +292,5 @@ def free_name(folder: Path, name: str, sha256: str, taken: Collection[str] = ())
     path = Path(name)
     hashed = f"{path.stem}.{sha256[:8]}"
     names = chain((name, hashed + path.suffix), (f"{hashed}-{n}{path.suffix}" for n in count(2)))
-    for candidate in names:
-        target = folder / candidate
-        if not os.path.lexists(target) and str(target) not in taken:
-            return target
-    raise AssertionError("unreachable: count() never ends")
+    free = (folder / c for c in names if not os.path.lexists(folder / c))
+    return next(target for target in free if str(target) not in taken)

@@ -73,6 +73,7 @@ from homevision.flow.history import (
     processed_hashes,
     with_merges,
 )
+from homevision.model_errors import first_line
 
 log = logging.getLogger(__name__)
 JOB_NAME = "continuous_training"
@@ -436,7 +437,7 @@ def _sort(
         raise
     except Exception as err:  # a value no rule foresaw: this file is refused, the rest go on
         log.exception("Could not stage %s", name)
-        reason = f"could not be read as an export: {type(err).__name__}: {_sentence(err)}"
+        reason = f"could not be read as an export: {type(err).__name__}: {first_line(err, 500)}"
         intake.refused.append(Refused(name, str(path), sha, reason))
         context.log.warning(f"Refused {name}: {reason}")
         return
@@ -630,7 +631,9 @@ def _run_monitor(current: Path, model_ref: str) -> DriftCheck:
         )
     except LookupError as err:
         log.warning("Drift not checked: %s", err)
-        return DriftCheck(True, False, reason=f"no reference to compare with: {_sentence(err)}")
+        return DriftCheck(
+            True, False, reason=f"no reference to compare with: {first_line(err, 500)}"
+        )
     return DriftCheck(
         True,
         True,
@@ -765,7 +768,7 @@ def commit(
         raise Failure(f"the commit failed and could not be wholly undone: {err}") from err
     except Exception as err:
         raise Failure(
-            f"the commit failed and was undone, nothing changed: {_sentence(err)}"
+            f"the commit failed and was undone, nothing changed: {first_line(err, 500)}"
         ) from err
     promoted = training.promoted and _champion_is(training.model_name, training.version)
     reload = _reload(context, settings, promoted)
@@ -965,18 +968,13 @@ def discard_staging(context: HookContext) -> None:
     marker = staging / MLFLOW_RUN_FILE
     if marker.exists():
         run_id = marker.read_text().strip()
-        error = _sentence(context.op_exception) if context.op_exception else "failed"
+        error = first_line(context.op_exception, 500) if context.op_exception else "failed"
         try:
             _log_mlflow(run_id, tags={"error": error, "failed_op": context.op.name})
             _client().set_terminated(run_id, "FAILED")
         except Exception:  # the store may be what failed: the error is in Dagster's log anyway
             log.exception("Could not mark the flow's MLflow run %s as failed", run_id)
     shutil.rmtree(staging, ignore_errors=True)
-
-
-def _sentence(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:500] if text else type(err).__name__
 
 
 @job(
