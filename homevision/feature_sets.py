@@ -6,7 +6,7 @@ can name a set's columns without importing scikit-learn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from homevision.config import load_params
@@ -63,22 +63,14 @@ class FeatureSet:
         ]
 
 
-# The roles every feature set must name, and every role one may name.
-REQUIRED_KEYS = ("numeric", "baths", "school")
-KNOWN_KEYS = frozenset(
-    {
-        *REQUIRED_KEYS,
-        "categorical",
-        "high_cardinality",
-        "description",
-        "fee",
-        "token_lists",
-        "tax",
-        "garage",
-        "evidence_statuses",
-        "select_by",
-    }
+# The roles every feature set must name (the fields without a default), and every role one may
+# name: read off FeatureSet, so a new role needs no second list (`evidence` is derived).
+REQUIRED_KEYS = tuple(
+    f.name
+    for f in fields(FeatureSet)
+    if f.default is MISSING and f.default_factory is MISSING and f.name != "name"
 )
+KNOWN_KEYS = frozenset(f.name for f in fields(FeatureSet)) - {"name", "evidence"}
 
 
 def feature_set_names() -> list[str]:
