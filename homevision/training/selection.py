@@ -660,11 +660,13 @@ def time_ordered_estimate(
     feature_set: FeatureSet,
     settings: SelectionSettings,
     later_share: float = 0.3,
+    found: tuple[Split, pd.Timestamp] | None = None,
 ) -> TimeOrderedEstimate | None:
     """Re-run `select_and_tune` with `settings` on the earlier sales (by `dates`) and score its
     winner on the later `later_share` of them; None without enough dated sales on both sides.
-    The figure that says how well the procedure values next month's sales."""
-    found = time_ordered_split(dates, later_share)
+    The figure that says how well the procedure values next month's sales. `found`: the
+    caller's time_ordered_split of the same dates and share (not parsed twice)."""
+    found = found or time_ordered_split(dates, later_share)
     if found is None:
         return None
     (earlier, later), cut = found

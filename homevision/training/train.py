@@ -333,7 +333,7 @@ def train(
             models = {n: build_from_spec(selection.specs[n], known) for n in table.index}
             table = table.join(time_ordered_metrics(models, X, y, split[0]))
         log.info("Time-ordered estimate: the procedure re-run on the earlier sales...")
-        timed = time_ordered_estimate(X, y, dates, fs, replay, later_share)
+        timed = time_ordered_estimate(X, y, dates, fs, replay, later_share, split)
         time_ordered = None
         if timed is not None:
             figures = {**timed.metrics, **timed.bounds}
