@@ -100,8 +100,10 @@ def test_a_secret_others_can_read_stops_predict_in_one_sentence(
     password = services / "secrets" / "mlflow-password"
     password.chmod(0o644)
     env = {"HOMEVISION_SERVICES_DIR": str(services), "MLFLOW_TRACKING_URI": uri}
+    # Credentials a server test on this worker left in os.environ would skip the file.
+    given = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
     proc = cli(tmp_path, "predict", "--data", str(synthetic_csv), "--output",
-               str(tmp_path / "out.csv"), env=env)  # fmt: skip
+               str(tmp_path / "out.csv"), env=env, unset=given)  # fmt: skip
     said = proc.stdout + proc.stderr
     assert proc.returncode == 2, said[-2000:]
     assert "Traceback" not in said and "stopped" not in said, said[-2000:]
