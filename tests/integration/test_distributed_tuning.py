@@ -26,6 +26,7 @@ from homevision.training.tuning import (
     open_storage,
     prepare_study,
     rows_key,
+    tune,
     worker_tag,
 )
 from homevision.training.workers import (
@@ -115,6 +116,26 @@ def test_two_workers_run_exactly_the_trials_asked_on_one_study(optuna_postgres, 
         n_trials=2, poll_seconds=0.2,
     )  # fmt: skip
     assert len(_study(optuna_postgres, name).trials) == 7 and again.rmse <= result.rmse
+
+
+@pytest.mark.server
+def test_workers_rank_trials_by_the_metric_they_are_given(optuna_postgres, rows):
+    """A feature set ranked by MAPE (train's select_by) is tuned to MAPE in every worker: the
+    stored trial values are the ones one process finds for the same parameters, not RMSE."""
+    X, y, splits = rows
+    name = f"test-workers-mape-{uuid.uuid4().hex[:8]}"
+    result = tune_in_workers(
+        "ridge", FS, X, y, splits, storage=optuna_postgres, study_name=name, workers=2,
+        n_trials=3, on_trial=slow_trial, poll_seconds=0.2, metric="mape",
+    )  # fmt: skip
+    trials = _study(optuna_postgres, name).trials
+    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2
+    alone = tune("ridge", FS, X, y, splits, n_trials=1, n_jobs=1, metric="mape")  # the defaults
+    assert trials[0].params == {"alpha": 3.0} == alone.params
+    assert trials[0].value == pytest.approx(alone.value, rel=1e-9)
+    assert 0 < trials[0].value < 1  # a fraction, where the RMSE would be in dollars
+    assert result.metric == "mape"
+    assert result.value == min(t.value for t in trials if t.value is not None)
 
 
 @pytest.mark.server
