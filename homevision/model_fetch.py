@@ -45,9 +45,13 @@ class ModelFetch:
         self._reply: dict[str, str] | None = None  # the child's JSON line
         command = [sys.executable, "-m", __name__, ref or "", str(self.folder)]
         try:
+            # A process group of its own: the terminal's Ctrl-C goes to the command's group
+            # only, and the command stops the child (close). In the command's group, a Ctrl-C
+            # during the child's first imports printed their KeyboardInterrupt traceback.
             self.process: subprocess.Popen | None = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-            )
+                command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                process_group=0,
+            )  # fmt: skip
         except OSError:  # no second process here: fetch in this one when asked
             self.process = None
 
@@ -149,7 +153,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # Ctrl-C reaches the whole process group, this child with its parent, which stops it
-    # (ModelFetch.close): here it printed a KeyboardInterrupt traceback from `import mlflow`.
+    # ModelFetch starts this child in a process group of its own, out of the terminal's
+    # Ctrl-C; run another way (by hand, in a shell script), the parent still stops it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(main(sys.argv[1:]))

@@ -137,3 +137,39 @@ def test_ctrl_c_leaves_the_fetch_child_to_its_parent(tmp_path):
     out, err = child.communicate(timeout=60)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert child.returncode == 0 and '"kind": "missing"' in out
+
+
+CTRL_C_PARENT = """
+import sys, time
+from homevision.model_fetch import ModelFetch
+fetch = ModelFetch("models:/nothing@here")
+print(fetch.process.pid, flush=True)
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    fetch.close()
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_as_the_child_starts_reaches_only_the_command(tmp_path):
+    """The terminal sends Ctrl-C to the command's process group. The fetch child runs in a
+    group of its own, so even in its first milliseconds (its imports, before it could ignore
+    the signal) it prints nothing; the command stops it and exits 130."""
+    import os
+    import signal
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_PARENT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
+    child = int(parent.stdout.readline())
+    assert os.getpgid(child) != os.getpgid(parent.pid)
+    os.killpg(parent.pid, signal.SIGINT)  # at once: the child is still starting
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
