@@ -24,7 +24,7 @@ from sklearn.neighbors import KDTree, NearestNeighbors
 from homevision.features import FeatureSet, build_preprocessor, split_baths
 from homevision.valuation.engine.errors import UnsupportedError
 from homevision.valuation.engine.features import compile_features
-from homevision.valuation.engine.raw import RawEncoder
+from homevision.valuation.engine.raw import RawEncoder, fold
 from homevision.valuation.records import Records, as_frame, field_values
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,25 @@ class ComparablesIndex:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_sold_columns", None)  # a cache of sold_, rebuilt on first use
+        state.pop("_folded_schools", None)  # a cache of schools_, likewise
         return state
+
+    @cached_property
+    def _folded_schools(self) -> dict[object, str]:
+        """Return {fold(school): school} of the sold homes' schools, leaving out a key two of
+        them share (the engine's rule: RawEncoder.folded)."""
+        names: dict[object, list[str]] = {}
+        for school in self.schools_:
+            names.setdefault(fold(school), []).append(school)
+        return {key: found[0] for key, found in names.items() if len(found) == 1}
+
+    def _school(self, name: object) -> _SchoolIndex | None:
+        """Return the index of school `name`'s sold homes, spelt as in training or differing
+        only by case or inner spaces ("VAUGHN" is "Vaughn"); None for a school without sales."""
+        found = self.schools_.get(name)
+        if found is None and isinstance(name, str):
+            found = self.schools_.get(self._folded_schools.get(fold(name)))
+        return found
 
     @cached_property
     def _sold_columns(self) -> dict[str, np.ndarray]:
@@ -168,7 +186,7 @@ class ComparablesIndex:
         none = (np.empty(0, dtype=np.intp), np.empty(0))
         chosen: list[tuple[np.ndarray, np.ndarray, int]] = [(*none, 0)] * len(X)
         codes, schools = pd.factorize(attrs["school"])
-        groups = [(np.flatnonzero(codes == c), self.schools_.get(s)) for c, s in enumerate(schools)]
+        groups = [(np.flatnonzero(codes == c), self._school(s)) for c, s in enumerate(schools)]
         groups.append((np.flatnonzero(codes < 0), None))
         for rows, school in groups:
             if len(rows) == 0:

@@ -177,6 +177,8 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         return self._sklearn_predict(X)
 
     def _sklearn_predict(self, X: pd.DataFrame) -> np.ndarray:
+        # Names spelt as the engine reads them ("VAUGHN" is "Vaughn": RawEncoder.respell).
+        X = self.encoder_.respell(X)
         # Inputs were validated on the way in; skip scikit-learn's per-call re-checks.
         with config_context(assume_finite=True, skip_parameter_validation=True):
             return self.estimator_.predict(X)
@@ -191,6 +193,7 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         level = self._level(confidence)
         if engine and self.uses_engine:
             return self.predict_interval_matrix(self.encoder_.encode(X), level)
+        X = self.encoder_.respell(X)
         return self._with_range(self._sklearn_predict(X), self.conformal_, X, level)
 
     def predict_interval_matrix(
@@ -276,7 +279,8 @@ class ValuationModel(RegressorMixin, BaseEstimator):
             X = X.reset_index(drop=True)
         found = find_sales_comparison(self.estimator_)
         if found is not None:
-            return model_comparables(self.comps_, *found, as_frame(X, self.raw_columns_), k)
+            homes = self.encoder_.respell(as_frame(X, self.raw_columns_))  # as the model reads
+            return model_comparables(self.comps_, *found, homes, k)
         return self.comps_.query(X, k)
 
 

@@ -4,6 +4,8 @@ Numbers are read as every model reads them (`features.as_float`); the "F.H" Bath
 10 x full + half (2.1 -> 21), so one raw column stays one matrix column; text (schools, cities,
 subdivisions) becomes a code into the vocabulary seen in training, with one code for a missing
 value and one shared by every name the model never saw (all encoders treat unseen names alike);
+a name that differs from one training spelling only by case or inner spaces ("VAUGHN",
+"Lone  Star") takes that spelling's code (`fold`), as MLS feeds case names differently;
 a comma-separated feature list (ExteriorFeatures...) becomes a bit mask over the items seen in
 training (an unseen combination of known items keeps its known items; unseen items drop out,
 as the token indicators ignore them too).
@@ -32,7 +34,13 @@ BATHS_BASE = 10.0  # half baths are 0..4, so 10 x full + half is lossless
 SMALL_BATCH = 64  # up to this many rows, plain Python lookups beat vectorised set-up costs
 FEW_RECORDS = 12  # up to this many records, row by row beats column by column (16: even)
 MAX_TOKENS = 52  # items per feature list a float64 bit mask holds exactly (its mantissa)
-_CACHES = ("_index", "_lookup", "_bits", "_kinds")  # rebuilt on demand, never pickled
+_CACHES = ("_index", "_lookup", "_bits", "_kinds", "_folded")  # rebuilt on demand, not pickled
+
+
+def fold(value: object) -> object:
+    """Return the key two spellings of one name share: text without case and with single inner
+    spaces ("VAUGHN" and "Vaughn" -> "vaughn"); anything else as it is."""
+    return " ".join(value.split()).casefold() if isinstance(value, str) else value
 
 
 @dataclass
@@ -80,6 +88,7 @@ class RawEncoder:
         self._lookup: dict[str, dict[object, int]] = {}
         self._bits: dict[str, dict[str, int]] = {}
         self._kinds: list[tuple[str, str, dict | None, tuple[int, int] | None]] | None = None
+        self._folded: dict[str, dict[object, int]] = {}
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in _CACHES}
@@ -88,6 +97,43 @@ class RawEncoder:
         state.setdefault("tokens", {})  # an encoder pickled before feature lists existed
         self.__dict__.update(state)
         self._index, self._lookup, self._bits, self._kinds = {}, {}, {}, None
+        self._folded = {}
+
+    def folded(self, column: str) -> dict[object, int]:
+        """Return {fold(name): code} of text `column`'s training names, leaving out a key that
+        two of them share ("Vaughn" and "VAUGHN" both in training: neither is guessed)."""
+        table = self._folded.get(column)
+        if table is None:  # built lazily: a pickled encoder does not carry it
+            codes: dict[object, list[int]] = {}
+            for code, name in enumerate(self.text[column]):
+                codes.setdefault(fold(name), []).append(code)
+            table = self._folded[column] = {k: c[0] for k, c in codes.items() if len(c) == 1}
+        return table
+
+    def code_of(self, column: str, value: object) -> int | None:
+        """Return the code of a name of text `column` that only its case or inner spaces keep
+        from matching a training name (None otherwise): the fallback of every lookup."""
+        return self.folded(column).get(fold(value)) if isinstance(value, str) else None
+
+    def respell(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return `frame` with each text name that folds to one training name written as that
+        name (the frame itself when none does): what the scikit-learn path reads, so it values
+        "VAUGHN" as the engine does."""
+        changes = {}
+        for col, names in self.text.items():
+            if col not in frame.columns:
+                continue
+            values = frame[col]
+            known = values.isin(names) | values.isna()
+            if known.all():
+                continue
+            spelled = values.astype(object).copy()
+            for i in np.flatnonzero(~known.to_numpy()):
+                code = self.code_of(col, spelled.iloc[i])
+                if code is not None:
+                    spelled.iloc[i] = names[code]
+            changes[col] = spelled
+        return frame.assign(**changes) if changes else frame
 
     def missing_code(self, column: str) -> int:
         """Return the code of a missing value in text `column`."""
@@ -158,7 +204,13 @@ class RawEncoder:
                         return None
                 elif kind == "text":
                     missing, unseen = codes
-                    row.append(float(missing if _is_missing(v) else table.get(v, unseen)))
+                    if _is_missing(v):
+                        row.append(float(missing))
+                        continue
+                    code = table.get(v)
+                    if code is None:
+                        code = self.code_of(col, v)
+                    row.append(float(unseen if code is None else code))
                 elif kind == "tokens":
                     row.append(_mask(v, table))
                 else:  # baths
@@ -201,8 +253,11 @@ class RawEncoder:
         index = self._index.get(column)
         if index is None:  # built lazily: a pickled encoder does not carry it
             index = self._index[column] = pd.Index(self.text[column], dtype=object)
-        codes = index.get_indexer(values.to_numpy(dtype=object)).astype(float)
-        codes[codes < 0] = self.unseen_code(column)
+        raw = values.to_numpy(dtype=object)
+        codes = index.get_indexer(raw).astype(float)
+        for i in np.flatnonzero(codes < 0):
+            code = self.code_of(column, raw[i])
+            codes[i] = self.unseen_code(column) if code is None else code
         codes[values.isna().to_numpy()] = self.missing_code(column)
         return codes
 
@@ -212,9 +267,16 @@ class RawEncoder:
         if lookup is None:  # built lazily: a pickled encoder does not carry it
             lookup = self._lookup[column] = {v: i for i, v in enumerate(self.text[column])}
         unseen, missing = self.unseen_code(column), self.missing_code(column)
-        return np.array(
-            [missing if _is_missing(v) else lookup.get(v, unseen) for v in values], dtype=float
-        )
+        codes = []
+        for v in values:
+            if _is_missing(v):
+                codes.append(missing)
+                continue
+            code = lookup.get(v)
+            if code is None:
+                code = self.code_of(column, v)
+            codes.append(unseen if code is None else code)
+        return np.array(codes, dtype=float)
 
     def _token_masks(self, column: str, values) -> np.ndarray:
         """Return the bit mask of known items per feature list (0 when missing or none known);
