@@ -456,6 +456,20 @@ def simplicity(name: str) -> int:
     return 2 + (SIMPLICITY.index(base) if base in SIMPLICITY else len(SIMPLICITY))
 
 
+class NoMonotoneCandidateError(ValueError):
+    """No candidate the selection ranked values every home at least as high for more living
+    area: a ValueError, so `train` says it in one sentence (exit 2), naming each one's share."""
+
+    def __init__(self, gate: dict[str, float]):
+        self.gate = gate
+        shares = ", ".join(f"{name} {100 * share:.0f}%" for name, share in gate.items())
+        super().__init__(
+            "no candidate passed the living-area monotonicity check (share of homes each "
+            f"values lower for more living area: {shares}); add one that prices size "
+            "smoothly, such as ridge or svr, to train.candidates in params.yaml"
+        )
+
+
 def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, Any, dict[str, float]]:
     """Return the best-ranked entry whose model, fitted on all rows, never values a home lower
     for more living area; that fitted model; and the violation share of every entry checked."""
@@ -471,7 +485,7 @@ def _first_monotone(X, y, feature_set, specs, ranked) -> tuple[str, Any, dict[st
             name,
             100 * gate[name],
         )
-    raise RuntimeError("no candidate passed the living-area monotonicity check")
+    raise NoMonotoneCandidateError(gate)
 
 
 def replay_settings(settings: SelectionSettings, done: SelectionResult) -> SelectionSettings:

@@ -250,6 +250,22 @@ def test_model_references_resolve_and_a_missing_one_is_a_clear_error(monkeypatch
     assert "Traceback" not in result.output
 
 
+def test_no_candidate_passing_the_living_area_check_is_one_sentence(monkeypatch, tmp_path, export):
+    """Every ranked candidate fails the gate (kNN alone on the real sample did): an error line
+    naming each one's share and what to add, exit 2, and no traceback."""
+    from homevision.training import selection
+
+    monkeypatch.setattr(selection, "sqft_monotonicity_violations", lambda model, X: 0.25)
+    monkeypatch.setenv("HOMEVISION_PARAMS", _params(tmp_path, ["ridge"]))
+    shutil.copyfile(empty_store(), tmp_path / "mlflow.db")
+    result = runner.invoke(app, ["train", "--data", str(export), "--budget", "60"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "error: no candidate passed the living-area monotonicity check" in said
+    assert "ridge 25%" in said and "such as ridge or svr" in said
+    assert "Traceback" not in result.output
+
+
 def test_predict_without_any_trained_model_says_so(tmp_path, export):
     result = runner.invoke(app, ["predict", "--data", str(export)])
     assert result.exit_code == 2
