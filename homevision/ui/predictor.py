@@ -361,7 +361,7 @@ def value_page(ref: str | None) -> None:
     )
     st.pyplot(figure, clear_figure=True)
     plt.close(figure)
-    st.markdown("**Comparable sales** (same school first)")
+    st.markdown(f"**Comparable sales** ({model.comparables_order})")
     st.dataframe(
         explanation.comparables,
         hide_index=True,

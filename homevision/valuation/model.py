@@ -271,6 +271,14 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         in the engine's raw matrix already (then X may be records)."""
         return self.explainer(engine).explain(X, matrix)
 
+    @property
+    def comparables_order(self) -> str:
+        """How `comparable_sales` orders a home's comparables, in words for a caption: the
+        comparable-sales model's own neighbours ignore the school order."""
+        if find_sales_comparison(self.estimator_) is not None:
+            return "the sales the comparable-sales model compared it with, nearest first"
+        return "same school first"
+
     def comparable_sales(self, X: pd.DataFrame | Records, k: int | None = None) -> ComparableFrames:
         """Return, per home (a row of X, or a record), the k most similar sold listings (never
         the listing itself): the comparables the comparable-sales model used when it is (or is

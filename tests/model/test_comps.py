@@ -309,6 +309,7 @@ def test_with_the_comparable_sales_model_the_explanation_shows_its_comparables()
     ):
         model = ValuationModel(estimator, interval_variant="cv_base", background_rows=8)
         model.fit(X, y)
+        assert model.comparables_order.startswith("the sales the comparable-sales model")
         features, sales = find_sales_comparison(model.estimator_)
         homes = X.head(3)
         frames = model.comparable_sales(homes, k=4)
@@ -324,9 +325,9 @@ def test_with_the_comparable_sales_model_the_explanation_shows_its_comparables()
             assert (np.diff(comps["distance"].to_numpy()) >= 0).all()
             same = comps[SCHOOL].to_numpy(object) == homes[SCHOOL].iloc[i]
             assert comps["same_school"].tolist() == same.tolist()
-    assert (
-        find_sales_comparison(ValuationModel(build_model("ridge", fs)).fit(X, y).estimator_) is None
-    )
+    ridge = ValuationModel(build_model("ridge", fs)).fit(X, y)
+    assert find_sales_comparison(ridge.estimator_) is None
+    assert ridge.comparables_order == "same school first"
 
 
 def test_a_comparable_sales_model_fitted_with_evidence_shows_sales_only():
