@@ -124,15 +124,14 @@ class RawEncoder:
             if col not in frame.columns:
                 continue
             values = frame[col]
-            known = values.isin(names) | values.isna()
-            if known.all():
+            unknown = ~(values.isin(names) | values.isna()).to_numpy()
+            if not unknown.any():
                 continue
-            spelled = values.astype(object).copy()
-            for i in np.flatnonzero(~known.to_numpy()):
-                code = self.code_of(col, spelled.iloc[i])
-                if code is not None:
-                    spelled.iloc[i] = names[code]
-            changes[col] = spelled
+            spelled = values.to_numpy(dtype=object, copy=True)
+            codes, uniques = pd.factorize(spelled[unknown])  # each odd name folded once
+            names_of = [names[c] if (c := self.code_of(col, u)) is not None else u for u in uniques]
+            spelled[unknown] = np.asarray(names_of, dtype=object)[codes]
+            changes[col] = pd.Series(spelled, index=values.index, name=col)
         return frame.assign(**changes) if changes else frame
 
     def missing_code(self, column: str) -> int:
@@ -255,9 +254,12 @@ class RawEncoder:
             index = self._index[column] = pd.Index(self.text[column], dtype=object)
         raw = values.to_numpy(dtype=object)
         codes = index.get_indexer(raw).astype(float)
-        for i in np.flatnonzero(codes < 0):
-            code = self.code_of(column, raw[i])
-            codes[i] = self.unseen_code(column) if code is None else code
+        odd = np.flatnonzero(codes < 0)
+        if len(odd):  # each name not spelt as in training folded once, however many rows
+            found, uniques = pd.factorize(raw[odd], use_na_sentinel=False)
+            unseen = self.unseen_code(column)
+            folded = [unseen if (c := self.code_of(column, u)) is None else c for u in uniques]
+            codes[odd] = np.asarray(folded, dtype=float)[found]
         codes[values.isna().to_numpy()] = self.missing_code(column)
         return codes
 
