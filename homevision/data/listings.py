@@ -661,6 +661,8 @@ def _repeated_failures(raw: pd.DataFrame, repeated: np.ndarray) -> pd.DataFrame:
 
 def _reasons(fatal: pd.DataFrame) -> pd.Series:
     """Return one readable sentence per rejected row number, listing all its fatal violations."""
+    if fatal.empty:  # the usual case; pandas 3.0.0-3.0.6 cannot add empty text Series
+        return pd.Series(dtype=object)
     meanings = [describe(c, r) for c, r in zip(fatal["column"], fatal["rule"], strict=True)]
     text = (
         fatal["column"]
