@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from homevision.model_errors import ModelNotFoundError, UnverifiedModelError, first_line
-from homevision.model_files import load_local
+from homevision.model_errors import ModelNotFoundError, UnverifiedModelError
+from homevision.model_files import load_local, unloadable_model
 from homevision.service_secrets import SecretFileError
 
 _ERRORS = {
@@ -82,8 +82,10 @@ class ModelFetch:
             raise _ERRORS[reply["kind"]](reply["error"])
         try:
             return load_local(reply["folder"])
-        except Exception as err:  # a folder this version cannot load: load_model's sentence
-            raise ModelNotFoundError(f"{reply['unloadable']}: {first_line(err)}") from None
+        except Exception as err:  # found, but it does not load here: load_model's sentence
+            raise ModelNotFoundError(
+                unloadable_model(reply["uri"], Path(reply["folder"]), err)
+            ) from None
 
     def close(self) -> None:
         """Stop the child if it still runs and remove what it downloaded."""
@@ -126,7 +128,7 @@ def start_fetch(ref: str | None) -> ModelFetch | Fetched:
 def _answer(ref: str | None, folder: Path) -> dict[str, str]:
     """Return what the child reports: the checked folder and the sentence for a folder that
     does not load, or the kind and sentence of the error that stopped the fetch."""
-    from homevision.tracking import fetch_model, missing_model, resolve_model_uri
+    from homevision.tracking import fetch_model, resolve_model_uri
 
     try:
         local = fetch_model(ref, folder)
@@ -136,8 +138,7 @@ def _answer(ref: str | None, folder: Path) -> dict[str, str]:
         return {"kind": "missing", "error": str(err)}
     except SecretFileError as err:
         return {"kind": "secret", "error": str(err)}
-    unloadable = missing_model(resolve_model_uri(ref), "").removesuffix(": ")
-    return {"folder": str(local), "unloadable": unloadable}
+    return {"folder": str(local), "uri": resolve_model_uri(ref)}
 
 
 def main(argv: list[str]) -> int:

@@ -90,6 +90,18 @@ def environment_mismatches(folder: Path, conf: dict | None = None) -> list[str]:
     return found
 
 
+def unloadable_model(uri: str, folder: Path, err: Exception) -> str:
+    """Return the sentence for a model that was found but does not load in this environment:
+    the URI, the first line of the reason, and how this environment differs from the one the
+    model was logged in (where a pickle from newer libraries usually fails). Not "no model":
+    training another one is not what fixes it."""
+    from homevision.model_errors import first_line
+
+    differences = environment_mismatches(Path(folder))
+    logged = f"; it {'; it '.join(differences[:3])}" if differences else ""
+    return f"the model at {uri} was found but does not load here ({first_line(err)}){logged}"
+
+
 def _pyfunc_conf(mlmodel: Path) -> dict:
     """Return the pyfunc flavor of an MLmodel file ({} when the file or the flavor is absent)."""
     if not mlmodel.exists():

@@ -28,6 +28,7 @@ from homevision.hashing import file_hash as file_hash  # re-exported: the datase
 from homevision.model_errors import ModelNotFoundError, first_line
 from homevision.model_files import environment_mismatches as environment_mismatches
 from homevision.model_files import load_local as load_local
+from homevision.model_files import unloadable_model
 from homevision.service_secrets import SecretFileError, apply_to_environment
 from homevision.signing import refuse_signed_without_key, signature_tags, signing_key, verify
 
@@ -110,8 +111,8 @@ def load_model(ref: str | None = None):
         folder = fetch_model(uri, Path(tmp))
         try:
             return load_local(folder)
-        except Exception as err:  # a folder that is not a model this version can load
-            raise ModelNotFoundError(missing_model(uri, err)) from None
+        except Exception as err:  # found, but it does not load with these libraries
+            raise ModelNotFoundError(unloadable_model(uri, folder, err)) from None
 
 
 def fetch_model(ref: str | None, folder: Path) -> Path:
@@ -170,9 +171,24 @@ def _signature_source(uri: str) -> dict[str, str]:
 
 
 def git_commit() -> str:
-    """Return the checkout's commit (with '-dirty' when modified), or 'unknown'."""
+    """Return the code that runs: the commit of the checkout homevision runs from (with
+    '-dirty' when modified), or, for an installed package, "homevision==VERSION". An installed
+    package lies in site-packages, maybe inside the user's own repository (a .venv there),
+    whose commit says nothing of homevision's code. 'unknown' when neither can be told."""
+    cwd = PACKAGE_DIR.parent
     try:
-        cwd = PACKAGE_DIR.parent
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        top = ""
+    if not top or Path(top).resolve() != cwd.resolve():
+        return _installed_version()
+    try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"],
             cwd=cwd,
@@ -190,6 +206,16 @@ def git_commit() -> str:
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _installed_version() -> str:
+    """Return "homevision==VERSION" of the installed distribution, or 'unknown'."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"homevision=={version('homevision')}"
+    except PackageNotFoundError:
         return "unknown"
 
 

@@ -173,3 +173,27 @@ def test_ctrl_c_as_the_child_starts_reaches_only_the_command(tmp_path):
     _, err = parent.communicate(timeout=60)
     assert parent.returncode == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_a_model_that_is_found_but_does_not_load_here_is_not_called_missing(served_home, tmp_path):
+    """A registered model whose pickle these libraries cannot read (numpy 1.26.0 reading one
+    written by numpy 2) said "no model at ... (train one first: homevision train)". It is named
+    as found, with the reason and how this environment differs from the one it was logged in,
+    by load_model and by the fetch child alike."""
+    from homevision.tracking import tracking_uri
+
+    folder = fetch_model(None, tmp_path / "logged")
+    (folder / "artifacts" / f"{MODEL_ARTIFACT}.joblib").write_bytes(b"not a pickle")
+    (folder / "requirements.txt").write_text("numpy==0.0.1\n")
+    mlflow.set_tracking_uri(tracking_uri())
+    with mlflow.start_run(run_name="unloadable") as run:
+        mlflow.log_artifacts(str(folder), "model")
+    ref = f"runs:/{run.info.run_id}/model"
+    with pytest.raises(ModelNotFoundError) as expected:
+        load_model(ref)
+    said = str(expected.value)
+    assert said.startswith(f"the model at {ref} was found but does not load here (")
+    assert "it needs numpy==0.0.1; numpy " in said and "train one first" not in said
+    with start_fetch(ref) as fetch, pytest.raises(ModelNotFoundError) as fetched:
+        fetch.model()
+    assert str(fetched.value) == said
