@@ -195,7 +195,7 @@ def render_model_card(ctx: dict[str, Any]) -> str:
 - **Model**: `{ctx["winner"]}` ({ctx["spec_text"]})
 - **Feature set**: `{ctx["feature_set"]}`: {ctx["feature_description"]}
   Raw columns: {", ".join(ctx["raw_columns"])}
-- **Trained**: {ctx["trained_at"]} on commit `{ctx["git_commit"]}`, MLflow run `{ctx["run_id"]}`
+- **Trained**: {ctx["trained_at"]} with code `{ctx["git_commit"]}`, MLflow run `{ctx["run_id"]}`
 - **Champion**: {ctx["champion_note"]}
 - **Budget**: {ctx["budget"]:.0f} s; trimmed to fit: {"; ".join(ctx["budget_notes"]) or "nothing"}
 - **Serving**: {ctx.get("engine", "scikit-learn path")}; explanations are exact Shapley values
