@@ -175,38 +175,22 @@ def git_commit() -> str:
     '-dirty' when modified), or, for an installed package, "homevision==VERSION". An installed
     package lies in site-packages, maybe inside the user's own repository (a .venv there),
     whose commit says nothing of homevision's code. 'unknown' when neither can be told."""
-    cwd = PACKAGE_DIR.parent
+    checkout = PACKAGE_DIR.parent
     try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        top = _git(checkout, "rev-parse", "--show-toplevel")
+        if not top or Path(top).resolve() != checkout.resolve():
+            return _installed_version()
+        sha = _git(checkout, "rev-parse", "HEAD")
+        dirty = _git(checkout, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
-        top = ""
-    if not top or Path(top).resolve() != cwd.resolve():
         return _installed_version()
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return sha + ("-dirty" if dirty else "") if sha else "unknown"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    """Return git's output for `args` run in `cwd` ('' when git fails there)."""
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _installed_version() -> str:
