@@ -24,7 +24,7 @@ from sklearn.neighbors import KDTree, NearestNeighbors
 from homevision.features import FeatureSet, build_preprocessor, split_baths
 from homevision.valuation.engine.errors import UnsupportedError
 from homevision.valuation.engine.features import compile_features
-from homevision.valuation.engine.raw import RawEncoder, fold
+from homevision.valuation.engine.raw import RawEncoder, fold, folded_names
 from homevision.valuation.records import Records, as_frame, field_values
 
 log = logging.getLogger(__name__)
@@ -108,12 +108,8 @@ class ComparablesIndex:
 
     @cached_property
     def _folded_schools(self) -> dict[object, str]:
-        """Return {fold(school): school} of the sold homes' schools, leaving out a key two of
-        them share (the engine's rule: RawEncoder.folded)."""
-        names: dict[object, list[str]] = {}
-        for school in self.schools_:
-            names.setdefault(fold(school), []).append(school)
-        return {key: found[0] for key, found in names.items() if len(found) == 1}
+        """Return {fold(school): school} of the sold homes' schools (the engine's rule)."""
+        return folded_names(self.schools_)
 
     def _school(self, name: object) -> _SchoolIndex | None:
         """Return the index of school `name`'s sold homes, spelt as in training or differing

@@ -174,11 +174,10 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "estimator_")
         if engine and self.uses_engine:
             return self.engine_.predict(X)
-        return self._sklearn_predict(X)
+        # Names spelt as the engine reads them ("VAUGHN" is "Vaughn": RawEncoder.respell).
+        return self._sklearn_predict(self.encoder_.respell(X))
 
     def _sklearn_predict(self, X: pd.DataFrame) -> np.ndarray:
-        # Names spelt as the engine reads them ("VAUGHN" is "Vaughn": RawEncoder.respell).
-        X = self.encoder_.respell(X)
         # Inputs were validated on the way in; skip scikit-learn's per-call re-checks.
         with config_context(assume_finite=True, skip_parameter_validation=True):
             return self.estimator_.predict(X)
@@ -193,7 +192,7 @@ class ValuationModel(RegressorMixin, BaseEstimator):
         level = self._level(confidence)
         if engine and self.uses_engine:
             return self.predict_interval_matrix(self.encoder_.encode(X), level)
-        X = self.encoder_.respell(X)
+        X = self.encoder_.respell(X)  # as predict: the names the engine reads
         return self._with_range(self._sklearn_predict(X), self.conformal_, X, level)
 
     def predict_interval_matrix(

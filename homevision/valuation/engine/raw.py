@@ -14,6 +14,7 @@ Shapley values are computed over this matrix, so a coalition swaps whole raw col
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,15 @@ def fold(value: object) -> object:
     """Return the key two spellings of one name share: text without case and with single inner
     spaces ("VAUGHN" and "Vaughn" -> "vaughn"); anything else as it is."""
     return " ".join(value.split()).casefold() if isinstance(value, str) else value
+
+
+def folded_names(names: Iterable[object]) -> dict[object, object]:
+    """Return {fold(name): name} of `names`, leaving out a key two of them share ("Vaughn" and
+    "VAUGHN" both known: neither is guessed for "vaughn")."""
+    found: dict[object, list[object]] = {}
+    for name in names:
+        found.setdefault(fold(name), []).append(name)
+    return {key: same[0] for key, same in found.items() if len(same) == 1}
 
 
 @dataclass
@@ -104,10 +114,9 @@ class RawEncoder:
         two of them share ("Vaughn" and "VAUGHN" both in training: neither is guessed)."""
         table = self._folded.get(column)
         if table is None:  # built lazily: a pickled encoder does not carry it
-            codes: dict[object, list[int]] = {}
-            for code, name in enumerate(self.text[column]):
-                codes.setdefault(fold(name), []).append(code)
-            table = self._folded[column] = {k: c[0] for k, c in codes.items() if len(c) == 1}
+            names = self.text[column]
+            code = {name: i for i, name in enumerate(names)}
+            table = self._folded[column] = {k: code[n] for k, n in folded_names(names).items()}
         return table
 
     def code_of(self, column: str, value: object) -> int | None:
