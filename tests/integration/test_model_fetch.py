@@ -143,8 +143,8 @@ CTRL_C_PARENT = """
 import sys, time
 from homevision.model_fetch import ModelFetch
 fetch = ModelFetch("models:/nothing@here")
-print(fetch.process.pid, flush=True)
-try:
+try:  # the pid is printed inside: the test's Ctrl-C can follow it at once
+    print(fetch.process.pid, flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     fetch.close()
