@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from homevision.config import PACKAGE_DIR, project_root
@@ -67,7 +68,12 @@ def configure(experiment: str = EXPERIMENT) -> str:
     location = None
     if tracking_uri().startswith("sqlite:"):
         location = (project_root() / "mlruns").as_uri()
-    exp_id = mlflow.create_experiment(experiment, artifact_location=location)
+    try:
+        exp_id = mlflow.create_experiment(experiment, artifact_location=location)
+    except MlflowException as error:  # another command created it since the look-up above
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        exp_id = mlflow.get_experiment_by_name(experiment).experiment_id
     mlflow.set_experiment(experiment)
     return exp_id
 

@@ -109,3 +109,24 @@ def test_two_first_registrations_of_a_name_both_succeed(tracking_server, monkeyp
         *(lambda run=run: tracking.register(f"runs:/{run}/model", run, {}, name) for run in runs)
     )
     assert sorted(registered) == ["1", "2"], registered
+
+
+def test_two_first_trains_on_a_fresh_server_both_get_the_experiment(tracking_server, monkeypatch):
+    """Two commands starting at once on a server without the experiment (two `homevision tune`
+    workers, a train beside a tune) both looked it up, found none and created it: the second
+    stopped with RESOURCE_ALREADY_EXISTS. Both now get the one experiment."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
+    name = f"homevision-fresh-{uuid.uuid4().hex[:8]}"
+    real = mlflow.get_experiment_by_name
+
+    def slow(experiment_name):
+        found = real(experiment_name)
+        time.sleep(0.5)  # both look before either creates
+        return found
+
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", slow)
+    got = _together(lambda: tracking.configure(name), lambda: tracking.configure(name))
+    assert all(isinstance(g, str) for g in got) and got[0] == got[1], got
+    assert MlflowClient(tracking_server).get_experiment_by_name(name).experiment_id == got[0]
