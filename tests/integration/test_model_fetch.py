@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -117,13 +118,29 @@ def test_a_secret_others_can_read_stops_predict_in_one_sentence(
         fetch_model(None, tmp_path / "model")
 
 
+def _wait_ignoring_ctrl_c(pid: int, seconds: float = 60.0) -> None:
+    """Return once process `pid` ignores SIGINT (its SigIgn mask in /proc has the bit)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        ignored = int(
+            next(ln for ln in status.splitlines() if ln.startswith("SigIgn:")).split()[1], 16
+        )
+        if ignored >> (signal.SIGINT - 1) & 1:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not ignore SIGINT within {seconds:.0f} s")
+
+
 def test_ctrl_c_leaves_the_fetch_child_to_its_parent(tmp_path):
     """Ctrl-C reaches the whole process group, the fetch child included: it printed a
     KeyboardInterrupt traceback from the middle of `import mlflow` under predict's own clean
     exit 130. The child ignores it (the parent stops it in close()) and answers as usual."""
     import os
     import signal
-    import time
 
     child = subprocess.Popen(
         [sys.executable, "-m", "homevision.model_fetch", "models:/nothing@here", str(tmp_path)],
@@ -132,7 +149,7 @@ def test_ctrl_c_leaves_the_fetch_child_to_its_parent(tmp_path):
         text=True,
         start_new_session=True,
     )
-    time.sleep(0.8)  # past the interpreter's start, inside MLflow's imports
+    _wait_ignoring_ctrl_c(child.pid)  # a fixed sleep could land before, on a slow machine
     os.killpg(child.pid, signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import httpx
@@ -127,17 +128,17 @@ def test_predict_and_tune_against_the_server(tracking_server, first_champion, ex
     assert len(frame) > 0 and frame["predicted_close_price"].gt(0).all()
 
     params = tiny_params(tmp_path, ["median_ppsf", "ridge"])
+    # Its own study: another file's tune on the server may be running (no best_rmse yet).
+    study = f"test-server-{uuid.uuid4().hex[:8]}"
     args = ["tune", "--candidate", "ridge", "--data", str(export), "--trials", "3"]
-    _cli(tmp_path, tracking_server, *args, params=params)
+    _cli(tmp_path, tracking_server, *args, "--study", study, params=params)
     client = MlflowClient(tracking_server)
     experiment = client.get_experiment_by_name("homevision")
     tuned = client.search_runs(
         [experiment.experiment_id],
-        filter_string="tags.`homevision.stage` = 'tune'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+        filter_string=f"tags.`homevision.stage` = 'tune' and tags.optuna_study = '{study}'",
     )
-    assert tuned and "best_rmse" in tuned[0].data.metrics
+    assert len(tuned) == 1 and "best_rmse" in tuned[0].data.metrics
     assert not (tmp_path / "mlflow.db").exists()
 
 
