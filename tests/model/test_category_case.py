@@ -118,3 +118,59 @@ def test_a_shouted_school_gets_the_same_reasons_and_comparables(fitted, engine):
     for a, b in zip(model.comparable_sales(loud), model.comparable_sales(homes), strict=True):
         pd.testing.assert_frame_equal(a, b)
         assert b["same_school"].any()  # the school's own sales come first, as for the home
+
+
+OFF = get_feature_set("offmarket")
+LISTS = OFF.token_lists
+
+
+def _token_encoder(*lists: str) -> RawEncoder:
+    return RawEncoder.fit(pd.DataFrame({LISTS[0]: list(lists)}), OFF)
+
+
+def test_a_feature_list_item_in_another_case_sets_the_training_items_bit():
+    """Feature-list items were matched by exact spelling: "POOL" set no bit, so a home shouted
+    by an API client lost its pool. An item folding to one training item now sets its bit, once
+    even when both spellings are listed; an item two training spellings share is not guessed."""
+    encoder = _token_encoder("Park, Playground", "Park", "Lake", "lake")
+    bit = {t: 1 << i for i, t in enumerate(encoder.tokens[LISTS[0]])}
+    asked = ["PARK,  playground", "park, Park", "LAKE", "Nope, park", None]
+    expected = [bit["Park"] | bit["Playground"], bit["Park"], 0, bit["Park"], 0]
+    column = encoder.index(LISTS[0])
+    for copies in (1, SMALL_BATCH + 1):  # one by one, then each distinct list once
+        frame = pd.DataFrame({c: [np.nan] * len(asked) * copies for c in OFF.raw_columns})
+        frame[LISTS[0]] = pd.Series(asked * copies, dtype=object)
+        assert encoder.encode(frame)[:, column].tolist() == expected * copies
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        assert encoder.encode_records(records)[:, column].tolist() == expected * copies
+    spelled = encoder.respell(pd.DataFrame({LISTS[0]: asked}))[LISTS[0]].tolist()
+    assert spelled[:4] == ["Park, Playground", "Park, Park", "LAKE", "Nope, Park"]
+    assert pd.isna(spelled[4])
+
+
+@pytest.fixture(scope="module")
+def fitted_offmarket() -> tuple[ValuationModel, pd.DataFrame]:
+    frame = coerce_types(generate_listings(900, seed=4, market_seed=0).astype(object))
+    sold = frame[frame["Status"] == "Sold"].reset_index(drop=True)
+    model = ValuationModel(
+        build_model("ridge", OFF), feature_set="offmarket", interval_variant="cv_plus",
+        background_rows=12,
+    ).fit(sold, sold["ClosePrice"])  # fmt: skip
+    assert model.uses_engine
+    homes = sold[sold[list(LISTS)].notna().all(axis=1)].head(12).reset_index(drop=True)
+    return model, homes
+
+
+@pytest.mark.parametrize("engine", [True, False])
+def test_shouted_feature_lists_are_valued_as_their_training_spelling(fitted_offmarket, engine):
+    model, homes = fitted_offmarket
+    loud = homes.assign(**{c: homes[c].str.upper().str.replace(", ", ",  ") for c in LISTS})
+    assert (loud[list(LISTS)] != homes[list(LISTS)]).all().all()
+    for got, expected in zip(
+        model.predict_interval(loud, engine=engine),
+        model.predict_interval(homes, engine=engine),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, expected)
+    got, expected = model.explain(loud, engine=engine), model.explain(homes, engine=engine)
+    np.testing.assert_allclose(got.values.to_numpy(), expected.values.to_numpy())

@@ -96,7 +96,7 @@ class RawEncoder:
     def __post_init__(self) -> None:
         self._index: dict[str, pd.Index] = {}
         self._lookup: dict[str, dict[object, int]] = {}
-        self._bits: dict[str, dict[str, int]] = {}
+        self._bits: dict[str, dict[object, int]] = {}
         self._kinds: list[tuple[str, str, dict | None, tuple[int, int] | None]] | None = None
         self._folded: dict[str, dict[object, int]] = {}
 
@@ -125,9 +125,9 @@ class RawEncoder:
         return self.folded(column).get(fold(value)) if isinstance(value, str) else None
 
     def respell(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Return `frame` with each text name that folds to one training name written as that
-        name (the frame itself when none does): what the scikit-learn path reads, so it values
-        "VAUGHN" as the engine does."""
+        """Return `frame` with each text name, and each feature-list item, that folds to one
+        training name written as that name (the frame itself when none does): what the
+        scikit-learn path reads, so it values "VAUGHN" or "POOL" as the engine does."""
         changes = {}
         for col, names in self.text.items():
             if col not in frame.columns:
@@ -141,6 +141,17 @@ class RawEncoder:
             names_of = [names[c] if (c := self.code_of(col, u)) is not None else u for u in uniques]
             spelled[unknown] = np.asarray(names_of, dtype=object)[codes]
             changes[col] = pd.Series(spelled, index=values.index, name=col)
+        for col, items in self.tokens.items():
+            if col not in frame.columns or not items:
+                continue
+            known, folded = set(items), folded_names(items)
+            values = frame[col].to_numpy(dtype=object)
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)  # each list once
+            spelled = [_respelt_list(v, known, folded) for v in uniques]
+            if any(a is not b for a, b in zip(spelled, uniques, strict=True)):
+                lists = np.asarray([None, *spelled], dtype=object)[codes + 1]
+                lists[codes < 0] = values[codes < 0]  # missing stays as it was
+                changes[col] = pd.Series(lists, index=frame.index, name=col)
         return frame.assign(**changes) if changes else frame
 
     def missing_code(self, column: str) -> int:
@@ -294,7 +305,7 @@ class RawEncoder:
         a few lists are split one by one, each distinct list of a larger batch once."""
         bits = self._bits.get(column)
         if bits is None:  # built lazily: a pickled encoder does not carry it
-            bits = self._bits[column] = {t: 1 << i for i, t in enumerate(self.tokens[column])}
+            bits = self._bits[column] = item_bits(self.tokens[column])
         if len(values) <= SMALL_BATCH:  # factorize's set-up costs more than a few splits
             return np.array([_mask(v, bits) for v in values], dtype=float)
         codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
@@ -327,9 +338,29 @@ def decode_tokens(masks: np.ndarray, tokens: list[str]) -> list[object]:
     return out
 
 
-def _mask(value: object, bits: dict[str, int]) -> float:
-    """Return the bit mask of the known items of one feature list (0 when missing)."""
-    return float(sum(bits.get(t, 0) for t in split_tokens(value)))
+def _respelt_list(value: object, known: set[str], folded: dict[object, object]) -> object:
+    """Return a feature list with each item that folds to one known item written as that item
+    (the value itself when none does)."""
+    if not isinstance(value, str):
+        return value
+    items = [t.strip() for t in value.split(",")]
+    spelt = [t if t in known else folded.get(fold(t), t) for t in items]
+    return ", ".join(spelt) if spelt != items else value
+
+
+def item_bits(items: list[str]) -> dict[object, int]:
+    """Return {item: its bit} of a feature list's known items, plus {(fold(item),): its bit}
+    for each fold that one item alone has (a 1-tuple: never an item's own name), so "POOL" or
+    "pool  heated" sets the bit of "Pool" or "Pool Heated", as a school name spelt with another
+    case takes its code."""
+    bit: dict[object, int] = {t: 1 << i for i, t in enumerate(items)}
+    return {**bit, **{(key,): bit[t] for key, t in folded_names(items).items()}}
+
+
+def _mask(value: object, bits: dict[object, int]) -> float:
+    """Return the bit mask of the known items of one feature list (0 when missing): each item
+    by its name, else by its fold (a set: "Pool, POOL" sets one bit once)."""
+    return float(sum({bits.get(t) or bits.get((fold(t),), 0) for t in split_tokens(value)}))
 
 
 def token_bits(
