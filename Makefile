@@ -6,7 +6,7 @@ SHARED_DATA := ../shared/data/home-listings-example.csv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock data run validate train predict mlflow-ui test coverage lint format bench-tools benchmark sample-data services services-stop pipeline clean
+.PHONY: help install lock data run validate train predict mlflow-ui test coverage lint format bench-tools benchmark sample-data services services-stop pipeline clean lowest-bounds
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ sample-data: install ## Write the synthetic sample to data/raw/synthetic-listing
 TEST_WORKERS ?= 2
 test: install data ## Run the whole test suite (TEST_WORKERS=2 processes; prints the 25 slowest tests)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
+
+lowest-bounds: install data ## Run the unit, model and data tests with every dependency at its declared lower bound (.venv-lowest)
+	scripts/lowest-bounds.sh
 
 coverage: install data ## Run the whole test suite with line coverage of the package (term + coverage.xml)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 \
